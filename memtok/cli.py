@@ -1,0 +1,180 @@
+"""The `memtok` command: encode, decode, info.
+
+Bad input exits 2 with one line on standard error; other failures exit 1 the same way.
+MEMTOK_DEBUG=1 shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import warnings
+
+import click
+
+from . import __version__
+from .errors import MemtokError
+from .layout import DEFAULT_TEMPLATE
+from .recipes import DEFAULT_RECIPE, RECIPES
+
+MODEL_HELP = "hub id, local model directory or .gguf file; default: the embedded SmolLM2-135M"
+
+
+def _quiet_libraries() -> None:
+    """transformers' load-time bars and notices would bury memtok's own progress."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _load_codec(model: str | None, device: str | None):
+    from .codec import MemoryCodec
+
+    _quiet_libraries()
+    return MemoryCodec.from_pretrained(model, device)
+
+
+def model_option(f):
+    return click.option("--model", "-m", default=None, help=MODEL_HELP)(f)
+
+
+def device_option(f):
+    return click.option("--device", default=None, help="cpu, cuda, cuda:1 ...; default: CUDA when present")(f)
+
+
+def recipe_options(f):
+    f = click.option("--recipe", type=click.Choice(list(RECIPES)), default=DEFAULT_RECIPE, show_default=True,
+                     help="optimisation recipe")(f)
+    f = click.option("--max-steps", type=click.IntRange(1, 1_000_000), default=None,
+                     help="give up on a text after this many steps (default: the recipe's)")(f)
+    f = click.option("--tokens", "-k", type=click.IntRange(1, 256), default=1, show_default=True,
+                     help="memory vectors per text")(f)
+    f = click.option("--template", default=DEFAULT_TEMPLATE, show_default=True,
+                     help="prompt around the memory vectors, e.g. 'Recall: {memory}'")(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="memtok")
+def cli() -> None:
+    """Turn texts into memory tokens of a frozen language model, and back, exactly."""
+
+
+@cli.command()
+@click.argument("text", required=False)
+@click.option("-f", "--file", "path", default=None, help="read the text from this file ('-': standard input)")
+@click.option("-o", "--out", default=None, help="memory file to write (default: <sha256 prefix>.mem.safetensors)")
+@model_option
+@device_option
+@recipe_options
+@click.option("--keep-text", is_flag=True, help="store the text in the memory (otherwise only its sha256)")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object per memory")
+def encode(text, path, out, model, device, recipe, max_steps, tokens, template, keep_text, as_json) -> None:
+    """Encode TEXT (or -f FILE, or standard input) into a memory file.
+
+    \b
+    printf 'The quick brown fox.' | memtok encode -o fox.safetensors
+    memtok encode -f notes.txt --tokens 2 -o notes.mem.safetensors
+    """
+    from .codec import sha256_text
+    from .textio import read_text
+
+    if text is not None and path is not None:
+        raise click.UsageError("give the text as an argument or with -f, not both")
+    if text is None:
+        text = read_text(path)
+    if not text:
+        raise MemtokError("empty text: there is nothing to encode")
+    out = out or f"{sha256_text(text)[:12]}.mem.safetensors"
+    codec = _load_codec(model, device)
+    started = time.perf_counter()
+    mem = codec.encode(text, tokens=tokens, recipe=recipe, template=template, max_steps=max_steps,
+                       keep_text=keep_text, show_progress_bar=True)
+    mem.save(out)
+    wall = time.perf_counter() - started
+    if as_json:
+        click.echo(json.dumps({"path": out, "exact": mem.exact, "steps": mem.steps, "seconds": round(wall, 3),
+                               "n_tokens": mem.n_tokens, "k": mem.k, "min_margin": mem.min_margin,
+                               "token_accuracy": mem.token_accuracy, "model": mem.model_name,
+                               "recipe": mem.recipe["name"]}))
+    verdict = "exact" if mem.exact else "NOT exact"
+    click.echo(f"{verdict}: {mem.n_tokens} tokens in {mem.k} vector{'s' * (mem.k > 1)}, {mem.steps} steps, "
+               f"{wall:.1f} s, margin {mem.min_margin:.2f} -> {out}", err=True)
+    if not mem.exact:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("file")
+@click.option("-o", "--out", default=None, help="write the text here instead of standard output")
+@model_option
+@device_option
+def decode(file, out, model, device) -> None:
+    """Decode a memory FILE back into its text, byte for byte."""
+    from .memory import Memory
+    from .textio import write_text
+
+    mem = Memory.load(file)
+    codec = _load_codec(model or mem.model_name, device)
+    text = codec.decode(mem)
+    write_text(text, out)
+    if not mem.exact:
+        click.echo("warning: this memory was not exact when made; the text may differ from the original", err=True)
+    if out:
+        click.echo(f"decoded {mem.n_tokens} tokens from {file} -> {out}", err=True)
+
+
+@cli.command()
+@click.argument("file")
+@click.option("--json", "as_json", is_flag=True, help="print the metadata as JSON")
+def info(file, as_json) -> None:
+    """Show what a memory FILE holds, without loading any model."""
+    from .memory import Memory
+
+    mem = Memory.load(file)
+    meta = mem.metadata()
+    meta["bytes"] = mem.nbytes
+    if as_json:
+        click.echo(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False))
+        return
+    rows = [("model", meta["model_name"]), ("fingerprint", meta["model_fingerprint"][:16]),
+            ("vectors", f"{mem.k} x {meta['hidden_size']} {mem.dtype} ({mem.nbytes} bytes)"),
+            ("tokens", mem.n_tokens), ("exact", mem.exact), ("template", repr(mem.template)),
+            ("recipe", mem.recipe.get("name")), ("steps", mem.steps), ("seconds", mem.seconds),
+            ("final loss", f"{mem.final_loss:.4g}"), ("min margin", f"{mem.min_margin:.3f}"),
+            ("text sha256", mem.text_sha256), ("text", repr(mem.text) if mem.text is not None else "(not kept)"),
+            ("memtok", f"{mem.memtok_version} (format {mem.format_version})")]
+    for key, value in rows:
+        click.echo(f"{key:>12}  {value}")
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point: one line on standard error for any failure, exit 2 for bad input."""
+    debug = os.environ.get("MEMTOK_DEBUG") == "1"
+    try:
+        cli.main(args=args, prog_name="memtok", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"memtok: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("memtok: interrupted", err=True)
+        sys.exit(130)
+    except MemtokError as exc:
+        if debug:
+            raise
+        click.echo(f"memtok: error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("memtok: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the one place that turns any failure into one line
+        if debug:
+            raise
+        click.echo(f"memtok: error: {type(exc).__name__}: {exc} (MEMTOK_DEBUG=1 shows the traceback)", err=True)
+        sys.exit(1)

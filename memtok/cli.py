@@ -152,6 +152,44 @@ def info(file, as_json) -> None:
         click.echo(f"{key:>12}  {value}")
 
 
+@cli.command("eval")
+@click.argument("data")
+@click.option("--column", default=None, help="CSV column / JSONL field / dataset column (default: chunk, text)")
+@click.option("--limit", type=click.IntRange(1), default=None, help="only the first N texts, in file order")
+@click.option("--batch-size", "-b", type=click.IntRange(1, 1024), default=8, show_default=True,
+              help="texts optimised side by side")
+@click.option("--out", "-o", default=None, help="output folder (default: eval-<data>-<recipe>-k<K>)")
+@model_option
+@device_option
+@recipe_options
+def eval_(data, column, limit, batch_size, out, model, device, recipe, max_steps, tokens, template) -> None:
+    """Encode every text of DATA and report how many come back exactly.
+
+    DATA is a CSV (column `chunk`), a JSONL file (field `text`), a plain text file (blank-line
+    separated blocks) or a Hugging Face dataset name. Writes results.jsonl, summary.json,
+    report.md and PNG plots into --out; run the same command again to resume.
+
+    \b
+    memtok eval ../shared/data/paper/raschka_chunks_100.csv --limit 20 --out runs/r100
+    """
+    import shlex
+    from pathlib import Path
+
+    from .evaluate import run_eval
+    from .sources import read_source
+
+    source = read_source(data, column, limit)
+    out = out or f"eval-{Path(data).stem}-{recipe}-k{tokens}"
+    codec = _load_codec(model, device)
+    command = shlex.join(["memtok", "eval", *sys.argv[2:]]) if sys.argv[1:2] == ["eval"] else "memtok eval"
+    s = run_eval(codec, source, out, recipe, tokens=tokens, template=template, batch_size=batch_size,
+                 max_steps=max_steps, command=command)
+    o = s["overall"]
+    click.echo(f"{o['exact']}/{o['n']} exact, mean token accuracy {o['mean_token_accuracy']:.4f}, "
+               f"median {o['median_steps']} steps / {o['median_seconds']} s per text "
+               f"({s['encoded_now']} encoded now, {s['resumed_with']} resumed) -> {out}/report.md", err=True)
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point: one line on standard error for any failure, exit 2 for bad input."""
     debug = os.environ.get("MEMTOK_DEBUG") == "1"

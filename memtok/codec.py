@@ -104,7 +104,8 @@ class MemoryCodec:
         # Longest first: the long texts start early and the short ones fill the tail.
         order = sorted(range(len(texts)), key=lambda i: -len(targets[i]))
         out: list[Memory | None] = [None] * len(texts)
-        bar = tqdm(total=len(texts), desc="encoding", unit="text", disable=not show_progress_bar, leave=False)
+        bar = tqdm(total=len(texts), desc="encoding", unit="text", disable=not show_progress_bar, leave=False,
+                   mininterval=0.5)
         steps = 0
 
         def on_step(info: StepInfo) -> None:

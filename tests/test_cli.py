@@ -1,0 +1,127 @@
+"""The command line on the tiny model: round trips, byte-exact output, one-line errors, exit codes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import TEXTS
+
+from memtok.cli import main
+
+
+def run(args, capsysbinary, stdin: bytes | None = None, monkeypatch=None):
+    """Run `memtok ARGS` in this process; returns (exit code, stdout bytes, stderr text)."""
+    if stdin is not None:
+        import io
+
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out, err = capsysbinary.readouterr()
+    return code, out, err.decode()
+
+
+def test_encode_decode_round_trip_is_byte_exact(tiny_dir, tmp_path, capsysbinary, monkeypatch):
+    text = TEXTS[7]  # the slow tests show a trailing newline surviving on the real model
+    src = tmp_path / "t.txt"
+    src.write_bytes(text.encode())
+    mem = tmp_path / "t.safetensors"
+    code, out, err = run(["encode", "-f", str(src), "-o", str(mem), "--model", tiny_dir, "--json"], capsysbinary)
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["exact"] is True and record["path"] == str(mem) and record["n_tokens"] > 0
+    assert {"steps", "seconds"} <= record.keys()
+    assert "exact:" in err.splitlines()[-1]  # the one-line summary
+    code, out, err = run(["decode", str(mem)], capsysbinary)
+    assert code == 0 and out == text.encode()
+    dest = tmp_path / "back.txt"
+    code, _, _ = run(["decode", str(mem), "-o", str(dest)], capsysbinary)
+    assert code == 0 and dest.read_bytes() == text.encode()
+
+
+def test_encode_reads_standard_input_and_argument(tiny_dir, tmp_path, capsysbinary, monkeypatch):
+    mem = tmp_path / "s.safetensors"
+    code, _, err = run(["encode", "-o", str(mem), "--model", tiny_dir], capsysbinary, TEXTS[2].encode(), monkeypatch)
+    assert code == 0, err
+    assert run(["decode", str(mem)], capsysbinary)[1] == TEXTS[2].encode()
+    code, _, err = run(["encode", TEXTS[3], "-o", str(mem), "--model", tiny_dir, "--keep-text"], capsysbinary)
+    assert code == 0, err
+    code, out, _ = run(["info", str(mem), "--json"], capsysbinary)
+    info = json.loads(out)
+    assert info["text"] == TEXTS[3] and info["exact"] is True and info["bytes"] == 4 * info["hidden_size"]
+    code, out, _ = run(["info", str(mem)], capsysbinary)
+    assert code == 0 and b"fingerprint" in out
+
+
+def test_not_exact_is_said_and_exits_1(tiny_dir, tmp_path, capsysbinary):
+    mem = tmp_path / "hard.safetensors"
+    code, _, err = run(["encode", "zebra quantum fjord", "-o", str(mem), "--model", tiny_dir, "--max-steps", "5"],
+                       capsysbinary)
+    assert code == 1 and "NOT exact" in err
+    code, _, err = run(["decode", str(mem)], capsysbinary)
+    assert code == 0 and "not exact" in err
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, tiny_dir, other_tiny_dir):
+    from memtok import MemoryCodec
+
+    d = tmp_path_factory.mktemp("bad")
+    (d / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (d / "empty.txt").write_bytes(b"")
+    (d / "junk.safetensors").write_bytes(b"\x00" * 64)
+    MemoryCodec.from_pretrained(tiny_dir, device="cpu").encode(TEXTS[0]).save(d / "good.safetensors")
+    return d
+
+
+BAD = {
+    "empty argument": ["encode", "", "--model", "{tiny}"],
+    "empty file": ["encode", "-f", "{d}/empty.txt", "--model", "{tiny}"],
+    "too long": ["encode", "word " * 80, "--model", "{tiny}"],
+    "missing file": ["encode", "-f", "{d}/nope.txt", "--model", "{tiny}"],
+    "directory": ["encode", "-f", "{d}", "--model", "{tiny}"],
+    "not utf-8": ["encode", "-f", "{d}/latin1.txt", "--model", "{tiny}"],
+    "text and file": ["encode", "x", "-f", "{d}/latin1.txt", "--model", "{tiny}"],
+    "K zero": ["encode", "x", "--tokens", "0", "--model", "{tiny}"],
+    "K too big": ["encode", "x", "--tokens", "999", "--model", "{tiny}"],
+    "K not a number": ["encode", "x", "--tokens", "many", "--model", "{tiny}"],
+    "steps zero": ["encode", "x", "--max-steps", "0", "--model", "{tiny}"],
+    "bad template": ["encode", "x", "--template", "no placeholder", "--model", "{tiny}"],
+    "missing model": ["encode", "x", "--model", "{d}/no-such-model/"],
+    "decode junk": ["decode", "{d}/junk.safetensors"],
+    "decode text file": ["decode", "{d}/latin1.txt"],
+    "decode missing": ["decode", "{d}/nope.safetensors"],
+    "info junk": ["info", "{d}/junk.safetensors"],
+    "other model": ["decode", "{d}/good.safetensors", "--model", "{other}"],
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_is_one_line_exit_2_and_leaves_no_file(case, files, tiny_dir, other_tiny_dir, tmp_path,
+                                                          capsysbinary):
+    out = tmp_path / "out.safetensors"
+    args = [a.format(d=files, tiny=tiny_dir, other=other_tiny_dir) for a in BAD[case]]
+    args += ["-o", str(out)] if args[0] in ("encode", "decode") else []
+    code, stdout, err = run(args, capsysbinary)
+    assert code == 2, (case, err)
+    assert stdout == b""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("memtok: error: "), err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_real_process_pipes_and_exit_codes(tiny_dir, tmp_path):
+    """The installed entry point, as a shell runs it."""
+    mem = tmp_path / "p.safetensors"
+    enc = subprocess.run([sys.executable, "-m", "memtok", "encode", "-o", str(mem), "--model", tiny_dir],
+                         input=TEXTS[5].encode(), capture_output=True)
+    assert enc.returncode == 0, enc.stderr
+    dec = subprocess.run([sys.executable, "-m", "memtok", "decode", str(mem)], capture_output=True)
+    assert dec.returncode == 0 and dec.stdout == TEXTS[5].encode()
+    bad = subprocess.run([sys.executable, "-m", "memtok", "info", str(tmp_path / "missing")], capture_output=True)
+    assert bad.returncode == 2 and bad.stderr.decode().count("\n") == 1

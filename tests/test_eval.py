@@ -1,0 +1,107 @@
+"""`memtok eval` on the tiny model: outputs, data formats, and resuming after a kill."""
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import TEXTS
+
+from memtok import MemtokError
+from memtok.results import ResultsLog
+from memtok.sources import read_source
+
+
+def write_csv(path, texts, column="chunk"):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["id", column])
+        w.writeheader()
+        w.writerows({"id": i, column: t} for i, t in enumerate(texts))
+    return path
+
+
+def memtok(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "memtok", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **kw)
+
+
+def test_eval_writes_results_summary_report_and_plots(tiny_dir, tmp_path):
+    data = write_csv(tmp_path / "d.csv", TEXTS + ["zebra quantum fjord"])
+    out = tmp_path / "run"
+    p = memtok("eval", str(data), "--limit", "6", "--model", tiny_dir, "--out", str(out), "--max-steps", "200")
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err.decode()[-800:]
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["index"] for r in rows) == list(range(6))  # --limit: the first 6 in file order
+    for key in ("chars", "tokens", "exact", "token_accuracy", "steps", "seconds", "final_loss", "min_margin", "k",
+                "recipe"):
+        assert key in rows[0], key
+    assert all(r["exact"] for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["overall"]["n"] == 6 and summary["overall"]["exact"] == 6
+    assert summary["run"]["data_sha256"] and summary["by_length"]
+    report = (out / "report.md").read_text()
+    assert "| all | 6 | 6 |" in report and summary["run"]["data_sha256"] in report
+    for png in ("accuracy_vs_length.png", "steps_vs_length.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "6/6 exact" in err.decode().splitlines()[-1]
+
+
+def test_eval_resumes_after_a_kill_without_redoing_or_losing_texts(tiny_dir, tmp_path):
+    hard = "zebra quantum fjord"  # each gives up after --max-steps: slow enough to kill mid-run
+    texts = [t for pair in zip(TEXTS, [hard] * len(TEXTS)) for t in pair]
+    data = write_csv(tmp_path / "d.csv", texts)
+    out = tmp_path / "run"
+    args = ["eval", str(data), "--model", tiny_dir, "--out", str(out), "--max-steps", "400", "--batch-size", "2"]
+    p = memtok(*args)
+    results = out / "results.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not results.exists() or results.read_text().count("\n") < 2):
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    before = [json.loads(line)["index"] for line in results.read_text().splitlines()]
+    assert 2 <= len(before) < len(texts), "the kill must land mid-run"
+    with open(results, "a") as f:
+        f.write('{"index": 99, "cut sh')  # what a kill during a write would leave
+    p = memtok(*args)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err.decode()[-800:]
+    after = [json.loads(line)["index"] for line in results.read_text().splitlines()]
+    assert sorted(after) == list(range(len(texts)))  # nothing lost, nothing twice
+    assert after[: len(before)] == before  # finished texts were not redone
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_with"] == len(before) and summary["encoded_now"] == len(texts) - len(before)
+
+
+def test_eval_refuses_to_mix_settings(tiny_codec, tmp_path):
+    from memtok.evaluate import run_eval
+
+    source = read_source(str(write_csv(tmp_path / "d.csv", TEXTS[:2])))
+    run_eval(tiny_codec, source, tmp_path / "run", "memtok", show_progress_bar=False)
+    with pytest.raises(MemtokError, match="other settings"):
+        run_eval(tiny_codec, source, tmp_path / "run", "memtok", tokens=2, show_progress_bar=False)
+
+
+def test_sources_read_csv_jsonl_and_text_blocks(tmp_path):
+    assert read_source(str(write_csv(tmp_path / "a.csv", TEXTS)), limit=3).texts == TEXTS[:3]
+    (tmp_path / "b.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in TEXTS[:2]) + "\n")
+    assert read_source(str(tmp_path / "b.jsonl")).texts == TEXTS[:2]
+    (tmp_path / "c.txt").write_text("first block\nstill first\n\n\nsecond block\n")
+    assert read_source(str(tmp_path / "c.txt")).texts == ["first block\nstill first", "second block"]
+    with pytest.raises(MemtokError, match="no column 'text'"):
+        read_source(str(tmp_path / "a.csv"), column="text")
+    with pytest.raises(MemtokError, match="no such file"):
+        read_source(str(tmp_path / "missing.csv"))
+
+
+def test_results_log_drops_a_line_cut_short(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"index": 0}\n{"index": 1}\n{"index": 2, "ha')
+    log = ResultsLog(path)
+    assert log.done == {0, 1}
+    log.append({"index": 2})
+    assert path.read_text() == '{"index": 0}\n{"index": 1}\n{"index": 2}\n'

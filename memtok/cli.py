@@ -18,6 +18,7 @@ from . import __version__
 from .errors import MemtokError
 from .layout import DEFAULT_TEMPLATE
 from .recipes import DEFAULT_RECIPE, RECIPES
+from .storage import DTYPES
 
 MODEL_HELP = "hub id, local model directory or .gguf file; default: the embedded SmolLM2-135M"
 
@@ -53,6 +54,8 @@ def recipe_options(f):
                      help="give up on a text after this many steps (default: the recipe's)")(f)
     f = click.option("--tokens", "-k", type=click.IntRange(1, 256), default=1, show_default=True,
                      help="memory vectors per text")(f)
+    f = click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
+                     help="storage precision of the saved vectors (verified after rounding)")(f)
     f = click.option("--template", default=DEFAULT_TEMPLATE, show_default=True,
                      help="prompt around the memory vectors, e.g. 'Recall: {memory}'")(f)
     return f
@@ -73,7 +76,7 @@ def cli() -> None:
 @recipe_options
 @click.option("--keep-text", is_flag=True, help="store the text in the memory (otherwise only its sha256)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object per memory")
-def encode(text, path, out, model, device, recipe, max_steps, tokens, template, keep_text, as_json) -> None:
+def encode(text, path, out, model, device, recipe, max_steps, tokens, template, dtype, keep_text, as_json) -> None:
     """Encode TEXT (or -f FILE, or standard input) into a memory file.
 
     \b
@@ -93,7 +96,7 @@ def encode(text, path, out, model, device, recipe, max_steps, tokens, template, 
     codec = _load_codec(model, device)
     started = time.perf_counter()
     mem = codec.encode(text, tokens=tokens, recipe=recipe, template=template, max_steps=max_steps,
-                       keep_text=keep_text, show_progress_bar=True)
+                       keep_text=keep_text, dtype=dtype, show_progress_bar=True)
     mem.save(out)
     wall = time.perf_counter() - started
     if as_json:
@@ -142,7 +145,7 @@ def info(file, as_json) -> None:
         click.echo(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False))
         return
     rows = [("model", meta["model_name"]), ("fingerprint", meta["model_fingerprint"][:16]),
-            ("vectors", f"{mem.k} x {meta['hidden_size']} {mem.dtype} ({mem.nbytes} bytes)"),
+            ("vectors", f"{mem.k} x {meta['hidden_size']} {mem.storage_dtype} ({mem.nbytes} bytes)"),
             ("tokens", mem.n_tokens), ("exact", mem.exact), ("template", repr(mem.template)),
             ("recipe", mem.recipe.get("name")), ("steps", mem.steps), ("seconds", mem.seconds),
             ("final loss", f"{mem.final_loss:.4g}"), ("min margin", f"{mem.min_margin:.3f}"),
@@ -162,7 +165,7 @@ def info(file, as_json) -> None:
 @model_option
 @device_option
 @recipe_options
-def eval_(data, column, limit, batch_size, out, model, device, recipe, max_steps, tokens, template) -> None:
+def eval_(data, column, limit, batch_size, out, model, device, recipe, max_steps, tokens, template, dtype) -> None:
     """Encode every text of DATA and report how many come back exactly.
 
     DATA is a CSV (column `chunk`), a JSONL file (field `text`), a plain text file (blank-line
@@ -183,7 +186,7 @@ def eval_(data, column, limit, batch_size, out, model, device, recipe, max_steps
     codec = _load_codec(model, device)
     command = shlex.join(["memtok", "eval", *sys.argv[2:]]) if sys.argv[1:2] == ["eval"] else "memtok eval"
     s = run_eval(codec, source, out, recipe, tokens=tokens, template=template, batch_size=batch_size,
-                 max_steps=max_steps, command=command)
+                 max_steps=max_steps, dtype=dtype, command=command)
     o = s["overall"]
     click.echo(f"{o['exact']}/{o['n']} exact, mean token accuracy {o['mean_token_accuracy']:.4f}, "
                f"median {o['median_steps']} steps / {o['median_seconds']} s per text "

@@ -16,6 +16,7 @@ from .layout import DEFAULT_TEMPLATE, Layout
 from .memory import Memory
 from .models import FrozenLM, load
 from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
+from .storage import check_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class MemoryCodec:
         batch_size: int = 8,
         max_steps: int | None = None,
         keep_text: bool = False,
+        dtype: str = "float32",
         show_progress_bar: bool | None = None,
         on_result: Callable[[int, Memory], None] | None = None,
     ) -> Memory | list[Memory]:
@@ -79,6 +81,8 @@ class MemoryCodec:
             batch_size: texts optimised side by side; a finished text's slot is refilled at once.
             max_steps: overrides the recipe's step limit.
             keep_text: store the text itself in the memory (only its sha256 otherwise).
+            dtype: storage precision, float32, float16, bfloat16 or int8; the vectors are optimised
+                through the rounding, so the saved memory is the one verified.
             show_progress_bar: defaults to on when logging is at INFO or lower.
             on_result: called with (input index, memory) as each text finishes.
 
@@ -93,6 +97,7 @@ class MemoryCodec:
         if batch_size < 1:
             raise MemtokError(f"batch size must be at least 1, got {batch_size}")
         rec = get_recipe(recipe)
+        check_dtype(dtype)
         if max_steps is not None:
             rec = rec.replace(max_steps=max_steps)
         layout = Layout.build(self.lm, template, tokens, rec.bos)
@@ -116,7 +121,8 @@ class MemoryCodec:
             bar.update(0)
 
         try:
-            for enc in optimise(self.lm, layout, rec, [targets[i] for i in order], batch_size, on_step):
+            for enc in optimise(self.lm, layout, rec, [targets[i] for i in order], batch_size, on_step,
+                                dtype):
                 i = order[enc.index]
                 got = greedy(self.lm, layout, enc.memory, len(targets[i]))
                 exact = got == targets[i] and self.lm.detokenize(got[:-1]) == texts[i]
@@ -125,7 +131,8 @@ class MemoryCodec:
                     template=template, prefix_ids=list(layout.prefix_ids), infix_ids=list(layout.infix_ids),
                     n_tokens=len(targets[i]) - 1, text_sha256=sha256_text(texts[i]), recipe=rec.to_dict(),
                     steps=enc.steps, seconds=round(enc.seconds, 3), final_loss=enc.loss, min_margin=enc.min_margin,
-                    token_accuracy=enc.token_accuracy, exact=exact, text=texts[i] if keep_text else None)
+                    token_accuracy=enc.token_accuracy, exact=exact, text=texts[i] if keep_text else None,
+                    storage_dtype=dtype)
                 out[i] = mem
                 bar.update(1)
                 if on_result is not None:

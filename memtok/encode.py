@@ -22,6 +22,7 @@ from .layout import Layout
 from .models import FrozenLM
 from .optim import VectorOptimizer
 from .recipes import Init, Recipe
+from .storage import rounded, straight_through
 
 IGNORE = -100
 
@@ -31,7 +32,7 @@ class Encoded:
     """One text's optimisation outcome, before greedy verification."""
 
     index: int
-    memory: torch.Tensor  # [K, d], float32, on the CPU
+    memory: torch.Tensor  # [K, d], float32 values exactly representable in the storage dtype, on the CPU
     steps: int
     seconds: float
     loss: float
@@ -53,21 +54,26 @@ class StepInfo:
 
 class _Slot:
     def __init__(self, index: int, targets: torch.Tensor, text_emb: torch.Tensor, memory: torch.Tensor,
-                 recipe: Recipe) -> None:
+                 recipe: Recipe, dtype: str) -> None:
         self.index = index
         self.targets = targets  # [n]
         self.text_emb = text_emb  # [n - 1, d]
         self.memory = memory.requires_grad_(True)  # [K, d], the only leaf that learns
         self.opt = VectorOptimizer(recipe)
+        self.dtype = dtype
         self.started = time.perf_counter()
         self.best: tuple[float, float, float, torch.Tensor] | None = None  # accuracy, margin, loss, memory
         self.since_best = 0
+
+    def stored(self) -> torch.Tensor:
+        """The vectors as they would be saved: what this step's forward pass saw."""
+        return rounded(self.memory, self.dtype).clone()
 
     def result(self, converged: bool, accuracy: float, margin: float, loss: float) -> Encoded:
         if not converged and self.best is not None and self.best[0] > accuracy:
             accuracy, margin, loss, memory = self.best
         else:
-            memory = self.memory.detach().clone()
+            memory = self.stored()
         return Encoded(self.index, memory.float().cpu(), self.opt.step, time.perf_counter() - self.started,
                        loss, margin, accuracy, converged)
 
@@ -86,8 +92,12 @@ def initial_memory(lm: FrozenLM, recipe: Recipe, k: int, text_ids: list[int]) ->
 
 
 def optimise(lm: FrozenLM, layout: Layout, recipe: Recipe, targets: list[list[int]], batch_size: int = 8,
-             on_step: Callable[[StepInfo], None] | None = None) -> Iterator[Encoded]:
-    """Yield an `Encoded` for each target sequence (text ids + EOS), in the order they finish."""
+             on_step: Callable[[StepInfo], None] | None = None, dtype: str = "float32") -> Iterator[Encoded]:
+    """Yield an `Encoded` for each target sequence (text ids + EOS), in the order they finish.
+
+    With a storage `dtype` below float32 every forward pass sees the vectors rounded to it, so the
+    exactness judged here is that of the memory as it will be saved.
+    """
     dev = lm.device
     with torch.no_grad():
         prefix_emb = lm.embed(torch.tensor(layout.prefix_ids, dtype=torch.long, device=dev))
@@ -103,10 +113,11 @@ def optimise(lm: FrozenLM, layout: Layout, recipe: Recipe, targets: list[list[in
             ids = torch.tensor(targets[i], dtype=torch.long, device=dev)
             with torch.no_grad():
                 text_emb = lm.embed(ids[:-1])
-            slots.append(_Slot(i, ids, text_emb, initial_memory(lm, recipe, layout.k, targets[i][:-1]), recipe))
+            slots.append(_Slot(i, ids, text_emb, initial_memory(lm, recipe, layout.k, targets[i][:-1]), recipe,
+                               dtype))
 
         # 2. forward: right padding keeps every text's positions and attention as when alone
-        seqs = [torch.cat([prefix_emb, s.memory, infix_emb, s.text_emb]) for s in slots]
+        seqs = [torch.cat([prefix_emb, straight_through(s.memory, s.dtype), infix_emb, s.text_emb]) for s in slots]
         lengths = torch.tensor([len(x) for x in seqs], device=dev)
         x = pad_sequence(seqs, batch_first=True)
         mask = (torch.arange(x.shape[1], device=dev)[None] < lengths[:, None]).long()
@@ -141,7 +152,7 @@ def optimise(lm: FrozenLM, layout: Layout, recipe: Recipe, targets: list[list[in
             acc, marg, loss = accuracy[j], min_margin[j], losses[j]
             converged = acc == 1.0 and marg > 0 and marg >= recipe.min_margin
             if s.best is None or acc > s.best[0]:
-                s.best, s.since_best = (acc, marg, loss, s.memory.detach().clone()), 0
+                s.best, s.since_best = (acc, marg, loss, s.stored()), 0
             else:
                 s.since_best += 1
             gave_up = s.opt.step >= recipe.max_steps or (recipe.patience is not None and s.since_best >= recipe.patience)

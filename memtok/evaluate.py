@@ -21,7 +21,7 @@ from .sources import Source
 
 BUCKETS = [(1, 16), (17, 32), (33, 64), (65, 128), (129, 256), (257, 512), (513, 10**9)]
 # Settings that change results: a resumed run must share them with the results already written.
-_RUN_KEYS = ("model_fingerprint", "recipe", "tokens", "template", "data_sha256", "data")
+_RUN_KEYS = ("model_fingerprint", "recipe", "tokens", "template", "dtype", "data_sha256", "data")
 
 
 def record(index: int, text: str, mem: Memory) -> dict:
@@ -33,7 +33,7 @@ def record(index: int, text: str, mem: Memory) -> dict:
 
 
 def run_eval(codec: MemoryCodec, source: Source, out: str | Path, recipe: str | Recipe, tokens: int = 1,
-             template: str = "{memory}", batch_size: int = 8, max_steps: int | None = None,
+             template: str = "{memory}", batch_size: int = 8, max_steps: int | None = None, dtype: str = "float32",
              command: str = "", show_progress_bar: bool = True) -> dict:
     """Encode every text of `source` not yet in `out/results.jsonl`, then write the summary, report and plots."""
     out = Path(out)
@@ -42,7 +42,7 @@ def run_eval(codec: MemoryCodec, source: Source, out: str | Path, recipe: str | 
     if max_steps is not None:
         rec = rec.replace(max_steps=max_steps)
     run = {"model": codec.lm.name, "model_fingerprint": codec.lm.fingerprint, "recipe": rec.to_dict(),
-           "tokens": tokens, "template": template, "data": source.name, "data_sha256": source.sha256,
+           "tokens": tokens, "template": template, "dtype": dtype, "data": source.name, "data_sha256": source.sha256,
            "n_texts": len(source.texts), "command": command}
     run_path = out / "run.json"
     if run_path.exists():
@@ -57,7 +57,7 @@ def run_eval(codec: MemoryCodec, source: Source, out: str | Path, recipe: str | 
     started = time.perf_counter()
     if pending:
         texts = [source.texts[i] for i in pending]
-        codec.encode(texts, tokens=tokens, recipe=rec, template=template, batch_size=batch_size,
+        codec.encode(texts, tokens=tokens, recipe=rec, template=template, batch_size=batch_size, dtype=dtype,
                      show_progress_bar=show_progress_bar,
                      on_result=lambda j, mem: log.append(record(pending[j], texts[j], mem)))
     wall = time.perf_counter() - started

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,17 +17,17 @@ from safetensors.torch import save_file
 
 from . import __version__
 from .errors import MemtokError, ModelMismatchError, NotAMemoryError
+from .storage import DTYPES, nbytes, pack, unpack
 
 FORMAT = "memtok"
 FORMAT_VERSION = 1
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 @dataclass
 class Memory:
     """A text turned into memory vectors of one model, with what it takes to decode them."""
 
-    vectors: torch.Tensor  # [K, d]
+    vectors: torch.Tensor  # [K, d] float32, holding exactly the values the saved dtype gives back
     model_name: str
     model_fingerprint: str
     template: str
@@ -43,6 +43,7 @@ class Memory:
     token_accuracy: float
     exact: bool  # verified by greedy decoding from the vectors alone
     text: str | None = None
+    storage_dtype: str = "float32"
     memtok_version: str = __version__
     format_version: int = FORMAT_VERSION
     extra: dict = field(default_factory=dict)
@@ -52,25 +53,22 @@ class Memory:
         return self.vectors.shape[0]
 
     @property
-    def dtype(self) -> str:
-        return str(self.vectors.dtype).removeprefix("torch.")
-
-    @property
     def nbytes(self) -> int:
-        return self.vectors.numel() * self.vectors.element_size()
+        """Bytes of the saved vectors (int8 includes its per-vector scales)."""
+        return nbytes(self.k, self.vectors.shape[1], self.storage_dtype)
 
     def metadata(self) -> dict:
         """Everything but the vectors, as plain JSON types."""
         d = asdict(self)
         del d["vectors"]
-        d["k"], d["dtype"], d["hidden_size"] = self.k, self.dtype, self.vectors.shape[1]
+        d["k"], d["hidden_size"] = self.k, self.vectors.shape[1]
         return d
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically: a temporary file in the same folder, renamed over `path` when complete."""
         path = Path(path)
         meta = {"format": FORMAT, FORMAT: json.dumps(self.metadata(), sort_keys=True, ensure_ascii=False)}
-        atomic_write(path, lambda tmp: save_file({"memory": self.vectors.detach().contiguous().cpu()}, tmp, meta))
+        atomic_write(path, lambda tmp: save_file(pack(self.vectors, self.storage_dtype), tmp, meta))
         return path
 
     @classmethod
@@ -80,10 +78,10 @@ class Memory:
                 meta = f.metadata() or {}
                 if meta.get("format") != FORMAT or "memory" not in f.keys():
                     raise NotAMemoryError(f"{path} is a safetensors file but not a memtok memory")
-                vectors = f.get_tensor("memory")
+                vectors = unpack({name: f.get_tensor(name) for name in f.keys()})
         except FileNotFoundError:
             raise MemtokError(f"no such file: {path}") from None
-        except (SafetensorError, OSError, ValueError) as exc:
+        except (SafetensorError, OSError, ValueError, KeyError) as exc:
             raise NotAMemoryError(f"{path} is not a memtok memory ({exc})") from None
         try:
             d = json.loads(meta[FORMAT])
@@ -91,18 +89,13 @@ class Memory:
             raise NotAMemoryError(f"{path} has a corrupt memtok header") from None
         if d.get("format_version", 0) > FORMAT_VERSION:
             raise MemtokError(f"{path} was written by a newer memtok ({d.get('memtok_version')}); please upgrade")
-        if vectors.ndim != 2 or vectors.shape[0] != d.get("k"):
+        if vectors.ndim != 2 or vectors.shape[0] != d.get("k") or d.get("storage_dtype") not in DTYPES:
             raise NotAMemoryError(f"{path}: tensor 'memory' has shape {tuple(vectors.shape)}, expected [K, d]")
         known = {f for f in cls.__dataclass_fields__ if f != "vectors"}
         try:
             return cls(vectors=vectors, **{k: v for k, v in d.items() if k in known})
         except TypeError as exc:
             raise NotAMemoryError(f"{path} has an incomplete memtok header ({exc})") from None
-
-    def to_dtype(self, dtype: str) -> Memory:
-        if dtype not in DTYPES:
-            raise MemtokError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-        return replace(self, vectors=self.vectors.to(DTYPES[dtype]))
 
     def check_model(self, fingerprint: str, model_name: str) -> None:
         if fingerprint != self.model_fingerprint:

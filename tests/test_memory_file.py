@@ -57,10 +57,19 @@ def test_a_failed_write_leaves_nothing_behind(memory, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_lower_precision_storage_halves_the_bytes(memory, tmp_path):
-    half = memory.to_dtype("float16")
-    back = Memory.load(half.save(tmp_path / "h.safetensors"))
-    assert back.vectors.dtype == torch.float16 and back.nbytes == memory.nbytes // 2
+@pytest.mark.parametrize("dtype, saved, ratio", [("float16", torch.float16, 2), ("bfloat16", torch.bfloat16, 2),
+                                                  ("int8", torch.int8, 4)])
+def test_lower_precision_memories_are_verified_as_saved(tiny_codec, memory, tmp_path, dtype, saved, ratio):
+    from safetensors import safe_open
+
+    mem = tiny_codec.encode(TEXTS[0], dtype=dtype)
+    path = mem.save(tmp_path / "h.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        assert f.get_tensor("memory").dtype == saved
+    back = Memory.load(path)
+    assert back.storage_dtype == dtype and torch.equal(back.vectors, mem.vectors)
+    assert mem.exact and tiny_codec.decode(back) == TEXTS[0]
+    assert back.nbytes <= memory.nbytes // ratio + 4 * mem.k
 
 
 def test_files_that_are_not_memories_are_refused(tmp_path):
@@ -83,3 +92,13 @@ def test_decoding_with_another_model_is_refused(memory, other_tiny_dir, tiny_cod
 
 def test_fingerprint_survives_a_reload(tiny_dir, tiny_codec):
     assert MemoryCodec.from_pretrained(tiny_dir, device="cpu").lm.fingerprint == tiny_codec.lm.fingerprint
+
+
+def test_straight_through_rounds_forward_and_passes_gradients():
+    from memtok.storage import rounded, straight_through
+
+    v = torch.randn(2, 16, requires_grad=True)
+    out = straight_through(v, "int8")
+    assert torch.equal(out.detach(), rounded(v, "int8")) and not torch.equal(out.detach(), v.detach())
+    (out * torch.arange(16.0)).sum().backward()
+    assert torch.equal(v.grad, torch.arange(16.0).expand(2, 16))

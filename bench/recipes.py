@@ -1,0 +1,86 @@
+"""Recipes side by side on the same texts, in one process: steps, time, exactness, ratios to `paper`.
+
+Steps are the currency (each is one forward + backward of the frozen model); wall times are noisy
+on a shared machine, so the figures to quote are the ratios measured here side by side.
+
+    python bench/recipes.py --data ../shared/data/paper/raschka_chunks_100.csv --limit 20 \\
+        --recipes paper@bos,kuratov,memtok
+    python bench/recipes.py --data ../shared/data/paper/raschka_chunks_1000.csv --limit 10 \\
+        --first-tokens 64 --recipes memtok
+    python bench/recipes.py --limit 40 --recipes memtok --batch-sizes 1,8    # batched throughput
+
+A recipe name followed by `@bos` runs that recipe's optimiser at memtok's layout (BOS before the
+memory); `paper` alone is the faithful recipe (no BOS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+from memtok import MemoryCodec
+from memtok.recipes import get_recipe
+from memtok.sources import read_source
+
+
+def resolve(name: str):
+    base, _, variant = name.partition("@")
+    recipe = get_recipe(base)
+    return recipe.replace(name=name, bos=True) if variant == "bos" else recipe
+
+
+def truncate(codec: MemoryCodec, texts: list[str], n: int) -> list[str]:
+    return [codec.lm.detokenize(codec.lm.tokenize(t)[:n]) for t in texts]
+
+
+def p90(xs):
+    return sorted(xs)[max(0, int(round(0.9 * len(xs))) - 1)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="../shared/data/paper/raschka_chunks_100.csv")
+    ap.add_argument("--limit", type=int, default=20)
+    ap.add_argument("--first-tokens", type=int, default=None, help="cut each text to its first N tokens")
+    ap.add_argument("--recipes", default="paper@bos,kuratov,memtok")
+    ap.add_argument("--batch-sizes", default="1", help="comma-separated; each recipe runs at each")
+    ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    args = ap.parse_args()
+
+    codec = MemoryCodec.from_pretrained(args.model)
+    texts = read_source(args.data, limit=args.limit).texts
+    if args.first_tokens:
+        texts = truncate(codec, texts, args.first_tokens)
+    rows = []
+    for name in args.recipes.split(","):
+        for bs in map(int, args.batch_sizes.split(",")):
+            started = time.perf_counter()
+            mems = codec.encode(texts, recipe=resolve(name), batch_size=bs, max_steps=args.max_steps,
+                                show_progress_bar=True)
+            wall = time.perf_counter() - started
+            steps = [m.steps for m in mems]
+            rows.append({"recipe": name, "batch_size": bs, "texts": len(mems), "exact": sum(m.exact for m in mems),
+                         "median_steps": statistics.median(steps), "p90_steps": p90(steps),
+                         "median_seconds": round(statistics.median(m.seconds for m in mems), 2),
+                         "wall_seconds": round(wall, 1), "texts_per_hour": round(3600 * len(mems) / wall, 1),
+                         "median_tokens": statistics.median(m.n_tokens for m in mems)})
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    ref = next((r for r in rows if r["recipe"].startswith("paper")), rows[0])
+    print(f"{'recipe':<12} {'batch':>5} {'exact':>7} {'med steps':>9} {'p90 steps':>9} {'med s/text':>10} "
+          f"{'texts/h':>8} {'steps vs ' + ref['recipe']:>18} {'s/text vs ' + ref['recipe']:>18}")
+    for r in rows:
+        print(f"{r['recipe']:<12} {r['batch_size']:>5} {r['exact']:>3}/{r['texts']:<3} {r['median_steps']:>9} "
+              f"{r['p90_steps']:>9} {r['median_seconds']:>10} {r['texts_per_hour']:>8} "
+              f"{r['median_steps'] / ref['median_steps']:>18.3f} {r['median_seconds'] / ref['median_seconds']:>18.3f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -113,14 +113,26 @@ def encode(text, path, out, model, device, recipe, max_steps, tokens, template, 
 
 @cli.command()
 @click.argument("file")
-@click.option("-o", "--out", default=None, help="write the text here instead of standard output")
+@click.option("-o", "--out", default=None, help="write the text here (with --all: a folder) instead of standard output")
+@click.option("--id", "mem_id", default=None, help="the memory to decode, when FILE is a store")
+@click.option("--all", "all_", is_flag=True, help="decode every memory of a store into the folder -o")
 @model_option
 @device_option
-def decode(file, out, model, device) -> None:
-    """Decode a memory FILE back into its text, byte for byte."""
+def decode(file, out, mem_id, all_, model, device) -> None:
+    """Decode a memory FILE (or one or all memories of a store) back into text, byte for byte.
+
+    \b
+    memtok decode fox.safetensors
+    memtok decode STORE --id 000000042
+    memtok decode STORE --all -o texts/
+    """
     from .memory import Memory
     from .textio import write_text
 
+    if os.path.isdir(file):
+        return _decode_store(file, out, mem_id, all_, model, device)
+    if mem_id is not None or all_:
+        raise click.UsageError("--id and --all apply to a store (a folder), not to a memory file")
     mem = Memory.load(file)
     codec = _load_codec(model or mem.model_name, device)
     text = codec.decode(mem)
@@ -129,6 +141,68 @@ def decode(file, out, model, device) -> None:
         click.echo("warning: this memory was not exact when made; the text may differ from the original", err=True)
     if out:
         click.echo(f"decoded {mem.n_tokens} tokens from {file} -> {out}", err=True)
+
+
+def _decode_store(path, out, mem_id, all_, model, device) -> None:
+    from pathlib import Path
+
+    from .store import MemoryStore
+    from .textio import write_text
+
+    store = MemoryStore.open(path)
+    if all_ == (mem_id is not None):
+        raise click.UsageError("a store needs --id ID or --all -o DIR")
+    if all_ and not out:
+        raise click.UsageError("--all needs -o DIR")
+    ids = list(store) if all_ else [mem_id]
+    mems = {i: store[i] for i in ids if store.record(i)["status"] != "failed" or not all_}
+    codec = _load_codec(model or store.info["model"], device)
+    from tqdm.auto import tqdm
+
+    for i in tqdm(mems, desc="decoding", unit="text", disable=not all_, leave=False):
+        text = codec.decode(mems[i])
+        write_text(text, str(Path(out) / f"{i}.txt") if all_ else out)
+    if all_:
+        click.echo(f"decoded {len(mems)} memories ({len(ids) - len(mems)} failed texts skipped) -> {out}", err=True)
+
+
+@cli.command("encode-corpus")
+@click.argument("data")
+@click.option("--out", "-o", required=True, help="the store folder (created, or resumed when it exists)")
+@click.option("--column", default=None, help="CSV column / JSONL field / dataset column (default: chunk, text)")
+@click.option("--limit", type=click.IntRange(1), default=None, help="only the first N texts, in file order")
+@click.option("--batch-size", "-b", type=click.IntRange(1, 1024), default=8, show_default=True)
+@click.option("--shard-size", type=click.IntRange(1, 100_000), default=256, show_default=True,
+              help="memories per shard file")
+@click.option("--keep-text", is_flag=True, help="store each text in the index and its memory")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@model_option
+@device_option
+@recipe_options
+def encode_corpus(data, out, column, limit, batch_size, shard_size, keep_text, as_json, model, device, recipe, max_steps,
+                  tokens, template, dtype) -> None:
+    """Encode every text of DATA into a memory store; resumable, and parallel under torchrun.
+
+    \b
+    memtok encode-corpus texts.csv --out store/
+    torchrun --nproc-per-node 4 -m memtok encode-corpus texts.csv --out store/
+    """
+    import shlex
+
+    from .corpus import rank_device, run_corpus
+    from .sources import read_source
+
+    source = read_source(data, column, limit)
+    codec = _load_codec(model, rank_device(device))
+    s = run_corpus(codec, source, out, recipe, tokens=tokens, template=template, batch_size=batch_size,
+                   max_steps=max_steps, keep_text=keep_text, dtype=dtype, shard_size=shard_size,
+                   command=shlex.join(["memtok", *sys.argv[1:]]))
+    if "total" in s:
+        if as_json:
+            click.echo(json.dumps(s))
+        click.echo(f"{s['exact']} exact, {s['not_exact']} not exact, {s['failed']} failed of {s['total']}; "
+                   f"{s['encoded_now']} encoded now on {s['world_size']} process(es) in {s['wall_seconds']} s"
+                   f" ({s['texts_per_hour']} texts/hour), {s['resumed']} resumed -> {out}", err=True)
 
 
 @cli.command()

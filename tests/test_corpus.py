@@ -1,0 +1,99 @@
+"""`memtok encode-corpus`: a resumable store, two processes under torchrun, reading back."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import TEXTS
+
+from memtok import MemoryCodec, ModelMismatchError
+from memtok.store import MemoryStore
+from test_eval import write_csv
+
+HARD = "zebra quantum fjord"
+# Two texts no memory can make exact (recorded as such) and one too long for the tiny model's context.
+CORPUS = TEXTS + [HARD, "word " * 80, TEXTS[0] + " " + TEXTS[1]]
+
+
+def memtok_cmd(*args, nproc: int = 1):
+    if nproc == 1:
+        return [sys.executable, "-m", "memtok", *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+            "-m", "memtok", *args]
+
+
+def finish(cmd, timeout=300):
+    p = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    assert p.returncode == 0, p.stderr.decode()[-1500:]
+    return json.loads(p.stdout.decode().strip().splitlines()[-1])
+
+
+def check_store(store_dir, codec, n):
+    store = MemoryStore.open(store_dir)
+    assert len(store) == n
+    index = pq.read_table(store_dir / "index.parquet").to_pylist()
+    assert [r["row"] for r in index] == list(range(n))  # every row once
+    for r in index:
+        text = CORPUS[r["row"]]
+        if r["status"] == "failed":
+            assert "too long" in r["error"]
+        elif r["status"] == "exact":
+            assert store.decode(codec, r["id"]) == text
+    return index
+
+
+def test_two_processes_under_torchrun_build_one_store(tiny_dir, tiny_codec, tmp_path):
+    data = write_csv(tmp_path / "c.csv", CORPUS)
+    store_dir = tmp_path / "store"
+    s = finish(memtok_cmd("encode-corpus", str(data), "--out", str(store_dir), "--model", tiny_dir, "--max-steps",
+                          "60", "--shard-size", "3", "--keep-text", "--json", nproc=2))
+    assert s["world_size"] == 2 and s["total"] == len(CORPUS)
+    assert (s["exact"], s["failed"]) == (len(TEXTS), 1)
+    index = check_store(store_dir, tiny_codec, len(CORPUS))
+    assert {r["shard"].split("-")[0] for r in index} == {"r0", "r1"}  # each rank wrote its own shards
+    assert index[0]["text"] == CORPUS[0]
+
+
+def test_killed_run_resumes_without_redoing_or_losing_texts(tiny_dir, tiny_codec, tmp_path):
+    corpus_rows = [t for pair in zip(TEXTS, [HARD] * len(TEXTS)) for t in pair]
+    data = write_csv(tmp_path / "c.csv", corpus_rows)
+    store_dir = tmp_path / "store"
+    args = memtok_cmd("encode-corpus", str(data), "--out", str(store_dir), "--model", tiny_dir, "--max-steps", "400",
+                      "--batch-size", "2", "--shard-size", "3", "--json")
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    parts = store_dir / "parts" / "r0"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(parts.glob("*.safetensors")) if parts.exists() else []) < 2:
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not (store_dir / "index.parquet").exists(), "the kill must land mid-run"
+    s = finish(args)
+    assert 2 <= s["resumed"] < len(corpus_rows) and s["encoded_now"] == len(corpus_rows) - s["resumed"]
+    store = MemoryStore.open(store_dir)
+    assert sorted(int(i) for i in store) == list(range(len(corpus_rows)))
+    for i in store:
+        if store.record(i)["exact"]:
+            assert store.decode(tiny_codec, i) == corpus_rows[int(i)]
+    assert not list(parts.glob("*.safetensors"))  # all packed into shards
+
+
+def test_store_decode_cli_and_fingerprint_check(tiny_dir, other_tiny_dir, tmp_path):
+    data = write_csv(tmp_path / "c.csv", TEXTS[:3])
+    store_dir = tmp_path / "store"
+    finish(memtok_cmd("encode-corpus", str(data), "--out", str(store_dir), "--model", tiny_dir, "--json"))
+    one = subprocess.run(memtok_cmd("decode", str(store_dir), "--id", "000000001"), capture_output=True)
+    assert one.returncode == 0 and one.stdout == TEXTS[1].encode()
+    outdir = tmp_path / "texts"
+    every = subprocess.run(memtok_cmd("decode", str(store_dir), "--all", "-o", str(outdir)), capture_output=True)
+    assert every.returncode == 0, every.stderr
+    assert [(outdir / f"{i:09d}.txt").read_text() for i in range(3)] == TEXTS[:3]
+    missing = subprocess.run(memtok_cmd("decode", str(store_dir), "--id", "nope"), capture_output=True)
+    assert missing.returncode == 2 and b"no memory with id" in missing.stderr
+    other = MemoryCodec.from_pretrained(other_tiny_dir, device="cpu")
+    with pytest.raises(ModelMismatchError):
+        MemoryStore.open(store_dir).decode(other, "000000000")

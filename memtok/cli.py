@@ -215,6 +215,10 @@ def info(file, as_json) -> None:
     mem = Memory.load(file)
     meta = mem.metadata()
     meta["bytes"] = mem.nbytes
+    if mem.text is not None:
+        from .compression import text_sizes
+
+        meta["text_bytes"] = text_sizes(mem.text)
     if as_json:
         click.echo(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False))
         return
@@ -225,6 +229,8 @@ def info(file, as_json) -> None:
             ("final loss", f"{mem.final_loss:.4g}"), ("min margin", f"{mem.min_margin:.3f}"),
             ("text sha256", mem.text_sha256), ("text", repr(mem.text) if mem.text is not None else "(not kept)"),
             ("memtok", f"{mem.memtok_version} (format {mem.format_version})")]
+    if "text_bytes" in meta:
+        rows.append(("text bytes", ", ".join(f"{k} {v}" for k, v in meta["text_bytes"].items())))
     for key, value in rows:
         click.echo(f"{key:>12}  {value}")
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from .codec import MemoryCodec
+from .compression import text_sizes
 from .errors import MemtokError
 from .memory import Memory, atomic_write
 from .recipes import Recipe, get_recipe
@@ -29,7 +30,7 @@ def record(index: int, text: str, mem: Memory) -> dict:
     return {"index": index, "chars": len(text), "tokens": mem.n_tokens, "exact": mem.exact,
             "token_accuracy": mem.token_accuracy, "steps": mem.steps, "seconds": mem.seconds,
             "final_loss": mem.final_loss, "min_margin": mem.min_margin, "k": mem.k, "recipe": mem.recipe["name"],
-            "memory_bytes": mem.nbytes, "text_bytes": len(text.encode("utf-8"))}
+            "memory_bytes": mem.nbytes, **{f"text_{k}_bytes": v for k, v in text_sizes(text).items()}}
 
 
 def run_eval(codec: MemoryCodec, source: Source, out: str | Path, recipe: str | Recipe, tokens: int = 1,
@@ -81,7 +82,10 @@ def _stats(rows: list[dict]) -> dict:
             "mean_token_accuracy": round(statistics.fmean(r["token_accuracy"] for r in rows), 4),
             "median_steps": statistics.median(r["steps"] for r in rows),
             "median_seconds": round(statistics.median(r["seconds"] for r in rows), 2),
-            "median_tokens": statistics.median(r["tokens"] for r in rows)}
+            "median_tokens": statistics.median(r["tokens"] for r in rows),
+            "median_memory_bytes": statistics.median(r["memory_bytes"] for r in rows),
+            "median_text_bytes": {k: statistics.median(r[f"text_{k}_bytes"] for r in rows)
+                                  for k in ("utf8", "gzip", "xz", "zstd")}}
 
 
 def summarise(results: list[dict]) -> dict:
@@ -112,6 +116,9 @@ def report(summary: dict) -> str:
     for row in [{"tokens": "all", **overall}] + summary["by_length"]:
         lines.append(f"| {row['tokens']} | {row['n']} | {row['exact']} | {row['exact_rate']:.2f} | "
                      f"{row['mean_token_accuracy']:.4f} | {row['median_steps']} | {row['median_seconds']} |")
+    sizes = overall["median_text_bytes"]
+    lines += ["", f"Median bytes per text: memory {overall['median_memory_bytes']}; text as UTF-8 {sizes['utf8']}, "
+              f"gzip {sizes['gzip']}, xz {sizes['xz']}, zstd {sizes['zstd']}."]
     lines += ["", "Token accuracy is the paper's: the share of target positions (EOS included) whose "
               "teacher-forced argmax is right. Exact means greedy decoding from the memory alone gave "
               "back the text.", "",

@@ -37,8 +37,10 @@ def test_eval_writes_results_summary_report_and_plots(tiny_dir, tmp_path):
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert sorted(r["index"] for r in rows) == list(range(6))  # --limit: the first 6 in file order
     for key in ("chars", "tokens", "exact", "token_accuracy", "steps", "seconds", "final_loss", "min_margin", "k",
-                "recipe"):
+                "recipe", "memory_bytes", "text_utf8_bytes", "text_gzip_bytes", "text_xz_bytes", "text_zstd_bytes"):
         assert key in rows[0], key
+    first = next(r for r in rows if r["index"] == 0)
+    assert first["text_utf8_bytes"] == len(TEXTS[0].encode()) and first["memory_bytes"] == 4 * 64
     assert all(r["exact"] for r in rows)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["overall"]["n"] == 6 and summary["overall"]["exact"] == 6

@@ -91,7 +91,7 @@ KURATOV = Recipe(name="kuratov", optimizer=Optimizer.ADAMW, lr=0.01, betas=(0.9,
 
 # memtok's default: the fastest way to an exact memory measured in bench/ (docs/performance.md).
 MEMTOK = Recipe(name="memtok", optimizer=Optimizer.ADAM, lr=0.03, max_steps=2000, init=Init.MEAN, bos=True,
-                min_margin=0.5)
+                min_margin=0.2)
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (MEMTOK, PAPER, KURATOV)}
 DEFAULT_RECIPE = MEMTOK.name

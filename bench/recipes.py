@@ -10,12 +10,14 @@ on a shared machine, so the figures to quote are the ratios measured here side b
     python bench/recipes.py --limit 40 --recipes memtok --batch-sizes 1,8    # batched throughput
 
 A recipe name followed by `@bos` runs that recipe's optimiser at memtok's layout (BOS before the
-memory); `paper` alone is the faithful recipe (no BOS).
+memory); `paper` alone is the faithful recipe (no BOS). Fields can be overridden to try a lever:
+`memtok:lr=0.01:min_margin=0.2`, `memtok:wrong_weight=4.0`, `memtok:init='text'`.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import statistics
 import sys
@@ -27,9 +29,12 @@ from memtok.sources import read_source
 
 
 def resolve(name: str):
-    base, _, variant = name.partition("@")
-    recipe = get_recipe(base)
-    return recipe.replace(name=name, bos=True) if variant == "bos" else recipe
+    head, *overrides = name.split(":")
+    base, _, variant = head.partition("@")
+    changes = {k: ast.literal_eval(v) for k, v in (o.split("=", 1) for o in overrides)}
+    if variant == "bos":
+        changes["bos"] = True
+    return get_recipe(base).replace(name=name, **changes)
 
 
 def truncate(codec: MemoryCodec, texts: list[str], n: int) -> list[str]:

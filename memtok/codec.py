@@ -6,7 +6,6 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 
-import torch
 from tqdm.auto import tqdm
 
 from .decode import greedy
@@ -154,7 +153,3 @@ class MemoryCodec:
                 ids = ids[:-1]
             texts.append(self.lm.detokenize(ids))
         return texts[0] if single else texts
-
-    @torch.no_grad()
-    def text_matches(self, memory: Memory, text: str) -> bool:
-        return sha256_text(text) == memory.text_sha256

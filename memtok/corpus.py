@@ -19,7 +19,8 @@ from .errors import MemtokError
 from .layout import Layout
 from .recipes import Recipe, get_recipe
 from .sources import Source
-from .store import ShardWriter, open_store, write_index
+from .results import pin_settings
+from .store import STORE_FORMAT, ShardWriter, write_index
 
 
 def distributed() -> tuple[int, int]:
@@ -60,14 +61,16 @@ def run_corpus(codec: MemoryCodec, source: Source, out: str | Path, recipe: str 
     rec = get_recipe(recipe)
     if max_steps is not None:
         rec = rec.replace(max_steps=max_steps)
-    settings = {"model": codec.lm.name, "model_fingerprint": codec.lm.fingerprint, "recipe": rec.to_dict(),
+    settings = {"format": STORE_FORMAT, "model": codec.lm.name, "model_fingerprint": codec.lm.fingerprint, "recipe": rec.to_dict(),
                 "tokens": tokens, "template": template, "dtype": dtype, "keep_text": keep_text,
                 "data": source.name, "data_sha256": source.sha256, "n_texts": len(source.texts), "command": command}
+    # Rank 0 writes store.json first; the others then check against it. n_texts may grow (a larger --limit).
+    keys = [k for k in settings if k not in ("command", "n_texts")]
     if rank == 0:
-        open_store(root, settings)
+        pin_settings(root / "store.json", settings, keys)
     _barrier()
     if rank != 0:
-        open_store(root, settings)
+        pin_settings(root / "store.json", settings, keys)
     layout = Layout.build(codec.lm, template, tokens, rec.bos)
     writer = ShardWriter(root, rank, shard_size)
     done = {row for r in range(max(world, _ranks_on_disk(root))) for row in ShardWriter.rows_of(root, r)}

@@ -14,10 +14,9 @@ from pathlib import Path
 
 from .codec import MemoryCodec
 from .compression import text_sizes
-from .errors import MemtokError
 from .memory import Memory, atomic_write
 from .recipes import Recipe, get_recipe
-from .results import ResultsLog
+from .results import ResultsLog, pin_settings
 from .sources import Source
 
 BUCKETS = [(1, 16), (17, 32), (33, 64), (65, 128), (129, 256), (257, 512), (513, 10**9)]
@@ -45,13 +44,7 @@ def run_eval(codec: MemoryCodec, source: Source, out: str | Path, recipe: str | 
     run = {"model": codec.lm.name, "model_fingerprint": codec.lm.fingerprint, "recipe": rec.to_dict(),
            "tokens": tokens, "template": template, "dtype": dtype, "data": source.name, "data_sha256": source.sha256,
            "n_texts": len(source.texts), "command": command}
-    run_path = out / "run.json"
-    if run_path.exists():
-        before = json.loads(run_path.read_text())
-        changed = [k for k in _RUN_KEYS if before.get(k) != run.get(k)]
-        if changed:
-            raise MemtokError(f"{out} holds a run with other settings ({', '.join(changed)}); use another --out")
-    atomic_write(run_path, lambda tmp: Path(tmp).write_text(json.dumps(run, indent=2, sort_keys=True)))
+    pin_settings(out / "run.json", run, _RUN_KEYS)
 
     log = ResultsLog(out / "results.jsonl")
     pending = [i for i in range(len(source.texts)) if i not in log.done]

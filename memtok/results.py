@@ -8,7 +8,24 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
+
+from .errors import MemtokError
+from .memory import atomic_write
+
+
+def pin_settings(path: Path, settings: dict, keys: Iterable[str]) -> None:
+    """Record a job's settings on its first run; refuse a rerun whose `keys` differ, rather than mix results."""
+    if path.exists():
+        before = json.loads(path.read_text())
+        changed = [k for k in keys if before.get(k) != settings.get(k)]
+        if changed:
+            raise MemtokError(f"{path.parent} holds results made with other settings ({', '.join(changed)}); "
+                              f"use another --out")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(settings, indent=2, sort_keys=True)))
 
 
 class ResultsLog:

@@ -191,18 +191,3 @@ class MemoryStore:
     def decode(self, codec, mem_id: str) -> str:
         """The text of one memory; the codec's model fingerprint must match (as for single files)."""
         return codec.decode(self[mem_id])
-
-
-def open_store(root: Path, settings: dict) -> None:
-    """Create STORE/store.json, or check a rerun uses the same settings as the store it continues."""
-    path = root / "store.json"
-    if path.exists():
-        before = json.loads(path.read_text())
-        changed = [k for k in settings if k != "command" and before.get(k) != settings[k]]
-        if changed:
-            raise MemtokError(f"{root} holds a store made with other settings ({', '.join(changed)}); "
-                              f"use another --out")
-        return
-    root.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps({"format": STORE_FORMAT, **settings},
-                                                                   indent=2, sort_keys=True)))

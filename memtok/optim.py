@@ -36,6 +36,9 @@ class VectorOptimizer:
         lr = self.lr()
         self.step += 1
         if r.optimizer is Optimizer.SGD:
+            if r.momentum:
+                self._m = grad.clone() if self._m is None else self._m.mul_(r.momentum).add_(grad)
+                grad = self._m
             p.add_(grad, alpha=-lr)
             return
         if self._m is None:

@@ -39,6 +39,7 @@ class Recipe:
     optimizer: Optimizer = field(default=Optimizer.ADAM, metadata={"help": "sgd, adam or adamw"})
     lr: float = field(default=0.03, metadata={"help": "learning rate (peak rate with a schedule)"})
     betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"help": "Adam betas"})
+    momentum: float = field(default=0.0, metadata={"help": "SGD momentum (heavy ball, as torch.optim.SGD)"})
     weight_decay: float = field(default=0.0, metadata={"help": "decoupled weight decay (adamw only)"})
     schedule: Schedule = field(default=Schedule.CONSTANT, metadata={"help": "learning-rate schedule"})
     final_lr_ratio: float = field(default=0.1, metadata={"help": "cosine schedule: last rate / lr"})

@@ -5,8 +5,6 @@ Tests run on it in seconds; a handful marked `slow` use the real embedded SmolLM
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -96,9 +94,3 @@ def smol_codec():
     from memtok import MemoryCodec
 
     return MemoryCodec.from_pretrained(None, device="cpu")
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(monkeypatch, tmp_path_factory):
-    # The embedded model's fp32 cache is shared (it is slow to build); nothing else is written.
-    monkeypatch.setenv("MEMTOK_CACHE", os.environ.get("MEMTOK_CACHE", os.path.expanduser("~/.cache/memtok")))

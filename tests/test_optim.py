@@ -61,3 +61,10 @@ def test_cosine_schedule_runs_from_lr_to_final_ratio():
     assert opt.lr() == pytest.approx(0.055)
     opt.step = 100
     assert opt.lr() == pytest.approx(0.01)
+
+
+def test_sgd_momentum_matches_torch(problem):
+    p0, grads = problem
+    recipe = PAPER.replace(lr=0.5, momentum=0.9)
+    ref = _run_torch(torch.optim.SGD, p0, grads, lr=0.5, momentum=0.9)
+    torch.testing.assert_close(_run_ours(recipe, p0, grads), ref, rtol=1e-6, atol=1e-7)

@@ -33,23 +33,24 @@ def test_batch_equals_each_text_alone(tiny_codec):
 
 def test_finished_slot_is_refilled_so_a_hard_text_holds_nothing_back(tiny_codec):
     lm = tiny_codec.lm
-    recipe = MEMTOK.replace(max_steps=80)
+    recipe = MEMTOK.replace(max_steps=300)
     layout = Layout.build(lm, "{memory}", 1, recipe.bos)
     targets = [tiny_codec.target_ids(t) for t in [UNSEEN] + TEXTS]
     steps_alone = [next(optimise(lm, layout, recipe, [t])).steps for t in targets[1:]]
     infos = []
     results = list(optimise(lm, layout, recipe, targets, batch_size=2, on_step=infos.append))
-    # The hard text gives up after 80 steps, the easy ones pass through the other slot one after
+    # The hard text gives up after 300 steps, the easy ones pass through the other slot one after
     # another, each taking exactly the steps it takes alone.
     by_index = {r.index: r for r in results}
     hard = by_index.pop(0)
-    assert not hard.converged and hard.steps == 80
+    assert not hard.converged and hard.steps == 300
     assert {i: r.steps for i, r in by_index.items()} == {i + 1: s for i, s in enumerate(steps_alone)}
     assert all(r.converged for r in by_index.values())
-    # Both slots stay busy: the whole job costs the easy texts' steps, not those plus the hard one's.
-    assert len(infos) == sum(steps_alone) + len(steps_alone)
-    assert sum(steps_alone) > 80, "the easy texts must outlast the hard one for this test to mean anything"
-    assert all(i.active == 2 for i in infos[:80])
+    # Both slots stay busy: the whole job costs at most the easy texts' steps (one check step each),
+    # never those plus the hard one's 300.
+    assert len(infos) <= sum(steps_alone) + len(steps_alone)
+    assert sum(steps_alone) > 300, "the easy texts must outlast the hard one for this test to mean anything"
+    assert all(i.active == 2 for i in infos[:300])
 
 
 @pytest.mark.parametrize("template, text", [

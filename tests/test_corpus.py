@@ -50,7 +50,7 @@ def test_two_processes_under_torchrun_build_one_store(tiny_dir, tiny_codec, tmp_
     data = write_csv(tmp_path / "c.csv", CORPUS)
     store_dir = tmp_path / "store"
     s = finish(memtok_cmd("encode-corpus", str(data), "--out", str(store_dir), "--model", tiny_dir, "--max-steps",
-                          "60", "--shard-size", "3", "--keep-text", "--json", nproc=2))
+                          "400", "--shard-size", "3", "--keep-text", "--json", nproc=2))
     assert s["world_size"] == 2 and s["total"] == len(CORPUS)
     assert (s["exact"], s["failed"]) == (len(TEXTS), 1)
     index = check_store(store_dir, tiny_codec, len(CORPUS))

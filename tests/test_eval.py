@@ -31,7 +31,7 @@ def memtok(*args, **kw):
 def test_eval_writes_results_summary_report_and_plots(tiny_dir, tmp_path):
     data = write_csv(tmp_path / "d.csv", TEXTS + ["zebra quantum fjord"])
     out = tmp_path / "run"
-    p = memtok("eval", str(data), "--limit", "6", "--model", tiny_dir, "--out", str(out), "--max-steps", "200")
+    p = memtok("eval", str(data), "--limit", "6", "--model", tiny_dir, "--out", str(out), "--max-steps", "400")
     _, err = p.communicate(timeout=300)
     assert p.returncode == 0, err.decode()[-800:]
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]

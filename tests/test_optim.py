@@ -31,8 +31,9 @@ def problem():
 
 def test_adam_matches_torch(problem):
     p0, grads = problem
-    ours = _run_ours(MEMTOK, p0, grads)
-    ref = _run_torch(torch.optim.Adam, p0, grads, lr=MEMTOK.lr, betas=MEMTOK.betas)
+    adam = MEMTOK.replace(optimizer=Optimizer.ADAM, lr=0.03)
+    ours = _run_ours(adam, p0, grads)
+    ref = _run_torch(torch.optim.Adam, p0, grads, lr=0.03, betas=adam.betas)
     torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-7)
 
 
@@ -42,6 +43,12 @@ def test_adamw_matches_torch(problem):
     ours = _run_ours(KURATOV, p0, grads)
     ref = _run_torch(torch.optim.AdamW, p0, grads, lr=0.01, betas=(0.9, 0.9), weight_decay=0.01)
     torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-7)
+
+
+def test_default_recipe_is_plain_sgd_at_lr_10(problem):
+    p0, grads = problem
+    assert (MEMTOK.optimizer, MEMTOK.lr, MEMTOK.momentum, MEMTOK.bos) == (Optimizer.SGD, 10.0, 0.0, True)
+    torch.testing.assert_close(_run_ours(MEMTOK, p0, grads), p0 - 10.0 * sum(grads))
 
 
 def test_paper_recipe_is_plain_sgd_at_lr_5(problem):

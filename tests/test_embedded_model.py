@@ -9,14 +9,14 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ENGLISH = "Memory tokens let a frozen language model recall a whole sentence from one vector.\n"
-SPANISH = "La facultad ofrece cursos de grado y posgrado en ingeniería, abiertos a todo público."
+SPANISH = "La facultad ofrece cursos de grado y posgrado en ingeniería."
 
 
 def memtok(*args, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "memtok", *args], input=stdin, capture_output=True, timeout=600)
 
 
-@pytest.mark.parametrize("text, n_tokens", [(ENGLISH, 16), (SPANISH, 32)], ids=["english", "spanish"])
+@pytest.mark.parametrize("text, n_tokens", [(ENGLISH, 16), (SPANISH, 19)], ids=["english", "spanish"])
 def test_sentence_round_trips_exactly_through_the_cli(text, n_tokens, tmp_path):
     mem = tmp_path / "m.safetensors"
     enc = memtok("encode", "-o", str(mem), stdin=text.encode())

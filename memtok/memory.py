@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -46,7 +46,6 @@ class Memory:
     storage_dtype: str = "float32"
     memtok_version: str = __version__
     format_version: int = FORMAT_VERSION
-    extra: dict = field(default_factory=dict)
 
     @property
     def k(self) -> int:

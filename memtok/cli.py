@@ -47,13 +47,27 @@ def device_option(f):
     return click.option("--device", default=None, help="cpu, cuda, cuda:1 ...; default: CUDA when present")(f)
 
 
+class TokensType(click.ParamType):
+    name = "K|auto"
+
+    def convert(self, value, param, ctx):
+        if value == "auto" or isinstance(value, int):
+            return value
+        if str(value).isdigit() and 1 <= int(value) <= 256:
+            return int(value)
+        self.fail(f"{value!r} is neither 'auto' nor a number of vectors from 1 to 256", param, ctx)
+
+
 def recipe_options(f):
     f = click.option("--recipe", type=click.Choice(list(RECIPES)), default=DEFAULT_RECIPE, show_default=True,
                      help="optimisation recipe")(f)
     f = click.option("--max-steps", type=click.IntRange(1, 1_000_000), default=None,
                      help="give up on a text after this many steps (default: the recipe's)")(f)
-    f = click.option("--tokens", "-k", type=click.IntRange(1, 256), default=1, show_default=True,
-                     help="memory vectors per text")(f)
+    f = click.option("--tokens", "-k", type=TokensType(), default="1", show_default=True,
+                     help="memory vectors per text (per segment), or 'auto': the fewest that make it exact")(f)
+    f = click.option("--segment-tokens", type=click.IntRange(1), default=None,
+                     help="cut texts into pieces of at most this many tokens, each with its own vectors "
+                          "(texts longer than the model's context are always cut)")(f)
     f = click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
                      help="storage precision of the saved vectors (verified after rounding)")(f)
     f = click.option("--template", default=DEFAULT_TEMPLATE, show_default=True,
@@ -76,7 +90,8 @@ def cli() -> None:
 @recipe_options
 @click.option("--keep-text", is_flag=True, help="store the text in the memory (otherwise only its sha256)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object per memory")
-def encode(text, path, out, model, device, recipe, max_steps, tokens, template, dtype, keep_text, as_json) -> None:
+def encode(text, path, out, model, device, recipe, max_steps, tokens, segment_tokens, template, dtype, keep_text,
+           as_json) -> None:
     """Encode TEXT (or -f FILE, or standard input) into a memory file.
 
     \b
@@ -96,7 +111,7 @@ def encode(text, path, out, model, device, recipe, max_steps, tokens, template, 
     codec = _load_codec(model, device)
     started = time.perf_counter()
     mem = codec.encode(text, tokens=tokens, recipe=recipe, template=template, max_steps=max_steps,
-                       keep_text=keep_text, dtype=dtype, show_progress_bar=True)
+                       keep_text=keep_text, dtype=dtype, segment_tokens=segment_tokens, show_progress_bar=True)
     mem.save(out)
     wall = time.perf_counter() - started
     if as_json:
@@ -105,7 +120,8 @@ def encode(text, path, out, model, device, recipe, max_steps, tokens, template, 
                                "token_accuracy": mem.token_accuracy, "model": mem.model_name,
                                "recipe": mem.recipe["name"]}))
     verdict = "exact" if mem.exact else "NOT exact"
-    click.echo(f"{verdict}: {mem.n_tokens} tokens in {mem.k} vector{'s' * (mem.k > 1)}, {mem.steps} steps, "
+    pieces = f" ({len(mem.segments)} segments)" if len(mem.segments) > 1 else ""
+    click.echo(f"{verdict}: {mem.n_tokens} tokens in {mem.k} vector{'s' * (mem.k > 1)}{pieces}, {mem.steps} steps, "
                f"{wall:.1f} s, margin {mem.min_margin:.2f} -> {out}", err=True)
     if not mem.exact:
         sys.exit(1)
@@ -180,7 +196,7 @@ def _decode_store(path, out, mem_id, all_, model, device) -> None:
 @device_option
 @recipe_options
 def encode_corpus(data, out, column, limit, batch_size, shard_size, keep_text, as_json, model, device, recipe, max_steps,
-                  tokens, template, dtype) -> None:
+                  tokens, segment_tokens, template, dtype) -> None:
     """Encode every text of DATA into a memory store; resumable, and parallel under torchrun.
 
     \b
@@ -195,7 +211,8 @@ def encode_corpus(data, out, column, limit, batch_size, shard_size, keep_text, a
     source = read_source(data, column, limit)
     codec = _load_codec(model, rank_device(device))
     s = run_corpus(codec, source, out, recipe, tokens=tokens, template=template, batch_size=batch_size,
-                   max_steps=max_steps, keep_text=keep_text, dtype=dtype, shard_size=shard_size,
+                   max_steps=max_steps, keep_text=keep_text, dtype=dtype, segment_tokens=segment_tokens,
+                   shard_size=shard_size,
                    command=shlex.join(["memtok", *sys.argv[1:]]))
     if "total" in s:
         if as_json:
@@ -225,6 +242,7 @@ def info(file, as_json) -> None:
     rows = [("model", meta["model_name"]), ("fingerprint", meta["model_fingerprint"][:16]),
             ("vectors", f"{mem.k} x {meta['hidden_size']} {mem.storage_dtype} ({mem.nbytes} bytes)"),
             ("tokens", mem.n_tokens), ("exact", mem.exact), ("template", repr(mem.template)),
+            ("segments", ", ".join(f"{s['tokens']} tokens in {s['k']}" for s in mem.segments) or 1),
             ("recipe", mem.recipe.get("name")), ("steps", mem.steps), ("seconds", mem.seconds),
             ("final loss", f"{mem.final_loss:.4g}"), ("min margin", f"{mem.min_margin:.3f}"),
             ("text sha256", mem.text_sha256), ("text", repr(mem.text) if mem.text is not None else "(not kept)"),
@@ -245,7 +263,8 @@ def info(file, as_json) -> None:
 @model_option
 @device_option
 @recipe_options
-def eval_(data, column, limit, batch_size, out, model, device, recipe, max_steps, tokens, template, dtype) -> None:
+def eval_(data, column, limit, batch_size, out, model, device, recipe, max_steps, tokens, segment_tokens, template,
+          dtype) -> None:
     """Encode every text of DATA and report how many come back exactly.
 
     DATA is a CSV (column `chunk`), a JSONL file (field `text`), a plain text file (blank-line
@@ -266,7 +285,7 @@ def eval_(data, column, limit, batch_size, out, model, device, recipe, max_steps
     codec = _load_codec(model, device)
     command = shlex.join(["memtok", "eval", *sys.argv[2:]]) if sys.argv[1:2] == ["eval"] else "memtok eval"
     s = run_eval(codec, source, out, recipe, tokens=tokens, template=template, batch_size=batch_size,
-                 max_steps=max_steps, dtype=dtype, command=command)
+                 max_steps=max_steps, dtype=dtype, segment_tokens=segment_tokens, command=command)
     o = s["overall"]
     click.echo(f"{o['exact']}/{o['n']} exact, mean token accuracy {o['mean_token_accuracy']:.4f}, "
                f"median {o['median_steps']} steps / {o['median_seconds']} s per text "

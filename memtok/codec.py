@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
+import torch
 from tqdm.auto import tqdm
 
+from .autok import MAX_AUTO_TOKENS, TokenPlanner
+from .baseline import unaided
 from .decode import greedy
-from .encode import StepInfo, optimise
+from .encode import Encoded, Job, StepInfo, optimise
 from .errors import MemtokError
 from .layout import DEFAULT_TEMPLATE, Layout
 from .memory import Memory
 from .models import FrozenLM, load
 from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
+from .segment import split_text
 from .storage import check_dtype
 
 logger = logging.getLogger(__name__)
@@ -22,6 +28,22 @@ logger = logging.getLogger(__name__)
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class _Piece:
+    """A text, or one segment of a text too long for one memory, on its way through the optimiser."""
+
+    text_index: int
+    text: str
+    targets: list[int]  # ids + EOS
+    nats: float = 0.0  # unaided cross-entropy, for `tokens="auto"`
+    tried: list[int] = field(default_factory=list)  # K of each try, in order
+    outcomes: dict[int, bool] = field(default_factory=dict)  # K -> exact, with `tokens="auto"`
+    steps: int = 0
+    seconds: float = 0.0
+    result: Encoded | None = None
+    exact: bool = False
 
 
 class MemoryCodec:
@@ -60,21 +82,23 @@ class MemoryCodec:
     def encode(
         self,
         texts: str | Sequence[str],
-        tokens: int = 1,
+        tokens: int | str = 1,
         recipe: str | Recipe = DEFAULT_RECIPE,
         template: str = DEFAULT_TEMPLATE,
         batch_size: int = 8,
         max_steps: int | None = None,
         keep_text: bool = False,
         dtype: str = "float32",
+        segment_tokens: int | None = None,
         show_progress_bar: bool | None = None,
         on_result: Callable[[int, Memory], None] | None = None,
     ) -> Memory | list[Memory]:
-        """Optimise `tokens` memory vectors per text and verify each by greedy decoding.
+        """Optimise memory vectors per text and verify each by greedy decoding.
 
         Args:
             texts: one text or a list; a single str in gives a single Memory out.
-            tokens: memory vectors per text (K). Defaults to 1.
+            tokens: memory vectors per text (K), or "auto" for the smallest K that makes each text
+                exact (up to 64 per segment; see `memtok.autok`).
             recipe: a recipe name (`memtok`, `paper`, `kuratov`) or a `Recipe`.
             template: where the vectors sit in a prompt, e.g. "Recall: {memory}".
             batch_size: texts optimised side by side; a finished text's slot is refilled at once.
@@ -82,6 +106,8 @@ class MemoryCodec:
             keep_text: store the text itself in the memory (only its sha256 otherwise).
             dtype: storage precision, float32, float16, bfloat16 or int8; the vectors are optimised
                 through the rounding, so the saved memory is the one verified.
+            segment_tokens: cut texts into pieces of at most this many tokens, each with its own
+                vectors. Texts longer than the model's context are always cut to fit it.
             show_progress_bar: defaults to on when logging is at INFO or lower.
             on_result: called with (input index, memory) as each text finishes.
 
@@ -95,18 +121,35 @@ class MemoryCodec:
             return []
         if batch_size < 1:
             raise MemtokError(f"batch size must be at least 1, got {batch_size}")
+        auto = tokens == "auto"
+        if not auto and not (isinstance(tokens, int) and not isinstance(tokens, bool)):
+            raise MemtokError(f"tokens must be a number of vectors or 'auto', got {tokens!r}")
+        if segment_tokens is not None and segment_tokens < 1:
+            raise MemtokError(f"a segment must hold at least one token, got {segment_tokens}")
         rec = get_recipe(recipe)
         check_dtype(dtype)
         if max_steps is not None:
             rec = rec.replace(max_steps=max_steps)
-        layout = Layout.build(self.lm, template, tokens, rec.bos)
-        targets = [self.target_ids(t) for t in texts]
-        for t in targets:
-            layout.check_fits(self.lm, len(t))
+        planner = None
+        if auto:  # the vectors may take at most a quarter of the context
+            planner = TokenPlanner(self.lm.hidden_size, rec.max_steps, min(MAX_AUTO_TOKENS, self.lm.context_length // 4))
+        layout = Layout.build(self.lm, template, planner.max_tokens if auto else tokens, rec.bos)
+        pieces = self._pieces(texts, layout, segment_tokens)
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
+        jobs: deque[Job] = deque()
         # Longest first: the long texts start early and the short ones fill the tail.
-        order = sorted(range(len(texts)), key=lambda i: -len(targets[i]))
+        for key in sorted(range(len(pieces)), key=lambda j: -len(pieces[j].targets)):
+            p = pieces[key]
+            if auto:
+                p.nats = unaided(self.lm, layout, p.targets).nats
+                k = planner.first(p.nats)
+                jobs.append(Job(key, p.targets, k, max_steps=planner.steps(k)))
+            else:
+                jobs.append(Job(key, p.targets, tokens))
+        left = [0] * len(texts)
+        for p in pieces:
+            left[p.text_index] += 1
         out: list[Memory | None] = [None] * len(texts)
         bar = tqdm(total=len(texts), desc="encoding", unit="text", disable=not show_progress_bar, leave=False,
                    mininterval=0.5)
@@ -120,25 +163,70 @@ class MemoryCodec:
             bar.update(0)
 
         try:
-            for enc in optimise(self.lm, layout, rec, [targets[i] for i in order], batch_size, on_step,
-                                dtype):
-                i = order[enc.index]
-                got = greedy(self.lm, layout, enc.memory, len(targets[i]))
-                exact = got == targets[i] and self.lm.detokenize(got[:-1]) == texts[i]
-                mem = Memory(
-                    vectors=enc.memory, model_name=self.lm.name, model_fingerprint=self.lm.fingerprint,
-                    template=template, prefix_ids=list(layout.prefix_ids), infix_ids=list(layout.infix_ids),
-                    n_tokens=len(targets[i]) - 1, text_sha256=sha256_text(texts[i]), recipe=rec.to_dict(),
-                    steps=enc.steps, seconds=round(enc.seconds, 3), final_loss=enc.loss, min_margin=enc.min_margin,
-                    token_accuracy=enc.token_accuracy, exact=exact, text=texts[i] if keep_text else None,
-                    storage_dtype=dtype)
-                out[i] = mem
+            for enc in optimise(self.lm, layout, rec, jobs, batch_size, on_step, dtype):
+                p = pieces[enc.key]
+                k = len(enc.memory)
+                p.tried.append(k)
+                p.steps += enc.steps
+                p.seconds += enc.seconds
+                got = greedy(self.lm, layout.with_k(k), enc.memory, len(p.targets))
+                exact = got == p.targets and self.lm.detokenize(got[:-1]) == p.text
+                if not auto:
+                    p.result, p.exact = enc, exact
+                else:
+                    p.outcomes[k] = exact
+                    if exact and (p.result is None or not p.exact or k < len(p.result.memory)):
+                        p.result, p.exact = enc, True
+                    elif not p.exact:
+                        p.result = enc
+                    nk = planner.decide(p.outcomes, k, enc.loss * len(p.targets))
+                    if nk is not None:  # next in line, so a text is never left half-done for long
+                        jobs.appendleft(Job(enc.key, p.targets, nk, max_steps=planner.steps(nk)))
+                        continue
+                    planner.learn(p.nats, p.outcomes)
+                i = p.text_index
+                left[i] -= 1
+                if left[i]:
+                    continue
+                out[i] = self._memory(texts[i], [q for q in pieces if q.text_index == i], layout, rec, template,
+                                      dtype, keep_text, auto)
                 bar.update(1)
                 if on_result is not None:
-                    on_result(i, mem)
+                    on_result(i, out[i])
         finally:
             bar.close()
         return out[0] if single else out
+
+    def _pieces(self, texts: list[str], layout: Layout, segment_tokens: int | None) -> list[_Piece]:
+        """Each text, cut where it must be (or where asked) into pieces that fit the model."""
+        room = self.lm.context_length - layout.first_target - 1  # text tokens that fit beside K vectors + EOS
+        if room < 1:
+            raise MemtokError(f"{layout.k} memory tokens leave no room for text in the context of {self.lm.name} "
+                              f"({self.lm.context_length})")
+        limit = room if segment_tokens is None else min(room, segment_tokens)
+        pieces = []
+        for i, text in enumerate(texts):
+            self.target_ids(text)  # checks the whole text first, for a clear error
+            for piece in split_text(self.lm, text, limit):
+                pieces.append(_Piece(i, piece, self.target_ids(piece)))
+        return pieces
+
+    def _memory(self, text: str, pieces: list[_Piece], layout: Layout, rec: Recipe, template: str, dtype: str,
+                keep_text: bool, auto: bool) -> Memory:
+        """One Memory from a text's verified pieces."""
+        n = [len(p.targets) for p in pieces]
+        segments = [{"k": len(p.result.memory), "tokens": len(p.targets) - 1, "steps": p.steps,
+                     **({"tried": p.tried} if auto else {})} for p in pieces]
+        return Memory(
+            vectors=torch.cat([p.result.memory for p in pieces]), model_name=self.lm.name,
+            model_fingerprint=self.lm.fingerprint, template=template, prefix_ids=list(layout.prefix_ids),
+            infix_ids=list(layout.infix_ids), n_tokens=sum(n) - len(n), text_sha256=sha256_text(text),
+            recipe=rec.to_dict(), steps=sum(p.steps for p in pieces), seconds=round(sum(p.seconds for p in pieces), 3),
+            final_loss=sum(p.result.loss * m for p, m in zip(pieces, n)) / sum(n),
+            min_margin=min(p.result.min_margin for p in pieces),
+            token_accuracy=sum(p.result.token_accuracy * m for p, m in zip(pieces, n)) / sum(n),
+            exact=all(p.exact for p in pieces), text=text if keep_text else None, storage_dtype=dtype,
+            segments=segments)
 
     def decode(self, memories: Memory | Sequence[Memory]) -> str | list[str]:
         """Greedy decoding from the vectors alone. Refuses a memory made with another model."""
@@ -148,8 +236,11 @@ class MemoryCodec:
         for mem in mems:
             mem.check_model(self.lm.fingerprint, self.lm.name)
             layout = Layout(tuple(mem.prefix_ids), tuple(mem.infix_ids), mem.k)
-            ids = greedy(self.lm, layout, mem.vectors, mem.n_tokens + 1)
-            if ids and ids[-1] == self.lm.eos_id:
-                ids = ids[:-1]
-            texts.append(self.lm.detokenize(ids))
+            pieces = []
+            for vectors, n in mem.segment_vectors():
+                ids = greedy(self.lm, layout.with_k(len(vectors)), vectors, n + 1)
+                if ids and ids[-1] == self.lm.eos_id:
+                    ids = ids[:-1]
+                pieces.append(self.lm.detokenize(ids))
+            texts.append("".join(pieces))
         return texts[0] if single else texts

@@ -16,10 +16,9 @@ import torch.distributed as dist
 
 from .codec import MemoryCodec
 from .errors import MemtokError
-from .layout import Layout
 from .recipes import Recipe, get_recipe
-from .sources import Source
 from .results import pin_settings
+from .sources import Source
 from .store import STORE_FORMAT, ShardWriter, write_index
 
 
@@ -52,8 +51,8 @@ def _sum(value: int) -> int:
 
 
 def run_corpus(codec: MemoryCodec, source: Source, out: str | Path, recipe: str | Recipe = "memtok",
-               tokens: int = 1, template: str = "{memory}", batch_size: int = 8, max_steps: int | None = None,
-               keep_text: bool = False, dtype: str = "float32", shard_size: int = 256,
+               tokens: int | str = 1, template: str = "{memory}", batch_size: int = 8, max_steps: int | None = None,
+               keep_text: bool = False, dtype: str = "float32", segment_tokens: int | None = None, shard_size: int = 256,
                show_progress_bar: bool = True, command: str = "") -> dict:
     """Encode the rows of `source` not yet in the store at `out`; returns counts for the whole store."""
     root = Path(out)
@@ -62,7 +61,8 @@ def run_corpus(codec: MemoryCodec, source: Source, out: str | Path, recipe: str 
     if max_steps is not None:
         rec = rec.replace(max_steps=max_steps)
     settings = {"format": STORE_FORMAT, "model": codec.lm.name, "model_fingerprint": codec.lm.fingerprint, "recipe": rec.to_dict(),
-                "tokens": tokens, "template": template, "dtype": dtype, "keep_text": keep_text,
+                "tokens": tokens, "segment_tokens": segment_tokens, "template": template, "dtype": dtype,
+                "keep_text": keep_text,
                 "data": source.name, "data_sha256": source.sha256, "n_texts": len(source.texts), "command": command}
     # Rank 0 writes store.json first; the others then check against it. n_texts may grow (a larger --limit).
     keys = [k for k in settings if k not in ("command", "n_texts")]
@@ -71,7 +71,6 @@ def run_corpus(codec: MemoryCodec, source: Source, out: str | Path, recipe: str 
     _barrier()
     if rank != 0:
         pin_settings(root / "store.json", settings, keys)
-    layout = Layout.build(codec.lm, template, tokens, rec.bos)
     writer = ShardWriter(root, rank, shard_size)
     done = {row for r in range(max(world, _ranks_on_disk(root))) for row in ShardWriter.rows_of(root, r)}
     mine = [i for i in range(rank, len(source.texts), world) if i not in done]
@@ -80,14 +79,14 @@ def run_corpus(codec: MemoryCodec, source: Source, out: str | Path, recipe: str 
     valid = []
     for row in mine:
         try:
-            layout.check_fits(codec.lm, len(codec.target_ids(source.texts[row])))
+            codec.target_ids(source.texts[row])
             valid.append(row)
         except MemtokError as exc:
             writer.add(row, failure={"failed": str(exc), "text_sha256": None})
     texts = [source.texts[r] for r in valid]
     if texts:
         codec.encode(texts, tokens=tokens, recipe=rec, template=template, batch_size=batch_size, keep_text=keep_text,
-                     dtype=dtype, show_progress_bar=show_progress_bar and rank == 0,
+                     dtype=dtype, segment_tokens=segment_tokens, show_progress_bar=show_progress_bar and rank == 0,
                      on_result=lambda j, mem: writer.add(valid[j], memory=mem))
     writer.flush()
     wall = time.perf_counter() - started

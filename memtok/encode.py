@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -28,14 +28,25 @@ IGNORE = -100
 
 
 @dataclass
-class Encoded:
-    """One text's optimisation outcome, before greedy verification."""
+class Job:
+    """One optimisation to run: a target sequence, its number of vectors, and where they start."""
 
-    index: int
+    key: object  # the caller's handle, given back in `Encoded.key`
+    targets: list[int]  # text ids + EOS
+    k: int
+    start: torch.Tensor | None = None  # [k, d] warm start; None: the recipe's initialisation
+    max_steps: int | None = None  # None: the recipe's
+
+
+@dataclass
+class Encoded:
+    """One job's optimisation outcome, before greedy verification."""
+
+    key: object
     memory: torch.Tensor  # [K, d], float32 values exactly representable in the storage dtype, on the CPU
     steps: int
     seconds: float
-    loss: float
+    loss: float  # mean cross-entropy per target (EOS included) of `memory`
     min_margin: float  # smallest (target logit - best other logit); negative where a token is wrong
     token_accuracy: float  # teacher-forced share of targets (EOS included) whose argmax is right
     converged: bool  # every argmax right with at least the recipe's margin
@@ -53,9 +64,11 @@ class StepInfo:
 
 
 class _Slot:
-    def __init__(self, index: int, targets: torch.Tensor, text_emb: torch.Tensor, memory: torch.Tensor,
-                 recipe: Recipe, dtype: str) -> None:
-        self.index = index
+    def __init__(self, job: Job, targets: torch.Tensor, text_emb: torch.Tensor, memory: torch.Tensor,
+                 recipe: Recipe, dtype: str, first_target: int) -> None:
+        self.key = job.key
+        self.max_steps = job.max_steps or recipe.max_steps
+        self.first_target = first_target  # input position whose logits predict targets[0]
         self.targets = targets  # [n]
         self.text_emb = text_emb  # [n - 1, d]
         self.memory = memory.requires_grad_(True)  # [K, d], the only leaf that learns
@@ -74,7 +87,7 @@ class _Slot:
             accuracy, margin, loss, memory = self.best
         else:
             memory = self.stored()
-        return Encoded(self.index, memory.float().cpu(), self.opt.step, time.perf_counter() - self.started,
+        return Encoded(self.key, memory.float().cpu(), self.opt.step, time.perf_counter() - self.started,
                        loss, margin, accuracy, converged)
 
 
@@ -91,42 +104,49 @@ def initial_memory(lm: FrozenLM, recipe: Recipe, k: int, text_ids: list[int]) ->
     return (noise * lm.embedding_std).to(lm.device, weight.dtype)
 
 
-def optimise(lm: FrozenLM, layout: Layout, recipe: Recipe, targets: list[list[int]], batch_size: int = 8,
+def optimise(lm: FrozenLM, layout: Layout, recipe: Recipe, jobs: Iterable[Job], batch_size: int = 8,
              on_step: Callable[[StepInfo], None] | None = None, dtype: str = "float32") -> Iterator[Encoded]:
-    """Yield an `Encoded` for each target sequence (text ids + EOS), in the order they finish.
+    """Yield an `Encoded` for each job, in the order they finish.
 
-    With a storage `dtype` below float32 every forward pass sees the vectors rounded to it, so the
-    exactness judged here is that of the memory as it will be saved.
+    `jobs` is consumed as slots free up; when it is a deque, jobs the caller appends while iterating
+    (a retry with more vectors, say) join the same batch. Jobs may differ in K: each text's targets
+    are aligned to its own first target position. With a storage `dtype` below float32 every
+    forward pass sees the vectors rounded to it, so the exactness judged here is that of the memory
+    as it will be saved.
     """
     dev = lm.device
     with torch.no_grad():
         prefix_emb = lm.embed(torch.tensor(layout.prefix_ids, dtype=torch.long, device=dev))
         infix_emb = lm.embed(torch.tensor(layout.infix_ids, dtype=torch.long, device=dev))
     keeps_logits = "logits_to_keep" in inspect.signature(lm.model.forward).parameters
-    queue = deque(range(len(targets)))
+    queue = jobs if isinstance(jobs, deque) else deque(jobs)
     slots: list[_Slot] = []
     done = 0
     while queue or slots:
         # 1. refill free slots from the queue
         while queue and len(slots) < batch_size:
-            i = queue.popleft()
-            ids = torch.tensor(targets[i], dtype=torch.long, device=dev)
+            job = queue.popleft()
+            ids = torch.tensor(job.targets, dtype=torch.long, device=dev)
             with torch.no_grad():
                 text_emb = lm.embed(ids[:-1])
-            slots.append(_Slot(i, ids, text_emb, initial_memory(lm, recipe, layout.k, targets[i][:-1]), recipe,
-                               dtype))
+            start = job.start if job.start is not None else initial_memory(lm, recipe, job.k, job.targets[:-1])
+            slots.append(_Slot(job, ids, text_emb, start.to(dev, prefix_emb.dtype).clone(), recipe, dtype,
+                               layout.with_k(len(start)).first_target))
 
         # 2. forward: right padding keeps every text's positions and attention as when alone
         seqs = [torch.cat([prefix_emb, straight_through(s.memory, s.dtype), infix_emb, s.text_emb]) for s in slots]
         lengths = torch.tensor([len(x) for x in seqs], device=dev)
         x = pad_sequence(seqs, batch_first=True)
         mask = (torch.arange(x.shape[1], device=dev)[None] < lengths[:, None]).long()
-        n_keep = x.shape[1] - layout.first_target
+        first = min(s.first_target for s in slots)
+        n_keep = x.shape[1] - first
         if keeps_logits:
             logits = lm.model(inputs_embeds=x, attention_mask=mask, logits_to_keep=n_keep, use_cache=False).logits
         else:
             logits = lm.model(inputs_embeds=x, attention_mask=mask, use_cache=False).logits[:, -n_keep:]
-        tgt = pad_sequence([s.targets for s in slots], batch_first=True, padding_value=IGNORE)  # [B, N]
+        # [B, N]: row j's targets start at its own first target; positions before it and padding are ignored
+        tgt = pad_sequence([F.pad(s.targets, (s.first_target - first, 0), value=IGNORE) for s in slots],
+                           batch_first=True, padding_value=IGNORE)
 
         # 3. judge each text on these logits, i.e. on the vectors that produced them
         with torch.no_grad():
@@ -155,14 +175,14 @@ def optimise(lm: FrozenLM, layout: Layout, recipe: Recipe, targets: list[list[in
                 s.best, s.since_best = (acc, marg, loss, s.stored()), 0
             else:
                 s.since_best += 1
-            gave_up = s.opt.step >= recipe.max_steps or (recipe.patience is not None and s.since_best >= recipe.patience)
+            gave_up = s.opt.step >= s.max_steps or (recipe.patience is not None and s.since_best >= recipe.patience)
             if converged or gave_up:
                 done += 1
                 yield s.result(converged, acc, marg, loss)
             else:
                 still.append(s)
         if on_step is not None:
-            on_step(StepInfo(len(slots), done, len(targets), sum(losses) / len(losses), sum(accuracy) / len(accuracy)))
+            on_step(StepInfo(len(slots), done, done + len(queue) + len(still), sum(losses) / len(losses), sum(accuracy) / len(accuracy)))
         if not still:
             slots = []
             continue

@@ -21,20 +21,21 @@ from .sources import Source
 
 BUCKETS = [(1, 16), (17, 32), (33, 64), (65, 128), (129, 256), (257, 512), (513, 10**9)]
 # Settings that change results: a resumed run must share them with the results already written.
-_RUN_KEYS = ("model_fingerprint", "recipe", "tokens", "template", "dtype", "data_sha256", "data")
+_RUN_KEYS = ("model_fingerprint", "recipe", "tokens", "segment_tokens", "template", "dtype", "data_sha256", "data")
 
 
 def record(index: int, text: str, mem: Memory) -> dict:
     """One line of results.jsonl."""
     return {"index": index, "chars": len(text), "tokens": mem.n_tokens, "exact": mem.exact,
             "token_accuracy": mem.token_accuracy, "steps": mem.steps, "seconds": mem.seconds,
-            "final_loss": mem.final_loss, "min_margin": mem.min_margin, "k": mem.k, "recipe": mem.recipe["name"],
+            "final_loss": mem.final_loss, "min_margin": mem.min_margin, "k": mem.k, "segments": max(1, len(mem.segments)),
+            "recipe": mem.recipe["name"],
             "memory_bytes": mem.nbytes, **{f"text_{k}_bytes": v for k, v in text_sizes(text).items()}}
 
 
-def run_eval(codec: MemoryCodec, source: Source, out: str | Path, recipe: str | Recipe, tokens: int = 1,
+def run_eval(codec: MemoryCodec, source: Source, out: str | Path, recipe: str | Recipe, tokens: int | str = 1,
              template: str = "{memory}", batch_size: int = 8, max_steps: int | None = None, dtype: str = "float32",
-             command: str = "", show_progress_bar: bool = True) -> dict:
+             segment_tokens: int | None = None, command: str = "", show_progress_bar: bool = True) -> dict:
     """Encode every text of `source` not yet in `out/results.jsonl`, then write the summary, report and plots."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -42,7 +43,7 @@ def run_eval(codec: MemoryCodec, source: Source, out: str | Path, recipe: str | 
     if max_steps is not None:
         rec = rec.replace(max_steps=max_steps)
     run = {"model": codec.lm.name, "model_fingerprint": codec.lm.fingerprint, "recipe": rec.to_dict(),
-           "tokens": tokens, "template": template, "dtype": dtype, "data": source.name, "data_sha256": source.sha256,
+           "tokens": tokens, "segment_tokens": segment_tokens, "template": template, "dtype": dtype, "data": source.name, "data_sha256": source.sha256,
            "n_texts": len(source.texts), "command": command}
     pin_settings(out / "run.json", run, _RUN_KEYS)
 
@@ -52,7 +53,7 @@ def run_eval(codec: MemoryCodec, source: Source, out: str | Path, recipe: str | 
     if pending:
         texts = [source.texts[i] for i in pending]
         codec.encode(texts, tokens=tokens, recipe=rec, template=template, batch_size=batch_size, dtype=dtype,
-                     show_progress_bar=show_progress_bar,
+                     segment_tokens=segment_tokens, show_progress_bar=show_progress_bar,
                      on_result=lambda j, mem: log.append(record(pending[j], texts[j], mem)))
     wall = time.perf_counter() - started
     results = sorted((r for r in log.records if r["index"] < len(source.texts)), key=lambda r: r["index"])

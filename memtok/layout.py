@@ -35,13 +35,13 @@ class Layout:
         prefix = ([lm.bos_id] if bos else []) + (lm.tokenize(head) if head else [])
         return cls(tuple(prefix), tuple(lm.tokenize(tail) if tail else ()), k)
 
+    def with_k(self, k: int) -> Layout:
+        return Layout(self.prefix_ids, self.infix_ids, k)
+
     @property
     def first_target(self) -> int:
         """Position whose logits predict the first text token."""
         return len(self.prefix_ids) + self.k + len(self.infix_ids) - 1
-
-    def input_length(self, n_targets: int) -> int:
-        return self.first_target + n_targets
 
     def context(self, lm: FrozenLM, memory: torch.Tensor) -> torch.Tensor:
         """[prefix, memory, infix] as input vectors: the whole prompt a memory decodes from."""
@@ -50,10 +50,3 @@ class Layout:
                  memory,
                  lm.embed(torch.tensor(self.infix_ids, dtype=torch.long, device=dev))]
         return torch.cat(parts, dim=0)
-
-    def check_fits(self, lm: FrozenLM, n_targets: int) -> None:
-        need = self.input_length(n_targets)
-        if need > lm.context_length:
-            raise MemtokError(
-                f"text too long: {n_targets - 1} tokens need {need} positions, "
-                f"model {lm.name} has a context of {lm.context_length}")

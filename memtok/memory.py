@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,7 +20,7 @@ from .errors import MemtokError, ModelMismatchError, NotAMemoryError
 from .storage import DTYPES, nbytes, pack, unpack
 
 FORMAT = "memtok"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: segments
 
 
 @dataclass
@@ -44,6 +44,9 @@ class Memory:
     exact: bool  # verified by greedy decoding from the vectors alone
     text: str | None = None
     storage_dtype: str = "float32"
+    # pieces of a text cut to fit (or asked for), in order: {"k", "tokens", "steps"[, "tried"]};
+    # empty or one entry: the whole text decodes from all the vectors
+    segments: list[dict] = field(default_factory=list)
     memtok_version: str = __version__
     format_version: int = FORMAT_VERSION
 
@@ -55,6 +58,13 @@ class Memory:
     def nbytes(self) -> int:
         """Bytes of the saved vectors (int8 includes its per-vector scales)."""
         return nbytes(self.k, self.vectors.shape[1], self.storage_dtype)
+
+    def segment_vectors(self) -> list[tuple[torch.Tensor, int]]:
+        """(vectors, text tokens) of each piece; decoding each and joining the texts gives the whole."""
+        if len(self.segments) <= 1:
+            return [(self.vectors, self.n_tokens)]
+        parts = self.vectors.split([s["k"] for s in self.segments])
+        return [(v, s["tokens"]) for v, s in zip(parts, self.segments)]
 
     def metadata(self) -> dict:
         """Everything but the vectors, as plain JSON types."""
@@ -90,6 +100,10 @@ class Memory:
             raise MemtokError(f"{path} was written by a newer memtok ({d.get('memtok_version')}); please upgrade")
         if vectors.ndim != 2 or vectors.shape[0] != d.get("k") or d.get("storage_dtype") not in DTYPES:
             raise NotAMemoryError(f"{path}: tensor 'memory' has shape {tuple(vectors.shape)}, expected [K, d]")
+        segments = d.get("segments") or []
+        if segments and (sum(s.get("k", 0) for s in segments) != d["k"]
+                         or sum(s.get("tokens", 0) for s in segments) != d.get("n_tokens")):
+            raise NotAMemoryError(f"{path}: its segments do not add up to its {d['k']} vectors and text tokens")
         known = {f for f in cls.__dataclass_fields__ if f != "vectors"}
         try:
             return cls(vectors=vectors, **{k: v for k, v in d.items() if k in known})

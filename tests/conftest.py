@@ -22,8 +22,10 @@ TEXTS = [
     "numbers: 3 + 4 = 7, 10 - 2 = 8.",
 ]
 
+LINES = [TEXTS[0], TEXTS[4], TEXTS[5]]
 
-def build_tiny_model_dir(path: str) -> str:
+
+def build_tiny_model_dir(path: str, texts: list[str] = TEXTS, context: int = 64) -> str:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -32,24 +34,24 @@ def build_tiny_model_dir(path: str) -> str:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<|endoftext|>", "<s>", "</s>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(TEXTS * 10, trainer)
+    tok.train_from_iterator(texts * 10, trainer)
     hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
                                      unk_token="<|endoftext|>")
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(hf_tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
                          bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
                          tie_word_embeddings=True)
     model = LlamaForCausalLM(config)
-    _fit(model, hf_tok)
+    _fit(model, hf_tok, texts)
     model.save_pretrained(path)
     hf_tok.save_pretrained(path)
     return path
 
 
-def _fit(model, tok, steps: int = 150) -> None:
-    """A few hundred milliseconds of next-token training on TEXTS, each between BOS and EOS."""
-    rows = [[tok.bos_token_id] + tok(t, add_special_tokens=False).input_ids + [tok.eos_token_id] for t in TEXTS]
+def _fit(model, tok, texts: list[str], steps: int = 150) -> None:
+    """A few hundred milliseconds of next-token training on `texts`, each between BOS and EOS."""
+    rows = [[tok.bos_token_id] + tok(t, add_special_tokens=False).input_ids + [tok.eos_token_id] for t in texts]
     width = max(map(len, rows))
     ids = torch.tensor([r + [tok.eos_token_id] * (width - len(r)) for r in rows])
     labels = torch.tensor([r + [-100] * (width - len(r)) for r in rows])
@@ -73,6 +75,17 @@ def tiny_codec(tiny_dir):
     from memtok import MemoryCodec
 
     return MemoryCodec.from_pretrained(tiny_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def lines_codec(tmp_path_factory):
+    """A tiny model that knows LINES with and without a newline, with a context of 16 positions:
+    the lines joined are too long for it, so they must be cut into segments."""
+    from memtok import MemoryCodec
+
+    path = build_tiny_model_dir(str(tmp_path_factory.mktemp("tiny-lines")), LINES + [t + "\n" for t in LINES],
+                                context=16)
+    return MemoryCodec.from_pretrained(path, device="cpu")
 
 
 @pytest.fixture(scope="session")

@@ -82,7 +82,7 @@ def files(tmp_path_factory, tiny_dir, other_tiny_dir):
 BAD = {
     "empty argument": ["encode", "", "--model", "{tiny}"],
     "empty file": ["encode", "-f", "{d}/empty.txt", "--model", "{tiny}"],
-    "too long": ["encode", "word " * 80, "--model", "{tiny}"],
+    "no room for text": ["encode", "x", "--tokens", "70", "--model", "{tiny}"],  # its context is 64
     "missing file": ["encode", "-f", "{d}/nope.txt", "--model", "{tiny}"],
     "directory": ["encode", "-f", "{d}", "--model", "{tiny}"],
     "not utf-8": ["encode", "-f", "{d}/latin1.txt", "--model", "{tiny}"],
@@ -90,6 +90,7 @@ BAD = {
     "K zero": ["encode", "x", "--tokens", "0", "--model", "{tiny}"],
     "K too big": ["encode", "x", "--tokens", "999", "--model", "{tiny}"],
     "K not a number": ["encode", "x", "--tokens", "many", "--model", "{tiny}"],
+    "segment zero": ["encode", "x", "--segment-tokens", "0", "--model", "{tiny}"],
     "steps zero": ["encode", "x", "--max-steps", "0", "--model", "{tiny}"],
     "bad template": ["encode", "x", "--template", "no placeholder", "--model", "{tiny}"],
     "missing model": ["encode", "x", "--model", "{d}/no-such-model/"],

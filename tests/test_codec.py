@@ -5,7 +5,7 @@ import torch
 from conftest import TEXTS
 
 from memtok import Memory, MemtokError
-from memtok.encode import optimise
+from memtok.encode import Job, optimise
 from memtok.layout import Layout
 from memtok.recipes import MEMTOK
 
@@ -36,12 +36,13 @@ def test_finished_slot_is_refilled_so_a_hard_text_holds_nothing_back(tiny_codec)
     recipe = MEMTOK.replace(max_steps=300)
     layout = Layout.build(lm, "{memory}", 1, recipe.bos)
     targets = [tiny_codec.target_ids(t) for t in [UNSEEN] + TEXTS]
-    steps_alone = [next(optimise(lm, layout, recipe, [t])).steps for t in targets[1:]]
+    steps_alone = [next(optimise(lm, layout, recipe, [Job(0, t, 1)])).steps for t in targets[1:]]
     infos = []
-    results = list(optimise(lm, layout, recipe, targets, batch_size=2, on_step=infos.append))
+    jobs = [Job(i, t, 1) for i, t in enumerate(targets)]
+    results = list(optimise(lm, layout, recipe, jobs, batch_size=2, on_step=infos.append))
     # The hard text gives up after 300 steps, the easy ones pass through the other slot one after
     # another, each taking exactly the steps it takes alone.
-    by_index = {r.index: r for r in results}
+    by_index = {r.key: r for r in results}
     hard = by_index.pop(0)
     assert not hard.converged and hard.steps == 300
     assert {i: r.steps for i, r in by_index.items()} == {i + 1: s for i, s in enumerate(steps_alone)}
@@ -87,13 +88,15 @@ def test_a_text_that_cannot_be_made_exact_is_reported_not_exact(tiny_codec):
     assert tiny_codec.decode(mem) != UNSEEN
 
 
-@pytest.mark.parametrize("bad, message", [
-    ("", "empty text"),
-    ("word " * 80, "text too long"),
+@pytest.mark.parametrize("bad, kwargs, message", [
+    ("", {}, "empty text"),
+    ("x", {"tokens": 70}, "leave no room for text"),  # the tiny model's context is 64
+    ("x", {"tokens": "many"}, "number of vectors or 'auto'"),
+    ("x", {"segment_tokens": 0}, "at least one token"),
 ])
-def test_bad_texts_are_refused(tiny_codec, bad, message):
+def test_bad_texts_are_refused(tiny_codec, bad, kwargs, message):
     with pytest.raises(MemtokError, match=message):
-        tiny_codec.encode(bad)
+        tiny_codec.encode(bad, **kwargs)
 
 
 def test_bad_options_are_refused(tiny_codec):

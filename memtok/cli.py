@@ -292,6 +292,62 @@ def eval_(data, column, limit, batch_size, out, model, device, recipe, max_steps
                f"({s['encoded_now']} encoded now, {s['resumed_with']} resumed) -> {out}/report.md", err=True)
 
 
+class IntList(click.ParamType):
+    name = "N,N,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            numbers = sorted({int(v) for v in str(value).split(",")})
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of numbers", param, ctx)
+        if numbers[0] < 1:
+            self.fail(f"{value!r}: every number must be at least 1", param, ctx)
+        return numbers
+
+
+@cli.command()
+@click.argument("data")
+@click.option("--lengths", type=IntList(), default="16,32,64,96,128", show_default=True,
+              help="text lengths in tokens (each text's first N tokens)")
+@click.option("--tokens", "-k", type=IntList(), default="1,2,4", show_default=True, help="memory vectors to try")
+@click.option("--column", default=None, help="CSV column / JSONL field / dataset column (default: chunk, text)")
+@click.option("--limit", type=click.IntRange(1), default=10, show_default=True, help="the first N texts, in file order")
+@click.option("--batch-size", "-b", type=click.IntRange(1, 1024), default=8, show_default=True)
+@click.option("--out", "-o", default=None, help="output folder (default: capacity-<data>)")
+@click.option("--recipe", type=click.Choice(list(RECIPES)), default=DEFAULT_RECIPE, show_default=True)
+@click.option("--max-steps", type=click.IntRange(1, 1_000_000), default=None,
+              help="give up on a text after this many steps (default: the recipe's)")
+@click.option("--template", default=DEFAULT_TEMPLATE, show_default=True)
+@click.option("--eos/--no-eos", default=True, show_default=True,
+              help="end each target with EOS (memtok's exactness) or not (Kuratov et al.'s setting)")
+@model_option
+@device_option
+def capacity(data, lengths, tokens, column, limit, batch_size, out, recipe, max_steps, template, eos, model,
+             device) -> None:
+    """How many tokens K memory vectors hold: the largest length every text is exact at, per K.
+
+    \b
+    memtok capacity ../shared/data/paper/raschka_chunks_1000.csv --limit 10 --lengths 16,32,64,96 --tokens 1,2,4
+    """
+    import shlex
+    from pathlib import Path
+
+    from .capacity import run_capacity
+    from .sources import read_source
+
+    source = read_source(data, column, limit)
+    out = out or f"capacity-{Path(data).stem}"
+    codec = _load_codec(model, device)
+    s = run_capacity(codec, source, out, lengths, tokens, recipe, template=template, batch_size=batch_size, eos=eos,
+                     max_steps=max_steps, command=shlex.join(["memtok", *sys.argv[1:]]))
+    for k, row in s["by_tokens"].items():
+        click.echo(f"K={k}: every text exact up to {row['capacity_exact']} tokens, mean accuracy >= 0.99 up to "
+                   f"{row['capacity_accuracy_99']}", err=True)
+    click.echo(f"{s['encoded_now']} texts encoded now in {s['wall_seconds_now']} s -> {out}/report.md", err=True)
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point: one line on standard error for any failure, exit 2 for bad input."""
     debug = os.environ.get("MEMTOK_DEBUG") == "1"

@@ -12,7 +12,6 @@ import torch
 from tqdm.auto import tqdm
 
 from .autok import MAX_AUTO_TOKENS, TokenPlanner
-from .baseline import unaided
 from .decode import greedy
 from .encode import Encoded, Job, StepInfo, optimise
 from .errors import MemtokError
@@ -20,6 +19,7 @@ from .layout import DEFAULT_TEMPLATE, Layout
 from .memory import Memory
 from .models import FrozenLM, load
 from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
+from .score import score
 from .segment import split_text
 from .storage import check_dtype
 
@@ -142,7 +142,7 @@ class MemoryCodec:
         for key in sorted(range(len(pieces)), key=lambda j: -len(pieces[j].targets)):
             p = pieces[key]
             if auto:
-                p.nats = unaided(self.lm, layout, p.targets).nats
+                p.nats = score(self.lm, layout, p.targets).nats
                 k = planner.first(p.nats)
                 jobs.append(Job(key, p.targets, k, max_steps=planner.steps(k)))
             else:

@@ -39,3 +39,27 @@ def plot_eval(results: list[dict], out: Path) -> None:
     ax.set(xlabel="text length (tokens)", ylabel="optimisation steps", title="steps to an exact memory")
     ax.legend(loc="upper left")
     _save(fig, out / "steps_vs_length.png")
+
+
+def plot_capacity(summary: dict, path: Path) -> None:
+    """Exact share and information gain against length, one line per K."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for k, s in summary["by_tokens"].items():
+        x = [c["length"] for c in s["cells"]]
+        left.plot(x, [c["exact"] / c["n"] for c in s["cells"]], marker="o", label=f"K = {k}")
+        right.plot(x, [c["mean_information_gain"] for c in s["cells"]], marker="o", label=f"K = {k}")
+    cells = [c for s in summary["by_tokens"].values() for c in s["cells"]]
+    by_length = {c["length"]: c["mean_nats_unaided"] for c in cells}
+    right.plot(sorted(by_length), [by_length[n] for n in sorted(by_length)], "k--", label="unaided nats")
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("text length (tokens)")
+        ax.legend()
+    left.set(ylabel="share of texts exact", ylim=(-0.02, 1.02), title="exact reconstruction")
+    right.set(ylabel="nats", title="information gain (cross-entropy removed)")
+    _save(fig, path)

@@ -1,0 +1,48 @@
+"""How well the model predicts a text, with a memory or with none: the yardstick of a memory's gain.
+
+The information a memory must carry is the cross-entropy the model still has on the text without
+it (Kuratov et al.: capacity is bounded by the nats the vectors remove), so the unaided score
+predicts how many vectors a text needs, and `memtok capacity` reports gains against it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .layout import Layout
+from .models import FrozenLM
+
+
+@dataclass(frozen=True)
+class Score:
+    nats: float  # summed cross-entropy of the targets (EOS included)
+    correct: int  # targets whose teacher-forced argmax is right
+
+
+@torch.no_grad()
+def score(lm: FrozenLM, layout: Layout, targets: list[int], memory: torch.Tensor | None = None) -> Score:
+    """Teacher-forced score of `targets` after [prefix, memory, infix], or [prefix, infix] with no memory.
+
+    With nothing at all before the text (the paper's layout, unaided) the first target has no
+    context: it is scored as a uniform guess, log(vocabulary) nats and not right.
+    """
+    weight = lm.model.get_input_embeddings().weight
+    if memory is None:
+        context = lm.embed(torch.tensor(list(layout.prefix_ids) + list(layout.infix_ids), dtype=torch.long,
+                                        device=lm.device))
+    else:
+        context = layout.context(lm, memory.to(weight.device, weight.dtype))
+    scored = targets if len(context) else targets[1:]
+    nats = 0.0 if len(context) else math.log(weight.shape[0])
+    correct = 0
+    if scored:
+        x = torch.cat([context, lm.embed(torch.tensor(targets[:-1], dtype=torch.long, device=lm.device))])
+        logits = lm.model(inputs_embeds=x[None]).logits[0, -len(scored):].float()
+        tgt = torch.tensor(scored, device=lm.device)
+        nats += F.cross_entropy(logits, tgt, reduction="sum").item()
+        correct = int((logits.argmax(-1) == tgt).sum())
+    return Score(nats, correct)

@@ -42,8 +42,17 @@ class _Piece:
     outcomes: dict[int, bool] = field(default_factory=dict)  # K -> exact, with `tokens="auto"`
     steps: int = 0
     seconds: float = 0.0
-    result: Encoded | None = None
+    result: Encoded | None = None  # the smallest exact try, else the latest
     exact: bool = False
+
+    def add_try(self, enc: Encoded, exact: bool) -> None:
+        k = len(enc.memory)
+        self.tried.append(k)
+        self.outcomes[k] = exact
+        self.steps += enc.steps
+        self.seconds += enc.seconds
+        if not self.exact or (exact and k < len(self.result.memory)):
+            self.result, self.exact = enc, exact
 
 
 class MemoryCodec:
@@ -132,7 +141,8 @@ class MemoryCodec:
             rec = rec.replace(max_steps=max_steps)
         planner = None
         if auto:  # the vectors may take at most a quarter of the context
-            planner = TokenPlanner(self.lm.hidden_size, rec.max_steps, min(MAX_AUTO_TOKENS, self.lm.context_length // 4))
+            most = min(MAX_AUTO_TOKENS, self.lm.context_length // 4)
+            planner = TokenPlanner(self.lm.hidden_size, rec.max_steps, most)
         layout = Layout.build(self.lm, template, planner.max_tokens if auto else tokens, rec.bos)
         pieces = self._pieces(texts, layout, segment_tokens)
         if show_progress_bar is None:
@@ -165,21 +175,10 @@ class MemoryCodec:
         try:
             for enc in optimise(self.lm, layout, rec, jobs, batch_size, on_step, dtype):
                 p = pieces[enc.key]
-                k = len(enc.memory)
-                p.tried.append(k)
-                p.steps += enc.steps
-                p.seconds += enc.seconds
-                got = greedy(self.lm, layout.with_k(k), enc.memory, len(p.targets))
-                exact = got == p.targets and self.lm.detokenize(got[:-1]) == p.text
-                if not auto:
-                    p.result, p.exact = enc, exact
-                else:
-                    p.outcomes[k] = exact
-                    if exact and (p.result is None or not p.exact or k < len(p.result.memory)):
-                        p.result, p.exact = enc, True
-                    elif not p.exact:
-                        p.result = enc
-                    nk = planner.decide(p.outcomes, k, enc.loss * len(p.targets))
+                got = greedy(self.lm, layout.with_k(len(enc.memory)), enc.memory, len(p.targets))
+                p.add_try(enc, got == p.targets and self.lm.detokenize(got[:-1]) == p.text)
+                if auto:
+                    nk = planner.decide(p.outcomes, len(enc.memory), enc.loss * len(p.targets))
                     if nk is not None:  # next in line, so a text is never left half-done for long
                         jobs.appendleft(Job(enc.key, p.targets, nk, max_steps=planner.steps(nk)))
                         continue

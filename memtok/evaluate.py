@@ -78,6 +78,7 @@ def _stats(rows: list[dict]) -> dict:
             "median_seconds": round(statistics.median(r["seconds"] for r in rows), 2),
             "median_tokens": statistics.median(r["tokens"] for r in rows),
             "median_memory_bytes": statistics.median(r["memory_bytes"] for r in rows),
+            "texts_per_k": {str(k): sum(r["k"] == k for r in rows) for k in sorted({r["k"] for r in rows})},
             "median_text_bytes": {k: statistics.median(r[f"text_{k}_bytes"] for r in rows)
                                   for k in ("utf8", "gzip", "xz", "zstd")}}
 
@@ -112,7 +113,9 @@ def report(summary: dict) -> str:
                      f"{row['mean_token_accuracy']:.4f} | {row['median_steps']} | {row['median_seconds']} |")
     sizes = overall["median_text_bytes"]
     lines += ["", f"Median bytes per text: memory {overall['median_memory_bytes']}; text as UTF-8 {sizes['utf8']}, "
-              f"gzip {sizes['gzip']}, xz {sizes['xz']}, zstd {sizes['zstd']}."]
+              f"gzip {sizes['gzip']}, xz {sizes['xz']}, zstd {sizes['zstd']}.",
+              "", "Texts per number of memory vectors K: "
+              + ", ".join(f"K={k}: {n}" for k, n in overall["texts_per_k"].items()) + "."]
     lines += ["", "Token accuracy is the paper's: the share of target positions (EOS included) whose "
               "teacher-forced argmax is right. Exact means greedy decoding from the memory alone gave "
               "back the text.", "",

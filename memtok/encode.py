@@ -29,12 +29,11 @@ IGNORE = -100
 
 @dataclass
 class Job:
-    """One optimisation to run: a target sequence, its number of vectors, and where they start."""
+    """One optimisation to run: the ids the vectors must make the model produce, and how many vectors."""
 
     key: object  # the caller's handle, given back in `Encoded.key`
-    targets: list[int]  # text ids + EOS
+    targets: list[int]  # what greedy decoding must give: a text's ids and EOS (capacity runs may omit EOS)
     k: int
-    start: torch.Tensor | None = None  # [k, d] warm start; None: the recipe's initialisation
     max_steps: int | None = None  # None: the recipe's
 
 
@@ -129,9 +128,8 @@ def optimise(lm: FrozenLM, layout: Layout, recipe: Recipe, jobs: Iterable[Job], 
             ids = torch.tensor(job.targets, dtype=torch.long, device=dev)
             with torch.no_grad():
                 text_emb = lm.embed(ids[:-1])
-            start = job.start if job.start is not None else initial_memory(lm, recipe, job.k, job.targets[:-1])
-            slots.append(_Slot(job, ids, text_emb, start.to(dev, prefix_emb.dtype).clone(), recipe, dtype,
-                               layout.with_k(len(start)).first_target))
+            slots.append(_Slot(job, ids, text_emb, initial_memory(lm, recipe, job.k, job.targets[:-1]), recipe, dtype,
+                               layout.with_k(job.k).first_target))
 
         # 2. forward: right padding keeps every text's positions and attention as when alone
         seqs = [torch.cat([prefix_emb, straight_through(s.memory, s.dtype), infix_emb, s.text_emb]) for s in slots]
@@ -182,7 +180,8 @@ def optimise(lm: FrozenLM, layout: Layout, recipe: Recipe, jobs: Iterable[Job], 
             else:
                 still.append(s)
         if on_step is not None:
-            on_step(StepInfo(len(slots), done, done + len(queue) + len(still), sum(losses) / len(losses), sum(accuracy) / len(accuracy)))
+            on_step(StepInfo(len(slots), done, done + len(queue) + len(still), sum(losses) / len(losses),
+                             sum(accuracy) / len(accuracy)))
         if not still:
             slots = []
             continue

@@ -54,6 +54,18 @@ def test_finished_slot_is_refilled_so_a_hard_text_holds_nothing_back(tiny_codec)
     assert all(i.active == 2 for i in infos[:300])
 
 
+def test_jobs_of_different_k_share_a_batch_as_if_alone(tiny_codec):
+    lm = tiny_codec.lm
+    layout = Layout.build(lm, "{memory}", 1, MEMTOK.bos)
+    jobs = [Job(i, tiny_codec.target_ids(t), k) for i, (t, k) in enumerate(zip(TEXTS[:4], (1, 3, 2, 1)))]
+    alone = {j.key: next(optimise(lm, layout, MEMTOK, [j])) for j in jobs}
+    together = {r.key: r for r in optimise(lm, layout, MEMTOK, jobs, batch_size=4)}
+    for key, a in alone.items():
+        b = together[key]
+        assert a.steps == b.steps and a.converged and b.converged and len(b.memory) == jobs[key].k
+        torch.testing.assert_close(a.memory, b.memory, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("template, text", [
     ("the {memory}", " cat sat on the mat."),  # prompt before the memory
     ("{memory}the", " cat ran to the park."),  # prompt between the memory and the text

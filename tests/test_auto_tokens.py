@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from conftest import LINES, TEXTS
 
 import memtok.autok
 from memtok.autok import TokenPlanner
 from memtok.memory import Memory
 from memtok.segment import split_text
-
-from conftest import LINES, TEXTS
 
 HARD_FOR_ONE = TEXTS[2]  # "a dog ran in the park.": one vector needs ~276 steps, two need ~13
 

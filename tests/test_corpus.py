@@ -9,10 +9,10 @@ import time
 import pyarrow.parquet as pq
 import pytest
 from conftest import TEXTS
+from test_eval import write_csv
 
 from memtok import MemoryCodec, ModelMismatchError
 from memtok.store import MemoryStore
-from test_eval import write_csv
 
 HARD = "zebra quantum fjord"
 # Two texts no memory can make exact (recorded as such) and one too long for the tiny model's context.

@@ -58,6 +58,20 @@ def test_encode_reads_standard_input_and_argument(tiny_dir, tmp_path, capsysbina
     assert code == 0 and b"fingerprint" in out
 
 
+def test_tokens_auto_and_segments_from_the_command_line(tiny_dir, tmp_path, capsysbinary):
+    mem = tmp_path / "auto.safetensors"
+    code, out, err = run(["encode", TEXTS[2], "-o", str(mem), "--model", tiny_dir, "--tokens", "auto",
+                          "--max-steps", "200", "--json"], capsysbinary)
+    assert code == 0, err
+    assert json.loads(out)["k"] >= 2  # one vector cannot do it in the 50 steps a first try gets
+    text = " ".join(TEXTS[:2])
+    code, _, err = run(["encode", text, "-o", str(mem), "--model", tiny_dir, "--segment-tokens", "9",
+                        "--max-steps", "1"], capsysbinary)
+    assert code == 1 and "(3 segments)" in err  # not exact after one step, but cut at "mat." and a space
+    code, out, _ = run(["info", str(mem)], capsysbinary)
+    assert b"segments" in out and b"tokens in 1" in out
+
+
 def test_not_exact_is_said_and_exits_1(tiny_dir, tmp_path, capsysbinary):
     mem = tmp_path / "hard.safetensors"
     code, _, err = run(["encode", "zebra quantum fjord", "-o", str(mem), "--model", tiny_dir, "--max-steps", "5"],

@@ -102,3 +102,21 @@ def test_straight_through_rounds_forward_and_passes_gradients():
     assert torch.equal(out.detach(), rounded(v, "int8")) and not torch.equal(out.detach(), v.detach())
     (out * torch.arange(16.0)).sum().backward()
     assert torch.equal(v.grad, torch.arange(16.0).expand(2, 16))
+
+
+def _resave_with_header(memory, path, header: dict):
+    save_file({"memory": memory.vectors.contiguous()}, str(path), {"format": "memtok", "memtok": json.dumps(header)})
+    return path
+
+
+def test_a_version_1_file_without_segments_still_loads_and_decodes(tiny_codec, memory, tmp_path):
+    header = {**memory.metadata(), "format_version": 1}
+    del header["segments"]
+    old = Memory.load(_resave_with_header(memory, tmp_path / "v1.safetensors", header))
+    assert old.segments == [] and tiny_codec.decode(old) == TEXTS[0]
+
+
+def test_segments_that_do_not_add_up_are_refused(memory, tmp_path):
+    bad = [{"k": 2, "tokens": memory.n_tokens, "steps": 1}]  # two vectors claimed, one stored
+    with pytest.raises(NotAMemoryError, match="segments do not add up"):
+        Memory.load(_resave_with_header(memory, tmp_path / "bad.safetensors", {**memory.metadata(), "segments": bad}))

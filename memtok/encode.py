@@ -138,10 +138,12 @@ def optimise(lm: FrozenLM, layout: Layout, recipe: Recipe, jobs: Iterable[Job], 
         mask = (torch.arange(x.shape[1], device=dev)[None] < lengths[:, None]).long()
         first = min(s.first_target for s in slots)
         n_keep = x.shape[1] - first
-        if keeps_logits:
-            logits = lm.model(inputs_embeds=x, attention_mask=mask, logits_to_keep=n_keep, use_cache=False).logits
-        else:
-            logits = lm.model(inputs_embeds=x, attention_mask=mask, use_cache=False).logits[:, -n_keep:]
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=recipe.bf16):
+            if keeps_logits:
+                logits = lm.model(inputs_embeds=x, attention_mask=mask, logits_to_keep=n_keep, use_cache=False).logits
+            else:
+                logits = lm.model(inputs_embeds=x, attention_mask=mask, use_cache=False).logits[:, -n_keep:]
+        logits = logits.float()
         # [B, N]: row j's targets start at its own first target; positions before it and padding are ignored
         tgt = pad_sequence([F.pad(s.targets, (s.first_target - first, 0), value=IGNORE) for s in slots],
                            batch_first=True, padding_value=IGNORE)

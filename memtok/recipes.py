@@ -50,6 +50,8 @@ class Recipe:
     wrong_weight: float = field(default=0.0, metadata={"help": "extra loss weight on positions whose argmax is wrong"})
     min_margin: float = field(default=0.0, metadata={"help": "done when every target wins by at least this many logits"})
     seed: int = field(default=0, metadata={"help": "seed of a random init"})
+    bf16: bool = field(default=False, metadata={"help": "run the optimisation's passes under bfloat16 autocast "
+                                                        "(greedy verification stays in the model's dtype)"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "optimizer", Optimizer(self.optimizer))

@@ -120,3 +120,9 @@ def test_bad_options_are_refused(tiny_codec):
         tiny_codec.encode(TEXTS[0], recipe="nope")
     with pytest.raises(MemtokError, match="max steps"):
         tiny_codec.encode(TEXTS[0], max_steps=0)
+
+
+def test_bf16_autocast_optimises_and_float32_decoding_still_judges(tiny_codec):
+    mems = tiny_codec.encode(TEXTS[:3], recipe=MEMTOK.replace(bf16=True), max_steps=300)
+    assert all(m.exact and m.recipe["bf16"] is True for m in mems)
+    assert tiny_codec.decode(mems) == TEXTS[:3]

@@ -28,7 +28,8 @@ def record(index: int, text: str, mem: Memory) -> dict:
     """One line of results.jsonl."""
     return {"index": index, "chars": len(text), "tokens": mem.n_tokens, "exact": mem.exact,
             "token_accuracy": mem.token_accuracy, "steps": mem.steps, "seconds": mem.seconds,
-            "final_loss": mem.final_loss, "min_margin": mem.min_margin, "k": mem.k, "segments": max(1, len(mem.segments)),
+            "final_loss": mem.final_loss, "min_margin": mem.min_margin, "k": mem.k,
+            "segment_k": [seg["k"] for seg in mem.segments], "tries": [seg.get("tried") for seg in mem.segments],
             "recipe": mem.recipe["name"],
             "memory_bytes": mem.nbytes, **{f"text_{k}_bytes": v for k, v in text_sizes(text).items()}}
 

@@ -44,7 +44,7 @@ def test_eval_writes_results_summary_report_and_plots(tiny_dir, tmp_path):
     assert all(r["exact"] for r in rows)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["overall"]["n"] == 6 and summary["overall"]["exact"] == 6
-    assert summary["overall"]["texts_per_k"] == {"1": 6}
+    assert summary["overall"]["texts_per_k"] == {"1": 6} and first["segment_k"] == [1]
     assert summary["run"]["data_sha256"] and summary["by_length"]
     report = (out / "report.md").read_text()
     assert "| all | 6 | 6 |" in report and summary["run"]["data_sha256"] in report and "K=1: 6" in report

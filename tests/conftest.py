@@ -8,6 +8,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+# The tiny model's matrices are too small to gain from threads (the fast tier takes about twice as
+# long with two): one thread in this process. The real model's slow tests run `memtok` in
+# subprocesses, which keep torch's default.
+torch.set_num_threads(1)
+
 # What the tiny model is briefly trained on. An untrained random model cannot carry a text from one
 # position to the next, so no memory vector could make it reproduce anything; a few seconds of
 # training make it a small language model of these sentences, which memories then select and steer.

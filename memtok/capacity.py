@@ -35,12 +35,6 @@ KURATOV_ACCURACY = 0.99
 _RUN_KEYS = ("model_fingerprint", "recipe", "template", "eos", "data_sha256", "data")
 
 
-def prefixes(codec: MemoryCodec, texts: list[str], length: int) -> dict[int, list[int]]:
-    """The first `length` token ids of each text that has them."""
-    ids = {i: codec.lm.tokenize(t) for i, t in enumerate(texts)}
-    return {i: x[:length] for i, x in ids.items() if len(x) >= length}
-
-
 def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: list[int], tokens: list[int],
                  recipe: str | Recipe, template: str = "{memory}", batch_size: int = 8, eos: bool = True,
                  max_steps: int | None = None, command: str = "", show_progress_bar: bool = True) -> dict:
@@ -61,9 +55,11 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
     pin_settings(out / "run.json", run, _RUN_KEYS)
     log = ResultsLog(out / "results.jsonl", key="key")
     started, encoded = time.perf_counter(), 0
+    token_ids = [lm.tokenize(t) for t in source.texts]
     for k, layout in layouts.items():
         for length in sorted(lengths):
-            cut = prefixes(codec, source.texts, length)
+            # the first `length` ids of each text that has them
+            cut = {i: ids[:length] for i, ids in enumerate(token_ids) if len(ids) >= length}
             targets = {i: ids + [lm.eos_id] if eos else ids for i, ids in cut.items()}
             pending = [Job(i, targets[i], k) for i in cut if f"k{k}/l{length}/{i}" not in log.done]
             bar = tqdm(total=len(pending), desc=f"K={k}, {length} tokens", unit="text", leave=False,

@@ -157,9 +157,10 @@ class MemoryCodec:
                 jobs.append(Job(key, p.targets, k, max_steps=planner.steps(k)))
             else:
                 jobs.append(Job(key, p.targets, tokens))
-        left = [0] * len(texts)
+        of_text: list[list[_Piece]] = [[] for _ in texts]
         for p in pieces:
-            left[p.text_index] += 1
+            of_text[p.text_index].append(p)
+        left = [len(group) for group in of_text]  # pieces of each text not yet settled
         out: list[Memory | None] = [None] * len(texts)
         bar = tqdm(total=len(texts), desc="encoding", unit="text", disable=not show_progress_bar, leave=False,
                    mininterval=0.5)
@@ -187,8 +188,7 @@ class MemoryCodec:
                 left[i] -= 1
                 if left[i]:
                     continue
-                out[i] = self._memory(texts[i], [q for q in pieces if q.text_index == i], layout, rec, template,
-                                      dtype, keep_text, auto)
+                out[i] = self._memory(texts[i], of_text[i], layout, rec, template, dtype, keep_text, auto)
                 bar.update(1)
                 if on_result is not None:
                     on_result(i, out[i])

@@ -1,10 +1,11 @@
 """`memtok capacity`: how many tokens K vectors hold, measured the way Kuratov et al. (2025) do.
 
 For each K and each length L, the first L tokens of every text long enough are encoded with K
-vectors, as token ids (a cut need not be text that tokenizes back the same way). Per (K, L): how many come back exactly, the mean teacher-forced accuracy, and the gains
-over the model with no memory: tokens (right argmaxes gained) and information (nats of
-cross-entropy removed). A K's capacity is the largest L at which every text is exact (memtok's
-criterion) and the largest at which mean accuracy is >= 0.99 (Kuratov's). Lengths are tried in
+vectors, as token ids (a cut need not be text that tokenizes back the same way). Per (K, L): how
+many come back exactly, the mean teacher-forced accuracy, and the gains over the model with no
+memory: tokens (right argmaxes gained) and information (nats of cross-entropy removed). A K's
+capacity is the largest L at which every text is exact (memtok's criterion) and the largest at
+which mean accuracy is >= 0.99 (Kuratov's). Lengths are tried in
 ascending order; a K stops after a length where no text is exact and accuracy is below 0.99.
 By default the targets end with EOS, as everywhere in memtok (the memory must also say where the
 text ends; after a cut mid-sentence that is the hardest token); with `eos=False` they are the L
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .codec import MemoryCodec
 from .decode import greedy
-from .encode import Job, optimise
+from .encode import Job, optimise, show_steps
 from .errors import MemtokError
 from .layout import Layout
 from .memory import atomic_write
@@ -63,8 +64,8 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
             targets = {i: ids + [lm.eos_id] if eos else ids for i, ids in cut.items()}
             pending = [Job(i, targets[i], k) for i in cut if f"k{k}/l{length}/{i}" not in log.done]
             bar = tqdm(total=len(pending), desc=f"K={k}, {length} tokens", unit="text", leave=False,
-                       disable=not show_progress_bar or not pending)
-            for enc in optimise(lm, layout, rec, pending, batch_size):
+                       disable=not show_progress_bar or not pending, mininterval=0.5)
+            for enc in optimise(lm, layout, rec, pending, batch_size, show_steps(bar)):
                 t = targets[enc.key]
                 bare, aided = score(lm, layout, t), score(lm, layout, t, enc.memory)
                 log.append({"key": f"k{k}/l{length}/{enc.key}", "k": k, "length": length, "index": enc.key,

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from .autok import MAX_AUTO_TOKENS, TokenPlanner
 from .decode import greedy
-from .encode import Encoded, Job, StepInfo, optimise
+from .encode import Encoded, Job, optimise, show_steps
 from .errors import MemtokError
 from .layout import DEFAULT_TEMPLATE, Layout
 from .memory import Memory
@@ -164,17 +164,8 @@ class MemoryCodec:
         out: list[Memory | None] = [None] * len(texts)
         bar = tqdm(total=len(texts), desc="encoding", unit="text", disable=not show_progress_bar, leave=False,
                    mininterval=0.5)
-        steps = 0
-
-        def on_step(info: StepInfo) -> None:
-            nonlocal steps
-            steps += 1
-            bar.set_postfix(step=steps, active=info.active, loss=f"{info.loss:.3f}", acc=f"{info.accuracy:.3f}",
-                            refresh=False)
-            bar.update(0)
-
         try:
-            for enc in optimise(self.lm, layout, rec, jobs, batch_size, on_step, dtype):
+            for enc in optimise(self.lm, layout, rec, jobs, batch_size, show_steps(bar), dtype):
                 p = pieces[enc.key]
                 got = greedy(self.lm, layout.with_k(len(enc.memory)), enc.memory, len(p.targets))
                 p.add_try(enc, got == p.targets and self.lm.detokenize(got[:-1]) == p.text)

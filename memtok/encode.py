@@ -62,6 +62,21 @@ class StepInfo:
     accuracy: float
 
 
+def show_steps(bar) -> Callable[[StepInfo], None]:
+    """An `on_step` that writes the batch's step, loss and accuracy into a tqdm bar's postfix: one
+    text can take minutes, and a bar that counts only finished texts would look stuck."""
+    steps = 0
+
+    def on_step(info: StepInfo) -> None:
+        nonlocal steps
+        steps += 1
+        bar.set_postfix(step=steps, active=info.active, loss=f"{info.loss:.3f}", acc=f"{info.accuracy:.3f}",
+                        refresh=False)
+        bar.update(0)
+
+    return on_step
+
+
 class _Slot:
     def __init__(self, job: Job, targets: torch.Tensor, text_emb: torch.Tensor, memory: torch.Tensor,
                  recipe: Recipe, dtype: str, first_target: int) -> None:

@@ -44,8 +44,8 @@ def run_eval(codec: MemoryCodec, source: Source, out: str | Path, recipe: str | 
     if max_steps is not None:
         rec = rec.replace(max_steps=max_steps)
     run = {"model": codec.lm.name, "model_fingerprint": codec.lm.fingerprint, "recipe": rec.to_dict(),
-           "tokens": tokens, "segment_tokens": segment_tokens, "template": template, "dtype": dtype, "data": source.name, "data_sha256": source.sha256,
-           "n_texts": len(source.texts), "command": command}
+           "tokens": tokens, "segment_tokens": segment_tokens, "template": template, "dtype": dtype,
+           "data": source.name, "data_sha256": source.sha256, "n_texts": len(source.texts), "command": command}
     pin_settings(out / "run.json", run, _RUN_KEYS)
 
     log = ResultsLog(out / "results.jsonl")

@@ -1,0 +1,78 @@
+"""What a faster step would buy: one optimisation step (forward + backward to the inputs) of the
+frozen model in float32, compiled with `torch.compile`, under bf16 autocast, and with bf16
+weights, side by side in one process.
+
+    python bench/step_time.py --batch-size 20 --positions 28 --variants float32,compiled,autocast,bf16
+
+A step here is what `memtok.encode.optimise` runs: a batch of input vectors through the frozen
+model, logits, and the gradient back to the inputs (no weight gradients). Prints the best of
+`--repeats` timings per variant (after warm-ups, which for `compiled` include the compilation,
+reported apart) and the ratio to the first variant. Speed only: exactness in bf16 would still
+have to be judged and verified in float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from collections.abc import Callable
+
+import torch
+
+from memtok.models import load
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+def timed_step(forward: Forward, x: torch.Tensor, autocast: bool) -> float:
+    leaf = x.clone().requires_grad_(True)
+    t = time.perf_counter()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        logits = forward(leaf)
+    logits.float().logsumexp(-1).sum().backward()
+    return time.perf_counter() - t
+
+
+def variant(name: str, model: torch.nn.Module, x: torch.Tensor) -> tuple[Forward, torch.Tensor, bool]:
+    """The forward, the input and whether to autocast, for one variant."""
+    def plain(m: torch.nn.Module) -> Forward:
+        return lambda e: m(inputs_embeds=e, use_cache=False).logits
+
+    if name == "float32":
+        return plain(model), x, False
+    if name == "compiled":
+        return torch.compile(plain(model), dynamic=False), x, False
+    if name == "autocast":
+        return plain(model), x, True
+    if name == "bf16":
+        return plain(copy.deepcopy(model).to(torch.bfloat16)), x.bfloat16(), False
+    raise SystemExit(f"unknown variant {name!r}: choose from float32, compiled, autocast, bf16")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch-size", type=int, default=20)
+    ap.add_argument("--positions", type=int, default=28)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--warmups", type=int, default=2)
+    ap.add_argument("--variants", default="float32,compiled,autocast,bf16")
+    ap.add_argument("--model", default=None)
+    args = ap.parse_args()
+    lm = load(args.model, "cpu")
+    x = torch.randn(args.batch_size, args.positions, lm.hidden_size, generator=torch.Generator().manual_seed(0))
+    x = x * lm.embedding_std
+    rows = []
+    for name in args.variants.split(","):
+        forward, inputs, autocast = variant(name, lm.model, x)
+        warm = sum(timed_step(forward, inputs, autocast) for _ in range(args.warmups))
+        best = min(timed_step(forward, inputs, autocast) for _ in range(args.repeats))
+        rows.append((name, best, warm))
+    print(f"batch {args.batch_size} x {args.positions} positions, best of {args.repeats}")
+    print(f"{'variant':<10} {'s/step':>8} {'speed-up':>9} {'warm-up s':>10}")
+    for name, sec, warm in rows:
+        print(f"{name:<10} {sec:>8.3f} {rows[0][1] / sec:>9.2f} {warm:>10.1f}")
+
+
+if __name__ == "__main__":
+    main()

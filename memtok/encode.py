@@ -78,30 +78,55 @@ def show_steps(bar) -> Callable[[StepInfo], None]:
 
 
 class _Slot:
-    def __init__(self, job: Job, targets: torch.Tensor, text_emb: torch.Tensor, memory: torch.Tensor,
-                 recipe: Recipe, dtype: str, first_target: int) -> None:
+    def __init__(self, job: Job, targets: torch.Tensor, text_emb: torch.Tensor, start: torch.Tensor,
+                 recipe: Recipe, dtype: str, first_target: int, scale: float) -> None:
         self.key = job.key
         self.max_steps = job.max_steps or recipe.max_steps
         self.first_target = first_target  # input position whose logits predict targets[0]
         self.targets = targets  # [n]
         self.text_emb = text_emb  # [n - 1, d]
-        self.memory = memory.requires_grad_(True)  # [K, d], the only leaf that learns
-        self.opt = VectorOptimizer(recipe)
+        self.start = start  # [K, d]
+        if recipe.rank:  # low-rank over-parameterisation: the vectors are start + z @ w.T
+            gen = torch.Generator().manual_seed(recipe.seed)
+            w = torch.randn(start.shape[1], recipe.rank, generator=gen) * (scale / recipe.rank ** 0.5)
+            z = torch.randn(start.shape[0], recipe.rank, generator=gen)
+            self.params = [z.to(start), w.to(start)]
+        else:
+            self.params = [start.clone()]
+        for p in self.params:  # the only leaves that learn, each with its own optimiser state
+            p.requires_grad_(True)
+        self.opts = [VectorOptimizer(recipe) for _ in self.params]
         self.dtype = dtype
         self.started = time.perf_counter()
         self.best: tuple[float, float, float, torch.Tensor] | None = None  # accuracy, margin, loss, memory
         self.since_best = 0
 
+    @property
+    def steps(self) -> int:
+        return self.opts[0].step
+
+    def vectors(self) -> torch.Tensor:
+        """The [K, d] vectors the parameters stand for (with a gradient path to them)."""
+        if len(self.params) == 1:
+            return self.params[0]
+        z, w = self.params
+        return self.start + z @ w.T
+
+    def update(self) -> None:
+        for p, opt in zip(self.params, self.opts, strict=True):
+            opt.update(p, p.grad)
+            p.grad = None
+
     def stored(self) -> torch.Tensor:
         """The vectors as they would be saved: what this step's forward pass saw."""
-        return rounded(self.memory, self.dtype).clone()
+        return rounded(self.vectors(), self.dtype).clone()
 
     def result(self, converged: bool, accuracy: float, margin: float, loss: float) -> Encoded:
         if not converged and self.best is not None and self.best[0] > accuracy:
             accuracy, margin, loss, memory = self.best
         else:
             memory = self.stored()
-        return Encoded(self.key, memory.float().cpu(), self.opt.step, time.perf_counter() - self.started,
+        return Encoded(self.key, memory.float().cpu(), self.steps, time.perf_counter() - self.started,
                        loss, margin, accuracy, converged)
 
 
@@ -144,10 +169,10 @@ def optimise(lm: FrozenLM, layout: Layout, recipe: Recipe, jobs: Iterable[Job], 
             with torch.no_grad():
                 text_emb = lm.embed(ids[:-1])
             slots.append(_Slot(job, ids, text_emb, initial_memory(lm, recipe, job.k, job.targets[:-1]), recipe, dtype,
-                               layout.with_k(job.k).first_target))
+                               layout.with_k(job.k).first_target, lm.embedding_std))
 
         # 2. forward: right padding keeps every text's positions and attention as when alone
-        seqs = [torch.cat([prefix_emb, straight_through(s.memory, s.dtype), infix_emb, s.text_emb]) for s in slots]
+        seqs = [torch.cat([prefix_emb, straight_through(s.vectors(), s.dtype), infix_emb, s.text_emb]) for s in slots]
         lengths = torch.tensor([len(x) for x in seqs], device=dev)
         x = pad_sequence(seqs, batch_first=True)
         mask = (torch.arange(x.shape[1], device=dev)[None] < lengths[:, None]).long()
@@ -190,7 +215,7 @@ def optimise(lm: FrozenLM, layout: Layout, recipe: Recipe, jobs: Iterable[Job], 
                 s.best, s.since_best = (acc, marg, loss, s.stored()), 0
             else:
                 s.since_best += 1
-            gave_up = s.opt.step >= s.max_steps or (recipe.patience is not None and s.since_best >= recipe.patience)
+            gave_up = s.steps >= s.max_steps or (recipe.patience is not None and s.since_best >= recipe.patience)
             if converged or gave_up:
                 done += 1
                 yield s.result(converged, acc, marg, loss)
@@ -206,6 +231,5 @@ def optimise(lm: FrozenLM, layout: Layout, recipe: Recipe, jobs: Iterable[Job], 
         # 4. backward and update the texts still in play; each text's loss only reaches its own vectors
         per_text.sum().backward()
         for s in still:
-            s.opt.update(s.memory, s.memory.grad)
-            s.memory.grad = None
+            s.update()
         slots = still

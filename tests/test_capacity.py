@@ -18,8 +18,8 @@ from memtok.sources import read_source
 def sweep(tiny_codec, tmp_path_factory):
     out = tmp_path_factory.mktemp("capacity")
     source = read_source(str(write_csv(out / "d.csv", TEXTS)))
-    summary = run_capacity(tiny_codec, source, out / "run", [4, 8, 12], [1, 2], "memtok", eos=False, max_steps=100,
-                           show_progress_bar=False)
+    summary = run_capacity(tiny_codec, source, out / "run", [4, 8, 12], [1, 2], "memtok-sgd", eos=False,
+                           max_steps=100, show_progress_bar=False)
     return tiny_codec, source, out / "run", summary
 
 
@@ -46,7 +46,7 @@ def test_capacity_is_the_longest_length_every_text_is_exact_at(sweep):
 
 def test_capacity_rerun_resumes_and_other_settings_are_refused(sweep):
     codec, source, out, _ = sweep
-    again = run_capacity(codec, source, out, [4, 8, 12], [1, 2], "memtok", eos=False, max_steps=100,
+    again = run_capacity(codec, source, out, [4, 8, 12], [1, 2], "memtok-sgd", eos=False, max_steps=100,
                          show_progress_bar=False)
     assert again["encoded_now"] == 0
     with pytest.raises(MemtokError, match="other settings"):

@@ -7,7 +7,7 @@ from conftest import TEXTS
 from memtok import Memory, MemtokError
 from memtok.encode import Job, optimise
 from memtok.layout import Layout
-from memtok.recipes import MEMTOK
+from memtok.recipes import MEMTOK, MEMTOK_SGD
 
 UNSEEN = "zebra quantum fjord"  # the tiny model never saw it: no single vector makes it exact
 
@@ -33,7 +33,7 @@ def test_batch_equals_each_text_alone(tiny_codec):
 
 def test_finished_slot_is_refilled_so_a_hard_text_holds_nothing_back(tiny_codec):
     lm = tiny_codec.lm
-    recipe = MEMTOK.replace(max_steps=300)
+    recipe = MEMTOK_SGD.replace(max_steps=300)  # on which these texts' step counts make the point
     layout = Layout.build(lm, "{memory}", 1, recipe.bos)
     targets = [tiny_codec.target_ids(t) for t in [UNSEEN] + TEXTS]
     steps_alone = [next(optimise(lm, layout, recipe, [Job(0, t, 1)])).steps for t in targets[1:]]
@@ -87,11 +87,25 @@ def test_several_vectors(tiny_codec):
 
 
 def test_every_recipe_round_trips(tiny_codec):
-    for name in ("paper", "kuratov"):
+    for name in ("paper", "kuratov", "memtok-sgd"):
         mem = tiny_codec.encode(TEXTS[1], recipe=name, max_steps=1500)
         assert mem.recipe["name"] == name
         assert mem.exact, name
         assert tiny_codec.decode(mem) == TEXTS[1]
+
+
+def test_low_rank_recipe_round_trips_and_batches_as_if_alone(tiny_codec):
+    rec = MEMTOK.replace(name="low-rank", optimizer="adam", lr=0.03, rank=8)
+    alone = [tiny_codec.encode(t, recipe=rec, tokens=2) for t in TEXTS[:3]]
+    batched = tiny_codec.encode(TEXTS[:3], recipe=rec, tokens=2, batch_size=3)
+    assert [m.exact for m in batched] == [True] * 3
+    for a, b in zip(alone, batched):
+        assert a.steps == b.steps
+        torch.testing.assert_close(a.vectors, b.vectors, rtol=1e-4, atol=1e-5)
+    assert batched[0].recipe["rank"] == 8
+    assert tiny_codec.decode(batched) == TEXTS[:3]
+    with pytest.raises(MemtokError, match="rank"):
+        MEMTOK.replace(rank=-1)
 
 
 def test_a_text_that_cannot_be_made_exact_is_reported_not_exact(tiny_codec):

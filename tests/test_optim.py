@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from memtok.optim import VectorOptimizer
-from memtok.recipes import KURATOV, MEMTOK, PAPER, Optimizer, Schedule
+from memtok.recipes import KURATOV, MEMTOK, MEMTOK_SGD, PAPER, Optimizer, Schedule
 
 
 def _run_ours(recipe, p0, grads):
@@ -45,10 +45,17 @@ def test_adamw_matches_torch(problem):
     torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-7)
 
 
-def test_default_recipe_is_plain_sgd_at_lr_10(problem):
+def test_default_recipe_is_adam_on_a_rank_32_factorisation(problem):
     p0, grads = problem
-    assert (MEMTOK.optimizer, MEMTOK.lr, MEMTOK.momentum, MEMTOK.bos) == (Optimizer.SGD, 10.0, 0.0, True)
-    torch.testing.assert_close(_run_ours(MEMTOK, p0, grads), p0 - 10.0 * sum(grads))
+    assert (MEMTOK.optimizer, MEMTOK.lr, MEMTOK.rank, MEMTOK.bos) == (Optimizer.ADAM, 0.03, 32, True)
+    ref = _run_torch(torch.optim.Adam, p0, grads, lr=0.03, betas=MEMTOK.betas)
+    torch.testing.assert_close(_run_ours(MEMTOK, p0, grads), ref, rtol=1e-6, atol=1e-7)
+
+
+def test_previous_default_is_plain_sgd_at_lr_10(problem):
+    p0, grads = problem
+    assert (MEMTOK_SGD.optimizer, MEMTOK_SGD.lr, MEMTOK_SGD.momentum, MEMTOK_SGD.rank) == (Optimizer.SGD, 10.0, 0.0, 0)
+    torch.testing.assert_close(_run_ours(MEMTOK_SGD, p0, grads), p0 - 10.0 * sum(grads))
 
 
 def test_paper_recipe_is_plain_sgd_at_lr_5(problem):

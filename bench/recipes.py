@@ -11,7 +11,7 @@ on a shared machine, so the figures to quote are the ratios measured here side b
 
 A recipe name followed by `@bos` runs that recipe's optimiser at memtok's layout (BOS before the
 memory); `paper` alone is the faithful recipe (no BOS). Fields can be overridden to try a lever:
-`memtok:lr=0.01:min_margin=0.2`, `memtok:wrong_weight=4.0`, `memtok:init='text'`.
+`memtok:lr=0.01:rank=64`, `memtok-sgd:lr=20.0`, `memtok:wrong_weight=4.0`, `memtok:init='text'`.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def main() -> None:
                                 tokens=args.tokens, show_progress_bar=True)
             wall = time.perf_counter() - started
             steps = [m.steps for m in mems]
-            rows.append({"recipe": name, "tokens": args.tokens, "batch_size": bs, "texts": len(mems), "exact": sum(m.exact for m in mems),
+            rows.append({"recipe": name, "tokens": args.tokens, "batch_size": bs, "texts": len(mems),
+                         "exact": sum(m.exact for m in mems),
                          "median_steps": statistics.median(steps), "p90_steps": p90(steps),
                          "median_seconds": round(statistics.median(m.seconds for m in mems), 2),
                          "wall_seconds": round(wall, 1), "texts_per_hour": round(3600 * len(mems) / wall, 1),

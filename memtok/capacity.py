@@ -5,8 +5,8 @@ vectors, as token ids (a cut need not be text that tokenizes back the same way).
 many come back exactly, the mean teacher-forced accuracy, and the gains over the model with no
 memory: tokens (right argmaxes gained) and information (nats of cross-entropy removed). A K's
 capacity is the largest L at which every text is exact (memtok's criterion) and the largest at
-which mean accuracy is >= 0.99 (Kuratov's). Lengths are tried in
-ascending order; a K stops after a length where no text is exact and accuracy is below 0.99.
+which mean accuracy is >= 0.99 (Kuratov's). Lengths are tried in ascending order; a K stops after
+a length where no text is exact and accuracy is below 0.99.
 By default the targets end with EOS, as everywhere in memtok (the memory must also say where the
 text ends; after a cut mid-sentence that is the hardest token); with `eos=False` they are the L
 tokens alone, Kuratov's setting. Resumable like `memtok eval`.

@@ -79,22 +79,14 @@ def show_steps(bar) -> Callable[[StepInfo], None]:
 
 class _Slot:
     def __init__(self, job: Job, targets: torch.Tensor, text_emb: torch.Tensor, start: torch.Tensor,
-                 recipe: Recipe, dtype: str, first_target: int, scale: float) -> None:
+                 recipe: Recipe, dtype: str, first_target: int, params: list[torch.Tensor]) -> None:
         self.key = job.key
         self.max_steps = job.max_steps or recipe.max_steps
         self.first_target = first_target  # input position whose logits predict targets[0]
         self.targets = targets  # [n]
         self.text_emb = text_emb  # [n - 1, d]
         self.start = start  # [K, d]
-        if recipe.rank:  # low-rank over-parameterisation: the vectors are start + z @ w.T
-            gen = torch.Generator().manual_seed(recipe.seed)
-            w = torch.randn(start.shape[1], recipe.rank, generator=gen) * (scale / recipe.rank ** 0.5)
-            z = torch.randn(start.shape[0], recipe.rank, generator=gen)
-            self.params = [z.to(start), w.to(start)]
-        else:
-            self.params = [start.clone()]
-        for p in self.params:  # the only leaves that learn, each with its own optimiser state
-            p.requires_grad_(True)
+        self.params = params  # the only leaves that learn, each with its own optimiser state
         self.opts = [VectorOptimizer(recipe) for _ in self.params]
         self.dtype = dtype
         self.started = time.perf_counter()
@@ -143,6 +135,17 @@ def initial_memory(lm: FrozenLM, recipe: Recipe, k: int, text_ids: list[int]) ->
     return (noise * lm.embedding_std).to(lm.device, weight.dtype)
 
 
+def learned_parameters(start: torch.Tensor, recipe: Recipe, scale: float) -> list[torch.Tensor]:
+    """What the optimiser updates: the vectors themselves, or with a `rank` the factors z [K, rank]
+    and W [d, rank] of `start + z @ W.T` (W's columns at `scale` / sqrt(rank), z at 1)."""
+    if not recipe.rank:
+        return [start.clone().requires_grad_(True)]
+    gen = torch.Generator().manual_seed(recipe.seed)
+    w = torch.randn(start.shape[1], recipe.rank, generator=gen) * (scale / recipe.rank ** 0.5)
+    z = torch.randn(start.shape[0], recipe.rank, generator=gen)
+    return [z.to(start).requires_grad_(True), w.to(start).requires_grad_(True)]
+
+
 def optimise(lm: FrozenLM, layout: Layout, recipe: Recipe, jobs: Iterable[Job], batch_size: int = 8,
              on_step: Callable[[StepInfo], None] | None = None, dtype: str = "float32") -> Iterator[Encoded]:
     """Yield an `Encoded` for each job, in the order they finish.
@@ -168,8 +171,9 @@ def optimise(lm: FrozenLM, layout: Layout, recipe: Recipe, jobs: Iterable[Job], 
             ids = torch.tensor(job.targets, dtype=torch.long, device=dev)
             with torch.no_grad():
                 text_emb = lm.embed(ids[:-1])
-            slots.append(_Slot(job, ids, text_emb, initial_memory(lm, recipe, job.k, job.targets[:-1]), recipe, dtype,
-                               layout.with_k(job.k).first_target, lm.embedding_std))
+            start = initial_memory(lm, recipe, job.k, job.targets[:-1])
+            slots.append(_Slot(job, ids, text_emb, start, recipe, dtype, layout.with_k(job.k).first_target,
+                               learned_parameters(start, recipe, lm.embedding_std)))
 
         # 2. forward: right padding keeps every text's positions and attention as when alone
         seqs = [torch.cat([prefix_emb, straight_through(s.vectors(), s.dtype), infix_emb, s.text_emb]) for s in slots]

@@ -1,11 +1,13 @@
 """Where encoding time goes: the frozen model's forward and backward passes versus everything else.
 
     python bench/profile_encode.py --limit 8 --batch-size 8 --max-steps 60
+    python bench/profile_encode.py --model DIR --device cuda --limit 20 --batch-size 20 --max-steps 50
 
 Wraps the model's forward and `Tensor.backward` with timers while `MemoryCodec.encode` runs and
 splits the wall time into: forward passes of the optimisation (grad enabled), backward passes,
 greedy verification (forward passes without grad), and the rest (memtok's own bookkeeping:
-building inputs, loss, margins, optimiser updates, progress).
+building inputs, loss, margins, optimiser updates, progress). On a GPU each timed call waits for
+the device before and after, so its kernels count where they were launched.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-steps", type=int, default=60)
     ap.add_argument("--model", default=None)
+    ap.add_argument("--device", default=None)
     args = ap.parse_args()
-    codec = MemoryCodec.from_pretrained(args.model)
+    codec = MemoryCodec.from_pretrained(args.model, args.device)
+    sync = torch.cuda.synchronize if codec.lm.device.type == "cuda" else (lambda: None)
     texts = read_source(args.data, limit=args.limit).texts
     codec.encode(texts[:1], max_steps=2)  # warm-up: first-call allocations are not the steady state
 
@@ -39,14 +43,18 @@ def main() -> None:
 
     @functools.wraps(forward)  # decoding inspects the signature to name its cache argument
     def timed_forward(*a, **kw):
+        sync()
         t = time.perf_counter()
         out = forward(*a, **kw)
+        sync()
         spent["forward (optimisation)" if torch.is_grad_enabled() else "greedy verification"] += time.perf_counter() - t
         return out
 
     def timed_backward(self, *a, **kw):
+        sync()
         t = time.perf_counter()
         backward(self, *a, **kw)
+        sync()
         spent["backward"] += time.perf_counter() - t
 
     model.forward, torch.Tensor.backward = timed_forward, timed_backward

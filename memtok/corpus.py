@@ -2,7 +2,8 @@
 
 Scale-out is torch.distributed as it is: run the same command under `torchrun --nproc-per-node N`
 (or `accelerate launch`), on one machine or several. Rank r takes rows r, r + N, r + 2N, ...,
-writes its own shards, and rank 0 builds the one index at the end (gloo on CPU, nccl on GPU).
+writes its own shards, and rank 0 builds the one index at the end. The ranks exchange only a barrier
+and a few counts, so they talk over gloo on CPU tensors, whatever device they encode on.
 """
 
 from __future__ import annotations
@@ -26,14 +27,18 @@ def distributed() -> tuple[int, int]:
     """(rank, world size); joins the process group a launcher set up through its environment."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("gloo")
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
 def rank_device(device: str | None) -> str | None:
     """Each rank on its own GPU (LOCAL_RANK), as torchrun expects."""
     if device is None and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
-        return f"cuda:{os.environ['LOCAL_RANK']}"
+        local, gpus = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
+        if local >= gpus:
+            raise MemtokError(f"process {local} of this node has no GPU of its own ({gpus} here): start at most "
+                              f"{gpus} per node, or pass --device cpu")
+        return f"cuda:{local}"
     return device
 
 

@@ -5,6 +5,8 @@ Tests run on it in seconds; a handful marked `slow` use the real embedded SmolLM
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -28,6 +30,10 @@ TEXTS = [
 ]
 
 LINES = [TEXTS[0], TEXTS[4], TEXTS[5]]
+
+# Where the tiny models run: `MEMTOK_TEST_DEVICE=cuda pytest -m "not slow"` runs the fast tier on a
+# GPU (the CLI's own default is CUDA when present, so its tests follow without the variable).
+DEVICE = os.environ.get("MEMTOK_TEST_DEVICE", "cpu")
 
 
 def build_tiny_model_dir(path: str, texts: list[str] = TEXTS, context: int = 64) -> str:
@@ -79,7 +85,7 @@ def tiny_dir(tmp_path_factory) -> str:
 def tiny_codec(tiny_dir):
     from memtok import MemoryCodec
 
-    return MemoryCodec.from_pretrained(tiny_dir, device="cpu")
+    return MemoryCodec.from_pretrained(tiny_dir, device=DEVICE)
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +96,7 @@ def lines_codec(tmp_path_factory):
 
     path = build_tiny_model_dir(str(tmp_path_factory.mktemp("tiny-lines")), LINES + [t + "\n" for t in LINES],
                                 context=16)
-    return MemoryCodec.from_pretrained(path, device="cpu")
+    return MemoryCodec.from_pretrained(path, device=DEVICE)
 
 
 @pytest.fixture(scope="session")

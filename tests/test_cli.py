@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TEXTS
+from conftest import DEVICE, TEXTS
 
 from memtok.cli import main
 
@@ -89,7 +89,7 @@ def files(tmp_path_factory, tiny_dir, other_tiny_dir):
     (d / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     (d / "empty.txt").write_bytes(b"")
     (d / "junk.safetensors").write_bytes(b"\x00" * 64)
-    MemoryCodec.from_pretrained(tiny_dir, device="cpu").encode(TEXTS[0]).save(d / "good.safetensors")
+    MemoryCodec.from_pretrained(tiny_dir, device=DEVICE).encode(TEXTS[0]).save(d / "good.safetensors")
     return d
 
 

@@ -8,10 +8,13 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import TEXTS
+import torch
+from conftest import DEVICE, TEXTS
 from test_eval import write_csv
 
 from memtok import MemoryCodec, ModelMismatchError
+from memtok.corpus import rank_device
+from memtok.errors import MemtokError
 from memtok.store import MemoryStore
 
 HARD = "zebra quantum fjord"
@@ -50,12 +53,22 @@ def test_two_processes_under_torchrun_build_one_store(tiny_dir, tiny_codec, tmp_
     data = write_csv(tmp_path / "c.csv", CORPUS)
     store_dir = tmp_path / "store"
     s = finish(memtok_cmd("encode-corpus", str(data), "--out", str(store_dir), "--model", tiny_dir, "--max-steps",
-                          "400", "--shard-size", "3", "--keep-text", "--json", nproc=2))
+                          "400", "--shard-size", "3", "--keep-text", "--json", "--device", DEVICE, nproc=2))
     assert s["world_size"] == 2 and s["total"] == len(CORPUS)
     assert (s["exact"], s["failed"]) == (len(TEXTS), 1)
     index = check_store(store_dir, tiny_codec, len(CORPUS))
     assert {r["shard"].split("-")[0] for r in index} == {"r0", "r1"}  # each rank wrote its own shards
     assert index[0]["text"] == CORPUS[0]
+
+
+def test_a_rank_without_a_gpu_of_its_own_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert rank_device(None) == "cuda:0" and rank_device("cpu") == "cpu"
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(MemtokError, match="no GPU of its own"):
+        rank_device(None)
 
 
 def test_killed_run_resumes_without_redoing_or_losing_texts(tiny_dir, tiny_codec, tmp_path):
@@ -94,6 +107,6 @@ def test_store_decode_cli_and_fingerprint_check(tiny_dir, other_tiny_dir, tmp_pa
     assert [(outdir / f"{i:09d}.txt").read_text() for i in range(3)] == TEXTS[:3]
     missing = subprocess.run(memtok_cmd("decode", str(store_dir), "--id", "nope"), capture_output=True)
     assert missing.returncode == 2 and b"no memory with id" in missing.stderr
-    other = MemoryCodec.from_pretrained(other_tiny_dir, device="cpu")
+    other = MemoryCodec.from_pretrained(other_tiny_dir, device=DEVICE)
     with pytest.raises(ModelMismatchError):
         MemoryStore.open(store_dir).decode(other, "000000000")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import TEXTS
+from conftest import DEVICE, TEXTS
 from safetensors.torch import save_file
 
 from memtok import Memory, MemoryCodec, ModelMismatchError, NotAMemoryError
@@ -84,14 +84,14 @@ def test_files_that_are_not_memories_are_refused(tmp_path):
 
 
 def test_decoding_with_another_model_is_refused(memory, other_tiny_dir, tiny_codec):
-    other = MemoryCodec.from_pretrained(other_tiny_dir, device="cpu")
+    other = MemoryCodec.from_pretrained(other_tiny_dir, device=DEVICE)
     assert other.lm.fingerprint != tiny_codec.lm.fingerprint
     with pytest.raises(ModelMismatchError, match="made with model"):
         other.decode(memory)
 
 
 def test_fingerprint_survives_a_reload(tiny_dir, tiny_codec):
-    assert MemoryCodec.from_pretrained(tiny_dir, device="cpu").lm.fingerprint == tiny_codec.lm.fingerprint
+    assert MemoryCodec.from_pretrained(tiny_dir, device=DEVICE).lm.fingerprint == tiny_codec.lm.fingerprint
 
 
 def test_straight_through_rounds_forward_and_passes_gradients():

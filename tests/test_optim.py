@@ -47,8 +47,8 @@ def test_adamw_matches_torch(problem):
 
 def test_default_recipe_is_adam_on_a_rank_32_factorisation(problem):
     p0, grads = problem
-    assert (MEMTOK.optimizer, MEMTOK.lr, MEMTOK.rank, MEMTOK.bos) == (Optimizer.ADAM, 0.03, 32, True)
-    ref = _run_torch(torch.optim.Adam, p0, grads, lr=0.03, betas=MEMTOK.betas)
+    assert (MEMTOK.optimizer, MEMTOK.lr, MEMTOK.rank, MEMTOK.bos) == (Optimizer.ADAM, 0.2, 32, True)
+    ref = _run_torch(torch.optim.Adam, p0, grads, lr=MEMTOK.lr, betas=MEMTOK.betas)
     torch.testing.assert_close(_run_ours(MEMTOK, p0, grads), ref, rtol=1e-6, atol=1e-7)
 
 

@@ -39,19 +39,20 @@ def timed_step(forward: Forward, x: torch.Tensor, autocast: bool) -> float:
     return time.perf_counter() - t
 
 
-def variant(name: str, model: torch.nn.Module, x: torch.Tensor) -> tuple[Forward, torch.Tensor, bool]:
-    """The forward, the input and whether to autocast, for one variant."""
+def variant(name: str, model: torch.nn.Module) -> tuple[Forward, torch.dtype, bool]:
+    """The forward, the input dtype and whether to autocast, for one variant (built once, run at
+    every batch size; `compiled` recompiles for each new shape, which its warm-ups absorb)."""
     def plain(m: torch.nn.Module) -> Forward:
         return lambda e: m(inputs_embeds=e, use_cache=False).logits
 
     if name == "float32":
-        return plain(model), x, False
+        return plain(model), torch.float32, False
     if name == "compiled":
-        return torch.compile(plain(model), dynamic=False), x, False
+        return torch.compile(plain(model), dynamic=False), torch.float32, False
     if name == "autocast":
-        return plain(model), x, True
+        return plain(model), torch.float32, True
     if name == "bf16":
-        return plain(copy.deepcopy(model).to(torch.bfloat16)), x.bfloat16(), False
+        return plain(copy.deepcopy(model).to(torch.bfloat16)), torch.bfloat16, False
     raise SystemExit(f"unknown variant {name!r}: choose from float32, compiled, autocast, bf16")
 
 
@@ -70,11 +71,12 @@ def main() -> None:
     print(f"{'variant':<10} {'batch':>6} {'s/step':>8} {'speed-up':>9} {'texts/s vs 1st batch':>19} {'warm-up s':>10}")
     baseline: dict[int, float] = {}  # the first variant's s/step at each batch size
     for name in args.variants.split(","):
+        forward, dtype, autocast = variant(name, lm.model)
         first = None
         for batch in map(int, args.batch_sizes.split(",")):
             g = torch.Generator().manual_seed(0)
-            x = (torch.randn(batch, args.positions, lm.hidden_size, generator=g) * lm.embedding_std).to(lm.device)
-            forward, inputs, autocast = variant(name, lm.model, x)
+            x = torch.randn(batch, args.positions, lm.hidden_size, generator=g) * lm.embedding_std
+            inputs = x.to(lm.device, dtype)
             warm = sum(timed_step(forward, inputs, autocast) for _ in range(args.warmups))
             best = min(timed_step(forward, inputs, autocast) for _ in range(args.repeats))
             first = first or (batch, best)

@@ -20,11 +20,12 @@ import math
 import statistics
 
 MAX_AUTO_TOKENS = 64
-# nats one vector removes, per hidden dimension, before any text of the run has been seen. On
-# SmolLM2-135M (d = 576, so 115 nats): the raschka_chunks_100 rows one vector made exact carry
-# 99-126 nats unaided (scored with memtok.score), and one vector removed 109 nats from 32-token
-# prefixes in docs/results/capacity-raschka1000.
-PRIOR_NATS_PER_DIM = 0.2
+# nats one vector removes, per hidden dimension, before any text of the run has been seen, under the
+# default recipe with a try's quarter of the step budget. On SmolLM2-135M (d = 576, so 259 nats):
+# one vector made the first 64 tokens of each of the first 10 rows of raschka_chunks_1000 exact
+# (260 nats unaided on average), all 10 within 600 steps (median 142, p90 290; docs/performance.md).
+# The prior of the SGD-era default, 0.2, made the planner guess two vectors where one was enough.
+PRIOR_NATS_PER_DIM = 0.45
 
 
 class TokenPlanner:

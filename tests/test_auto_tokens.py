@@ -33,7 +33,8 @@ def test_auto_shrinks_from_a_high_guess_to_the_smallest_k(tiny_codec, monkeypatc
     assert mem.segments[0]["tried"][0] > 1 and mem.segments[0]["tried"] == sorted(mem.segments[0]["tried"], reverse=True)
 
 
-def test_planner_decisions():
+def test_planner_decisions(monkeypatch):
+    monkeypatch.setattr(memtok.autok, "PRIOR_NATS_PER_DIM", 0.2)
     planner = TokenPlanner(hidden_size=100, max_steps=400, max_tokens=8)  # prior: 20 nats per vector
     assert planner.first(5.0) == 1 and planner.first(61.0) == 3
     assert planner.steps(3) == 100 and planner.steps(8) == 400

@@ -1,8 +1,9 @@
 """`memtok eval`: the paper's experiment on any data: per-text results, a summary, a report, plots.
 
-Resumable: results are appended one line per text as each finishes (`ResultsLog`), and a rerun of
-the same command skips what is already there. The run's settings are kept in `run.json`; a rerun
-with other settings into the same folder is refused rather than mixed in.
+Resumable: results are appended one line per text as each finishes (`ResultsLog`), each after its
+memory is saved under `memories/`, and a rerun of the same command skips what is already there.
+The run's settings are kept in `run.json`; a rerun with other settings into the same folder is
+refused rather than mixed in.
 """
 
 from __future__ import annotations
@@ -34,10 +35,15 @@ def record(index: int, text: str, mem: Memory) -> dict:
             "memory_bytes": mem.nbytes, **{f"text_{k}_bytes": v for k, v in text_sizes(text).items()}}
 
 
+def memory_file(index: int) -> str:
+    return f"{index:06d}.safetensors"
+
+
 def run_eval(codec: MemoryCodec, source: Source, out: str | Path, recipe: str | Recipe, tokens: int | str = 1,
              template: str = "{memory}", batch_size: int = 8, max_steps: int | None = None, dtype: str = "float32",
              segment_tokens: int | None = None, command: str = "", show_progress_bar: bool = True) -> dict:
-    """Encode every text of `source` not yet in `out/results.jsonl`, then write the summary, report and plots."""
+    """Encode every text of `source` not yet in `out/results.jsonl` (its memory into `out/memories/`), then
+    write the summary, report and plots."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rec = get_recipe(recipe)
@@ -49,13 +55,20 @@ def run_eval(codec: MemoryCodec, source: Source, out: str | Path, recipe: str | 
     pin_settings(out / "run.json", run, _RUN_KEYS)
 
     log = ResultsLog(out / "results.jsonl")
+    memories = out / "memories"
     pending = [i for i in range(len(source.texts)) if i not in log.done]
     started = time.perf_counter()
     if pending:
         texts = [source.texts[i] for i in pending]
+
+        def finished(j: int, mem: Memory) -> None:
+            """The memory first: a text in results.jsonl always has its memory on disk."""
+            mem.save(memories / memory_file(pending[j]))
+            log.append(record(pending[j], texts[j], mem))
+
         codec.encode(texts, tokens=tokens, recipe=rec, template=template, batch_size=batch_size, dtype=dtype,
                      segment_tokens=segment_tokens, show_progress_bar=show_progress_bar,
-                     on_result=lambda j, mem: log.append(record(pending[j], texts[j], mem)))
+                     on_result=finished)
     wall = time.perf_counter() - started
     results = sorted((r for r in log.records if r["index"] < len(source.texts)), key=lambda r: r["index"])
     summary = summarise(results)
@@ -113,13 +126,14 @@ def report(summary: dict) -> str:
         lines.append(f"| {row['tokens']} | {row['n']} | {row['exact']} | {row['exact_rate']:.2f} | "
                      f"{row['mean_token_accuracy']:.4f} | {row['median_steps']} | {row['median_seconds']} |")
     sizes = overall["median_text_bytes"]
-    lines += ["", f"Median bytes per text: memory {overall['median_memory_bytes']}; text as UTF-8 {sizes['utf8']}, "
-              f"gzip {sizes['gzip']}, xz {sizes['xz']}, zstd {sizes['zstd']}.",
+    lines += ["", (f"Median bytes per text: memory {overall['median_memory_bytes']}; text as UTF-8 {sizes['utf8']}, "
+                   f"gzip {sizes['gzip']}, xz {sizes['xz']}, zstd {sizes['zstd']}."),
               "", "Texts per number of memory vectors K: "
               + ", ".join(f"K={k}: {n}" for k, n in overall["texts_per_k"].items()) + "."]
-    lines += ["", "Token accuracy is the paper's: the share of target positions (EOS included) whose "
-              "teacher-forced argmax is right. Exact means greedy decoding from the memory alone gave "
-              "back the text.", "",
+    lines += ["", ("Token accuracy is the paper's: the share of target positions (EOS included) whose "
+                   "teacher-forced argmax is right. Exact means greedy decoding from the memory alone gave "
+                   "back the text. Each text's memory is in `memories/` (file named by the text's index), "
+                   "ready for `memtok decode` and `memtok info`."), "",
               "![exact rate and token accuracy against length](accuracy_vs_length.png)", "",
               "![steps against length](steps_vs_length.png)", ""]
     return "\n".join(lines)

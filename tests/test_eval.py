@@ -51,6 +51,12 @@ def test_eval_writes_results_summary_report_and_plots(tiny_dir, tmp_path):
     for png in ("accuracy_vs_length.png", "steps_vs_length.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "6/6 exact" in err.decode().splitlines()[-1]
+    # every text's memory is kept, and decodes back to its text
+    assert sorted(f.name for f in (out / "memories").iterdir()) == [f"{i:06d}.safetensors" for i in range(6)]
+    from memtok import Memory, MemoryCodec
+
+    codec = MemoryCodec.from_pretrained(tiny_dir, device="cpu")
+    assert codec.decode(Memory.load(out / "memories" / "000005.safetensors")) == (TEXTS + ["zebra quantum fjord"])[5]
 
 
 def test_eval_resumes_after_a_kill_without_redoing_or_losing_texts(tiny_dir, tmp_path):
@@ -76,6 +82,7 @@ def test_eval_resumes_after_a_kill_without_redoing_or_losing_texts(tiny_dir, tmp
     after = [json.loads(line)["index"] for line in results.read_text().splitlines()]
     assert sorted(after) == list(range(len(texts)))  # nothing lost, nothing twice
     assert after[: len(before)] == before  # finished texts were not redone
+    assert sorted(int(f.stem) for f in (out / "memories").glob("*.safetensors")) == sorted(after)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_with"] == len(before) and summary["encoded_now"] == len(texts) - len(before)
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections import deque
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from .codec import MemoryCodec
-from .decode import greedy
-from .encode import Job, optimise, show_steps
+from .encode import Job, show_steps
 from .errors import MemtokError
 from .layout import Layout
 from .memory import atomic_write
@@ -31,6 +31,7 @@ from .recipes import Recipe, get_recipe
 from .results import ResultsLog, pin_settings
 from .score import score
 from .sources import Source
+from .verify import optimise_verified
 
 KURATOV_ACCURACY = 0.99
 _RUN_KEYS = ("model_fingerprint", "recipe", "template", "eos", "data_sha256", "data")
@@ -65,11 +66,11 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
             pending = [Job(i, targets[i], k) for i in cut if f"k{k}/l{length}/{i}" not in log.done]
             bar = tqdm(total=len(pending), desc=f"K={k}, {length} tokens", unit="text", leave=False,
                        disable=not show_progress_bar or not pending, mininterval=0.5)
-            for enc in optimise(lm, layout, rec, pending, batch_size, show_steps(bar)):
+            for enc, exact in optimise_verified(lm, layout, rec, deque(pending), batch_size, show_steps(bar)):
                 t = targets[enc.key]
                 bare, aided = score(lm, layout, t), score(lm, layout, t, enc.memory)
                 log.append({"key": f"k{k}/l{length}/{enc.key}", "k": k, "length": length, "index": enc.key,
-                            "exact": greedy(lm, layout, enc.memory, len(t)) == t,
+                            "exact": exact,
                             "token_accuracy": enc.token_accuracy, "steps": enc.steps, "seconds": round(enc.seconds, 3),
                             "nats_unaided": bare.nats, "nats_memory": aided.nats, "correct_unaided": bare.correct,
                             "correct_memory": aided.correct})
@@ -118,21 +119,21 @@ def report(summary: dict) -> str:
     lines = [f"# memtok capacity: {Path(run['data']).name}", "",
              f"- model: `{run['model']}` (fingerprint `{run['model_fingerprint'][:16]}`)",
              f"- recipe: `{run['recipe']['name']}` ({json.dumps(run['recipe'], sort_keys=True)})",
-             f"- data: `{run['data']}` (sha256 `{run['data_sha256']}`), {run['n_texts']} texts; "
-             f"lengths {run['lengths']}, K {run['tokens']}; targets {'end with EOS' if run['eos'] else 'without EOS'}",
+             (f"- data: `{run['data']}` (sha256 `{run['data_sha256']}`), {run['n_texts']} texts; "
+             f"lengths {run['lengths']}, K {run['tokens']}; targets {'end with EOS' if run['eos'] else 'without EOS'}"),
              f"- command: `{run['command']}`", "",
              "| K | capacity (all exact) | capacity (mean accuracy >= 0.99) |", "|---|---|---|"]
     for k, s in summary["by_tokens"].items():
         lines.append(f"| {k} | {s['capacity_exact']} | {s['capacity_accuracy_99']} |")
-    lines += ["", "| K | length | texts | exact | mean accuracy | median steps | unaided nats | "
-              "information gain (nats) | token gain |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", ("| K | length | texts | exact | mean accuracy | median steps | unaided nats | "
+              "information gain (nats) | token gain |"), "|---|---|---|---|---|---|---|---|---|"]
     for k, s in summary["by_tokens"].items():
         for c in s["cells"]:
             lines.append(f"| {k} | {c['length']} | {c['n']} | {c['exact']} | {c['mean_token_accuracy']:.4f} | "
                          f"{c['median_steps']} | {c['mean_nats_unaided']} | {c['mean_information_gain']} | "
                          f"{c['mean_token_gain']} |")
-    lines += ["", "Length counts text tokens (with EOS, accuracy and gains count it as one more target). Information "
+    lines += ["", ("Length counts text tokens (with EOS, accuracy and gains count it as one more target). Information "
               "gain: unaided cross-entropy minus cross-entropy with the memory; token gain: right argmaxes "
               "with the memory minus without. A K stops after a length where no text is exact and mean "
-              "accuracy is below 0.99.", "", "![capacity](capacity.png)", ""]
+              "accuracy is below 0.99."), "", "![capacity](capacity.png)", ""]
     return "\n".join(lines)

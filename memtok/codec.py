@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from .autok import MAX_AUTO_TOKENS, TokenPlanner
 from .decode import greedy
-from .encode import Encoded, Job, optimise, show_steps
+from .encode import Encoded, Job, show_steps
 from .errors import MemtokError
 from .layout import DEFAULT_TEMPLATE, Layout
 from .memory import Memory
@@ -22,6 +22,7 @@ from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from .score import score
 from .segment import split_text
 from .storage import check_dtype
+from .verify import optimise_verified
 
 logger = logging.getLogger(__name__)
 
@@ -165,10 +166,11 @@ class MemoryCodec:
         bar = tqdm(total=len(texts), desc="encoding", unit="text", disable=not show_progress_bar, leave=False,
                    mininterval=0.5)
         try:
-            for enc in optimise(self.lm, layout, rec, jobs, batch_size, show_steps(bar), dtype):
+            # exact: greedy decoding gives the piece's ids and EOS, which `target_ids` checked detokenize
+            # back to the piece byte for byte
+            for enc, exact in optimise_verified(self.lm, layout, rec, jobs, batch_size, show_steps(bar), dtype):
                 p = pieces[enc.key]
-                got = greedy(self.lm, layout.with_k(len(enc.memory)), enc.memory, len(p.targets))
-                p.add_try(enc, got == p.targets and self.lm.detokenize(got[:-1]) == p.text)
+                p.add_try(enc, exact)
                 if auto:
                     nk = planner.decide(p.outcomes, len(enc.memory), enc.loss * len(p.targets))
                     if nk is not None:  # next in line, so a text is never left half-done for long

@@ -1,4 +1,9 @@
-"""Greedy decoding from memory vectors alone, with a KV cache: what a user of a memory runs."""
+"""Greedy decoding from memory vectors alone, with a KV cache: what a user of a memory runs.
+
+`greedy` is `memtok decode`'s computation: one memory, until EOS. `greedy_batch` runs the same loop
+over several memories with the same number of vectors at once (no padding: their contexts have the
+same length) and reports by how much each choice won, which `memtok.verify` needs.
+"""
 
 from __future__ import annotations
 
@@ -16,17 +21,30 @@ def _cache_arg(model: torch.nn.Module) -> str:
 
 
 @torch.no_grad()
-def greedy(lm: FrozenLM, layout: Layout, memory: torch.Tensor, max_new_tokens: int) -> list[int]:
-    """Token ids generated from [prefix, memory, infix], up to and including EOS."""
+def greedy_batch(lm: FrozenLM, layout: Layout, memories: torch.Tensor,
+                 max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ids [B, n] generated from each [prefix, memory, infix] of `memories` [B, K, d], and the margin
+    of each choice over the runner-up logit [B, n]; n stops at `max_new_tokens` or once every row
+    has produced EOS (a row's ids after its EOS mean nothing)."""
     weight = lm.model.get_input_embeddings().weight
-    context = layout.context(lm, memory.to(weight.device, weight.dtype))[None]
+    memories = memories.to(weight.device, weight.dtype)
+    context = torch.stack([layout.context(lm, m) for m in memories])
     arg = _cache_arg(lm.model)
     out = lm.model(inputs_embeds=context, use_cache=True)
-    ids: list[int] = []
-    eos = lm.eos_id
+    ids, margins = [], []
+    ended = torch.zeros(len(memories), dtype=torch.bool, device=weight.device)
     while True:
-        nxt = out.logits[0, -1].argmax()
-        ids.append(int(nxt))
-        if ids[-1] == eos or len(ids) >= max_new_tokens:
-            return ids
-        out = lm.model(input_ids=nxt.view(1, 1), use_cache=True, **{arg: getattr(out, arg)})
+        logits = out.logits[:, -1]
+        nxt = logits.argmax(-1)
+        best = logits.gather(-1, nxt[:, None])
+        margins.append((best - logits.scatter(-1, nxt[:, None], -torch.inf).amax(-1, keepdim=True))[:, 0].float())
+        ids.append(nxt)
+        ended |= nxt == lm.eos_id
+        if bool(ended.all()) or len(ids) >= max_new_tokens:
+            return torch.stack(ids, 1).cpu(), torch.stack(margins, 1).cpu()
+        out = lm.model(input_ids=nxt[:, None], use_cache=True, **{arg: getattr(out, arg)})
+
+
+def greedy(lm: FrozenLM, layout: Layout, memory: torch.Tensor, max_new_tokens: int) -> list[int]:
+    """Token ids generated from [prefix, memory, infix], up to and including EOS."""
+    return greedy_batch(lm, layout, memory[None], max_new_tokens)[0][0].tolist()

@@ -49,6 +49,7 @@ class Encoded:
     min_margin: float  # smallest (target logit - best other logit); negative where a token is wrong
     token_accuracy: float  # teacher-forced share of targets (EOS included) whose argmax is right
     converged: bool  # every argmax right with at least the recipe's margin
+    targets: list[int]  # the job's, which greedy decoding must give
 
 
 @dataclass
@@ -80,7 +81,7 @@ def show_steps(bar) -> Callable[[StepInfo], None]:
 class _Slot:
     def __init__(self, job: Job, targets: torch.Tensor, text_emb: torch.Tensor, start: torch.Tensor,
                  recipe: Recipe, dtype: str, first_target: int, params: list[torch.Tensor]) -> None:
-        self.key = job.key
+        self.job = job
         self.max_steps = job.max_steps or recipe.max_steps
         self.first_target = first_target  # input position whose logits predict targets[0]
         self.targets = targets  # [n]
@@ -118,8 +119,8 @@ class _Slot:
             accuracy, margin, loss, memory = self.best
         else:
             memory = self.stored()
-        return Encoded(self.key, memory.float().cpu(), self.steps, time.perf_counter() - self.started,
-                       loss, margin, accuracy, converged)
+        return Encoded(self.job.key, memory.float().cpu(), self.steps, time.perf_counter() - self.started,
+                       loss, margin, accuracy, converged, self.job.targets)
 
 
 def initial_memory(lm: FrozenLM, recipe: Recipe, k: int, text_ids: list[int]) -> torch.Tensor:

@@ -1,0 +1,49 @@
+"""Batched greedy verification: the verdict `memtok decode` would give, at a fraction of the cost."""
+
+from __future__ import annotations
+
+import torch
+from conftest import TEXTS
+
+import memtok.verify
+from memtok.decode import greedy, greedy_batch
+from memtok.layout import Layout
+from memtok.recipes import get_recipe
+from memtok.verify import verify
+
+
+def memories(codec, texts, tokens=1):
+    """Exact memories of `texts`, their targets, and the layout they were made with."""
+    mems = codec.encode(texts, tokens=tokens, batch_size=len(texts))
+    assert all(m.exact for m in mems)
+    layout = Layout.build(codec.lm, "{memory}", tokens, get_recipe("memtok").bos)
+    return [m.vectors for m in mems], [codec.target_ids(t) for t in texts], layout
+
+
+def test_a_batch_decodes_each_row_as_it_decodes_alone(tiny_codec):
+    vectors, targets, layout = memories(tiny_codec, TEXTS[:4])
+    longest = max(map(len, targets))
+    ids, margins = greedy_batch(tiny_codec.lm, layout, torch.stack(vectors), longest)
+    for row, m, t in zip(ids.tolist(), vectors, targets):
+        assert greedy(tiny_codec.lm, layout, m, longest) == t and row[:len(t)] == t
+    assert (margins[:, 0] > 0).all()  # the winner's lead over the runner-up
+
+
+def test_verdicts_match_decoding_alone_for_right_wrong_and_mixed_k(tiny_codec, monkeypatch):
+    lm = tiny_codec.lm
+    one, t1, layout = memories(tiny_codec, TEXTS[:3])
+    two, t2, _ = memories(tiny_codec, TEXTS[3:5], tokens=2)
+    # a memory given another text's targets, and one whose EOS comes too soon for its targets
+    mems = one + two + [one[0], one[1]]
+    targets = t1 + t2 + [t1[1], t1[1][:-1] + [5] + t1[1][-1:]]
+    alone = [greedy(lm, layout.with_k(len(m)), m, len(t)) == t for m, t in zip(mems, targets)]
+    assert alone == [True] * 5 + [False, False]
+    calls = []
+    monkeypatch.setattr(memtok.verify, "greedy", lambda *a: calls.append(a) or greedy(*a))
+    assert verify(lm, layout, mems, targets) == alone
+    # every batched verdict here won by a wide margin: no memory needed decoding alone
+    assert calls == []
+    # below the safe margin, a memory is decoded alone, and the verdict is the same
+    monkeypatch.setattr(memtok.verify, "SAFE_MARGIN", float("inf"))
+    assert verify(lm, layout, mems, targets) == alone
+    assert len(calls) == len(mems)

@@ -114,6 +114,11 @@ def summarise(records: list[dict], tokens: list[int]) -> dict:
     return {"by_tokens": by_k}
 
 
+def shown(capacity: int, cells: list[dict]) -> str:
+    """A capacity as text: 0 means no length that was run qualified, so it lies below the shortest."""
+    return str(capacity) if capacity else f"< {cells[0]['length']}" if cells else "not run"
+
+
 def report(summary: dict) -> str:
     run = summary["run"]
     lines = [f"# memtok capacity: {Path(run['data']).name}", "",
@@ -124,7 +129,7 @@ def report(summary: dict) -> str:
              f"- command: `{run['command']}`", "",
              "| K | capacity (all exact) | capacity (mean accuracy >= 0.99) |", "|---|---|---|"]
     for k, s in summary["by_tokens"].items():
-        lines.append(f"| {k} | {s['capacity_exact']} | {s['capacity_accuracy_99']} |")
+        lines.append(f"| {k} | {shown(s['capacity_exact'], s['cells'])} | {shown(s['capacity_accuracy_99'], s['cells'])} |")
     lines += ["", ("| K | length | texts | exact | mean accuracy | median steps | unaided nats | "
               "information gain (nats) | token gain |"), "|---|---|---|---|---|---|---|---|---|"]
     for k, s in summary["by_tokens"].items():

@@ -334,7 +334,7 @@ def capacity(data, lengths, tokens, column, limit, batch_size, out, recipe, max_
     import shlex
     from pathlib import Path
 
-    from .capacity import run_capacity
+    from .capacity import run_capacity, shown
     from .sources import read_source
 
     source = read_source(data, column, limit)
@@ -343,8 +343,8 @@ def capacity(data, lengths, tokens, column, limit, batch_size, out, recipe, max_
     s = run_capacity(codec, source, out, lengths, tokens, recipe, template=template, batch_size=batch_size, eos=eos,
                      max_steps=max_steps, command=shlex.join(["memtok", *sys.argv[1:]]))
     for k, row in s["by_tokens"].items():
-        click.echo(f"K={k}: every text exact up to {row['capacity_exact']} tokens, mean accuracy >= 0.99 up to "
-                   f"{row['capacity_accuracy_99']}", err=True)
+        click.echo(f"K={k}: every text exact up to {shown(row['capacity_exact'], row['cells'])} tokens, mean accuracy "
+                   f">= 0.99 up to {shown(row['capacity_accuracy_99'], row['cells'])}", err=True)
     click.echo(f"{s['encoded_now']} texts encoded now in {s['wall_seconds_now']} s -> {out}/report.md", err=True)
 
 

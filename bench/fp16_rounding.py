@@ -1,6 +1,7 @@
 """Do float32 memories survive plain float16 rounding? Save every exact memory of a store or of an
-eval run again in float16 (no repair, no re-optimisation), load it back and decode it greedily: the share still exact says how
-often `--dtype float16` gets its halved bytes for free, and how often it needs the repair it does.
+eval run again in float16 (no repair, no re-optimisation), load it back and decode it greedily:
+the share still exact says how often `--dtype float16` gets its halved bytes for free, and how
+often it needs the repair it does.
 
     python bench/fp16_rounding.py STORE_OR_EVAL_DIR [--dtype float16]
 """

@@ -59,13 +59,16 @@ def optimise_verified(lm: FrozenLM, layout: Layout, recipe: Recipe, jobs: deque[
     Jobs the caller appends to `jobs` while iterating (a retry with more vectors) are run too, even
     when they come from the last verdicts, after the optimiser had run dry.
     """
+    def judged(done: list[Encoded]) -> Iterator[tuple[Encoded, bool]]:
+        return zip(done, verify(lm, layout, [e.memory for e in done], [e.targets for e in done]))
+
     while True:
         pending: list[Encoded] = []
         for enc in optimise(lm, layout, recipe, jobs, batch_size, on_step, dtype):
             pending.append(enc)
             if len(pending) >= batch_size:
                 done, pending = pending, []
-                yield from zip(done, verify(lm, layout, [e.memory for e in done], [e.targets for e in done]))
-        yield from zip(pending, verify(lm, layout, [e.memory for e in pending], [e.targets for e in pending]))
+                yield from judged(done)
+        yield from judged(pending)
         if not jobs:
             return

@@ -2,7 +2,8 @@
 
 `greedy` is `memtok decode`'s computation: one memory, until EOS. `greedy_batch` runs the same loop
 over several memories with the same number of vectors at once (no padding: their contexts have the
-same length) and reports by how much each choice won, which `memtok.verify` needs.
+same length) and reports by how much each choice won, which `memtok.verify` needs; given the
+targets, it stops each row at its first wrong choice, which settles the verdict.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ def _cache_arg(model: torch.nn.Module) -> str:
 
 
 @torch.no_grad()
-def greedy_batch(lm: FrozenLM, layout: Layout, memories: torch.Tensor,
-                 max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+def greedy_batch(lm: FrozenLM, layout: Layout, memories: torch.Tensor, max_new_tokens: int,
+                 targets: list[list[int]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Ids [B, n] generated from each [prefix, memory, infix] of `memories` [B, K, d], and the margin
     of each choice over the runner-up logit [B, n]; n stops at `max_new_tokens` or once every row
-    has produced EOS (a row's ids after its EOS mean nothing)."""
+    has ended: produced EOS or, given `targets`, departed from or run past its own targets (a
+    verdict needs nothing more). A row's ids after its end mean nothing."""
     weight = lm.model.get_input_embeddings().weight
     memories = memories.to(weight.device, weight.dtype)
     context = torch.stack([layout.context(lm, m) for m in memories])
@@ -33,6 +35,12 @@ def greedy_batch(lm: FrozenLM, layout: Layout, memories: torch.Tensor,
     out = lm.model(inputs_embeds=context, use_cache=True)
     ids, margins = [], []
     ended = torch.zeros(len(memories), dtype=torch.bool, device=weight.device)
+    expected = None
+    if targets is not None:  # -1 past a row's own targets: no id equals it
+        expected = torch.full((len(targets), max_new_tokens), -1, dtype=torch.long)
+        for row, t in zip(expected, targets):
+            row[:len(t)] = torch.tensor(t[:max_new_tokens], dtype=torch.long)
+        expected = expected.to(weight.device)
     while True:
         logits = out.logits[:, -1]
         nxt = logits.argmax(-1)
@@ -40,6 +48,8 @@ def greedy_batch(lm: FrozenLM, layout: Layout, memories: torch.Tensor,
         margins.append((best - logits.scatter(-1, nxt[:, None], -torch.inf).amax(-1, keepdim=True))[:, 0].float())
         ids.append(nxt)
         ended |= nxt == lm.eos_id
+        if expected is not None:
+            ended |= nxt != expected[:, len(ids) - 1]
         if bool(ended.all()) or len(ids) >= max_new_tokens:
             return torch.stack(ids, 1).cpu(), torch.stack(margins, 1).cpu()
         out = lm.model(input_ids=nxt[:, None], use_cache=True, **{arg: getattr(out, arg)})

@@ -8,7 +8,9 @@ A batched matrix product is not bit for bit the single one that `memtok decode` 
 SmolLM2-135M on this CPU, batch 8 against 1, logits differ by up to 2.5e-4). So a batched verdict
 stands only where every greedy choice up to the first one that departs from the targets (all of
 them, for an exact memory) won by at least `SAFE_MARGIN` logits, far beyond such differences: the
-single decoding must then make the same choices. Any other memory is decoded alone.
+single decoding must then make the same choices. Any other memory is decoded alone. Either way a
+decoding stops at the first wrong choice: it settles the verdict, and a memory that fails early
+costs a few tokens, not the text's length.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from .decode import greedy, greedy_batch
+from .decode import greedy_batch
 from .encode import Encoded, Job, StepInfo, optimise
 from .layout import Layout
 from .models import FrozenLM
@@ -37,9 +39,10 @@ def verify(lm: FrozenLM, layout: Layout, memories: list[torch.Tensor], targets: 
         lay = layout.with_k(k)
         if len(rows) > 1:
             longest = max(len(targets[i]) for i in rows)
-            ids, margins = greedy_batch(lm, lay, torch.stack([memories[i] for i in rows]), longest)
+            stacked = torch.stack([memories[i] for i in rows])
+            ids, margins = greedy_batch(lm, lay, stacked, longest, [targets[i] for i in rows])
             for j, i in enumerate(rows):
-                # shorter than the targets only if this row stopped early at an EOS, a wrong choice
+                # shorter than the targets where this row ended early, at a wrong choice
                 got = ids[j, :len(targets[i])]
                 wrong = (got != torch.tensor(targets[i][:len(got)])).nonzero()
                 judged = int(wrong[0]) + 1 if len(wrong) else len(got)
@@ -47,8 +50,14 @@ def verify(lm: FrozenLM, layout: Layout, memories: list[torch.Tensor], targets: 
                     verdicts[i] = not len(wrong)
         for i in rows:
             if verdicts[i] is None:
-                verdicts[i] = greedy(lm, lay, memories[i], len(targets[i])) == targets[i]
+                verdicts[i] = decoded_alone(lm, lay, memories[i], targets[i])
     return verdicts
+
+
+def decoded_alone(lm: FrozenLM, layout: Layout, memory: torch.Tensor, targets: list[int]) -> bool:
+    """`memtok decode`'s verdict: its very computation, one row, stopped at the first wrong choice."""
+    ids, _ = greedy_batch(lm, layout, memory[None], len(targets), [targets])
+    return ids[0].tolist() == targets
 
 
 def optimise_verified(lm: FrozenLM, layout: Layout, recipe: Recipe, jobs: deque[Job], batch_size: int = 8,

@@ -39,7 +39,8 @@ def test_verdicts_match_decoding_alone_for_right_wrong_and_mixed_k(tiny_codec, m
     alone = [greedy(lm, layout.with_k(len(m)), m, len(t)) == t for m, t in zip(mems, targets)]
     assert alone == [True] * 5 + [False, False]
     calls = []
-    monkeypatch.setattr(memtok.verify, "greedy", lambda *a: calls.append(a) or greedy(*a))
+    decoded_alone = memtok.verify.decoded_alone
+    monkeypatch.setattr(memtok.verify, "decoded_alone", lambda *a: calls.append(a) or decoded_alone(*a))
     assert verify(lm, layout, mems, targets) == alone
     # every batched verdict here won by a wide margin: no memory needed decoding alone
     assert calls == []
@@ -47,3 +48,14 @@ def test_verdicts_match_decoding_alone_for_right_wrong_and_mixed_k(tiny_codec, m
     monkeypatch.setattr(memtok.verify, "SAFE_MARGIN", float("inf"))
     assert verify(lm, layout, mems, targets) == alone
     assert len(calls) == len(mems)
+
+
+def test_decoding_against_targets_stops_at_the_first_wrong_choice(tiny_codec):
+    vectors, targets, layout = memories(tiny_codec, TEXTS[:2])
+    full = greedy(tiny_codec.lm, layout, vectors[0], len(targets[1]))
+    departs = next(i for i, (a, b) in enumerate(zip(full, targets[1])) if a != b)
+    ids, margins = greedy_batch(tiny_codec.lm, layout, vectors[0][None], len(targets[1]), [targets[1]])
+    assert ids[0].tolist() == full[:departs + 1] and margins.shape == ids.shape
+    # a right memory runs to the end of its targets
+    ids, _ = greedy_batch(tiny_codec.lm, layout, torch.stack(vectors), len(targets[1]), [targets[0], targets[1]])
+    assert ids[1].tolist() == targets[1]

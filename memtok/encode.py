@@ -65,13 +65,14 @@ class StepInfo:
 
 def show_steps(bar) -> Callable[[StepInfo], None]:
     """An `on_step` that writes the batch's step, loss and accuracy into a tqdm bar's postfix: one
-    text can take minutes, and a bar that counts only finished texts would look stuck."""
+    text can take minutes, and a bar that counts only finished texts would look stuck (a segmented
+    text finishes only with its last segment: `optimised` counts segments and retries too)."""
     steps = 0
 
     def on_step(info: StepInfo) -> None:
         nonlocal steps
         steps += 1
-        bar.set_postfix(step=steps, active=info.active, loss=f"{info.loss:.3f}", acc=f"{info.accuracy:.3f}",
+        bar.set_postfix(step=steps, optimised=f"{info.done}/{info.total}", active=info.active, loss=f"{info.loss:.3f}", acc=f"{info.accuracy:.3f}",
                         refresh=False)
         bar.update(0)
 

@@ -72,8 +72,8 @@ def show_steps(bar) -> Callable[[StepInfo], None]:
     def on_step(info: StepInfo) -> None:
         nonlocal steps
         steps += 1
-        bar.set_postfix(step=steps, optimised=f"{info.done}/{info.total}", active=info.active, loss=f"{info.loss:.3f}", acc=f"{info.accuracy:.3f}",
-                        refresh=False)
+        bar.set_postfix(step=steps, optimised=f"{info.done}/{info.total}", active=info.active,
+                        loss=f"{info.loss:.3f}", acc=f"{info.accuracy:.3f}", refresh=False)
         bar.update(0)
 
     return on_step

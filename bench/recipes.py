@@ -42,7 +42,7 @@ def truncate(codec: MemoryCodec, texts: list[str], n: int) -> list[str]:
 
 
 def p90(xs):
-    return sorted(xs)[max(0, int(round(0.9 * len(xs))) - 1)]
+    return sorted(xs)[max(0, round(0.9 * len(xs)) - 1)]
 
 
 def main() -> None:

@@ -2,10 +2,10 @@
 
 __version__ = "0.1.0"
 
-from .codec import MemoryCodec  # noqa: E402
-from .errors import MemtokError, ModelMismatchError, NotAMemoryError  # noqa: E402
-from .memory import Memory  # noqa: E402
-from .recipes import RECIPES, Recipe  # noqa: E402
+from .codec import MemoryCodec
+from .errors import MemtokError, ModelMismatchError, NotAMemoryError
+from .memory import Memory
+from .recipes import RECIPES, Recipe
 
-__all__ = ["Memory", "MemoryCodec", "MemtokError", "ModelMismatchError", "NotAMemoryError", "RECIPES", "Recipe",
+__all__ = ["RECIPES", "Memory", "MemoryCodec", "MemtokError", "ModelMismatchError", "NotAMemoryError", "Recipe",
            "__version__"]

@@ -369,7 +369,7 @@ def main(args: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("memtok: interrupted", err=True)
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the one place that turns any failure into one line
+    except Exception as exc:  # the one place that turns any failure into one line
         if debug:
             raise
         click.echo(f"memtok: error: {type(exc).__name__}: {exc} (MEMTOK_DEBUG=1 shows the traceback)", err=True)

@@ -85,9 +85,9 @@ class Memory:
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
-                if meta.get("format") != FORMAT or "memory" not in f.keys():
+                if meta.get("format") != FORMAT or "memory" not in f.keys():  # noqa: SIM118 - safe_open is not a dict
                     raise NotAMemoryError(f"{path} is a safetensors file but not a memtok memory")
-                vectors = unpack({name: f.get_tensor(name) for name in f.keys()})
+                vectors = unpack({name: f.get_tensor(name) for name in f.keys()})  # noqa: SIM118
         except FileNotFoundError:
             raise MemtokError(f"no such file: {path}") from None
         except (SafetensorError, OSError, ValueError, KeyError) as exc:

@@ -60,7 +60,7 @@ def _read_shard_header(path: Path) -> dict[str, dict]:
 
 def _load_from_shard(path: Path, mid: str, header: dict) -> Memory:
     with safe_open(str(path), framework="pt") as f:
-        names = [n for n in f.keys() if n == mid or n.startswith(mid + ".")]
+        names = [n for n in f.keys() if n == mid or n.startswith(mid + ".")]  # noqa: SIM118 - safe_open is not a dict
         tensors = {("memory" if n == mid else n.split(".", 1)[1]): f.get_tensor(n) for n in names}
     known = {f for f in Memory.__dataclass_fields__ if f != "vectors"}
     return Memory(vectors=unpack(tensors), **{k: v for k, v in header.items() if k in known})

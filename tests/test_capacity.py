@@ -24,7 +24,7 @@ def sweep(tiny_codec, tmp_path_factory):
 
 
 def test_capacity_is_the_longest_length_every_text_is_exact_at(sweep):
-    codec, source, out, summary = sweep
+    codec, _source, out, summary = sweep
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     long_enough = {n: sum(len(codec.lm.tokenize(t)) >= n for t in TEXTS) for n in (4, 8, 12)}
     for k in ("1", "2"):
@@ -60,6 +60,6 @@ def test_capacity_rerun_resumes_and_other_settings_are_refused(sweep):
 ])
 def test_capacity_bad_options_are_one_line(tiny_dir, tmp_path, capsysbinary, args, message):
     data = write_csv(tmp_path / "d.csv", TEXTS)
-    code, out, err = run(["capacity", str(data), "--model", tiny_dir, "--out", str(tmp_path / "o"), *args],
+    code, _out, err = run(["capacity", str(data), "--model", tiny_dir, "--out", str(tmp_path / "o"), *args],
                          capsysbinary)
     assert code == 2 and message in err and "Traceback" not in err

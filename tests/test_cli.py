@@ -135,9 +135,9 @@ def test_real_process_pipes_and_exit_codes(tiny_dir, tmp_path):
     """The installed entry point, as a shell runs it."""
     mem = tmp_path / "p.safetensors"
     enc = subprocess.run([sys.executable, "-m", "memtok", "encode", "-o", str(mem), "--model", tiny_dir],
-                         input=TEXTS[5].encode(), capture_output=True)
+                         input=TEXTS[5].encode(), capture_output=True, check=False)
     assert enc.returncode == 0, enc.stderr
-    dec = subprocess.run([sys.executable, "-m", "memtok", "decode", str(mem)], capture_output=True)
+    dec = subprocess.run([sys.executable, "-m", "memtok", "decode", str(mem)], capture_output=True, check=False)
     assert dec.returncode == 0 and dec.stdout == TEXTS[5].encode()
-    bad = subprocess.run([sys.executable, "-m", "memtok", "info", str(tmp_path / "missing")], capture_output=True)
+    bad = subprocess.run([sys.executable, "-m", "memtok", "info", str(tmp_path / "missing")], capture_output=True, check=False)
     assert bad.returncode == 2 and bad.stderr.decode().count("\n") == 1

@@ -73,7 +73,7 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
                             "exact": exact,
                             "token_accuracy": enc.token_accuracy, "steps": enc.steps, "seconds": round(enc.seconds, 3),
                             "nats_unaided": bare.nats, "nats_memory": aided.nats, "correct_unaided": bare.correct,
-                            "correct_memory": aided.correct})
+                            "correct_memory": aided.correct, "wrong_memory": list(aided.wrong)})
                 bar.update(1)
             bar.close()
             encoded += len(pending)

@@ -21,6 +21,7 @@ from .models import FrozenLM
 class Score:
     nats: float  # summed cross-entropy of the targets (EOS included)
     correct: int  # targets whose teacher-forced argmax is right
+    wrong: tuple[int, ...] = ()  # the others' positions in the targets: which tokens a memory misses
 
 
 @torch.no_grad()
@@ -38,11 +39,12 @@ def score(lm: FrozenLM, layout: Layout, targets: list[int], memory: torch.Tensor
         context = layout.context(lm, memory.to(weight.device, weight.dtype))
     scored = targets if len(context) else targets[1:]
     nats = 0.0 if len(context) else math.log(weight.shape[0])
-    correct = 0
+    wrong = [] if len(context) else [0]
     if scored:
         x = torch.cat([context, lm.embed(torch.tensor(targets[:-1], dtype=torch.long, device=lm.device))])
         logits = lm.model(inputs_embeds=x[None]).logits[0, -len(scored):].float()
         tgt = torch.tensor(scored, device=lm.device)
         nats += F.cross_entropy(logits, tgt, reduction="sum").item()
-        correct = int((logits.argmax(-1) == tgt).sum())
-    return Score(nats, correct)
+        offset = len(targets) - len(scored)
+        wrong += [offset + i for i in (logits.argmax(-1) != tgt).nonzero().flatten().tolist()]
+    return Score(nats, len(targets) - len(wrong), tuple(wrong))

@@ -38,7 +38,9 @@ def test_capacity_is_the_longest_length_every_text_is_exact_at(sweep):
     assert summary["by_tokens"]["2"]["capacity_exact"] > summary["by_tokens"]["1"]["capacity_exact"]
     # a text counted exact decodes back to its own first tokens; the unaided score is the same for every K
     r = next(r for r in rows if r["exact"] and r["k"] == 1)
-    assert r["correct_memory"] == r["length"]
+    assert r["correct_memory"] == r["length"] and r["wrong_memory"] == []
+    assert all(len(q["wrong_memory"]) == q["length"] - q["correct_memory"] for q in rows)
+    assert any(q["wrong_memory"] for q in rows), "some cell must miss a token, or the check above is empty"
     same = {(q["length"], q["index"]): q["nats_unaided"] for q in rows if q["k"] == 1}
     assert all(same[(q["length"], q["index"])] == q["nats_unaided"] for q in rows if q["k"] == 2)
     assert (out / "capacity.png").stat().st_size > 0 and "| K | length |" in (out / "report.md").read_text()

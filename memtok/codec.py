@@ -227,7 +227,7 @@ class MemoryCodec:
         texts = []
         for mem in mems:
             mem.check_model(self.lm.fingerprint, self.lm.name)
-            layout = Layout(tuple(mem.prefix_ids), tuple(mem.infix_ids), mem.k)
+            layout = mem.layout
             pieces = []
             for vectors, n in mem.segment_vectors():
                 ids = greedy(self.lm, layout.with_k(len(vectors)), vectors, n + 1)

@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 
 from . import __version__
 from .errors import MemtokError, ModelMismatchError, NotAMemoryError
+from .layout import Layout
 from .storage import DTYPES, nbytes, pack, unpack
 
 FORMAT = "memtok"
@@ -53,6 +54,11 @@ class Memory:
     @property
     def k(self) -> int:
         return self.vectors.shape[0]
+
+    @property
+    def layout(self) -> Layout:
+        """Where its vectors sat when they were made: decoding must put them there again."""
+        return Layout(tuple(self.prefix_ids), tuple(self.infix_ids), self.k)
 
     @property
     def nbytes(self) -> int:

@@ -52,8 +52,9 @@ def main() -> None:
         if len(mem.segments) > 1:
             raise SystemExit(f"text {r['index']} was cut into segments: positions are per segment, not shown here")
         targets = codec.target_ids(text)
-        s = score(lm, mem.layout, targets, mem.vectors)
-        unaided = score(lm, mem.layout, targets).correct  # the same layout with no memory: the model alone
+        layout = mem.layout
+        s = score(lm, layout, targets, mem.vectors)
+        unaided = score(lm, layout, targets).correct  # the same layout with no memory: the model alone
         gains.append(s.correct - unaided)
         last = len(targets) - 1
         where.update("first" if p == 0 else "EOS" if p == last else "inside" for p in s.wrong)

@@ -14,14 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from memtok import Memory, MemoryCodec
-from memtok.codec import sha256_text
+from memtok.header import sha256_text
 from memtok.store import MemoryStore
 
 
 def exact_memories(path: Path) -> Iterator[tuple[str, Memory]]:
     """(name, memory) for each exact memory of a store, or of an eval run's `memories/` folder."""
     if (path / "store.json").is_file():
-        store = MemoryStore.open(path)
+        store = MemoryStore(path)
         yield from ((mid, store[mid]) for mid in store if store.record(mid)["status"] == "exact")
         return
     folder = path / "memories" if (path / "memories").is_dir() else path

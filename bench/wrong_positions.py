@@ -19,8 +19,8 @@ from collections import Counter
 from pathlib import Path
 
 from memtok import Memory, MemoryCodec
-from memtok.codec import sha256_text
 from memtok.evaluate import memory_file
+from memtok.header import sha256_text
 from memtok.score import score
 from memtok.sources import read_source
 

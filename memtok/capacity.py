@@ -20,13 +20,12 @@ import time
 from collections import deque
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from .codec import MemoryCodec
 from .encode import Job, show_steps
 from .errors import MemtokError
+from .files import atomic_write, lock_folder
 from .layout import Layout
-from .memory import atomic_write
+from .progress import progress
 from .recipes import Recipe, get_recipe
 from .results import ResultsLog, pin_settings
 from .score import score
@@ -54,39 +53,39 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
         if layout.first_target + max(lengths) + 1 > lm.context_length:
             raise MemtokError(f"length {max(lengths)} with {k} memory tokens does not fit the context of "
                               f"{lm.name} ({lm.context_length})")
-    pin_settings(out / "run.json", run, _RUN_KEYS)
-    log = ResultsLog(out / "results.jsonl", key="key")
-    started, encoded = time.perf_counter(), 0
-    token_ids = [lm.tokenize(t) for t in source.texts]
-    for k, layout in layouts.items():
-        for length in sorted(lengths):
-            # the first `length` ids of each text that has them
-            cut = {i: ids[:length] for i, ids in enumerate(token_ids) if len(ids) >= length}
-            targets = {i: ids + [lm.eos_id] if eos else ids for i, ids in cut.items()}
-            pending = [Job(i, targets[i], k) for i in cut if f"k{k}/l{length}/{i}" not in log.done]
-            bar = tqdm(total=len(pending), desc=f"K={k}, {length} tokens", unit="text", leave=False,
-                       disable=not show_progress_bar or not pending, mininterval=0.5)
-            for enc, exact in optimise_verified(lm, layout, rec, deque(pending), batch_size, show_steps(bar)):
-                t = targets[enc.key]
-                bare, aided = score(lm, layout, t), score(lm, layout, t, enc.memory)
-                log.append({"key": f"k{k}/l{length}/{enc.key}", "k": k, "length": length, "index": enc.key,
-                            "exact": exact,
-                            "token_accuracy": enc.token_accuracy, "steps": enc.steps, "seconds": round(enc.seconds, 3),
-                            "nats_unaided": bare.nats, "nats_memory": aided.nats, "correct_unaided": bare.correct,
-                            "correct_memory": aided.correct, "wrong_memory": list(aided.wrong)})
-                bar.update(1)
-            bar.close()
-            encoded += len(pending)
-            cell = _cell([r for r in log.records if r["k"] == k and r["length"] == length])
-            if cell["n"] and cell["exact"] == 0 and cell["mean_token_accuracy"] < KURATOV_ACCURACY:
-                break  # longer texts will not do better with this K
-    summary = summarise(log.records, tokens)
-    summary.update(run=run, encoded_now=encoded, wall_seconds_now=round(time.perf_counter() - started, 1))
-    atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2, sort_keys=True)))
-    from .plots import plot_capacity
+    with lock_folder(out):  # one run per folder: two would write the same cells twice
+        pin_settings(out / "run.json", run, _RUN_KEYS)
+        log = ResultsLog(out / "results.jsonl", key="key")
+        started, encoded = time.perf_counter(), 0
+        token_ids = [lm.tokenize(t) for t in source.texts]
+        for k, layout in layouts.items():
+            for length in sorted(lengths):
+                # the first `length` ids of each text that has them
+                cut = {i: ids[:length] for i, ids in enumerate(token_ids) if len(ids) >= length}
+                targets = {i: ids + [lm.eos_id] if eos else ids for i, ids in cut.items()}
+                pending = [Job(i, targets[i], k) for i in cut if f"k{k}/l{length}/{i}" not in log.done]
+                bar = progress(len(pending), f"K={k}, {length} tokens", "text", disable=not show_progress_bar or not pending)
+                for enc, exact in optimise_verified(lm, layout, rec, deque(pending), batch_size, show_steps(bar)):
+                    t = targets[enc.key]
+                    bare, aided = score(lm, layout, t), score(lm, layout, t, enc.memory)
+                    log.append({"key": f"k{k}/l{length}/{enc.key}", "k": k, "length": length, "index": enc.key,
+                                "exact": exact,
+                                "token_accuracy": enc.token_accuracy, "steps": enc.steps, "seconds": round(enc.seconds, 3),
+                                "nats_unaided": bare.nats, "nats_memory": aided.nats, "correct_unaided": bare.correct,
+                                "correct_memory": aided.correct, "wrong_memory": list(aided.wrong)})
+                    bar.update(1)
+                bar.close()
+                encoded += len(pending)
+                cell = _cell([r for r in log.records if r["k"] == k and r["length"] == length])
+                if cell["n"] and cell["exact"] == 0 and cell["mean_token_accuracy"] < KURATOV_ACCURACY:
+                    break  # longer texts will not do better with this K
+        summary = summarise(log.records, tokens)
+        summary.update(run=run, encoded_now=encoded, wall_seconds_now=round(time.perf_counter() - started, 1))
+        atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2, sort_keys=True)))
+        from .plots import plot_capacity
 
-    plot_capacity(summary, out / "capacity.png")
-    atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(report(summary)))
+        plot_capacity(summary, out / "capacity.png")
+        atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(report(summary)))
     return summary
 
 

@@ -98,7 +98,7 @@ def encode(text, path, out, model, device, recipe, max_steps, tokens, segment_to
     printf 'The quick brown fox.' | memtok encode -o fox.safetensors
     memtok encode -f notes.txt --tokens 2 -o notes.mem.safetensors
     """
-    from .codec import sha256_text
+    from .header import sha256_text
     from .textio import read_text
 
     if text is not None and path is not None:
@@ -132,10 +132,15 @@ def encode(text, path, out, model, device, recipe, max_steps, tokens, segment_to
 @click.option("-o", "--out", default=None, help="write the text here (with --all: a folder) instead of standard output")
 @click.option("--id", "mem_id", default=None, help="the memory to decode, when FILE is a store")
 @click.option("--all", "all_", is_flag=True, help="decode every memory of a store into the folder -o")
+@click.option("--unchecked", is_flag=True,
+              help="write the decoded text even when it does not match the memory's sha256 (exit 1 still)")
 @model_option
 @device_option
-def decode(file, out, mem_id, all_, model, device) -> None:
+def decode(file, out, mem_id, all_, unchecked, model, device) -> None:
     """Decode a memory FILE (or one or all memories of a store) back into text, byte for byte.
+
+    The decoded text's sha256 must equal the one the memory recorded; otherwise nothing is written
+    and the exit code is 1.
 
     \b
     memtok decode fox.safetensors
@@ -143,43 +148,65 @@ def decode(file, out, mem_id, all_, model, device) -> None:
     memtok decode STORE --all -o texts/
     """
     from .memory import Memory
-    from .textio import write_text
 
     if os.path.isdir(file):
-        return _decode_store(file, out, mem_id, all_, model, device)
+        return _decode_store(file, out, mem_id, all_, unchecked, model, device)
     if mem_id is not None or all_:
         raise click.UsageError("--id and --all apply to a store (a folder), not to a memory file")
     mem = Memory.load(file)
     codec = _load_codec(model or mem.model_name, device)
-    text = codec.decode(mem)
-    write_text(text, out)
-    if not mem.exact:
-        click.echo("warning: this memory was not exact when made; the text may differ from the original", err=True)
+    _decode_checked(codec, mem, out, unchecked)
     if out:
-        click.echo(f"decoded {mem.n_tokens} tokens from {file} -> {out}", err=True)
+        click.echo(f"decoded {mem.n_tokens} tokens from {file}, sha256 checked -> {out}", err=True)
 
 
-def _decode_store(path, out, mem_id, all_, model, device) -> None:
-    from pathlib import Path
-
-    from .store import MemoryStore
+def _decode_checked(codec, mem, out: str | None, unchecked: bool) -> None:
+    """Write the decoded text only when its sha256 is the memory's (or when asked to write it anyway)."""
+    from .errors import DecodeMismatchError
     from .textio import write_text
 
-    store = MemoryStore.open(path)
+    try:
+        text = codec.decode(mem)
+    except DecodeMismatchError as exc:
+        if unchecked:
+            write_text(exc.text, out)
+        raise
+    write_text(text, out)
+
+
+def _decode_store(path, out, mem_id, all_, unchecked, model, device) -> None:
+    from pathlib import Path
+
+    from .errors import DecodeMismatchError
+    from .progress import progress
+    from .store import MemoryStore
+
+    store = MemoryStore(path)
     if all_ == (mem_id is not None):
         raise click.UsageError("a store needs --id ID or --all -o DIR")
     if all_ and not out:
         raise click.UsageError("--all needs -o DIR")
-    ids = list(store) if all_ else [mem_id]
-    mems = {i: store[i] for i in ids if store.record(i)["status"] != "failed" or not all_}
+    if not all_:
+        mem = store[mem_id]
+        _decode_checked(_load_codec(model or store.info["model"], device), mem, out, unchecked)
+        return
+    ids = [i for i in store if store.record(i)["status"] != "failed"]
     codec = _load_codec(model or store.info["model"], device)
-    from tqdm.auto import tqdm
-
-    for i in tqdm(mems, desc="decoding", unit="text", disable=not all_, leave=False):
-        text = codec.decode(mems[i])
-        write_text(text, str(Path(out) / f"{i}.txt") if all_ else out)
-    if all_:
-        click.echo(f"decoded {len(mems)} memories ({len(ids) - len(mems)} failed texts skipped) -> {out}", err=True)
+    mismatched = []
+    bar = progress(len(ids), "decoding", "text")
+    for i in ids:
+        try:
+            _decode_checked(codec, store[i], str(Path(out) / f"{i}.txt"), unchecked)
+        except DecodeMismatchError:
+            mismatched.append(i)
+        bar.update(1)
+    bar.close()
+    skipped = len(store) - len(ids)
+    click.echo(f"decoded {len(ids) - len(mismatched)} memories ({skipped} failed texts skipped) -> {out}", err=True)
+    if mismatched:
+        shown = ", ".join(mismatched[:5]) + (" ..." if len(mismatched) > 5 else "")
+        raise DecodeMismatchError(f"{len(mismatched)} memories did not decode to their text's sha256 ({shown})"
+                                  + (", written anyway (--unchecked)" if unchecked else ", not written"), "")
 
 
 @cli.command("encode-corpus")
@@ -365,7 +392,7 @@ def main(args: list[str] | None = None) -> None:
         if debug:
             raise
         click.echo(f"memtok: error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("memtok: interrupted", err=True)
         sys.exit(130)

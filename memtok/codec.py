@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
 from .autok import MAX_AUTO_TOKENS, TokenPlanner
 from .decode import greedy
 from .encode import Encoded, Job, show_steps
-from .errors import MemtokError
+from .errors import DecodeMismatchError, MemtokError
+from .header import sha256_text
 from .layout import DEFAULT_TEMPLATE, Layout
 from .memory import Memory
 from .models import FrozenLM, load
+from .progress import progress
 from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from .score import score
 from .segment import split_text
@@ -25,10 +25,6 @@ from .storage import check_dtype
 from .verify import optimise_verified
 
 logger = logging.getLogger(__name__)
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass
@@ -129,21 +125,11 @@ class MemoryCodec:
         texts = [texts] if single else list(texts)
         if not texts:
             return []
-        if batch_size < 1:
-            raise MemtokError(f"batch size must be at least 1, got {batch_size}")
+        rec = self.check_options(tokens, recipe, template, batch_size, max_steps, dtype, segment_tokens)
         auto = tokens == "auto"
-        if not auto and not (isinstance(tokens, int) and not isinstance(tokens, bool)):
-            raise MemtokError(f"tokens must be a number of vectors or 'auto', got {tokens!r}")
-        if segment_tokens is not None and segment_tokens < 1:
-            raise MemtokError(f"a segment must hold at least one token, got {segment_tokens}")
-        rec = get_recipe(recipe)
-        check_dtype(dtype)
-        if max_steps is not None:
-            rec = rec.replace(max_steps=max_steps)
         planner = None
         if auto:  # the vectors may take at most a quarter of the context
-            most = min(MAX_AUTO_TOKENS, self.lm.context_length // 4)
-            planner = TokenPlanner(self.lm.hidden_size, rec.max_steps, most)
+            planner = TokenPlanner(self.lm.hidden_size, rec.max_steps, self._most_auto_tokens())
         layout = Layout.build(self.lm, template, planner.max_tokens if auto else tokens, rec.bos)
         pieces = self._pieces(texts, layout, segment_tokens)
         if show_progress_bar is None:
@@ -163,8 +149,7 @@ class MemoryCodec:
             of_text[p.text_index].append(p)
         left = [len(group) for group in of_text]  # pieces of each text not yet settled
         out: list[Memory | None] = [None] * len(texts)
-        bar = tqdm(total=len(texts), desc="encoding", unit="text", disable=not show_progress_bar, leave=False,
-                   mininterval=0.5)
+        bar = progress(len(texts), "encoding", "text", disable=not show_progress_bar)
         try:
             # exact: greedy decoding gives the piece's ids and EOS, which `target_ids` checked detokenize
             # back to the piece byte for byte
@@ -189,12 +174,41 @@ class MemoryCodec:
             bar.close()
         return out[0] if single else out
 
-    def _pieces(self, texts: list[str], layout: Layout, segment_tokens: int | None) -> list[_Piece]:
-        """Each text, cut where it must be (or where asked) into pieces that fit the model."""
-        room = self.lm.context_length - layout.first_target - 1  # text tokens that fit beside K vectors + EOS
+    def check_options(self, tokens: int | str = 1, recipe: str | Recipe = DEFAULT_RECIPE,
+                      template: str = DEFAULT_TEMPLATE, batch_size: int = 8, max_steps: int | None = None,
+                      dtype: str = "float32", segment_tokens: int | None = None) -> Recipe:
+        """Refuse bad options before any work (or any file a run pins its settings in); returns the
+        recipe with `max_steps` applied."""
+        if batch_size < 1:
+            raise MemtokError(f"batch size must be at least 1, got {batch_size}")
+        auto = tokens == "auto"
+        if not auto and not (isinstance(tokens, int) and not isinstance(tokens, bool)):
+            raise MemtokError(f"tokens must be a number of vectors or 'auto', got {tokens!r}")
+        if segment_tokens is not None and segment_tokens < 1:
+            raise MemtokError(f"a segment must hold at least one token, got {segment_tokens}")
+        rec = get_recipe(recipe)
+        check_dtype(dtype)
+        if max_steps is not None:
+            rec = rec.replace(max_steps=max_steps)
+        layout = Layout.build(self.lm, template, self._most_auto_tokens() if auto else tokens, rec.bos)
+        self._room(layout)
+        return rec
+
+    def _most_auto_tokens(self) -> int:
+        """`tokens="auto"` lets the vectors take at most a quarter of the context."""
+        return min(MAX_AUTO_TOKENS, self.lm.context_length // 4)
+
+    def _room(self, layout: Layout) -> int:
+        """Text tokens that fit in the context beside the layout's vectors and the EOS."""
+        room = self.lm.context_length - layout.first_target - 1
         if room < 1:
             raise MemtokError(f"{layout.k} memory tokens leave no room for text in the context of {self.lm.name} "
                               f"({self.lm.context_length})")
+        return room
+
+    def _pieces(self, texts: list[str], layout: Layout, segment_tokens: int | None) -> list[_Piece]:
+        """Each text, cut where it must be (or where asked) into pieces that fit the model."""
+        room = self._room(layout)
         limit = room if segment_tokens is None else min(room, segment_tokens)
         pieces = []
         for i, text in enumerate(texts):
@@ -220,19 +234,46 @@ class MemoryCodec:
             exact=all(p.exact for p in pieces), text=text if keep_text else None, storage_dtype=dtype,
             segments=segments)
 
-    def decode(self, memories: Memory | Sequence[Memory]) -> str | list[str]:
-        """Greedy decoding from the vectors alone. Refuses a memory made with another model."""
+    def decode(self, memories: Memory | Sequence[Memory], check: bool = True) -> str | list[str]:
+        """Greedy decoding from the vectors alone, checked against the text's recorded sha256.
+
+        A memory decodes exactly only in the numerics it was verified in (and with its vectors as
+        saved), so the result is compared with the memory's `text_sha256`: on a mismatch this raises
+        `DecodeMismatchError` (holding the decoded text) unless `check=False`. A memory made with
+        another model, or one that does not fit this model, is refused before decoding.
+        """
         single = isinstance(memories, Memory)
-        mems = [memories] if single else list(memories)
-        texts = []
-        for mem in mems:
-            mem.check_model(self.lm.fingerprint, self.lm.name)
-            layout = mem.layout
-            pieces = []
-            for vectors, n in mem.segment_vectors():
-                ids = greedy(self.lm, layout.with_k(len(vectors)), vectors, n + 1)
-                if ids and ids[-1] == self.lm.eos_id:
-                    ids = ids[:-1]
-                pieces.append(self.lm.detokenize(ids))
-            texts.append("".join(pieces))
+        texts = [self._decode_one(m, check) for m in ([memories] if single else memories)]
         return texts[0] if single else texts
+
+    def _decode_one(self, mem: Memory, check: bool) -> str:
+        self._check_decodable(mem)
+        layout = mem.layout
+        pieces = []
+        for vectors, n in mem.segment_vectors():
+            ids = greedy(self.lm, layout.with_k(len(vectors)), vectors, n + 1)
+            if ids and ids[-1] == self.lm.eos_id:
+                ids = ids[:-1]
+            pieces.append(self.lm.detokenize(ids))
+        text = "".join(pieces)
+        if check and sha256_text(text) != mem.text_sha256:
+            made = "" if mem.exact else " (it was not exact when made)"
+            raise DecodeMismatchError(
+                f"the decoded text does not match the memory's text_sha256{made}: a memory decodes exactly only "
+                f"with the vectors, device, precision and software it was verified with", text)
+        return text
+
+    def _check_decodable(self, mem: Memory) -> None:
+        """What the file's own checks cannot know: that it was made with this model and fits it."""
+        mem.check_model(self.lm.fingerprint, self.lm.name)
+        lm = self.lm
+        vocab = lm.model.get_input_embeddings().weight.shape[0]
+        if mem.vectors.shape[1] != lm.hidden_size:
+            raise MemtokError(f"this memory's vectors have {mem.vectors.shape[1]} dimensions, {lm.name} takes "
+                              f"{lm.hidden_size}")
+        if any(i >= vocab for i in mem.prefix_ids + mem.infix_ids):
+            raise MemtokError(f"this memory's prompt holds token ids beyond the {vocab} of {lm.name}")
+        needs = len(mem.prefix_ids) + len(mem.infix_ids) + max(len(v) + n for v, n in mem.segment_vectors())
+        if needs > lm.context_length:
+            raise MemtokError(f"this memory needs {needs} positions, beyond the context of {lm.name} "
+                              f"({lm.context_length})")

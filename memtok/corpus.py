@@ -17,10 +17,11 @@ import torch.distributed as dist
 
 from .codec import MemoryCodec
 from .errors import MemtokError
-from .recipes import Recipe, get_recipe
+from .files import lock_folder
+from .recipes import Recipe
 from .results import pin_settings
 from .sources import Source
-from .store import STORE_FORMAT, ShardWriter, write_index
+from .store import STORE_FORMAT, ShardWriter, done_rows, prepare, write_index
 
 
 def distributed() -> tuple[int, int]:
@@ -62,24 +63,47 @@ def run_corpus(codec: MemoryCodec, source: Source, out: str | Path, recipe: str 
     """Encode the rows of `source` not yet in the store at `out`; returns counts for the whole store."""
     root = Path(out)
     rank, world = distributed()
-    rec = get_recipe(recipe)
-    if max_steps is not None:
-        rec = rec.replace(max_steps=max_steps)
-    settings = {"format": STORE_FORMAT, "model": codec.lm.name, "model_fingerprint": codec.lm.fingerprint, "recipe": rec.to_dict(),
-                "tokens": tokens, "segment_tokens": segment_tokens, "template": template, "dtype": dtype,
-                "keep_text": keep_text,
-                "data": source.name, "data_sha256": source.sha256, "n_texts": len(source.texts), "command": command}
-    # Rank 0 writes store.json first; the others then check against it. n_texts may grow (a larger --limit).
-    keys = [k for k in settings if k not in ("command", "n_texts")]
-    if rank == 0:
-        pin_settings(root / "store.json", settings, keys)
-    _barrier()
-    if rank != 0:
-        pin_settings(root / "store.json", settings, keys)
-    writer = ShardWriter(root, rank, shard_size)
-    done = {row for r in range(max(world, _ranks_on_disk(root))) for row in ShardWriter.rows_of(root, r)}
-    mine = [i for i in range(rank, len(source.texts), world) if i not in done]
+    rec = codec.check_options(tokens, recipe, template, batch_size, max_steps, dtype, segment_tokens)
+    settings = {"format": STORE_FORMAT, "model": codec.lm.name, "model_fingerprint": codec.lm.fingerprint,
+                "recipe": rec.to_dict(), "tokens": tokens, "segment_tokens": segment_tokens, "template": template,
+                "dtype": dtype, "keep_text": keep_text, "data": source.name, "data_sha256": source.sha256,
+                "n_texts": len(source.texts), "command": command}
+    keys = [k for k in settings if k not in ("command", "n_texts")]  # n_texts may grow (a larger --limit)
+    lock = _lock_on_rank_0(root, rank)
+    try:
+        if rank == 0:  # rank 0 pins the settings and readies the folder; the others then check against it
+            pin_settings(root / "store.json", settings, keys)
+            prepare(root, world)
+        _barrier()
+        if rank != 0:
+            pin_settings(root / "store.json", settings, keys)
+        return _encode_rows(codec, source, root, rec, rank, world, shard_size, show_progress_bar,
+                            tokens=tokens, template=template, batch_size=batch_size, keep_text=keep_text,
+                            dtype=dtype, segment_tokens=segment_tokens)
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def _lock_on_rank_0(root: Path, rank: int):
+    """One run per store: rank 0 takes the folder's lock, and every rank of a refused run stops."""
+    lock, refused = None, ""
+    if rank == 0:
+        try:
+            lock = lock_folder(root)
+        except MemtokError as exc:
+            refused = str(exc)
+    if _sum(int(bool(refused))):
+        raise MemtokError(refused or f"{root} is in use by another memtok run")
+    return lock
+
+
+def _encode_rows(codec: MemoryCodec, source: Source, root: Path, rec: Recipe, rank: int, world: int,
+                 shard_size: int, show_progress_bar: bool, **encode_options) -> dict:
+    """This rank's rows not yet done, each recorded as it finishes; rank 0 then indexes the store."""
+    writer = ShardWriter(root, rank, shard_size)
+    done = done_rows(root)
+    mine = [i for i in range(rank, len(source.texts), world) if i not in done]
     started = time.perf_counter()
     valid = []
     for row in mine:
@@ -90,9 +114,8 @@ def run_corpus(codec: MemoryCodec, source: Source, out: str | Path, recipe: str 
             writer.add(row, failure={"failed": str(exc), "text_sha256": None})
     texts = [source.texts[r] for r in valid]
     if texts:
-        codec.encode(texts, tokens=tokens, recipe=rec, template=template, batch_size=batch_size, keep_text=keep_text,
-                     dtype=dtype, segment_tokens=segment_tokens, show_progress_bar=show_progress_bar and rank == 0,
-                     on_result=lambda j, mem: writer.add(valid[j], memory=mem))
+        codec.encode(texts, recipe=rec, show_progress_bar=show_progress_bar and rank == 0,
+                     on_result=lambda j, mem: writer.add(valid[j], memory=mem), **encode_options)
     writer.flush()
     wall = time.perf_counter() - started
     encoded_now = _sum(len(mine))
@@ -108,9 +131,3 @@ def run_corpus(codec: MemoryCodec, source: Source, out: str | Path, recipe: str 
                        failed=status.count("failed"))
     _barrier()
     return summary
-
-
-def _ranks_on_disk(root: Path) -> int:
-    """A rerun with fewer processes must still see what every earlier rank finished."""
-    names = [p.name for p in (root / "parts").glob("r*")] + [p.name.split("-")[0] for p in (root / "shards").glob("r*")]
-    return max((int(n[1:]) + 1 for n in names if n[1:].isdigit()), default=0)

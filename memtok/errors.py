@@ -1,12 +1,16 @@
 """Errors memtok raises on purpose.
 
 `MemtokError` marks bad input (a usage problem the user can fix); the command line turns it into
-a one-line message and exit code 2. Anything else is a bug or an environment failure (exit 1).
+a one-line message and exit code 2. `DecodeMismatchError` is the one refusal that is not bad
+input: a memory that loaded fine but did not decode to its text (exit 1). Anything else is a bug
+or an environment failure (exit 1).
 """
 
 
 class MemtokError(Exception):
     """Bad input: an empty text, a wrong file, a memory of another model, an option out of range."""
+
+    exit_code = 2
 
 
 class ModelMismatchError(MemtokError):
@@ -14,4 +18,14 @@ class ModelMismatchError(MemtokError):
 
 
 class NotAMemoryError(MemtokError):
-    """A file that is not a memtok memory (or store)."""
+    """A file that is not a memtok memory (or store), or one whose header or tensors do not hold up."""
+
+
+class DecodeMismatchError(MemtokError):
+    """Greedy decoding gave a text whose sha256 is not the one the memory recorded."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, text: str) -> None:
+        super().__init__(message)
+        self.text = text  # what decoding gave, for `memtok decode --unchecked` and inspection

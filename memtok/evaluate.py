@@ -15,8 +15,10 @@ from pathlib import Path
 
 from .codec import MemoryCodec
 from .compression import text_sizes
-from .memory import Memory, atomic_write
-from .recipes import Recipe, get_recipe
+from .errors import MemtokError
+from .files import atomic_write, lock_folder, set_aside, sweep_temporaries
+from .memory import Memory
+from .recipes import Recipe
 from .results import ResultsLog, pin_settings
 from .sources import Source
 
@@ -43,64 +45,93 @@ def run_eval(codec: MemoryCodec, source: Source, out: str | Path, recipe: str | 
              template: str = "{memory}", batch_size: int = 8, max_steps: int | None = None, dtype: str = "float32",
              segment_tokens: int | None = None, command: str = "", show_progress_bar: bool = True) -> dict:
     """Encode every text of `source` not yet in `out/results.jsonl` (its memory into `out/memories/`), then
-    write the summary, report and plots."""
+    write the summary, report and plots. A text that cannot be encoded is recorded as failed."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rec = get_recipe(recipe)
-    if max_steps is not None:
-        rec = rec.replace(max_steps=max_steps)
+    rec = codec.check_options(tokens, recipe, template, batch_size, max_steps, dtype, segment_tokens)
     run = {"model": codec.lm.name, "model_fingerprint": codec.lm.fingerprint, "recipe": rec.to_dict(),
            "tokens": tokens, "segment_tokens": segment_tokens, "template": template, "dtype": dtype,
            "data": source.name, "data_sha256": source.sha256, "n_texts": len(source.texts), "command": command}
-    pin_settings(out / "run.json", run, _RUN_KEYS)
-
-    log = ResultsLog(out / "results.jsonl")
-    memories = out / "memories"
-    pending = [i for i in range(len(source.texts)) if i not in log.done]
-    started = time.perf_counter()
-    if pending:
-        texts = [source.texts[i] for i in pending]
-
-        def finished(j: int, mem: Memory) -> None:
-            """The memory first: a text in results.jsonl always has its memory on disk."""
-            mem.save(memories / memory_file(pending[j]))
-            log.append(record(pending[j], texts[j], mem))
-
-        codec.encode(texts, tokens=tokens, recipe=rec, template=template, batch_size=batch_size, dtype=dtype,
-                     segment_tokens=segment_tokens, show_progress_bar=show_progress_bar,
-                     on_result=finished)
-    wall = time.perf_counter() - started
-    results = sorted((r for r in log.records if r["index"] < len(source.texts)), key=lambda r: r["index"])
-    summary = summarise(results)
-    summary.update(run=run, resumed_with=len(results) - len(pending), encoded_now=len(pending),
-                   wall_seconds_now=round(wall, 1),
-                   texts_per_hour_now=round(3600 * len(pending) / wall, 1) if pending and wall > 0 else None)
-    atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2, sort_keys=True)))
-    from .plots import plot_eval
-    plot_eval(results, out)
-    atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(report(summary)))
+    with lock_folder(out):
+        pin_settings(out / "run.json", run, _RUN_KEYS)
+        sweep_temporaries(out)
+        log = ResultsLog(out / "results.jsonl")
+        log.drop(_lost_memories(out, log))
+        pending = [i for i in range(len(source.texts)) if i not in log.done]
+        started = time.perf_counter()
+        _encode_pending(codec, source, out, log, pending, rec, show_progress_bar, tokens=tokens, template=template,
+                        batch_size=batch_size, dtype=dtype, segment_tokens=segment_tokens)
+        wall = time.perf_counter() - started
+        results = sorted((r for r in log.records if r["index"] < len(source.texts)), key=lambda r: r["index"])
+        summary = summarise(results)
+        summary.update(run=run, resumed_with=len(results) - len(pending), encoded_now=len(pending),
+                       wall_seconds_now=round(wall, 1),
+                       texts_per_hour_now=round(3600 * len(pending) / wall, 1) if pending and wall > 0 else None)
+        atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2, sort_keys=True)))
+        from .plots import plot_eval
+        plot_eval([r for r in results if not r.get("failed")], out)
+        atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(report(summary)))
     return summary
 
 
+def _lost_memories(out: Path, log: ResultsLog) -> list[int]:
+    """Results whose memory file is gone or unreadable (a power loss before it reached the disk): their
+    texts are encoded again, and the damaged file is set aside."""
+    lost = []
+    for r in log.records:
+        if r.get("failed"):
+            continue
+        path = out / "memories" / memory_file(r["index"])
+        try:
+            Memory.load(path)
+        except MemtokError as exc:
+            if path.exists():
+                set_aside(path, str(exc))
+            lost.append(r["index"])
+    return lost
+
+
+def _encode_pending(codec: MemoryCodec, source: Source, out: Path, log: ResultsLog, pending: list[int], rec: Recipe,
+                    show_progress_bar: bool, **encode_options) -> None:
+    """Encode the pending texts; each line of results.jsonl is written after its memory is on disk."""
+    valid = []
+    for i in pending:
+        try:
+            codec.target_ids(source.texts[i])
+            valid.append(i)
+        except MemtokError as exc:
+            log.append({"index": i, "chars": len(source.texts[i]), "exact": False, "failed": str(exc)})
+    texts = [source.texts[i] for i in valid]
+
+    def finished(j: int, mem: Memory) -> None:
+        mem.save(out / "memories" / memory_file(valid[j]))
+        log.append(record(valid[j], texts[j], mem))
+
+    if texts:
+        codec.encode(texts, recipe=rec, show_progress_bar=show_progress_bar, on_result=finished, **encode_options)
+
+
 def _stats(rows: list[dict]) -> dict:
-    if not rows:
-        return {"n": 0}
-    return {"n": len(rows), "exact": sum(r["exact"] for r in rows),
-            "exact_rate": round(sum(r["exact"] for r in rows) / len(rows), 4),
-            "mean_token_accuracy": round(statistics.fmean(r["token_accuracy"] for r in rows), 4),
-            "median_steps": statistics.median(r["steps"] for r in rows),
-            "median_seconds": round(statistics.median(r["seconds"] for r in rows), 2),
-            "median_tokens": statistics.median(r["tokens"] for r in rows),
-            "median_memory_bytes": statistics.median(r["memory_bytes"] for r in rows),
-            "texts_per_k": {str(k): sum(r["k"] == k for r in rows) for k in sorted({r["k"] for r in rows})},
-            "median_text_bytes": {k: statistics.median(r[f"text_{k}_bytes"] for r in rows)
+    """Counts over every row; means and medians over the texts that were encoded (not the failed)."""
+    ok = [r for r in rows if not r.get("failed")]
+    stats = {"n": len(rows), "failed": len(rows) - len(ok), "exact": sum(r["exact"] for r in rows),
+             "exact_rate": round(sum(r["exact"] for r in rows) / len(rows), 4) if rows else 0.0}
+    if not ok:
+        return stats
+    return {**stats,
+            "mean_token_accuracy": round(statistics.fmean(r["token_accuracy"] for r in ok), 4),
+            "median_steps": statistics.median(r["steps"] for r in ok),
+            "median_seconds": round(statistics.median(r["seconds"] for r in ok), 2),
+            "median_tokens": statistics.median(r["tokens"] for r in ok),
+            "median_memory_bytes": statistics.median(r["memory_bytes"] for r in ok),
+            "texts_per_k": {str(k): sum(r["k"] == k for r in ok) for k in sorted({r["k"] for r in ok})},
+            "median_text_bytes": {k: statistics.median(r[f"text_{k}_bytes"] for r in ok)
                                   for k in ("utf8", "gzip", "xz", "zstd")}}
 
 
 def summarise(results: list[dict]) -> dict:
     buckets = []
     for lo, hi in BUCKETS:
-        rows = [r for r in results if lo <= r["tokens"] <= hi]
+        rows = [r for r in results if not r.get("failed") and lo <= r["tokens"] <= hi]
         if rows:
             buckets.append({"tokens": f"{lo}-{hi}" if hi < 10**9 else f">={lo}", **_stats(rows)})
     return {"overall": _stats(results), "by_length": buckets}
@@ -115,21 +146,26 @@ def report(summary: dict) -> str:
         f"- memory tokens per text: {run['tokens']}; template `{run['template']}`",
         f"- data: `{run['data']}` (sha256 `{run['data_sha256']}`), {run['n_texts']} texts",
         f"- command: `{run['command']}`",
-        f"- this session: {summary['encoded_now']} texts encoded in {summary['wall_seconds_now']} s"
+        f"- this run: {summary['encoded_now']} texts encoded in {summary['wall_seconds_now']} s"
         + (f" ({summary['texts_per_hour_now']} texts/hour)" if summary["texts_per_hour_now"] else "")
-        + f", {summary['resumed_with']} taken from an earlier session",
+        + f", {summary['resumed_with']} taken from an earlier run of the same command",
+        f"- texts that could not be encoded (failed, counted as not exact): {overall['failed']}",
         "",
         "| tokens | texts | exact | exact rate | mean token accuracy | median steps | median seconds |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in [{"tokens": "all", **overall}] + summary["by_length"]:
+        if "mean_token_accuracy" not in row:  # every text failed
+            lines.append(f"| {row['tokens']} | {row['n']} | 0 | 0.00 | - | - | - |")
+            continue
         lines.append(f"| {row['tokens']} | {row['n']} | {row['exact']} | {row['exact_rate']:.2f} | "
                      f"{row['mean_token_accuracy']:.4f} | {row['median_steps']} | {row['median_seconds']} |")
-    sizes = overall["median_text_bytes"]
-    lines += ["", (f"Median bytes per text: memory {overall['median_memory_bytes']}; text as UTF-8 {sizes['utf8']}, "
-                   f"gzip {sizes['gzip']}, xz {sizes['xz']}, zstd {sizes['zstd']}."),
-              "", "Texts per number of memory vectors K: "
-              + ", ".join(f"K={k}: {n}" for k, n in overall["texts_per_k"].items()) + "."]
+    if "median_text_bytes" in overall:
+        sizes = overall["median_text_bytes"]
+        lines += ["", (f"Median bytes per text: memory {overall['median_memory_bytes']}; text as UTF-8 "
+                       f"{sizes['utf8']}, gzip {sizes['gzip']}, xz {sizes['xz']}, zstd {sizes['zstd']}."),
+                  "", "Texts per number of memory vectors K: "
+                  + ", ".join(f"K={k}: {n}" for k, n in overall["texts_per_k"].items()) + "."]
     lines += ["", ("Token accuracy is the paper's: the share of target positions (EOS included) whose "
                    "teacher-forced argmax is right. Exact means greedy decoding from the memory alone gave "
                    "back the text. Each text's memory is in `memories/` (file named by the text's index), "

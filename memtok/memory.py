@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,11 +16,12 @@ from safetensors.torch import save_file
 
 from . import __version__
 from .errors import MemtokError, ModelMismatchError, NotAMemoryError
+from .files import atomic_write
+from .header import FORMAT_VERSION, check_header, check_values
 from .layout import Layout
-from .storage import DTYPES, nbytes, pack, unpack
+from .storage import nbytes, pack, unpack
 
 FORMAT = "memtok"
-FORMAT_VERSION = 2  # 2: segments
 
 
 @dataclass
@@ -88,33 +88,21 @@ class Memory:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Memory:
+        """Read and check a memory file: anything malformed is refused with one line, never half-loaded."""
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
                 if meta.get("format") != FORMAT or "memory" not in f.keys():  # noqa: SIM118 - safe_open is not a dict
                     raise NotAMemoryError(f"{path} is a safetensors file but not a memtok memory")
-                vectors = unpack({name: f.get_tensor(name) for name in f.keys()})  # noqa: SIM118
+                try:
+                    header = json.loads(meta[FORMAT])
+                except (KeyError, json.JSONDecodeError):
+                    raise NotAMemoryError(f"{path} has a corrupt memtok header") from None
+                return read_memory(f, header, {name: name for name in f.keys()}, str(path))  # noqa: SIM118
         except FileNotFoundError:
             raise MemtokError(f"no such file: {path}") from None
         except (SafetensorError, OSError, ValueError, KeyError) as exc:
             raise NotAMemoryError(f"{path} is not a memtok memory ({exc})") from None
-        try:
-            d = json.loads(meta[FORMAT])
-        except json.JSONDecodeError:
-            raise NotAMemoryError(f"{path} has a corrupt memtok header") from None
-        if d.get("format_version", 0) > FORMAT_VERSION:
-            raise MemtokError(f"{path} was written by a newer memtok ({d.get('memtok_version')}); please upgrade")
-        if vectors.ndim != 2 or vectors.shape[0] != d.get("k") or d.get("storage_dtype") not in DTYPES:
-            raise NotAMemoryError(f"{path}: tensor 'memory' has shape {tuple(vectors.shape)}, expected [K, d]")
-        segments = d.get("segments") or []
-        if segments and (sum(s.get("k", 0) for s in segments) != d["k"]
-                         or sum(s.get("tokens", 0) for s in segments) != d.get("n_tokens")):
-            raise NotAMemoryError(f"{path}: its segments do not add up to its {d['k']} vectors and text tokens")
-        known = {f for f in cls.__dataclass_fields__ if f != "vectors"}
-        try:
-            return cls(vectors=vectors, **{k: v for k, v in d.items() if k in known})
-        except TypeError as exc:
-            raise NotAMemoryError(f"{path} has an incomplete memtok header ({exc})") from None
 
     def check_model(self, fingerprint: str, model_name: str) -> None:
         if fingerprint != self.model_fingerprint:
@@ -123,15 +111,12 @@ class Memory:
                 f"not {model_name} ({fingerprint[:12]}); decode it with --model {self.model_name}")
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call `write(tmp_path)` and move the result onto `path`; on any failure nothing is left."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def read_memory(f, header: object, names: dict[str, str], where: str) -> Memory:
+    """A Memory from an open safetensors file `f`: `names` maps each saved role (`memory`, `scale`)
+    to its tensor in `f`. Shapes and dtypes are checked against the header before any data is read."""
+    shapes = {role: (f.get_slice(t).get_dtype(), f.get_slice(t).get_shape()) for role, t in names.items()}
+    fields = check_header(header, shapes, where)
+    tensors = {role: f.get_tensor(t) for role, t in names.items()}
+    vectors = unpack(tensors)
+    check_values(vectors, tensors.get("scale"), where)
+    return Memory(vectors=vectors, **fields)

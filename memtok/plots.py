@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .memory import atomic_write
+from .files import atomic_write
 
 
 def _save(fig, path: Path) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import MemtokError
-from .memory import atomic_write
+from .files import atomic_write
 
 
 def pin_settings(path: Path, settings: dict, keys: Iterable[str]) -> None:
@@ -49,6 +49,15 @@ class ResultsLog:
     @property
     def done(self) -> set:
         return {r[self.key] for r in self.records}
+
+    def drop(self, keys: list) -> None:
+        """Forget these records (their work is to be done again), rewriting the file atomically."""
+        if not keys:
+            return
+        gone = set(keys)
+        self.records = [r for r in self.records if r[self.key] not in gone]
+        lines = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in self.records)
+        atomic_write(self.path, lambda tmp: Path(tmp).write_text(lines, encoding="utf-8"))
 
     def append(self, record: dict) -> None:
         line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"

@@ -7,15 +7,19 @@
     STORE/index.parquet              id, source row, shard, K, tokens, exact, status, steps, seconds,
                                      text sha256, text (if kept), error
 
-Every file is written to a temporary name and renamed, so none is ever half-written. A finished
-memory is on disk at once (as a part); parts are packed into a shard every `shard_size`. A rerun
-reads shards and parts to know what is done, so nothing finished is redone, lost or duplicated.
+Every file is written to a temporary name, fsynced and renamed, so none is ever half-written. A
+finished memory is on disk at once (as a part); parts are packed into a shard every `shard_size`.
+A rerun reads shards and parts to know what is done, so nothing finished is redone, lost or
+duplicated, whatever number of processes ran before; parts left by a rank that does not run now
+are packed first. Names read back (ids, shards) are accepted only in the store's own form, so a
+crafted index cannot point outside the store.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,12 +27,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .errors import MemtokError, NotAMemoryError
-from .memory import Memory, atomic_write
-from .storage import pack, unpack
+from .files import atomic_write, set_aside, sweep_temporaries
+from .memory import Memory, read_memory
+from .storage import pack
 
 STORE_FORMAT = "memtok-store"
-INDEX_COLUMNS = ["id", "row", "shard", "status", "exact", "k", "tokens", "steps", "seconds", "text_sha256", "text",
-                 "error"]
+ID = re.compile(r"[0-9]{9}")
+SHARD = re.compile(r"r([0-9]+)-([0-9]{5})\.safetensors")
 
 
 def memory_id(row: int) -> str:
@@ -51,19 +56,50 @@ def _read_shard_header(path: Path) -> dict[str, dict]:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
+        header = json.loads(meta["memories"]) if meta.get("format") == STORE_FORMAT else None
     except Exception as exc:  # noqa: BLE001 - any unreadable file is "not a shard"
         raise NotAMemoryError(f"{path} is not a memtok store shard ({exc})") from None
-    if meta.get("format") != STORE_FORMAT:
+    if not isinstance(header, dict) or not all(ID.fullmatch(k) and isinstance(v, dict) for k, v in header.items()):
         raise NotAMemoryError(f"{path} is not a memtok store shard")
-    return json.loads(meta["memories"])
+    return header
 
 
 def _load_from_shard(path: Path, mid: str, header: dict) -> Memory:
     with safe_open(str(path), framework="pt") as f:
-        names = [n for n in f.keys() if n == mid or n.startswith(mid + ".")]  # noqa: SIM118 - safe_open is not a dict
-        tensors = {("memory" if n == mid else n.split(".", 1)[1]): f.get_tensor(n) for n in names}
-    known = {f for f in Memory.__dataclass_fields__ if f != "vectors"}
-    return Memory(vectors=unpack(tensors), **{k: v for k, v in header.items() if k in known})
+        names = {role: name for role, name in (("memory", mid), ("scale", f"{mid}.scale")) if name in f.keys()}  # noqa: SIM118
+        return read_memory(f, header, names, f"memory {mid} of {path}")
+
+
+def _parts(root: Path) -> list[Path]:
+    return sorted((root / "parts").glob("r*/*.safetensors"))
+
+
+def _shards(root: Path, rank: int | None = None) -> list[Path]:
+    pattern = "*.safetensors" if rank is None else f"r{rank}-*.safetensors"
+    return sorted(p for p in (root / "shards").glob(pattern) if SHARD.fullmatch(p.name))
+
+
+def done_rows(root: Path) -> set[int]:
+    """Rows finished by any process of any earlier run: in a shard, or in a part not yet packed."""
+    ids = {mid for s in _shards(root) for mid in _read_shard_header(s)}
+    ids |= {p.stem for p in _parts(root)}
+    return {int(i) for i in ids}
+
+
+def prepare(root: Path, world: int) -> None:
+    """Before a (re)run's processes start: sweep temporaries a kill left, set aside a shard or part
+    that cannot be read (its rows are encoded again), and pack the parts of ranks that do not run now."""
+    sweep_temporaries(root)
+    for path in _shards(root) + _parts(root):
+        try:
+            _read_shard_header(path)
+        except NotAMemoryError as exc:
+            set_aside(path, str(exc))
+    for folder in sorted((root / "parts").glob("r*")):
+        rank = folder.name[1:]
+        if rank.isdigit() and int(rank) >= world:
+            ShardWriter(root, int(rank)).flush()
+            folder.rmdir()
 
 
 class ShardWriter:
@@ -76,23 +112,9 @@ class ShardWriter:
         (root / "shards").mkdir(exist_ok=True)
         self._tidy()
 
-    def _shards(self) -> list[Path]:
-        return self.shards_of(self.root, self.rank)
-
-    @staticmethod
-    def shards_of(root: Path, rank: int) -> list[Path]:
-        return sorted((root / "shards").glob(f"r{rank}-*.safetensors"))
-
-    @classmethod
-    def rows_of(cls, root: Path, rank: int) -> set[int]:
-        """Rows rank `rank` has finished: in its shards or in its parts not yet packed."""
-        ids = {mid for s in cls.shards_of(root, rank) for mid in _read_shard_header(s)}
-        ids |= {p.stem for p in (root / "parts" / f"r{rank}").glob("*.safetensors")}
-        return {int(i) for i in ids}
-
     def _tidy(self) -> None:
         """Drop parts already packed into a shard (a kill between packing and deleting leaves them)."""
-        packed = {mid for s in self._shards() for mid in _read_shard_header(s)}
+        packed = {mid for s in _shards(self.root, self.rank) for mid in _read_shard_header(s)}
         for part in self.parts.glob("*.safetensors"):
             if part.stem in packed:
                 part.unlink()
@@ -119,7 +141,10 @@ class ShardWriter:
                     failures[mid] = h
                 else:
                     memories[mid] = _load_from_shard(part, mid, h)
-        n = len(self._shards())
+        # the next number after every shard of this rank, set-aside ones included: no name is reused
+        taken = [int(m.group(1)) for p in (self.root / "shards").glob(f"r{self.rank}-*")
+                 if (m := re.match(r"r[0-9]+-([0-9]{5})", p.name))]
+        n = max(taken, default=-1) + 1
         _write_shard(self.root / "shards" / f"r{self.rank}-{n:05d}.safetensors", memories, failures)
         for part in parts:
             part.unlink()
@@ -131,7 +156,7 @@ def write_index(root: Path) -> int:
     import pyarrow.parquet as pq
 
     rows = []
-    for shard in sorted((root / "shards").glob("*.safetensors")):
+    for shard in _shards(root):
         for mid, h in _read_shard_header(shard).items():
             failed = "failed" in h
             rows.append({"id": mid, "row": int(mid), "shard": shard.name,
@@ -156,15 +181,22 @@ class MemoryStore:
         self.root = Path(path)
         if not (self.root / "store.json").is_file() or not (self.root / "index.parquet").is_file():
             raise NotAMemoryError(f"{path} is not a finished memtok store (no store.json or index.parquet)")
-        self.info = json.loads((self.root / "store.json").read_text())
         import pyarrow.parquet as pq
 
-        self.index = pq.read_table(self.root / "index.parquet").to_pylist()
+        try:
+            self.info = json.loads((self.root / "store.json").read_text())
+            self.index = pq.read_table(self.root / "index.parquet").to_pylist()
+        except Exception as exc:  # noqa: BLE001 - any unreadable store is refused with one line
+            raise NotAMemoryError(f"{path} is not a readable memtok store ({type(exc).__name__})") from None
+        for r in self.index:  # ids and shard names become paths: only the store's own forms
+            if not (isinstance(r.get("id"), str) and ID.fullmatch(r["id"]) and r.get("row") == int(r["id"])
+                    and (r.get("status") == "failed" or (isinstance(r.get("shard"), str)
+                                                         and SHARD.fullmatch(r["shard"])))):
+                raise NotAMemoryError(f"{path}: its index holds a row that is not of the store's own form "
+                                      f"(id {str(r.get('id'))[:40]!r}, shard {str(r.get('shard'))[:40]!r})")
+        if not isinstance(self.info, dict) or not isinstance(self.info.get("model"), str):
+            raise NotAMemoryError(f"{path}: its store.json names no model")
         self._by_id = {r["id"]: r for r in self.index}
-
-    @classmethod
-    def open(cls, path: str | os.PathLike) -> MemoryStore:
-        return cls(path)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -186,7 +218,10 @@ class MemoryStore:
         if rec["status"] == "failed":
             raise MemtokError(f"text {mem_id} could not be encoded: {rec['error']}")
         shard = self.root / "shards" / rec["shard"]
-        return _load_from_shard(shard, mem_id, _read_shard_header(shard)[mem_id])
+        header = _read_shard_header(shard)
+        if mem_id not in header:
+            raise NotAMemoryError(f"{shard} does not hold memory {mem_id}, which the index places there")
+        return _load_from_shard(shard, mem_id, header[mem_id])
 
     def decode(self, codec, mem_id: str) -> str:
         """The text of one memory; the codec's model fingerprint must match (as for single files)."""

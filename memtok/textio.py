@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from .errors import MemtokError
-from .memory import atomic_write
+from .files import atomic_write
 
 
 def read_text(path: str | None) -> str:

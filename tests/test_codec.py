@@ -5,6 +5,7 @@ import torch
 from conftest import TEXTS
 
 from memtok import Memory, MemtokError
+from memtok.decode import greedy
 from memtok.encode import Job, optimise
 from memtok.layout import Layout
 from memtok.recipes import MEMTOK, MEMTOK_SGD
@@ -21,14 +22,43 @@ def test_round_trip_single_text(tiny_codec):
     assert tiny_codec.decode(mem) == TEXTS[0]
 
 
+def same_outcome(codec, a, b) -> None:
+    """Batched and alone are the same optimisation up to float rounding, which hundreds of steps can
+    grow far past any fixed tolerance on the vectors (1e-4 seen on one CPU, 1e-6 on another). What
+    the property is about: the same number of steps, both exact, the same decoded ids."""
+    assert a.steps == b.steps and a.exact and b.exact
+    ids = [greedy(codec.lm, m.layout, m.vectors, m.n_tokens + 1) for m in (a, b)]
+    assert ids[0] == ids[1] and ids[0][-1] == codec.lm.eos_id
+
+
 def test_batch_equals_each_text_alone(tiny_codec):
     alone = [tiny_codec.encode(t) for t in TEXTS]
     batched = tiny_codec.encode(TEXTS, batch_size=3)
-    assert [m.exact for m in batched] == [True] * len(TEXTS)
     for a, b in zip(alone, batched):
-        assert a.steps == b.steps
-        torch.testing.assert_close(a.vectors, b.vectors, rtol=1e-4, atol=1e-5)
+        same_outcome(tiny_codec, a, b)
     assert tiny_codec.decode(batched) == TEXTS
+
+
+def test_padding_leaves_each_texts_logits_as_alone(tiny_codec):
+    """One forward pass, padded batch against each row alone. Only the summation order of the matrix
+    products differs, so the tolerance comes from float32 rounding: a dot product of length n is off
+    by at most n * eps relative to the sum of its terms' magnitudes; we allow that for the longest
+    reduction (the MLP's inner size), once per layer and once for the output head, on the scale of
+    the logits."""
+    lm = tiny_codec.lm
+    cfg = lm.model.config
+    layout = Layout.build(lm, "{memory}", 1, MEMTOK.bos)
+    rows = [layout.context(lm, lm.embedding_mean[None]) for _ in TEXTS[:3]]
+    rows = [torch.cat([c, lm.embed(torch.tensor(lm.tokenize(t)))]) for c, t in zip(rows, TEXTS[:3])]
+    batch = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+    mask = (torch.arange(batch.shape[1])[None] < torch.tensor([len(r) for r in rows])[:, None]).long()
+    with torch.no_grad():
+        together = lm.model(inputs_embeds=batch, attention_mask=mask).logits
+        for j, r in enumerate(rows):
+            alone = lm.model(inputs_embeds=r[None]).logits[0]
+            n = max(cfg.intermediate_size, cfg.hidden_size)
+            tol = (cfg.num_hidden_layers + 1) * n * torch.finfo(torch.float32).eps * float(alone.abs().max())
+            torch.testing.assert_close(together[j, :len(r)], alone, rtol=0, atol=tol)
 
 
 def test_finished_slot_is_refilled_so_a_hard_text_holds_nothing_back(tiny_codec):
@@ -63,7 +93,9 @@ def test_jobs_of_different_k_share_a_batch_as_if_alone(tiny_codec):
     for key, a in alone.items():
         b = together[key]
         assert a.steps == b.steps and a.converged and b.converged and len(b.memory) == jobs[key].k
-        torch.testing.assert_close(a.memory, b.memory, rtol=1e-4, atol=1e-5)
+        lay = layout.with_k(jobs[key].k)
+        n = len(jobs[key].targets)
+        assert greedy(lm, lay, a.memory, n) == greedy(lm, lay, b.memory, n) == jobs[key].targets
 
 
 @pytest.mark.parametrize("template, text", [
@@ -100,8 +132,7 @@ def test_low_rank_recipe_round_trips_and_batches_as_if_alone(tiny_codec):
     batched = tiny_codec.encode(TEXTS[:3], recipe=rec, tokens=2, batch_size=3)
     assert [m.exact for m in batched] == [True] * 3
     for a, b in zip(alone, batched):
-        assert a.steps == b.steps
-        torch.testing.assert_close(a.vectors, b.vectors, rtol=1e-4, atol=1e-5)
+        same_outcome(tiny_codec, a, b)
     assert batched[0].recipe["rank"] == 8
     assert tiny_codec.decode(batched) == TEXTS[:3]
     with pytest.raises(MemtokError, match="rank"):
@@ -111,7 +142,7 @@ def test_low_rank_recipe_round_trips_and_batches_as_if_alone(tiny_codec):
 def test_a_text_that_cannot_be_made_exact_is_reported_not_exact(tiny_codec):
     mem = tiny_codec.encode(UNSEEN, max_steps=30)
     assert not mem.exact and mem.steps == 30
-    assert tiny_codec.decode(mem) != UNSEEN
+    assert tiny_codec.decode(mem, check=False) != UNSEEN
 
 
 @pytest.mark.parametrize("bad, kwargs, message", [

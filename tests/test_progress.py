@@ -1,0 +1,37 @@
+"""Progress in a log: whole lines now and then, not carriage-return redraws."""
+
+import io
+import os
+import subprocess
+import sys
+
+from conftest import TEXTS
+
+from memtok.progress import PlainProgress, progress
+
+
+def test_a_log_gets_plain_lines_at_the_interval():
+    log = io.StringIO()
+    bar = progress(3, "encoding", "text", file=log)
+    assert isinstance(bar, PlainProgress)
+    bar.interval = 0.0
+    bar.set_postfix(step=7, loss="0.125", refresh=False)
+    bar.update(1)
+    bar.interval = 3600.0  # nothing more within the interval
+    bar.update(1)
+    bar.close()
+    assert log.getvalue().startswith("encoding: 1/3 texts, ") and log.getvalue().endswith(", step 7, loss 0.125\n")
+    assert log.getvalue().count("\n") == 1
+
+
+def test_encode_into_a_log_file_writes_no_carriage_returns(tiny_dir, tmp_path):
+    with open(tmp_path / "log.txt", "wb") as log:
+        p = subprocess.run([sys.executable, "-m", "memtok", "encode", " ".join(TEXTS[:2]), "--model", tiny_dir,
+                            "-o", str(tmp_path / "m.safetensors"), "--max-steps", "60"], stderr=log, check=False,
+                           env={**os.environ, "MEMTOK_PROGRESS_SECONDS": "0"}, timeout=300)
+    text = (tmp_path / "log.txt").read_text()
+    assert p.returncode in (0, 1), text
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert any(line.startswith("encoding: 0/1 texts, ") and "step" in line for line in lines), text
+    assert "exact" in lines[-1]  # the summary line ends the log

@@ -11,7 +11,7 @@ import torch
 
 from .autok import MAX_AUTO_TOKENS, TokenPlanner
 from .decode import greedy
-from .encode import Encoded, Job, show_steps
+from .encode import MAX_BATCH_TOKENS, Encoded, Job, show_steps
 from .errors import DecodeMismatchError, MemtokError
 from .header import sha256_text
 from .layout import DEFAULT_TEMPLATE, Layout
@@ -96,6 +96,7 @@ class MemoryCodec:
         keep_text: bool = False,
         dtype: str = "float32",
         segment_tokens: int | None = None,
+        max_batch_tokens: int = MAX_BATCH_TOKENS,
         show_progress_bar: bool | None = None,
         on_result: Callable[[int, Memory], None] | None = None,
     ) -> Memory | list[Memory]:
@@ -114,6 +115,8 @@ class MemoryCodec:
                 through the rounding, so the saved memory is the one verified.
             segment_tokens: cut texts into pieces of at most this many tokens, each with its own
                 vectors. Texts longer than the model's context are always cut to fit it.
+            max_batch_tokens: input positions in one forward pass, what bounds memory: texts join a
+                batch while they fit, and a piece of a text is never longer.
             show_progress_bar: defaults to on when logging is at INFO or lower.
             on_result: called with (input index, memory) as each text finishes.
 
@@ -125,13 +128,14 @@ class MemoryCodec:
         texts = [texts] if single else list(texts)
         if not texts:
             return []
-        rec = self.check_options(tokens, recipe, template, batch_size, max_steps, dtype, segment_tokens)
+        rec = self.check_options(tokens, recipe, template, batch_size, max_steps, dtype, segment_tokens,
+                                 max_batch_tokens)
         auto = tokens == "auto"
         planner = None
         if auto:  # the vectors may take at most a quarter of the context
             planner = TokenPlanner(self.lm.hidden_size, rec.max_steps, self._most_auto_tokens())
         layout = Layout.build(self.lm, template, planner.max_tokens if auto else tokens, rec.bos)
-        pieces = self._pieces(texts, layout, segment_tokens)
+        pieces = self._pieces(texts, layout, segment_tokens, max_batch_tokens)
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
         jobs: deque[Job] = deque()
@@ -153,7 +157,8 @@ class MemoryCodec:
         try:
             # exact: greedy decoding gives the piece's ids and EOS, which `target_ids` checked detokenize
             # back to the piece byte for byte
-            for enc, exact in optimise_verified(self.lm, layout, rec, jobs, batch_size, show_steps(bar), dtype):
+            for enc, exact in optimise_verified(self.lm, layout, rec, jobs, batch_size, show_steps(bar), dtype,
+                                                max_batch_tokens):
                 p = pieces[enc.key]
                 p.add_try(enc, exact)
                 if auto:
@@ -176,7 +181,8 @@ class MemoryCodec:
 
     def check_options(self, tokens: int | str = 1, recipe: str | Recipe = DEFAULT_RECIPE,
                       template: str = DEFAULT_TEMPLATE, batch_size: int = 8, max_steps: int | None = None,
-                      dtype: str = "float32", segment_tokens: int | None = None) -> Recipe:
+                      dtype: str = "float32", segment_tokens: int | None = None,
+                      max_batch_tokens: int = MAX_BATCH_TOKENS) -> Recipe:
         """Refuse bad options before any work (or any file a run pins its settings in); returns the
         recipe with `max_steps` applied."""
         if batch_size < 1:
@@ -191,24 +197,28 @@ class MemoryCodec:
         if max_steps is not None:
             rec = rec.replace(max_steps=max_steps)
         layout = Layout.build(self.lm, template, self._most_auto_tokens() if auto else tokens, rec.bos)
-        self._room(layout)
+        self._room(layout, max_batch_tokens)
         return rec
 
     def _most_auto_tokens(self) -> int:
         """`tokens="auto"` lets the vectors take at most a quarter of the context."""
         return min(MAX_AUTO_TOKENS, self.lm.context_length // 4)
 
-    def _room(self, layout: Layout) -> int:
-        """Text tokens that fit in the context beside the layout's vectors and the EOS."""
+    def _room(self, layout: Layout, max_batch_tokens: int) -> int:
+        """Text tokens that fit beside the layout's vectors and the EOS, in the context and in one pass."""
+        if layout.first_target + 2 > max_batch_tokens:
+            raise MemtokError(f"{layout.k} memory tokens leave no room for text in {max_batch_tokens} positions "
+                              f"per pass (max_batch_tokens)")
         room = self.lm.context_length - layout.first_target - 1
         if room < 1:
             raise MemtokError(f"{layout.k} memory tokens leave no room for text in the context of {self.lm.name} "
                               f"({self.lm.context_length})")
-        return room
+        return min(room, max_batch_tokens - layout.first_target - 1)
 
-    def _pieces(self, texts: list[str], layout: Layout, segment_tokens: int | None) -> list[_Piece]:
+    def _pieces(self, texts: list[str], layout: Layout, segment_tokens: int | None,
+                max_batch_tokens: int) -> list[_Piece]:
         """Each text, cut where it must be (or where asked) into pieces that fit the model."""
-        room = self._room(layout)
+        room = self._room(layout, max_batch_tokens)
         limit = room if segment_tokens is None else min(room, segment_tokens)
         pieces = []
         for i, text in enumerate(texts):

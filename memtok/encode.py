@@ -8,7 +8,6 @@ slot at the next step, so one hard text never holds the others back.
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch.nn.utils.rnn import pad_sequence
 
 from .layout import Layout
@@ -148,27 +148,73 @@ def learned_parameters(start: torch.Tensor, recipe: Recipe, scale: float) -> lis
     return [z.to(start).requires_grad_(True), w.to(start).requires_grad_(True)]
 
 
+MAX_BATCH_TOKENS = 1024  # input positions in one forward pass: what bounds memory, whatever the texts
+HEAD_CHUNK = 256  # target positions whose logits [chunk, vocab] exist at once
+
+
+def _judge(head: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor,
+           t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per position: cross-entropy, argmax right, margin (target logit - best other logit)."""
+    logits = head(h).float()
+    ce = F.cross_entropy(logits, t, reduction="none")
+    with torch.no_grad():
+        top2 = logits.topk(2, dim=-1)
+        right = top2.indices[:, 0] == t
+        rival = torch.where(right, top2.values[:, 1], top2.values[:, 0])
+        margin = logits.gather(-1, t[:, None])[:, 0] - rival
+    return ce, right, margin
+
+
+def score_positions(lm: FrozenLM, x: torch.Tensor, mask: torch.Tensor, first: int, valid: torch.Tensor,
+                    targets: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`_judge` at every valid target position (flattened, row by row) of the batch `x`, from input
+    position `first` on. The logits are made `HEAD_CHUNK` positions at a time and remade during the
+    backward pass (checkpointing), so memory holds one chunk of [positions, vocabulary], not all."""
+    dev = x.device
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        if lm.split_head is not None:
+            decoder, head = lm.split_head
+            states = decoder(inputs_embeds=x, attention_mask=mask, use_cache=False).last_hidden_state[:, first:]
+        else:
+            head = torch.nn.Identity()
+            states = lm.model(inputs_embeds=x, attention_mask=mask, use_cache=False).logits[:, first:]
+        states, t = states[valid], targets[valid]
+        parts = [torch.utils.checkpoint.checkpoint(_judge, head, states[c:c + HEAD_CHUNK], t[c:c + HEAD_CHUNK],
+                                                   use_reentrant=False)
+                 for c in range(0, len(t), HEAD_CHUNK)]
+    return tuple(torch.cat(col) for col in zip(*parts))
+
+
+def _fits(slots: list[_Slot], job: Job, prompt: int, budget: int) -> bool:
+    """Whether `job` joins the batch within the token budget (padded: slots x longest); a lone job always does."""
+    if not slots:
+        return True
+    longest = max(max(len(s.targets) + s.job.k for s in slots), len(job.targets) + job.k) + prompt
+    return (len(slots) + 1) * longest <= budget
+
+
 def optimise(lm: FrozenLM, layout: Layout, recipe: Recipe, jobs: Iterable[Job], batch_size: int = 8,
-             on_step: Callable[[StepInfo], None] | None = None, dtype: str = "float32") -> Iterator[Encoded]:
+             on_step: Callable[[StepInfo], None] | None = None, dtype: str = "float32",
+             max_batch_tokens: int = MAX_BATCH_TOKENS) -> Iterator[Encoded]:
     """Yield an `Encoded` for each job, in the order they finish.
 
-    `jobs` is consumed as slots free up; when it is a deque, jobs the caller appends while iterating
-    (a retry with more vectors, say) join the same batch. Jobs may differ in K: each text's targets
-    are aligned to its own first target position. With a storage `dtype` below float32 every
-    forward pass sees the vectors rounded to it, so the exactness judged here is that of the memory
-    as it will be saved.
+    `jobs` is consumed as slots free up (at most `batch_size` texts and `max_batch_tokens` padded
+    positions in a pass); when it is a deque, jobs the caller appends while iterating (a retry with
+    more vectors, say) join the same batch. Jobs may differ in K: each text's targets are aligned to
+    its own first target position. With a storage `dtype` below float32 every forward pass sees the
+    vectors rounded to it, so the exactness judged here is that of the memory as it will be saved.
     """
     dev = lm.device
     with torch.no_grad():
         prefix_emb = lm.embed(torch.tensor(layout.prefix_ids, dtype=torch.long, device=dev))
         infix_emb = lm.embed(torch.tensor(layout.infix_ids, dtype=torch.long, device=dev))
-    keeps_logits = "logits_to_keep" in inspect.signature(lm.model.forward).parameters
+    prompt = len(layout.prefix_ids) + len(layout.infix_ids)
     queue = jobs if isinstance(jobs, deque) else deque(jobs)
     slots: list[_Slot] = []
     done = 0
     while queue or slots:
         # 1. refill free slots from the queue
-        while queue and len(slots) < batch_size:
+        while queue and len(slots) < batch_size and _fits(slots, queue[0], prompt, max_batch_tokens):
             job = queue.popleft()
             ids = torch.tensor(job.targets, dtype=torch.long, device=dev)
             with torch.no_grad():
@@ -183,34 +229,20 @@ def optimise(lm: FrozenLM, layout: Layout, recipe: Recipe, jobs: Iterable[Job], 
         x = pad_sequence(seqs, batch_first=True)
         mask = (torch.arange(x.shape[1], device=dev)[None] < lengths[:, None]).long()
         first = min(s.first_target for s in slots)
-        n_keep = x.shape[1] - first
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=recipe.bf16):
-            if keeps_logits:
-                logits = lm.model(inputs_embeds=x, attention_mask=mask, logits_to_keep=n_keep, use_cache=False).logits
-            else:
-                logits = lm.model(inputs_embeds=x, attention_mask=mask, use_cache=False).logits[:, -n_keep:]
-        logits = logits.float()
         # [B, N]: row j's targets start at its own first target; positions before it and padding are ignored
         tgt = pad_sequence([F.pad(s.targets, (s.first_target - first, 0), value=IGNORE) for s in slots],
                            batch_first=True, padding_value=IGNORE)
+        valid = tgt != IGNORE
+        ce, right, margin = score_positions(lm, x, mask, first, valid, tgt, recipe.bf16)
 
         # 3. judge each text on these logits, i.e. on the vectors that produced them
-        with torch.no_grad():
-            valid = tgt != IGNORE
-            safe_tgt = tgt.clamp_min(0)
-            top2 = logits.detach().topk(2, dim=-1)
-            tgt_logit = logits.detach().gather(-1, safe_tgt[..., None])[..., 0]
-            right = top2.indices[..., 0] == safe_tgt
-            rival = torch.where(right, top2.values[..., 1], top2.values[..., 0])
-            margin = torch.where(valid, tgt_logit - rival, torch.inf)
-            n = valid.sum(1)
-            accuracy = ((right & valid).sum(1) / n).tolist()
-            min_margin = margin.min(1).values.tolist()
-        ce = F.cross_entropy(logits.transpose(1, 2), tgt, ignore_index=IGNORE, reduction="none")  # [B, N]
-        weight = valid.float()
-        if recipe.wrong_weight:
-            weight = weight + recipe.wrong_weight * (valid & ~right).float()
-        per_text = (ce * weight).sum(1) / n
+        rows = valid.nonzero()[:, 0]
+        n = valid.sum(1)
+        zeros = torch.zeros(len(slots), device=dev)
+        accuracy = (zeros.index_add(0, rows, right.float()) / n).tolist()
+        min_margin = torch.full_like(zeros, torch.inf).scatter_reduce(0, rows, margin, "amin").tolist()
+        weight = 1.0 + recipe.wrong_weight * (~right).float()
+        per_text = zeros.index_add(0, rows, ce * weight) / n
         losses = per_text.tolist()
 
         still: list[_Slot] = []

@@ -116,6 +116,22 @@ class FrozenLM:
         var = sq / (n * mean.numel()) - (mean.mean()) ** 2
         return mean.to(self.model.get_input_embeddings().weight.dtype), float(var.clamp_min(0).sqrt())
 
+    @functools.cached_property
+    def split_head(self) -> tuple[torch.nn.Module, torch.nn.Module] | None:
+        """(decoder, output head) when the model's logits are just head(decoder(x)), so that logits can
+        be made a few positions at a time; None for models that change them further (soft-capping,
+        scaling), which then get their logits whole. Checked once on a few positions."""
+        decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
+        if decoder is None or head is None:
+            return None
+        x = self.embed(torch.arange(min(8, self.model.config.vocab_size), device=self.device))[None]
+        with torch.no_grad():
+            whole = self.model(inputs_embeds=x, use_cache=False).logits
+            split = head(decoder(inputs_embeds=x, use_cache=False).last_hidden_state)
+        # the same operations on the same inputs: only a different kernel choice could round differently
+        close = torch.allclose(whole, split, rtol=0, atol=64 * torch.finfo(whole.dtype).eps * float(whole.abs().max()))
+        return (decoder, head) if close else None
+
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:

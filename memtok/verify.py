@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from .decode import greedy_batch
-from .encode import Encoded, Job, StepInfo, optimise
+from .encode import MAX_BATCH_TOKENS, Encoded, Job, StepInfo, optimise
 from .layout import Layout
 from .models import FrozenLM
 from .recipes import Recipe
@@ -62,7 +62,8 @@ def decoded_alone(lm: FrozenLM, layout: Layout, memory: torch.Tensor, targets: l
 
 def optimise_verified(lm: FrozenLM, layout: Layout, recipe: Recipe, jobs: deque[Job], batch_size: int = 8,
                       on_step: Callable[[StepInfo], None] | None = None,
-                      dtype: str = "float32") -> Iterator[tuple[Encoded, bool]]:
+                      dtype: str = "float32",
+                      max_batch_tokens: int = MAX_BATCH_TOKENS) -> Iterator[tuple[Encoded, bool]]:
     """`optimise`, each result with its verdict, verified `batch_size` results at a time.
 
     Jobs the caller appends to `jobs` while iterating (a retry with more vectors) are run too, even
@@ -73,7 +74,7 @@ def optimise_verified(lm: FrozenLM, layout: Layout, recipe: Recipe, jobs: deque[
 
     while True:
         pending: list[Encoded] = []
-        for enc in optimise(lm, layout, recipe, jobs, batch_size, on_step, dtype):
+        for enc in optimise(lm, layout, recipe, jobs, batch_size, on_step, dtype, max_batch_tokens):
             pending.append(enc)
             if len(pending) >= batch_size:
                 done, pending = pending, []

@@ -3,6 +3,7 @@ a power loss, a crafted index."""
 
 import json
 import os
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -83,7 +84,7 @@ def test_atomic_write_fsyncs_the_file_and_its_folder(tmp_path, monkeypatch):
         real(fd)
 
     monkeypatch.setattr(os, "fsync", spy)
-    atomic_write(tmp_path / "a.txt", lambda tmp: open(tmp, "w").write("x"))
+    atomic_write(tmp_path / "a.txt", lambda tmp: Path(tmp).write_text("x"))
     assert (tmp_path / "a.txt").read_text() == "x"
     assert any(p.startswith(str(tmp_path / ".a.txt.")) for p in synced), synced  # the file, before its rename
     assert str(tmp_path) in synced  # the folder, after it

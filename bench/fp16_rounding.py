@@ -46,7 +46,7 @@ def main() -> None:
             again = Memory.load(mem.save(Path(tmp) / "m.safetensors"))
         after += again.nbytes
         checked += 1
-        if sha256_text(codec.decode(again)) != mem.text_sha256:
+        if sha256_text(codec.decode(again, check=False)) != mem.text_sha256:
             broken.append(name)
     print(f"{checked - len(broken)}/{checked} exact float32 memories still decode exactly after {args.dtype} rounding "
           f"({before} -> {after} bytes)" + (f"; broken: {', '.join(broken)}" if broken else ""))

@@ -85,6 +85,17 @@ class MemoryCodec:
             raise MemtokError(f"the tokenizer of {self.lm.name} cannot reproduce this text byte for byte")
         return ids + [self.lm.eos_id]
 
+    def refusals(self, texts: Sequence[str]) -> dict[int, str]:
+        """Why each text that cannot be encoded cannot (its index -> the error), so that a run over a
+        dataset can record those as failed and encode the rest."""
+        refused = {}
+        for i, text in enumerate(texts):
+            try:
+                self.target_ids(text)
+            except MemtokError as exc:
+                refused[i] = str(exc)
+        return refused
+
     def encode(
         self,
         texts: str | Sequence[str],

@@ -105,13 +105,10 @@ def _encode_rows(codec: MemoryCodec, source: Source, root: Path, rec: Recipe, ra
     done = done_rows(root)
     mine = [i for i in range(rank, len(source.texts), world) if i not in done]
     started = time.perf_counter()
-    valid = []
-    for row in mine:
-        try:
-            codec.target_ids(source.texts[row])
-            valid.append(row)
-        except MemtokError as exc:
-            writer.add(row, failure={"failed": str(exc), "text_sha256": None})
+    refused = codec.refusals([source.texts[row] for row in mine])
+    for j, error in refused.items():
+        writer.add(mine[j], failure={"failed": error, "text_sha256": None})
+    valid = [row for j, row in enumerate(mine) if j not in refused]
     texts = [source.texts[r] for r in valid]
     if texts:
         codec.encode(texts, recipe=rec, show_progress_bar=show_progress_bar and rank == 0,

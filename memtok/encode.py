@@ -189,7 +189,8 @@ def _fits(slots: list[_Slot], job: Job, prompt: int, budget: int) -> bool:
     """Whether `job` joins the batch within the token budget (padded: slots x longest); a lone job always does."""
     if not slots:
         return True
-    longest = max(max(len(s.targets) + s.job.k for s in slots), len(job.targets) + job.k) + prompt
+    # a text's input: the prompt, its K vectors and its targets but the last (EOS is only predicted)
+    longest = max(max(len(s.targets) + s.job.k for s in slots), len(job.targets) + job.k) + prompt - 1
     return (len(slots) + 1) * longest <= budget
 
 
@@ -262,12 +263,11 @@ def optimise(lm: FrozenLM, layout: Layout, recipe: Recipe, jobs: Iterable[Job], 
         if on_step is not None:
             on_step(StepInfo(len(slots), done, done + len(queue) + len(still), sum(losses) / len(losses),
                              sum(accuracy) / len(accuracy)))
-        if not still:
-            slots = []
-            continue
-
         # 4. backward and update the texts still in play; each text's loss only reaches its own vectors
-        per_text.sum().backward()
-        for s in still:
-            s.update()
+        if still:
+            per_text.sum().backward()
+            for s in still:
+                s.update()
         slots = still
+        # a pass with no backward keeps its graph (activations) alive through the next forward otherwise
+        del ce, per_text

@@ -93,13 +93,10 @@ def _lost_memories(out: Path, log: ResultsLog) -> list[int]:
 def _encode_pending(codec: MemoryCodec, source: Source, out: Path, log: ResultsLog, pending: list[int], rec: Recipe,
                     show_progress_bar: bool, **encode_options) -> None:
     """Encode the pending texts; each line of results.jsonl is written after its memory is on disk."""
-    valid = []
-    for i in pending:
-        try:
-            codec.target_ids(source.texts[i])
-            valid.append(i)
-        except MemtokError as exc:
-            log.append({"index": i, "chars": len(source.texts[i]), "exact": False, "failed": str(exc)})
+    refused = codec.refusals([source.texts[i] for i in pending])
+    for j, error in refused.items():
+        log.append({"index": pending[j], "chars": len(source.texts[pending[j]]), "exact": False, "failed": error})
+    valid = [i for j, i in enumerate(pending) if j not in refused]
     texts = [source.texts[i] for i in valid]
 
     def finished(j: int, mem: Memory) -> None:

@@ -171,3 +171,20 @@ def test_bf16_autocast_optimises_and_float32_decoding_still_judges(tiny_codec):
     mems = tiny_codec.encode(TEXTS[:3], recipe=MEMTOK.replace(bf16=True), max_steps=300)
     assert all(m.exact and m.recipe["bf16"] is True for m in mems)
     assert tiny_codec.decode(mems) == TEXTS[:3]
+
+
+def test_a_token_budget_bounds_every_forward_pass(tiny_codec):
+    """Memory is bounded by positions per pass, not texts per batch: texts join while they fit, and
+    a text longer than a pass holds is cut into pieces that fit."""
+    lm = tiny_codec.lm
+    layout = Layout.build(lm, "{memory}", 1, MEMTOK.bos)
+    targets = tiny_codec.target_ids(TEXTS[4])
+    positions = 1 + 1 + len(targets) - 1  # BOS, the vector, the text (EOS is only predicted)
+    infos = []
+    results = list(optimise(lm, layout, MEMTOK.replace(max_steps=3), [Job(i, targets, 1) for i in range(6)],
+                            batch_size=8, on_step=infos.append, max_batch_tokens=2 * positions + 1))
+    assert len(results) == 6 and max(i.active for i in infos) == 2
+    text = " ".join(TEXTS[:3])
+    mem = tiny_codec.encode(text, max_batch_tokens=16, max_steps=3)
+    assert len(mem.segments) > 1 and all(s["tokens"] <= 16 - 2 for s in mem.segments)  # + BOS and the vector
+    assert tiny_codec.decode(mem, check=False) != "" and mem.n_tokens == len(lm.tokenize(text))

@@ -1,0 +1,98 @@
+"""How far batched greedy decoding's logits drift from one-by-one decoding: the evidence behind
+`memtok.verify.SAFE_MARGIN`.
+
+A batched verdict stands only where every greedy choice won by at least SAFE_MARGIN logits, so the
+margin must dwarf the largest difference between the logits of a row decoded in a batch and the
+same row decoded alone. This measures that difference as memtok's verification computes it: the
+context [BOS, memory] in one pass with a KV cache, then one token at a time, at batch sizes 1-64,
+at each thread count, with the alone run's tokens fed to both (so positions line up). Memories are
+the mean input embedding plus seeded noise: the numerics, not exactness, are measured.
+
+    python bench/batched_vs_single.py                         # embedded model, threads 1,2
+    python bench/batched_vs_single.py --device cuda --random-weights   # a GPU, SmolLM2's shape
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from memtok.decode import _cache_arg, greedy
+from memtok.layout import Layout
+from memtok.models import FrozenLM, load
+from memtok.verify import SAFE_MARGIN
+
+
+def random_smollm2(device: str) -> FrozenLM:
+    """SmolLM2-135M's architecture with random weights, for a machine without the embedded model."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from memtok.models import _embedded_cache
+
+    cfg = LlamaConfig.from_pretrained(_embedded_cache())
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg).requires_grad_(False).eval().to(device)
+    return FrozenLM(model, AutoTokenizer.from_pretrained(_embedded_cache()), "random SmolLM2-135M")
+
+
+@torch.no_grad()
+def forced_logits(lm: FrozenLM, layout: Layout, memories: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Logits [B, T, V] of the cached decoding loop of `memtok.decode.greedy_batch`, fed `ids` [B, T]."""
+    context = torch.stack([layout.context(lm, m) for m in memories])
+    arg = _cache_arg(lm.model)
+    out = lm.model(inputs_embeds=context, use_cache=True)
+    logits = [out.logits[:, -1].float()]
+    for t in range(ids.shape[1] - 1):
+        out = lm.model(input_ids=ids[:, t:t + 1], use_cache=True, **{arg: getattr(out, arg)})
+        logits.append(out.logits[:, -1].float())
+    return torch.stack(logits, 1)
+
+
+def margins(logits: torch.Tensor) -> torch.Tensor:
+    top2 = logits.topk(2, dim=-1).values
+    return top2[..., 0] - top2[..., 1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch-sizes", default="1,2,4,8,16,32,64")
+    ap.add_argument("--threads", default="1,2", help="torch CPU thread counts to try")
+    ap.add_argument("--tokens", type=int, default=32, help="decoding steps per memory")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--random-weights", action="store_true")
+    args = ap.parse_args()
+    lm = random_smollm2(args.device) if args.random_weights else load(None, args.device)
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    layout = Layout.build(lm, "{memory}", 1, bos=True)
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(max(sizes), 1, lm.hidden_size, generator=gen) * lm.embedding_std
+    memories = (lm.embedding_mean.cpu() + noise).to(lm.device)
+    threads = [int(t) for t in args.threads.split(",")] if args.device == "cpu" else [torch.get_num_threads()]
+    print(f"model {lm.name} on {args.device}; SAFE_MARGIN {SAFE_MARGIN}; {args.tokens} tokens per memory\n")
+    print("| threads | batch | largest logit difference | largest margin difference | smallest margin seen | s |")
+    print("|---|---|---|---|---|---|")
+    worst = 0.0
+    for n in threads:
+        torch.set_num_threads(n)
+        alone_ids = []  # each memory's own greedy decoding (memtok's), padded with EOS: the tokens to feed
+        for m in memories:
+            ids = greedy(lm, layout, m, args.tokens)
+            alone_ids.append(torch.tensor(ids + [lm.eos_id] * (args.tokens - len(ids)), device=lm.device))
+        alone = [forced_logits(lm, layout, m[None], ids[None])[0] for m, ids in zip(memories, alone_ids)]
+        for b in sizes:
+            started = time.perf_counter()
+            batched = forced_logits(lm, layout, memories[:b], torch.stack(alone_ids[:b]))
+            ref = torch.stack(alone[:b])
+            diff = float((batched - ref).abs().max())
+            mdiff = float((margins(batched) - margins(ref)).abs().max())
+            worst = max(worst, diff)
+            print(f"| {n} | {b} | {diff:.3g} | {mdiff:.3g} | {float(margins(ref).min()):.3g} | "
+                  f"{time.perf_counter() - started:.1f} |", flush=True)
+    print(f"\nlargest logit difference {worst:.3g}: SAFE_MARGIN is {SAFE_MARGIN / worst:.0f}x it" if worst else
+          "\nno difference at all")
+
+
+if __name__ == "__main__":
+    main()

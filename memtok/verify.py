@@ -5,7 +5,8 @@ time cost ~1.4 s per 25-token text on two CPU cores, the same again for each tex
 Decoding the memories of a batch together reads the weights once per token for all of them.
 
 A batched matrix product is not bit for bit the single one that `memtok decode` runs (on
-SmolLM2-135M on this CPU, batch 8 against 1, logits differ by up to 2.5e-4). So a batched verdict
+SmolLM2-135M on a 2-core CPU, logits differ by up to 7.3e-4 between batch sizes 1 and 8-64, at 1
+and 2 threads: `bench/batched_vs_single.py`, figures in docs/trust.md). So a batched verdict
 stands only where every greedy choice up to the first one that departs from the targets (all of
 them, for an exact memory) won by at least `SAFE_MARGIN` logits, far beyond such differences: the
 single decoding must then make the same choices. Any other memory is decoded alone. Either way a
@@ -26,7 +27,7 @@ from .layout import Layout
 from .models import FrozenLM
 from .recipes import Recipe
 
-SAFE_MARGIN = 0.1  # logits; 400x the largest batched-vs-single difference measured (2.5e-4)
+SAFE_MARGIN = 0.1  # logits; 138x the largest batched-vs-single logit difference measured (7.3e-4)
 
 
 def verify(lm: FrozenLM, layout: Layout, memories: list[torch.Tensor], targets: list[list[int]]) -> list[bool]:

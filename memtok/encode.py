@@ -179,6 +179,8 @@ def score_positions(lm: FrozenLM, x: torch.Tensor, mask: torch.Tensor, first: in
             head = torch.nn.Identity()
             states = lm.model(inputs_embeds=x, attention_mask=mask, use_cache=False).logits[:, first:]
         states, t = states[valid], targets[valid]
+        if len(t) <= HEAD_CHUNK:  # one chunk: nothing to save by remaking its logits
+            return _judge(head, states, t)
         parts = [torch.utils.checkpoint.checkpoint(_judge, head, states[c:c + HEAD_CHUNK], t[c:c + HEAD_CHUNK],
                                                    use_reentrant=False)
                  for c in range(0, len(t), HEAD_CHUNK)]

@@ -105,7 +105,7 @@ KURATOV = Recipe(name="kuratov", optimizer=Optimizer.ADAMW, lr=0.01, betas=(0.9,
 MEMTOK = Recipe(name="memtok", optimizer=Optimizer.ADAM, lr=0.2, rank=32, max_steps=2000, init=Init.MEAN, bos=True,
                 min_margin=0.2)
 
-# The default of memtok's second session: the paper's optimiser at twice its rate, at memtok's layout.
+# An earlier default: the paper's optimiser at twice its rate, at memtok's layout.
 MEMTOK_SGD = Recipe(name="memtok-sgd", optimizer=Optimizer.SGD, lr=10.0, max_steps=2000, init=Init.MEAN, bos=True,
                     min_margin=0.2)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from .codec import MemoryCodec
 from .encode import Job, show_steps
 from .errors import MemtokError
-from .files import atomic_write, lock_folder
+from .files import atomic_write, lock_folder, sweep_temporaries
 from .layout import Layout
 from .progress import progress
 from .recipes import Recipe, get_recipe
@@ -55,6 +55,7 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
                               f"{lm.name} ({lm.context_length})")
     with lock_folder(out):  # one run per folder: two would write the same cells twice
         pin_settings(out / "run.json", run, _RUN_KEYS)
+        sweep_temporaries(out)
         log = ResultsLog(out / "results.jsonl", key="key")
         started, encoded = time.perf_counter(), 0
         token_ids = [lm.tokenize(t) for t in source.texts]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -69,8 +70,8 @@ def run_corpus(codec: MemoryCodec, source: Source, out: str | Path, recipe: str 
                 "dtype": dtype, "keep_text": keep_text, "data": source.name, "data_sha256": source.sha256,
                 "n_texts": len(source.texts), "command": command}
     keys = [k for k in settings if k not in ("command", "n_texts")]  # n_texts may grow (a larger --limit)
-    lock = _lock_on_rank_0(root, rank)
-    try:
+    with ExitStack() as held:
+        _lock_on_rank_0(root, rank, held)
         if rank == 0:  # rank 0 pins the settings and readies the folder; the others then check against it
             pin_settings(root / "store.json", settings, keys)
             prepare(root, world)
@@ -80,22 +81,19 @@ def run_corpus(codec: MemoryCodec, source: Source, out: str | Path, recipe: str 
         return _encode_rows(codec, source, root, rec, rank, world, shard_size, show_progress_bar,
                             tokens=tokens, template=template, batch_size=batch_size, keep_text=keep_text,
                             dtype=dtype, segment_tokens=segment_tokens)
-    finally:
-        if lock is not None:
-            lock.release()
 
 
-def _lock_on_rank_0(root: Path, rank: int):
-    """One run per store: rank 0 takes the folder's lock, and every rank of a refused run stops."""
-    lock, refused = None, ""
+def _lock_on_rank_0(root: Path, rank: int, held: ExitStack) -> None:
+    """One run per store: rank 0 takes the folder's lock (held until `held` closes), and every rank
+    of a refused run stops."""
+    refused = ""
     if rank == 0:
         try:
-            lock = lock_folder(root)
+            held.enter_context(lock_folder(root))
         except MemtokError as exc:
             refused = str(exc)
     if _sum(int(bool(refused))):
         raise MemtokError(refused or f"{root} is in use by another memtok run")
-    return lock
 
 
 def _encode_rows(codec: MemoryCodec, source: Source, root: Path, rec: Recipe, rank: int, world: int,

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -66,9 +67,10 @@ def set_aside(path: Path, why: str) -> Path:
     return corrupt
 
 
-def lock_folder(folder: Path) -> FileLock:
+@contextmanager
+def lock_folder(folder: Path) -> Iterator[None]:
     """Hold `folder` for this run; another run on it is refused at once, not queued. The lock is the
-    operating system's, so a killed run releases it."""
+    operating system's, so a killed run releases it too."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(folder / LOCK_NAME))
@@ -77,4 +79,7 @@ def lock_folder(folder: Path) -> FileLock:
     except Timeout:
         raise MemtokError(f"{folder} is in use by another memtok run; wait for it to end or use another --out") \
             from None
-    return lock
+    try:
+        yield
+    finally:
+        lock.release()

@@ -48,13 +48,12 @@ def test_a_store_resumes_with_fewer_processes_than_it_was_killed_with(tiny_codec
 def test_a_second_run_on_the_same_folder_is_refused(tiny_dir, tiny_codec, tmp_path, capsysbinary):
     data = write_csv(tmp_path / "d.csv", TEXTS[:2])
     for command, out in (("encode-corpus", tmp_path / "store"), ("eval", tmp_path / "run")):
-        lock = lock_folder(out)  # as the first run holds it
-        try:
+        with lock_folder(out):  # as the first run holds it
             code, _, err = run([command, str(data), "--out", str(out), "--model", tiny_dir], capsysbinary)
-        finally:
-            lock.release()
         assert code == 2 and "in use by another memtok run" in err and len(err.strip().splitlines()) == 1
         assert not (out / "results.jsonl").exists() and not (out / "shards").exists()
+        code, _, err = run([command, str(data), "--out", str(out), "--model", tiny_dir], capsysbinary)
+        assert code == 0, err  # released: the next run goes ahead
 
 
 def test_options_are_checked_before_the_settings_are_pinned(tiny_codec, tmp_path):

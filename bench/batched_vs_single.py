@@ -19,9 +19,9 @@ import time
 
 import torch
 
-from memtok.decode import _cache_arg, greedy
+from memtok.greedy import _cache_arg, greedy
 from memtok.layout import Layout
-from memtok.models import FrozenLM, load
+from memtok.model import FrozenLM, load
 from memtok.verify import SAFE_MARGIN
 
 
@@ -29,17 +29,17 @@ def random_smollm2(device: str) -> FrozenLM:
     """SmolLM2-135M's architecture with random weights, for a machine without the embedded model."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from memtok.models import _embedded_cache
+    from memtok.embedded import embedded_model_dir
 
-    cfg = LlamaConfig.from_pretrained(_embedded_cache())
+    cfg = LlamaConfig.from_pretrained(embedded_model_dir())
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg).requires_grad_(False).eval().to(device)
-    return FrozenLM(model, AutoTokenizer.from_pretrained(_embedded_cache()), "random SmolLM2-135M")
+    return FrozenLM(model, AutoTokenizer.from_pretrained(embedded_model_dir()), "random SmolLM2-135M")
 
 
 @torch.no_grad()
 def forced_logits(lm: FrozenLM, layout: Layout, memories: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Logits [B, T, V] of the cached decoding loop of `memtok.decode.greedy_batch`, fed `ids` [B, T]."""
+    """Logits [B, T, V] of the cached decoding loop of `memtok.greedy.greedy_batch`, fed `ids` [B, T]."""
     context = torch.stack([layout.context(lm, m) for m in memories])
     arg = _cache_arg(lm.model)
     out = lm.model(inputs_embeds=context, use_cache=True)

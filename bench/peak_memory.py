@@ -24,9 +24,9 @@ def random_words(n_bytes: int, seed: int = 0) -> str:
     """Words of the embedded model's vocabulary in random order, `n_bytes` of UTF-8."""
     from transformers import AutoTokenizer
 
-    from memtok.models import _embedded_cache
+    from memtok.embedded import embedded_model_dir
 
-    tok = AutoTokenizer.from_pretrained(_embedded_cache())
+    tok = AutoTokenizer.from_pretrained(embedded_model_dir())
     words = sorted({w[1:] for w in tok.get_vocab() if w.startswith("Ġ") and w[1:].isalpha() and w[1:].isascii()})
     rng = random.Random(seed)
     out, size = [], 0

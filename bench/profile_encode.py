@@ -20,7 +20,7 @@ from collections import defaultdict
 import torch
 
 from memtok import MemoryCodec
-from memtok.sources import read_source
+from memtok.runs.sources import read_source
 
 
 def main() -> None:

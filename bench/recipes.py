@@ -25,7 +25,7 @@ import time
 
 from memtok import MemoryCodec
 from memtok.recipes import get_recipe
-from memtok.sources import read_source
+from memtok.runs.sources import read_source
 
 
 def resolve(name: str):
@@ -53,7 +53,7 @@ def main() -> None:
     ap.add_argument("--recipes", default="paper@bos,kuratov,memtok")
     ap.add_argument("--batch-sizes", default="1", help="comma-separated; each recipe runs at each")
     ap.add_argument("--max-steps", type=int, default=None)
-    ap.add_argument("--tokens", type=int, default=1, help="memory vectors per text")
+    ap.add_argument("-k", type=int, default=1, help="memory vectors per text")
     ap.add_argument("--model", default=None)
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = ap.parse_args()
@@ -67,10 +67,10 @@ def main() -> None:
         for bs in map(int, args.batch_sizes.split(",")):
             started = time.perf_counter()
             mems = codec.encode(texts, recipe=resolve(name), batch_size=bs, max_steps=args.max_steps,
-                                tokens=args.tokens, show_progress_bar=True)
+                                k=args.k, show_progress_bar=True)
             wall = time.perf_counter() - started
             steps = [m.steps for m in mems]
-            rows.append({"recipe": name, "tokens": args.tokens, "batch_size": bs, "texts": len(mems),
+            rows.append({"recipe": name, "k": args.k, "batch_size": bs, "texts": len(mems),
                          "exact": sum(m.exact for m in mems),
                          "median_steps": statistics.median(steps), "p90_steps": p90(steps),
                          "median_seconds": round(statistics.median(m.seconds for m in mems), 2),

@@ -19,10 +19,11 @@ from collections import Counter
 from pathlib import Path
 
 from memtok import Memory, MemoryCodec
-from memtok.evaluate import memory_file
 from memtok.header import sha256_text
+from memtok.layout import Layout
+from memtok.runs.evaluate import memory_file
+from memtok.runs.sources import read_source
 from memtok.score import score
-from memtok.sources import read_source
 
 SHOWN = 20  # wrong positions listed per text
 
@@ -52,7 +53,7 @@ def main() -> None:
         if len(mem.segments) > 1:
             raise SystemExit(f"text {r['index']} was cut into segments: positions are per segment, not shown here")
         targets = codec.target_ids(text)
-        layout = mem.layout
+        layout = Layout.of(mem)
         s = score(lm, layout, targets, mem.vectors)
         unaided = score(lm, layout, targets).correct  # the same layout with no memory: the model alone
         gains.append(s.correct - unaided)

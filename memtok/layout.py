@@ -9,11 +9,16 @@ The prefix is the model's BOS (when the recipe asks for it) plus the template's 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from .errors import MemtokError
-from .models import FrozenLM
+from .header import MAX_K
+from .model import FrozenLM
+
+if TYPE_CHECKING:
+    from .memory import Memory
 
 PLACEHOLDER = "{memory}"
 DEFAULT_TEMPLATE = PLACEHOLDER
@@ -29,11 +34,16 @@ class Layout:
     def build(cls, lm: FrozenLM, template: str, k: int, bos: bool) -> Layout:
         if template.count(PLACEHOLDER) != 1:
             raise MemtokError(f"template must contain {PLACEHOLDER} exactly once, got {template!r}")
-        if not 1 <= k <= 256:
-            raise MemtokError(f"number of memory tokens must be between 1 and 256, got {k}")
+        if not 1 <= k <= MAX_K:
+            raise MemtokError(f"number of memory vectors must be between 1 and {MAX_K}, got {k}")
         head, tail = template.split(PLACEHOLDER)
         prefix = ([lm.bos_id] if bos else []) + (lm.tokenize(head) if head else [])
         return cls(tuple(prefix), tuple(lm.tokenize(tail) if tail else ()), k)
+
+    @classmethod
+    def of(cls, memory: Memory) -> Layout:
+        """Where a memory's vectors sat when they were made: decoding must put them there again."""
+        return cls(tuple(memory.prefix_ids), tuple(memory.infix_ids), memory.k)
 
     def with_k(self, k: int) -> Layout:
         return Layout(self.prefix_ids, self.infix_ids, k)
@@ -43,10 +53,21 @@ class Layout:
         """Position whose logits predict the first text token."""
         return len(self.prefix_ids) + self.k + len(self.infix_ids) - 1
 
-    def context(self, lm: FrozenLM, memory: torch.Tensor) -> torch.Tensor:
-        """[prefix, memory, infix] as input vectors: the whole prompt a memory decodes from."""
-        dev = memory.device
+    def room(self, lm: FrozenLM, max_batch_tokens: int) -> int:
+        """Text tokens that fit beside the vectors and the EOS, in the context and in one pass."""
+        if self.first_target + 2 > max_batch_tokens:
+            raise MemtokError(f"{self.k} memory vectors leave no room for text in {max_batch_tokens} positions "
+                              f"per pass (max_batch_tokens)")
+        room = lm.context_length - self.first_target - 1
+        if room < 1:
+            raise MemtokError(f"{self.k} memory vectors leave no room for text in the context of {lm.name} "
+                              f"({lm.context_length})")
+        return min(room, max_batch_tokens - self.first_target - 1)
+
+    def context(self, lm: FrozenLM, vectors: torch.Tensor) -> torch.Tensor:
+        """[prefix, vectors, infix] as input vectors: the whole prompt a memory decodes from."""
+        dev = vectors.device
         parts = [lm.embed(torch.tensor(self.prefix_ids, dtype=torch.long, device=dev)),
-                 memory,
+                 vectors,
                  lm.embed(torch.tensor(self.infix_ids, dtype=torch.long, device=dev))]
         return torch.cat(parts, dim=0)

@@ -14,12 +14,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from . import __version__
 from .errors import MemtokError, ModelMismatchError, NotAMemoryError
 from .files import atomic_write
 from .header import FORMAT_VERSION, check_header, check_values
-from .layout import Layout
-from .storage import nbytes, pack, unpack
+from .precision import nbytes, pack, unpack
+from .version import __version__
 
 FORMAT = "memtok"
 
@@ -54,11 +53,6 @@ class Memory:
     @property
     def k(self) -> int:
         return self.vectors.shape[0]
-
-    @property
-    def layout(self) -> Layout:
-        """Where its vectors sat when they were made: decoding must put them there again."""
-        return Layout(tuple(self.prefix_ids), tuple(self.infix_ids), self.k)
 
     @property
     def nbytes(self) -> int:

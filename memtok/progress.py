@@ -10,9 +10,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TextIO
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TextIO
 
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from .optimise import StepInfo
 
 
 class PlainProgress:
@@ -46,3 +50,19 @@ def progress(total: int, desc: str, unit: str, disable: bool = False, file: Text
     if not disable and not file.isatty():
         return PlainProgress(total, desc, unit, float(os.environ.get("MEMTOK_PROGRESS_SECONDS", "30")), file)
     return tqdm(total=total, desc=desc, unit=unit, disable=disable, leave=False, mininterval=0.5, file=file)
+
+
+def show_steps(bar) -> Callable[[StepInfo], None]:
+    """An `on_step` that writes the batch's step, loss and accuracy into a bar's postfix: one text
+    can take minutes, and a bar that counts only finished texts would look stuck (a segmented text
+    finishes only with its last segment: `optimised` counts segments and retries too)."""
+    steps = 0
+
+    def on_step(info: StepInfo) -> None:
+        nonlocal steps
+        steps += 1
+        bar.set_postfix(step=steps, optimised=f"{info.done}/{info.total}", active=info.active,
+                        loss=f"{info.loss:.3f}", acc=f"{info.accuracy:.3f}", refresh=False)
+        bar.update(0)
+
+    return on_step

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 from dataclasses import dataclass, field
 
 from .errors import MemtokError
@@ -73,19 +72,10 @@ class Recipe:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        """Plain JSON types: what a memory's header holds and `from_dict` reads back."""
+        """Plain JSON types: what a memory's header and a run's settings hold."""
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
         return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in d.items()}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Recipe:
-        """Rebuild a recipe a memory recorded; keys from a newer memtok are dropped."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 # The official code of Sastre & Rosa: a new vocabulary row (initialised by resize_token_embeddings
@@ -101,11 +91,11 @@ KURATOV = Recipe(name="kuratov", optimizer=Optimizer.ADAMW, lr=0.01, betas=(0.9,
 # text), from the mean embedding, BOS first, done at a margin of 0.2 logits. On the first 8 rows of
 # raschka_chunks_100 it made 8/8 exact at a median 54.5 steps (lr 0.03: 150; plain SGD at lr 10,
 # `memtok-sgd`: 5/8 within 400), and 10/10 64-token texts exact at a median 142 steps, where lr 0.4
-# missed one of them within 600 (docs/performance.md).
+# missed one of them within 600 (docs/performance.md, recipes).
 MEMTOK = Recipe(name="memtok", optimizer=Optimizer.ADAM, lr=0.2, rank=32, max_steps=2000, init=Init.MEAN, bos=True,
                 min_margin=0.2)
 
-# An earlier default: the paper's optimiser at twice its rate, at memtok's layout.
+# The paper's optimiser at twice its rate, at memtok's layout: what plain SGD reaches with BOS first.
 MEMTOK_SGD = Recipe(name="memtok-sgd", optimizer=Optimizer.SGD, lr=10.0, max_steps=2000, init=Init.MEAN, bos=True,
                     min_margin=0.2)
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .layout import Layout
-from .models import FrozenLM
+from .model import FrozenLM
 
 
 @dataclass(frozen=True)
@@ -25,18 +25,18 @@ class Score:
 
 
 @torch.no_grad()
-def score(lm: FrozenLM, layout: Layout, targets: list[int], memory: torch.Tensor | None = None) -> Score:
-    """Teacher-forced score of `targets` after [prefix, memory, infix], or [prefix, infix] with no memory.
+def score(lm: FrozenLM, layout: Layout, targets: list[int], vectors: torch.Tensor | None = None) -> Score:
+    """Teacher-forced score of `targets` after [prefix, vectors, infix], or [prefix, infix] with no memory.
 
     With nothing at all before the text (the paper's layout, unaided) the first target has no
     context: it is scored as a uniform guess, log(vocabulary) nats and not right.
     """
     weight = lm.model.get_input_embeddings().weight
-    if memory is None:
+    if vectors is None:
         context = lm.embed(torch.tensor(list(layout.prefix_ids) + list(layout.infix_ids), dtype=torch.long,
                                         device=lm.device))
     else:
-        context = layout.context(lm, memory.to(weight.device, weight.dtype))
+        context = layout.context(lm, vectors.to(weight.device, weight.dtype))
     scored = targets if len(context) else targets[1:]
     nats = 0.0 if len(context) else math.log(weight.shape[0])
     wrong = [] if len(context) else [0]

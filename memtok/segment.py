@@ -13,7 +13,7 @@ import bisect
 import re
 
 from .errors import MemtokError
-from .models import FrozenLM
+from .model import FrozenLM
 
 # Cut positions, coarsest first, as (pattern, cut after the match): after a blank line; after a
 # newline; before the space after a sentence end; before any space.

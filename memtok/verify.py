@@ -16,31 +16,29 @@ costs a few tokens, not the text's length.
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
-from collections.abc import Callable, Iterator
+from collections import defaultdict
 
 import torch
 
-from .decode import greedy_batch
-from .encode import MAX_BATCH_TOKENS, Encoded, Job, StepInfo, optimise
+from .greedy import greedy_batch
 from .layout import Layout
-from .models import FrozenLM
-from .recipes import Recipe
+from .model import FrozenLM
 
 SAFE_MARGIN = 0.1  # logits; 138x the largest batched-vs-single logit difference measured (7.3e-4)
 
 
-def verify(lm: FrozenLM, layout: Layout, memories: list[torch.Tensor], targets: list[list[int]]) -> list[bool]:
-    """For each memory [K, d] (K may differ between them): does greedy decoding give exactly its targets?"""
-    verdicts: list[bool | None] = [None] * len(memories)
+def verify(lm: FrozenLM, layout: Layout, vectors: list[torch.Tensor], targets: list[list[int]]) -> list[bool]:
+    """For each memory's vectors [K, d] (K may differ between them): does greedy decoding give exactly its
+    targets?"""
+    verdicts: list[bool | None] = [None] * len(vectors)
     by_k: dict[int, list[int]] = defaultdict(list)
-    for i, m in enumerate(memories):
+    for i, m in enumerate(vectors):
         by_k[len(m)].append(i)
     for k, rows in by_k.items():
         lay = layout.with_k(k)
         if len(rows) > 1:
             longest = max(len(targets[i]) for i in rows)
-            stacked = torch.stack([memories[i] for i in rows])
+            stacked = torch.stack([vectors[i] for i in rows])
             ids, margins = greedy_batch(lm, lay, stacked, longest, [targets[i] for i in rows])
             for j, i in enumerate(rows):
                 # shorter than the targets where this row ended early, at a wrong choice
@@ -51,35 +49,11 @@ def verify(lm: FrozenLM, layout: Layout, memories: list[torch.Tensor], targets: 
                     verdicts[i] = not len(wrong)
         for i in rows:
             if verdicts[i] is None:
-                verdicts[i] = decoded_alone(lm, lay, memories[i], targets[i])
+                verdicts[i] = decoded_alone(lm, lay, vectors[i], targets[i])
     return verdicts
 
 
-def decoded_alone(lm: FrozenLM, layout: Layout, memory: torch.Tensor, targets: list[int]) -> bool:
+def decoded_alone(lm: FrozenLM, layout: Layout, vectors: torch.Tensor, targets: list[int]) -> bool:
     """`memtok decode`'s verdict: its very computation, one row, stopped at the first wrong choice."""
-    ids, _ = greedy_batch(lm, layout, memory[None], len(targets), [targets])
+    ids, _ = greedy_batch(lm, layout, vectors[None], len(targets), [targets])
     return ids[0].tolist() == targets
-
-
-def optimise_verified(lm: FrozenLM, layout: Layout, recipe: Recipe, jobs: deque[Job], batch_size: int = 8,
-                      on_step: Callable[[StepInfo], None] | None = None,
-                      dtype: str = "float32",
-                      max_batch_tokens: int = MAX_BATCH_TOKENS) -> Iterator[tuple[Encoded, bool]]:
-    """`optimise`, each result with its verdict, verified `batch_size` results at a time.
-
-    Jobs the caller appends to `jobs` while iterating (a retry with more vectors) are run too, even
-    when they come from the last verdicts, after the optimiser had run dry.
-    """
-    def judged(done: list[Encoded]) -> Iterator[tuple[Encoded, bool]]:
-        return zip(done, verify(lm, layout, [e.memory for e in done], [e.targets for e in done]))
-
-    while True:
-        pending: list[Encoded] = []
-        for enc in optimise(lm, layout, recipe, jobs, batch_size, on_step, dtype, max_batch_tokens):
-            pending.append(enc)
-            if len(pending) >= batch_size:
-                done, pending = pending, []
-                yield from judged(done)
-        yield from judged(pending)
-        if not jobs:
-            return

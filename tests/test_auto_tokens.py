@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import LINES, TEXTS
 
-import memtok.autok
-from memtok.autok import TokenPlanner
+import memtok.auto_k
+from memtok.auto_k import KPlanner
 from memtok.memory import Memory
 from memtok.segment import split_text
 
@@ -16,26 +16,26 @@ SGD = "memtok-sgd"  # the planner is tested on an optimiser whose difficulties t
 
 def test_auto_grows_to_the_first_k_that_is_exact(tiny_codec):
     # Each try below the largest K gets a quarter of the 200 steps; one vector cannot do it in 50.
-    assert not tiny_codec.encode(HARD_FOR_ONE, tokens=1, max_steps=50, recipe=SGD).exact
-    mem = tiny_codec.encode(HARD_FOR_ONE, tokens="auto", max_steps=200, recipe=SGD)
+    assert not tiny_codec.encode(HARD_FOR_ONE, k=1, max_steps=50, recipe=SGD).exact
+    mem = tiny_codec.encode(HARD_FOR_ONE, k="auto", max_steps=200, recipe=SGD)
     assert mem.exact and tiny_codec.decode(mem) == HARD_FOR_ONE
     tried = mem.segments[0]["tried"]
     assert tried[0] == 1 and tried[-1] == mem.k > 1
-    assert all(not tiny_codec.encode(HARD_FOR_ONE, tokens=k, max_steps=50, recipe=SGD).exact for k in tried[:-1])
+    assert all(not tiny_codec.encode(HARD_FOR_ONE, k=k, max_steps=50, recipe=SGD).exact for k in tried[:-1])
 
 
 def test_auto_shrinks_from_a_high_guess_to_the_smallest_k(tiny_codec, monkeypatch):
     # A prior that thinks a vector holds almost nothing guesses K = 3 for a text one vector holds.
     text = TEXTS[0]
-    monkeypatch.setattr(memtok.autok, "PRIOR_NATS_PER_DIM", 0.01)
-    mem = tiny_codec.encode(text, tokens="auto", max_steps=200, recipe=SGD)
+    monkeypatch.setattr(memtok.auto_k, "PRIOR_NATS_PER_DIM", 0.01)
+    mem = tiny_codec.encode(text, k="auto", max_steps=200, recipe=SGD)
     assert mem.exact and mem.k == 1
     assert mem.segments[0]["tried"][0] > 1 and mem.segments[0]["tried"] == sorted(mem.segments[0]["tried"], reverse=True)
 
 
 def test_planner_decisions(monkeypatch):
-    monkeypatch.setattr(memtok.autok, "PRIOR_NATS_PER_DIM", 0.2)
-    planner = TokenPlanner(hidden_size=100, max_steps=400, max_tokens=8)  # prior: 20 nats per vector
+    monkeypatch.setattr(memtok.auto_k, "PRIOR_NATS_PER_DIM", 0.2)
+    planner = KPlanner(hidden_size=100, max_steps=400, max_k=8)  # prior: 20 nats per vector
     assert planner.first(5.0) == 1 and planner.first(61.0) == 3
     assert planner.steps(3) == 100 and planner.steps(8) == 400
     assert planner.decide({2: False}, 2, remaining_nats=50.0) == 4  # the nats left call for two more
@@ -65,7 +65,7 @@ def test_split_text_cuts_at_the_coarsest_boundary_and_keeps_every_byte(tiny_code
 def test_a_text_longer_than_the_context_is_cut_into_segments_that_decode_back(lines_codec, tmp_path):
     text = "\n".join(LINES)
     assert len(lines_codec.target_ids(text)) + 2 > lines_codec.lm.context_length
-    mem = lines_codec.encode(text, tokens=1, max_steps=300)
+    mem = lines_codec.encode(text, k=1, max_steps=300)
     assert len(mem.segments) == len(LINES) and mem.k == len(LINES)
     assert mem.exact and mem.n_tokens == sum(s["tokens"] for s in mem.segments)
     loaded = Memory.load(mem.save(tmp_path / "lines.safetensors"))

@@ -9,17 +9,19 @@ from conftest import TEXTS
 from test_cli import run
 from test_eval import write_csv
 
-from memtok.capacity import run_capacity
-from memtok.errors import MemtokError
-from memtok.sources import read_source
+from memtok import EncodeConfig, MemtokError
+from memtok.runs.capacity import run_capacity
+from memtok.runs.sources import read_source
+
+SGD_100 = EncodeConfig(recipe="memtok-sgd", max_steps=100)
 
 
 @pytest.fixture(scope="module")
 def sweep(tiny_codec, tmp_path_factory):
     out = tmp_path_factory.mktemp("capacity")
     source = read_source(str(write_csv(out / "d.csv", TEXTS)))
-    summary = run_capacity(tiny_codec, source, out / "run", [4, 8, 12], [1, 2], "memtok-sgd", eos=False,
-                           max_steps=100, show_progress_bar=False)
+    summary = run_capacity(tiny_codec, source, out / "run", [4, 8, 12], [1, 2], SGD_100, eos=False,
+                           show_progress_bar=False)
     return tiny_codec, source, out / "run", summary
 
 
@@ -28,14 +30,14 @@ def test_capacity_is_the_longest_length_every_text_is_exact_at(sweep):
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     long_enough = {n: sum(len(codec.lm.tokenize(t)) >= n for t in TEXTS) for n in (4, 8, 12)}
     for k in ("1", "2"):
-        cells = summary["by_tokens"][k]["cells"]
+        cells = summary["by_k"][k]["cells"]
         assert [c["n"] for c in cells] == [long_enough[c["length"]] for c in cells]
         full = [c["length"] for c in cells if c["exact"] == c["n"]]
-        assert summary["by_tokens"][k]["capacity_exact"] == max(full, default=0)
+        assert summary["by_k"][k]["capacity_exact"] == max(full, default=0)
         mine = [r for r in rows if r["k"] == int(k)]
         assert sum(r["exact"] for r in mine) == sum(c["exact"] for c in cells)
     # two vectors hold at least what one does, here strictly more
-    assert summary["by_tokens"]["2"]["capacity_exact"] > summary["by_tokens"]["1"]["capacity_exact"]
+    assert summary["by_k"]["2"]["capacity_exact"] > summary["by_k"]["1"]["capacity_exact"]
     # a text counted exact decodes back to its own first tokens; the unaided score is the same for every K
     r = next(r for r in rows if r["exact"] and r["k"] == 1)
     assert r["correct_memory"] == r["length"] and r["wrong_memory"] == []
@@ -48,11 +50,10 @@ def test_capacity_is_the_longest_length_every_text_is_exact_at(sweep):
 
 def test_capacity_rerun_resumes_and_other_settings_are_refused(sweep):
     codec, source, out, _ = sweep
-    again = run_capacity(codec, source, out, [4, 8, 12], [1, 2], "memtok-sgd", eos=False, max_steps=100,
-                         show_progress_bar=False)
+    again = run_capacity(codec, source, out, [4, 8, 12], [1, 2], SGD_100, eos=False, show_progress_bar=False)
     assert again["encoded_now"] == 0
     with pytest.raises(MemtokError, match="other settings"):
-        run_capacity(codec, source, out, [4], [1], "memtok", eos=True, max_steps=100, show_progress_bar=False)
+        run_capacity(codec, source, out, [4], [1], EncodeConfig(max_steps=100), eos=True, show_progress_bar=False)
 
 
 @pytest.mark.parametrize("args, message", [

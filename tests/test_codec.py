@@ -4,10 +4,10 @@ import pytest
 import torch
 from conftest import TEXTS
 
-from memtok import Memory, MemtokError
-from memtok.decode import greedy
-from memtok.encode import Job, optimise
+from memtok import EncodeConfig, Memory, MemtokError
+from memtok.greedy import greedy
 from memtok.layout import Layout
+from memtok.optimise import Job, optimise
 from memtok.recipes import MEMTOK, MEMTOK_SGD
 
 UNSEEN = "zebra quantum fjord"  # the tiny model never saw it: no single vector makes it exact
@@ -27,7 +27,7 @@ def same_outcome(codec, a, b) -> None:
     grow far past any fixed tolerance on the vectors (1e-4 seen on one CPU, 1e-6 on another). What
     the property is about: the same number of steps, both exact, the same decoded ids."""
     assert a.steps == b.steps and a.exact and b.exact
-    ids = [greedy(codec.lm, m.layout, m.vectors, m.n_tokens + 1) for m in (a, b)]
+    ids = [greedy(codec.lm, Layout.of(m), m.vectors, m.n_tokens + 1) for m in (a, b)]
     assert ids[0] == ids[1] and ids[0][-1] == codec.lm.eos_id
 
 
@@ -66,10 +66,10 @@ def test_finished_slot_is_refilled_so_a_hard_text_holds_nothing_back(tiny_codec)
     recipe = MEMTOK_SGD.replace(max_steps=300)  # on which these texts' step counts make the point
     layout = Layout.build(lm, "{memory}", 1, recipe.bos)
     targets = [tiny_codec.target_ids(t) for t in [UNSEEN] + TEXTS]
-    steps_alone = [next(optimise(lm, layout, recipe, [Job(0, t, 1)])).steps for t in targets[1:]]
+    steps_alone = [next(optimise(lm, layout, EncodeConfig(recipe=recipe), [Job(0, t, 1)])).steps for t in targets[1:]]
     infos = []
     jobs = [Job(i, t, 1) for i, t in enumerate(targets)]
-    results = list(optimise(lm, layout, recipe, jobs, batch_size=2, on_step=infos.append))
+    results = list(optimise(lm, layout, EncodeConfig(recipe=recipe, batch_size=2), jobs, on_step=infos.append))
     # The hard text gives up after 300 steps, the easy ones pass through the other slot one after
     # another, each taking exactly the steps it takes alone.
     by_index = {r.key: r for r in results}
@@ -88,14 +88,14 @@ def test_jobs_of_different_k_share_a_batch_as_if_alone(tiny_codec):
     lm = tiny_codec.lm
     layout = Layout.build(lm, "{memory}", 1, MEMTOK.bos)
     jobs = [Job(i, tiny_codec.target_ids(t), k) for i, (t, k) in enumerate(zip(TEXTS[:4], (1, 3, 2, 1)))]
-    alone = {j.key: next(optimise(lm, layout, MEMTOK, [j])) for j in jobs}
-    together = {r.key: r for r in optimise(lm, layout, MEMTOK, jobs, batch_size=4)}
+    alone = {j.key: next(optimise(lm, layout, EncodeConfig(), [j])) for j in jobs}
+    together = {r.key: r for r in optimise(lm, layout, EncodeConfig(batch_size=4), jobs)}
     for key, a in alone.items():
         b = together[key]
-        assert a.steps == b.steps and a.converged and b.converged and len(b.memory) == jobs[key].k
+        assert a.steps == b.steps and a.converged and b.converged and len(b.vectors) == jobs[key].k
         lay = layout.with_k(jobs[key].k)
         n = len(jobs[key].targets)
-        assert greedy(lm, lay, a.memory, n) == greedy(lm, lay, b.memory, n) == jobs[key].targets
+        assert greedy(lm, lay, a.vectors, n) == greedy(lm, lay, b.vectors, n) == jobs[key].targets
 
 
 @pytest.mark.parametrize("template, text", [
@@ -113,7 +113,7 @@ def test_template_places_the_memory_inside_a_prompt(tiny_codec, template, text):
 
 
 def test_several_vectors(tiny_codec):
-    mem = tiny_codec.encode(TEXTS[4], tokens=3)
+    mem = tiny_codec.encode(TEXTS[4], k=3)
     assert mem.vectors.shape == (3, tiny_codec.lm.hidden_size)
     assert mem.exact and tiny_codec.decode(mem) == TEXTS[4]
 
@@ -128,8 +128,8 @@ def test_every_recipe_round_trips(tiny_codec):
 
 def test_low_rank_recipe_round_trips_and_batches_as_if_alone(tiny_codec):
     rec = MEMTOK.replace(name="low-rank", optimizer="adam", lr=0.03, rank=8)
-    alone = [tiny_codec.encode(t, recipe=rec, tokens=2) for t in TEXTS[:3]]
-    batched = tiny_codec.encode(TEXTS[:3], recipe=rec, tokens=2, batch_size=3)
+    alone = [tiny_codec.encode(t, recipe=rec, k=2) for t in TEXTS[:3]]
+    batched = tiny_codec.encode(TEXTS[:3], recipe=rec, k=2, batch_size=3)
     assert [m.exact for m in batched] == [True] * 3
     for a, b in zip(alone, batched):
         same_outcome(tiny_codec, a, b)
@@ -147,8 +147,8 @@ def test_a_text_that_cannot_be_made_exact_is_reported_not_exact(tiny_codec):
 
 @pytest.mark.parametrize("bad, kwargs, message", [
     ("", {}, "empty text"),
-    ("x", {"tokens": 70}, "leave no room for text"),  # the tiny model's context is 64
-    ("x", {"tokens": "many"}, "number of vectors or 'auto'"),
+    ("x", {"k": 70}, "leave no room for text"),  # the tiny model's context is 64
+    ("x", {"k": "many"}, "number of vectors from 1 to 256 or 'auto'"),
     ("x", {"segment_tokens": 0}, "at least one token"),
 ])
 def test_bad_texts_are_refused(tiny_codec, bad, kwargs, message):
@@ -159,8 +159,8 @@ def test_bad_texts_are_refused(tiny_codec, bad, kwargs, message):
 def test_bad_options_are_refused(tiny_codec):
     with pytest.raises(MemtokError, match="exactly once"):
         tiny_codec.encode(TEXTS[0], template="no placeholder")
-    with pytest.raises(MemtokError, match="between 1 and 256"):
-        tiny_codec.encode(TEXTS[0], tokens=0)
+    with pytest.raises(MemtokError, match="from 1 to 256"):
+        tiny_codec.encode(TEXTS[0], k=0)
     with pytest.raises(MemtokError, match="unknown recipe"):
         tiny_codec.encode(TEXTS[0], recipe="nope")
     with pytest.raises(MemtokError, match="max steps"):
@@ -181,8 +181,8 @@ def test_a_token_budget_bounds_every_forward_pass(tiny_codec):
     targets = tiny_codec.target_ids(TEXTS[4])
     positions = 1 + 1 + len(targets) - 1  # BOS, the vector, the text (EOS is only predicted)
     infos = []
-    results = list(optimise(lm, layout, MEMTOK.replace(max_steps=3), [Job(i, targets, 1) for i in range(6)],
-                            batch_size=8, on_step=infos.append, max_batch_tokens=2 * positions + 1))
+    config = EncodeConfig(max_steps=3, batch_size=8, max_batch_tokens=2 * positions + 1)
+    results = list(optimise(lm, layout, config, [Job(i, targets, 1) for i in range(6)], on_step=infos.append))
     assert len(results) == 6 and max(i.active for i in infos) == 2
     text = " ".join(TEXTS[:3])
     mem = tiny_codec.encode(text, max_batch_tokens=16, max_steps=3)

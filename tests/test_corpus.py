@@ -13,9 +13,9 @@ from conftest import DEVICE, TEXTS
 from test_eval import write_csv
 
 from memtok import MemoryCodec, ModelMismatchError
-from memtok.corpus import rank_device
 from memtok.errors import MemtokError
 from memtok.store import MemoryStore
+from memtok.store.corpus import rank_device
 
 HARD = "zebra quantum fjord"
 # Two texts no memory can make exact (recorded as such) and one too long for the tiny model's context.

@@ -48,7 +48,8 @@ def test_decode_command_writes_nothing_on_a_mismatch(tiny_codec, memory, tmp_pat
 
 
 def test_store_decode_checks_every_memory(tiny_dir, tiny_codec, tmp_path, capsysbinary):
-    from memtok.store import MemoryStore, _write_shard
+    from memtok.store import MemoryStore
+    from memtok.store.shards import write_shard
 
     data = write_csv(tmp_path / "c.csv", TEXTS[:3])
     store_dir = tmp_path / "store"
@@ -57,7 +58,7 @@ def test_store_decode_checks_every_memory(tiny_dir, tiny_codec, tmp_path, capsys
     shard = store_dir / "shards" / store.record("000000001")["shard"]
     mems = {i: store[i] for i in store}
     mems["000000001"] = tampered(mems["000000001"])
-    _write_shard(shard, mems, {})  # the same shard, one memory's vectors altered
+    write_shard(shard, mems, {})  # the same shard, one memory's vectors altered
     code, stdout, err = run(["decode", str(store_dir), "--id", "000000001"], capsysbinary)
     assert code == 1 and stdout == b"" and "does not match" in err
     outdir = tmp_path / "texts"

@@ -10,9 +10,9 @@ import time
 import pytest
 from conftest import TEXTS
 
-from memtok import MemtokError
-from memtok.results import ResultsLog
-from memtok.sources import read_source
+from memtok import EncodeConfig, MemtokError
+from memtok.runs.folder import ResultsLog
+from memtok.runs.sources import read_source
 
 
 def write_csv(path, texts, column="chunk"):
@@ -88,12 +88,12 @@ def test_eval_resumes_after_a_kill_without_redoing_or_losing_texts(tiny_dir, tmp
 
 
 def test_eval_refuses_to_mix_settings(tiny_codec, tmp_path):
-    from memtok.evaluate import run_eval
+    from memtok.runs.evaluate import run_eval
 
     source = read_source(str(write_csv(tmp_path / "d.csv", TEXTS[:2])))
-    run_eval(tiny_codec, source, tmp_path / "run", "memtok", show_progress_bar=False)
+    run_eval(tiny_codec, source, tmp_path / "run", show_progress_bar=False)
     with pytest.raises(MemtokError, match="other settings"):
-        run_eval(tiny_codec, source, tmp_path / "run", "memtok", tokens=2, show_progress_bar=False)
+        run_eval(tiny_codec, source, tmp_path / "run", EncodeConfig(k=2), show_progress_bar=False)
 
 
 def test_sources_read_csv_jsonl_and_text_blocks(tmp_path):

@@ -12,12 +12,13 @@ from conftest import TEXTS
 from test_cli import run
 from test_eval import write_csv
 
-from memtok import MemtokError, NotAMemoryError
-from memtok.corpus import run_corpus
-from memtok.evaluate import run_eval
+from memtok import EncodeConfig, MemtokError, NotAMemoryError
 from memtok.files import atomic_write, lock_folder
-from memtok.sources import read_source
-from memtok.store import MemoryStore, ShardWriter
+from memtok.runs.evaluate import run_eval
+from memtok.runs.sources import read_source
+from memtok.store import MemoryStore
+from memtok.store.corpus import run_corpus
+from memtok.store.writer import ShardWriter
 
 QUIET = {"show_progress_bar": False}
 
@@ -59,14 +60,13 @@ def test_a_second_run_on_the_same_folder_is_refused(tiny_dir, tiny_codec, tmp_pa
 def test_options_are_checked_before_the_settings_are_pinned(tiny_codec, tmp_path):
     src = source(tmp_path, TEXTS[:2])
     for go, out in ((run_corpus, tmp_path / "store"), (run_eval, tmp_path / "run")):
-        kwargs = {} if go is run_corpus else {"recipe": "memtok"}
-        with pytest.raises(MemtokError, match="exactly once"):
-            go(tiny_codec, src, out, template="no placeholder", **kwargs, **QUIET)
-        go(tiny_codec, src, out, **kwargs, **QUIET)  # the corrected command is not refused
+        with pytest.raises(MemtokError, match="no room for text"):  # K = 70 fits no text in the context of 64
+            go(tiny_codec, src, out, EncodeConfig(k=70), **QUIET)
+        go(tiny_codec, src, out, EncodeConfig(k=1), **QUIET)  # the corrected command is not refused
 
 
 def test_a_row_that_cannot_be_encoded_is_recorded_as_failed_and_eval_goes_on(tiny_codec, tmp_path):
-    s = run_eval(tiny_codec, source(tmp_path, [TEXTS[0], "", TEXTS[1]]), tmp_path / "run", "memtok", **QUIET)
+    s = run_eval(tiny_codec, source(tmp_path, [TEXTS[0], "", TEXTS[1]]), tmp_path / "run", **QUIET)
     assert (s["overall"]["n"], s["overall"]["exact"], s["overall"]["failed"]) == (3, 2, 1)
     rows = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
     failed = [r for r in rows if r.get("failed")]
@@ -108,9 +108,9 @@ def test_after_a_power_loss_empty_files_are_set_aside_and_their_rows_redone(tiny
 
 def test_an_eval_line_naming_a_lost_memory_is_encoded_again(tiny_codec, tmp_path):
     src, out = source(tmp_path, TEXTS[:2]), tmp_path / "run"
-    run_eval(tiny_codec, src, out, "memtok", **QUIET)
+    run_eval(tiny_codec, src, out, **QUIET)
     (out / "memories" / "000001.safetensors").write_bytes(b"")
-    s = run_eval(tiny_codec, src, out, "memtok", **QUIET)
+    s = run_eval(tiny_codec, src, out, **QUIET)
     assert s["encoded_now"] == 1 and s["overall"]["n"] == 2 and s["overall"]["exact"] == 2
     lines = (out / "results.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["index"] for line in lines) == [0, 1]

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from test_cli import run
 
 from memtok import Memory, MemtokError, NotAMemoryError
-from memtok.storage import pack
+from memtok.precision import pack
 
 TEXT = TEXTS[3]
 

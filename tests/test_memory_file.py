@@ -95,7 +95,7 @@ def test_fingerprint_survives_a_reload(tiny_dir, tiny_codec):
 
 
 def test_straight_through_rounds_forward_and_passes_gradients():
-    from memtok.storage import rounded, straight_through
+    from memtok.precision import rounded, straight_through
 
     v = torch.randn(2, 16, requires_grad=True)
     out = straight_through(v, "int8")

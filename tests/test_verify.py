@@ -6,17 +6,17 @@ import torch
 from conftest import TEXTS
 
 import memtok.verify
-from memtok.decode import greedy, greedy_batch
+from memtok.greedy import greedy, greedy_batch
 from memtok.layout import Layout
 from memtok.recipes import get_recipe
 from memtok.verify import verify
 
 
-def memories(codec, texts, tokens=1):
+def memories(codec, texts, k=1):
     """Exact memories of `texts`, their targets, and the layout they were made with."""
-    mems = codec.encode(texts, tokens=tokens, batch_size=len(texts))
+    mems = codec.encode(texts, k=k, batch_size=len(texts))
     assert all(m.exact for m in mems)
-    layout = Layout.build(codec.lm, "{memory}", tokens, get_recipe("memtok").bos)
+    layout = Layout.build(codec.lm, "{memory}", k, get_recipe("memtok").bos)
     return [m.vectors for m in mems], [codec.target_ids(t) for t in texts], layout
 
 
@@ -32,7 +32,7 @@ def test_a_batch_decodes_each_row_as_it_decodes_alone(tiny_codec):
 def test_verdicts_match_decoding_alone_for_right_wrong_and_mixed_k(tiny_codec, monkeypatch):
     lm = tiny_codec.lm
     one, t1, layout = memories(tiny_codec, TEXTS[:3])
-    two, t2, _ = memories(tiny_codec, TEXTS[3:5], tokens=2)
+    two, t2, _ = memories(tiny_codec, TEXTS[3:5], k=2)
     # a memory given another text's targets, and one whose EOS comes too soon for its targets
     mems = one + two + [one[0], one[1]]
     targets = t1 + t2 + [t1[1], t1[1][:-1] + [5] + t1[1][-1:]]

@@ -1,9 +1,8 @@
 """`memtok eval`: the paper's experiment on any data: per-text results, a summary, a report, plots.
 
-Resumable: results are appended one line per text as each finishes (`ResultsLog`), each after its
-memory is saved under `memories/`, and a rerun of the same command skips what is already there.
-The run's settings are kept in `run.json`; a rerun with other settings into the same folder is
-refused rather than mixed in.
+Resumable: results are appended one line per text as each finishes, each after its memory is
+saved under `memories/`, and a rerun of the same command skips what is already there
+(`memtok.runs.folder`).
 """
 
 from __future__ import annotations
@@ -13,18 +12,17 @@ import statistics
 import time
 from pathlib import Path
 
-from .codec import MemoryCodec
-from .compression import text_sizes
-from .errors import MemtokError
-from .files import atomic_write, lock_folder, set_aside, sweep_temporaries
-from .memory import Memory
-from .recipes import Recipe
-from .results import ResultsLog, pin_settings
+from ..codec import MemoryCodec
+from ..compression import text_sizes
+from ..config import EncodeConfig
+from ..errors import MemtokError
+from ..files import set_aside
+from ..memory import Memory
+from .folder import ResultsLog, run_folder, settings, write_outputs
+from .plots import plot_eval
 from .sources import Source
 
 BUCKETS = [(1, 16), (17, 32), (33, 64), (65, 128), (129, 256), (257, 512), (513, 10**9)]
-# Settings that change results: a resumed run must share them with the results already written.
-_RUN_KEYS = ("model_fingerprint", "recipe", "tokens", "segment_tokens", "template", "dtype", "data_sha256", "data")
 
 
 def record(index: int, text: str, mem: Memory) -> dict:
@@ -41,35 +39,26 @@ def memory_file(index: int) -> str:
     return f"{index:06d}.safetensors"
 
 
-def run_eval(codec: MemoryCodec, source: Source, out: str | Path, recipe: str | Recipe, tokens: int | str = 1,
-             template: str = "{memory}", batch_size: int = 8, max_steps: int | None = None, dtype: str = "float32",
-             segment_tokens: int | None = None, command: str = "", show_progress_bar: bool = True) -> dict:
+def run_eval(codec: MemoryCodec, source: Source, out: str | Path, config: EncodeConfig | None = None,
+             command: str = "", show_progress_bar: bool = True) -> dict:
     """Encode every text of `source` not yet in `out/results.jsonl` (its memory into `out/memories/`), then
     write the summary, report and plots. A text that cannot be encoded is recorded as failed."""
     out = Path(out)
-    rec = codec.check_options(tokens, recipe, template, batch_size, max_steps, dtype, segment_tokens)
-    run = {"model": codec.lm.name, "model_fingerprint": codec.lm.fingerprint, "recipe": rec.to_dict(),
-           "tokens": tokens, "segment_tokens": segment_tokens, "template": template, "dtype": dtype,
-           "data": source.name, "data_sha256": source.sha256, "n_texts": len(source.texts), "command": command}
-    with lock_folder(out):
-        pin_settings(out / "run.json", run, _RUN_KEYS)
-        sweep_temporaries(out)
-        log = ResultsLog(out / "results.jsonl")
+    config = codec.check(config or EncodeConfig())
+    run = settings(codec.lm, config, source, command)
+    with run_folder(out, run) as log:
         log.drop(_lost_memories(out, log))
         pending = [i for i in range(len(source.texts)) if i not in log.done]
         started = time.perf_counter()
-        _encode_pending(codec, source, out, log, pending, rec, show_progress_bar, tokens=tokens, template=template,
-                        batch_size=batch_size, dtype=dtype, segment_tokens=segment_tokens)
+        _encode_pending(codec, source, out, log, pending, config, show_progress_bar)
         wall = time.perf_counter() - started
         results = sorted((r for r in log.records if r["index"] < len(source.texts)), key=lambda r: r["index"])
         summary = summarise(results)
         summary.update(run=run, resumed_with=len(results) - len(pending), encoded_now=len(pending),
                        wall_seconds_now=round(wall, 1),
                        texts_per_hour_now=round(3600 * len(pending) / wall, 1) if pending and wall > 0 else None)
-        atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2, sort_keys=True)))
-        from .plots import plot_eval
-        plot_eval([r for r in results if not r.get("failed")], out)
-        atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(report(summary)))
+        write_outputs(out, summary, report(summary),
+                      lambda folder: plot_eval([r for r in results if not r.get("failed")], folder))
     return summary
 
 
@@ -90,8 +79,8 @@ def _lost_memories(out: Path, log: ResultsLog) -> list[int]:
     return lost
 
 
-def _encode_pending(codec: MemoryCodec, source: Source, out: Path, log: ResultsLog, pending: list[int], rec: Recipe,
-                    show_progress_bar: bool, **encode_options) -> None:
+def _encode_pending(codec: MemoryCodec, source: Source, out: Path, log: ResultsLog, pending: list[int],
+                    config: EncodeConfig, show_progress_bar: bool) -> None:
     """Encode the pending texts; each line of results.jsonl is written after its memory is on disk."""
     refused = codec.refusals([source.texts[i] for i in pending])
     for j, error in refused.items():
@@ -104,7 +93,7 @@ def _encode_pending(codec: MemoryCodec, source: Source, out: Path, log: ResultsL
         log.append(record(valid[j], texts[j], mem))
 
     if texts:
-        codec.encode(texts, recipe=rec, show_progress_bar=show_progress_bar, on_result=finished, **encode_options)
+        codec.encode(texts, config, show_progress_bar=show_progress_bar, on_result=finished)
 
 
 def _stats(rows: list[dict]) -> dict:
@@ -140,7 +129,7 @@ def report(summary: dict) -> str:
         f"# memtok eval: {Path(run['data']).name}", "",
         f"- model: `{run['model']}` (fingerprint `{run['model_fingerprint'][:16]}`)",
         f"- recipe: `{run['recipe']['name']}` ({json.dumps(run['recipe'], sort_keys=True)})",
-        f"- memory tokens per text: {run['tokens']}; template `{run['template']}`",
+        f"- memory vectors per text (K): {run['k']}; template `{run['template']}`; storage {run['dtype']}",
         f"- data: `{run['data']}` (sha256 `{run['data_sha256']}`), {run['n_texts']} texts",
         f"- command: `{run['command']}`",
         f"- this run: {summary['encoded_now']} texts encoded in {summary['wall_seconds_now']} s"
@@ -148,7 +137,7 @@ def report(summary: dict) -> str:
         + f", {summary['resumed_with']} taken from an earlier run of the same command",
         f"- texts that could not be encoded (failed, counted as not exact): {overall['failed']}",
         "",
-        "| tokens | texts | exact | exact rate | mean token accuracy | median steps | median seconds |",
+        "| text tokens | texts | exact | exact rate | mean token accuracy | median steps | median seconds |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in [{"tokens": "all", **overall}] + summary["by_length"]:

@@ -16,13 +16,14 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .codec import MemoryCodec
-from .errors import MemtokError
-from .files import lock_folder
-from .recipes import Recipe
-from .results import pin_settings
-from .sources import Source
-from .store import STORE_FORMAT, ShardWriter, done_rows, prepare, write_index
+from ..codec import MemoryCodec
+from ..config import EncodeConfig
+from ..errors import MemtokError
+from ..files import lock_folder
+from ..runs.folder import pin_settings, settings
+from ..runs.sources import Source
+from .shards import STORE_FORMAT
+from .writer import ShardWriter, done_rows, prepare, write_index
 
 
 def distributed() -> tuple[int, int]:
@@ -57,30 +58,22 @@ def _sum(value: int) -> int:
     return int(t.item())
 
 
-def run_corpus(codec: MemoryCodec, source: Source, out: str | Path, recipe: str | Recipe = "memtok",
-               tokens: int | str = 1, template: str = "{memory}", batch_size: int = 8, max_steps: int | None = None,
-               keep_text: bool = False, dtype: str = "float32", segment_tokens: int | None = None, shard_size: int = 256,
-               show_progress_bar: bool = True, command: str = "") -> dict:
+def run_corpus(codec: MemoryCodec, source: Source, out: str | Path, config: EncodeConfig | None = None,
+               shard_size: int = 256, show_progress_bar: bool = True, command: str = "") -> dict:
     """Encode the rows of `source` not yet in the store at `out`; returns counts for the whole store."""
     root = Path(out)
     rank, world = distributed()
-    rec = codec.check_options(tokens, recipe, template, batch_size, max_steps, dtype, segment_tokens)
-    settings = {"format": STORE_FORMAT, "model": codec.lm.name, "model_fingerprint": codec.lm.fingerprint,
-                "recipe": rec.to_dict(), "tokens": tokens, "segment_tokens": segment_tokens, "template": template,
-                "dtype": dtype, "keep_text": keep_text, "data": source.name, "data_sha256": source.sha256,
-                "n_texts": len(source.texts), "command": command}
-    keys = [k for k in settings if k not in ("command", "n_texts")]  # n_texts may grow (a larger --limit)
+    config = codec.check(config or EncodeConfig())
+    pinned = {"format": STORE_FORMAT, **settings(codec.lm, config, source, command)}
     with ExitStack() as held:
         _lock_on_rank_0(root, rank, held)
         if rank == 0:  # rank 0 pins the settings and readies the folder; the others then check against it
-            pin_settings(root / "store.json", settings, keys)
+            pin_settings(root / "store.json", pinned)
             prepare(root, world)
         _barrier()
         if rank != 0:
-            pin_settings(root / "store.json", settings, keys)
-        return _encode_rows(codec, source, root, rec, rank, world, shard_size, show_progress_bar,
-                            tokens=tokens, template=template, batch_size=batch_size, keep_text=keep_text,
-                            dtype=dtype, segment_tokens=segment_tokens)
+            pin_settings(root / "store.json", pinned)
+        return _encode_rows(codec, source, root, config, rank, world, shard_size, show_progress_bar)
 
 
 def _lock_on_rank_0(root: Path, rank: int, held: ExitStack) -> None:
@@ -96,8 +89,8 @@ def _lock_on_rank_0(root: Path, rank: int, held: ExitStack) -> None:
         raise MemtokError(refused or f"{root} is in use by another memtok run")
 
 
-def _encode_rows(codec: MemoryCodec, source: Source, root: Path, rec: Recipe, rank: int, world: int,
-                 shard_size: int, show_progress_bar: bool, **encode_options) -> dict:
+def _encode_rows(codec: MemoryCodec, source: Source, root: Path, config: EncodeConfig, rank: int, world: int,
+                 shard_size: int, show_progress_bar: bool) -> dict:
     """This rank's rows not yet done, each recorded as it finishes; rank 0 then indexes the store."""
     writer = ShardWriter(root, rank, shard_size)
     done = done_rows(root)
@@ -109,8 +102,8 @@ def _encode_rows(codec: MemoryCodec, source: Source, root: Path, rec: Recipe, ra
     valid = [row for j, row in enumerate(mine) if j not in refused]
     texts = [source.texts[r] for r in valid]
     if texts:
-        codec.encode(texts, recipe=rec, show_progress_bar=show_progress_bar and rank == 0,
-                     on_result=lambda j, mem: writer.add(valid[j], memory=mem), **encode_options)
+        codec.encode(texts, config, show_progress_bar=show_progress_bar and rank == 0,
+                     on_result=lambda j, mem: writer.add(valid[j], memory=mem))
     writer.flush()
     wall = time.perf_counter() - started
     encoded_now = _sum(len(mine))

@@ -1,4 +1,4 @@
-"""`--tokens auto`: the smallest number of vectors that makes a text exact, without paying for
+"""`k="auto"`: the smallest number of vectors that makes a text exact, without paying for
 every failed K in full.
 
 A text's need is predicted from its unaided cross-entropy (the nats the vectors must remove) over
@@ -19,20 +19,24 @@ from __future__ import annotations
 import math
 import statistics
 
-MAX_AUTO_TOKENS = 64
+MAX_AUTO_K = 64
 # nats one vector removes, per hidden dimension, before any text of the run has been seen, under the
 # default recipe with a try's quarter of the step budget. On SmolLM2-135M (d = 576, so 259 nats):
 # one vector made the first 64 tokens of each of the first 10 rows of raschka_chunks_1000 exact
-# (260 nats unaided on average), all 10 within 600 steps (median 142, p90 290; docs/performance.md).
-# The prior of the SGD-era default, 0.2, made the planner guess two vectors where one was enough.
+# (260 nats unaided on average), all 10 within 600 steps (median 142, p90 290; docs/capacity.md).
 PRIOR_NATS_PER_DIM = 0.45
 
 
-class TokenPlanner:
-    def __init__(self, hidden_size: int, max_steps: int, max_tokens: int = MAX_AUTO_TOKENS) -> None:
+def max_auto_k(context_length: int) -> int:
+    """The vectors may take at most a quarter of the context."""
+    return min(MAX_AUTO_K, context_length // 4)
+
+
+class KPlanner:
+    def __init__(self, hidden_size: int, max_steps: int, max_k: int = MAX_AUTO_K) -> None:
         self.prior = PRIOR_NATS_PER_DIM * hidden_size
         self.max_steps = max_steps
-        self.max_tokens = max_tokens
+        self.max_k = max_k
         self.boundaries: list[float] = []  # nats per vector of texts that failed at K - 1 and passed at K
 
     @property
@@ -49,7 +53,7 @@ class TokenPlanner:
 
     def steps(self, k: int) -> int:
         """A try below the largest K gets a quarter of the budget; the last one gets all of it."""
-        return self.max_steps if k >= self.max_tokens else max(1, self.max_steps // 4)
+        return self.max_steps if k >= self.max_k else max(1, self.max_steps // 4)
 
     def decide(self, outcomes: dict[int, bool], k: int, remaining_nats: float) -> int | None:
         """K of the next try after the try at `k` (its outcome in `outcomes`), or None when settled."""
@@ -57,7 +61,7 @@ class TokenPlanner:
         if passed:
             best = min(passed)
             return best - 1 if best > 1 and best - 1 not in outcomes else None
-        return self.next(k, remaining_nats) if k < self.max_tokens else None
+        return self.next(k, remaining_nats) if k < self.max_k else None
 
     def learn(self, nats: float, outcomes: dict[int, bool]) -> None:
         passed = [j for j, ok in outcomes.items() if ok]
@@ -65,4 +69,4 @@ class TokenPlanner:
             self.boundaries.append(nats / (min(passed) - 0.5))
 
     def _clamp(self, k: int) -> int:
-        return min(max(1, k), self.max_tokens)
+        return min(max(1, k), self.max_k)

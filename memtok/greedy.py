@@ -13,7 +13,7 @@ import inspect
 import torch
 
 from .layout import Layout
-from .models import FrozenLM
+from .model import FrozenLM
 
 
 def _cache_arg(model: torch.nn.Module) -> str:
@@ -22,19 +22,19 @@ def _cache_arg(model: torch.nn.Module) -> str:
 
 
 @torch.no_grad()
-def greedy_batch(lm: FrozenLM, layout: Layout, memories: torch.Tensor, max_new_tokens: int,
+def greedy_batch(lm: FrozenLM, layout: Layout, vectors: torch.Tensor, max_new_tokens: int,
                  targets: list[list[int]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ids [B, n] generated from each [prefix, memory, infix] of `memories` [B, K, d], and the margin
+    """Ids [B, n] generated from each [prefix, vectors, infix] of `vectors` [B, K, d], and the margin
     of each choice over the runner-up logit [B, n]; n stops at `max_new_tokens` or once every row
     has ended: produced EOS or, given `targets`, departed from or run past its own targets (a
     verdict needs nothing more). A row's ids after its end mean nothing."""
     weight = lm.model.get_input_embeddings().weight
-    memories = memories.to(weight.device, weight.dtype)
-    context = torch.stack([layout.context(lm, m) for m in memories])
+    vectors = vectors.to(weight.device, weight.dtype)
+    context = torch.stack([layout.context(lm, v) for v in vectors])
     arg = _cache_arg(lm.model)
     out = lm.model(inputs_embeds=context, use_cache=True)
     ids, margins = [], []
-    ended = torch.zeros(len(memories), dtype=torch.bool, device=weight.device)
+    ended = torch.zeros(len(vectors), dtype=torch.bool, device=weight.device)
     expected = None
     if targets is not None:  # -1 past a row's own targets: no id equals it
         expected = torch.full((len(targets), max_new_tokens), -1, dtype=torch.long)
@@ -55,6 +55,6 @@ def greedy_batch(lm: FrozenLM, layout: Layout, memories: torch.Tensor, max_new_t
         out = lm.model(input_ids=nxt[:, None], use_cache=True, **{arg: getattr(out, arg)})
 
 
-def greedy(lm: FrozenLM, layout: Layout, memory: torch.Tensor, max_new_tokens: int) -> list[int]:
-    """Token ids generated from [prefix, memory, infix], up to and including EOS."""
-    return greedy_batch(lm, layout, memory[None], max_new_tokens)[0][0].tolist()
+def greedy(lm: FrozenLM, layout: Layout, vectors: torch.Tensor, max_new_tokens: int) -> list[int]:
+    """Token ids generated from [prefix, vectors, infix], up to and including EOS."""
+    return greedy_batch(lm, layout, vectors[None], max_new_tokens)[0][0].tolist()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .files import atomic_write
+from ..files import atomic_write
 
 
 def _save(fig, path: Path) -> None:
@@ -49,11 +49,11 @@ def plot_capacity(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for k, s in summary["by_tokens"].items():
+    for k, s in summary["by_k"].items():
         x = [c["length"] for c in s["cells"]]
         left.plot(x, [c["exact"] / c["n"] for c in s["cells"]], marker="o", label=f"K = {k}")
         right.plot(x, [c["mean_information_gain"] for c in s["cells"]], marker="o", label=f"K = {k}")
-    cells = [c for s in summary["by_tokens"].values() for c in s["cells"]]
+    cells = [c for s in summary["by_k"].values() for c in s["cells"]]
     by_length = {c["length"]: c["mean_nats_unaided"] for c in cells}
     right.plot(sorted(by_length), [by_length[n] for n in sorted(by_length)], "k--", label="unaided nats")
     for ax in (left, right):

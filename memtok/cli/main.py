@@ -1,0 +1,74 @@
+"""The `memtok` command group and its one error boundary.
+
+Bad input exits 2 with one line on standard error; other failures exit 1 the same way.
+MEMTOK_DEBUG=1 shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import warnings
+
+import click
+
+from ..errors import MemtokError
+from ..version import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="memtok")
+def cli() -> None:
+    """Turn texts into memory tokens of a frozen language model, and back, exactly."""
+
+
+def _quiet_libraries() -> None:
+    """transformers' and the hub's load-time bars, notices and retry warnings would bury memtok's own lines."""
+    import huggingface_hub
+    import transformers
+
+    huggingface_hub.utils.logging.set_verbosity_error()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def load_codec(model: str | None, device: str | None):
+    """The model, loaded only once the command's own input has been checked."""
+    from ..codec import MemoryCodec
+
+    _quiet_libraries()
+    return MemoryCodec.from_pretrained(model, device)
+
+
+def command_line() -> str:
+    """How this run was started, to write beside its results."""
+    argv = (click.get_current_context().find_root().obj or {}).get("argv", sys.argv[1:])
+    return shlex.join(["memtok", *argv])
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point: one line on standard error for any failure, exit 2 for bad input."""
+    debug = os.environ.get("MEMTOK_DEBUG") == "1"
+    try:
+        argv = sys.argv[1:] if args is None else list(args)
+        cli.main(args=argv, prog_name="memtok", standalone_mode=False, obj={"argv": argv})
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"memtok: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("memtok: interrupted", err=True)
+        sys.exit(130)
+    except MemtokError as exc:
+        if debug:
+            raise
+        click.echo(f"memtok: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # the one place that turns any failure into one line
+        if debug:
+            raise
+        click.echo(f"memtok: error: {type(exc).__name__}: {exc} (MEMTOK_DEBUG=1 shows the traceback)", err=True)
+        sys.exit(1)

@@ -1,0 +1,171 @@
+"""`memtok encode`, `decode` and `info`: one text or one memory file at a time (or one memory of a store)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import click
+
+from ..config import EncodeConfig
+from ..errors import MemtokError
+from .main import cli, load_codec
+from .options import encode_options, model_options
+
+
+@cli.command()
+@click.argument("text", required=False)
+@click.option("-f", "--file", "path", default=None, help="read the text from this file ('-': standard input)")
+@click.option("-o", "--out", default=None, help="memory file to write (default: <sha256 prefix>.mem.safetensors)")
+@model_options
+@encode_options()
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object per memory")
+def encode(text: str | None, path: str | None, out: str | None, model: str | None, device: str | None,
+           config: EncodeConfig, as_json: bool) -> None:
+    """Encode TEXT (or -f FILE, or standard input) into a memory file.
+
+    \b
+    printf 'The quick brown fox.' | memtok encode -o fox.safetensors
+    memtok encode -f notes.txt -k 2 -o notes.mem.safetensors
+    """
+    from ..header import sha256_text
+    from .textio import read_text
+
+    if text is not None and path is not None:
+        raise click.UsageError("give the text as an argument or with -f, not both")
+    if text is None:
+        text = read_text(path)
+    if not text:
+        raise MemtokError("empty text: there is nothing to encode")
+    out = out or f"{sha256_text(text)[:12]}.mem.safetensors"
+    codec = load_codec(model, device)
+    started = time.perf_counter()
+    mem = codec.encode(text, config, show_progress_bar=True)
+    mem.save(out)
+    wall = time.perf_counter() - started
+    if as_json:
+        click.echo(json.dumps({"path": out, "exact": mem.exact, "steps": mem.steps, "seconds": round(wall, 3),
+                               "n_tokens": mem.n_tokens, "k": mem.k, "min_margin": mem.min_margin,
+                               "token_accuracy": mem.token_accuracy, "model": mem.model_name,
+                               "recipe": mem.recipe["name"]}))
+    verdict = "exact" if mem.exact else "NOT exact"
+    pieces = f" ({len(mem.segments)} segments)" if len(mem.segments) > 1 else ""
+    click.echo(f"{verdict}: {mem.n_tokens} tokens in {mem.k} vector{'s' * (mem.k > 1)}{pieces}, {mem.steps} steps, "
+               f"{wall:.1f} s, margin {mem.min_margin:.2f} -> {out}", err=True)
+    if not mem.exact:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("file")
+@click.option("-o", "--out", default=None, help="write the text here (with --all: a folder) instead of standard output")
+@click.option("--id", "mem_id", default=None, help="the memory to decode, when FILE is a store")
+@click.option("--all", "all_", is_flag=True, help="decode every memory of a store into the folder -o")
+@click.option("--unchecked", is_flag=True,
+              help="write the decoded text even when it does not match the memory's sha256 (exit 1 still)")
+@model_options
+def decode(file: str, out: str | None, mem_id: str | None, all_: bool, unchecked: bool, model: str | None,
+           device: str | None) -> None:
+    """Decode a memory FILE (or one or all memories of a store) back into text, byte for byte.
+
+    The decoded text's sha256 must equal the one the memory recorded; otherwise nothing is written
+    and the exit code is 1.
+
+    \b
+    memtok decode fox.safetensors
+    memtok decode STORE --id 000000042
+    memtok decode STORE --all -o texts/
+    """
+    from ..memory import Memory
+
+    if os.path.isdir(file):
+        return _decode_store(file, out, mem_id, all_, unchecked, model, device)
+    if mem_id is not None or all_:
+        raise click.UsageError("--id and --all apply to a store (a folder), not to a memory file")
+    mem = Memory.load(file)
+    codec = load_codec(model or mem.model_name, device)
+    _decode_checked(codec, mem, out, unchecked)
+    if out:
+        click.echo(f"decoded {mem.n_tokens} tokens from {file}, sha256 checked -> {out}", err=True)
+
+
+def _decode_checked(codec, mem, out: str | None, unchecked: bool) -> None:
+    """Write the decoded text only when its sha256 is the memory's (or when asked to write it anyway)."""
+    from ..errors import DecodeMismatchError
+    from .textio import write_text
+
+    try:
+        text = codec.decode(mem)
+    except DecodeMismatchError as exc:
+        if unchecked:
+            write_text(exc.text, out)
+        raise
+    write_text(text, out)
+
+
+def _decode_store(path, out, mem_id, all_, unchecked, model, device) -> None:
+    from pathlib import Path
+
+    from ..errors import DecodeMismatchError
+    from ..progress import progress
+    from ..store import MemoryStore
+
+    store = MemoryStore(path)
+    if all_ == (mem_id is not None):
+        raise click.UsageError("a store needs --id ID or --all -o DIR")
+    if all_ and not out:
+        raise click.UsageError("--all needs -o DIR")
+    if not all_:
+        mem = store[mem_id]
+        _decode_checked(load_codec(model or store.info["model"], device), mem, out, unchecked)
+        return
+    ids = [i for i in store if store.record(i)["status"] != "failed"]
+    codec = load_codec(model or store.info["model"], device)
+    mismatched = []
+    bar = progress(len(ids), "decoding", "text")
+    for i in ids:
+        try:
+            _decode_checked(codec, store[i], str(Path(out) / f"{i}.txt"), unchecked)
+        except DecodeMismatchError:
+            mismatched.append(i)
+        bar.update(1)
+    bar.close()
+    skipped = len(store) - len(ids)
+    click.echo(f"decoded {len(ids) - len(mismatched)} memories ({skipped} failed texts skipped) -> {out}", err=True)
+    if mismatched:
+        shown = ", ".join(mismatched[:5]) + (" ..." if len(mismatched) > 5 else "")
+        raise DecodeMismatchError(f"{len(mismatched)} memories did not decode to their text's sha256 ({shown})"
+                                  + (", written anyway (--unchecked)" if unchecked else ", not written"), "")
+
+
+@cli.command()
+@click.argument("file")
+@click.option("--json", "as_json", is_flag=True, help="print the metadata as JSON")
+def info(file, as_json) -> None:
+    """Show what a memory FILE holds, without loading any model."""
+    from ..memory import Memory
+
+    mem = Memory.load(file)
+    meta = mem.metadata()
+    meta["bytes"] = mem.nbytes
+    if mem.text is not None:
+        from ..compression import text_sizes
+
+        meta["text_bytes"] = text_sizes(mem.text)
+    if as_json:
+        click.echo(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False))
+        return
+    rows = [("model", meta["model_name"]), ("fingerprint", meta["model_fingerprint"][:16]),
+            ("vectors", f"{mem.k} x {meta['hidden_size']} {mem.storage_dtype} ({mem.nbytes} bytes)"),
+            ("tokens", mem.n_tokens), ("exact", mem.exact), ("template", repr(mem.template)),
+            ("segments", ", ".join(f"{s['tokens']} tokens in {s['k']}" for s in mem.segments) or 1),
+            ("recipe", mem.recipe.get("name")), ("steps", mem.steps), ("seconds", mem.seconds),
+            ("final loss", f"{mem.final_loss:.4g}"), ("min margin", f"{mem.min_margin:.3f}"),
+            ("text sha256", mem.text_sha256), ("text", repr(mem.text) if mem.text is not None else "(not kept)"),
+            ("memtok", f"{mem.memtok_version} (format {mem.format_version})")]
+    if "text_bytes" in meta:
+        rows.append(("text bytes", ", ".join(f"{k} {v}" for k, v in meta["text_bytes"].items())))
+    for key, value in rows:
+        click.echo(f"{key:>12}  {value}")

@@ -1,0 +1,111 @@
+"""Options shared by the commands: one decorator makes the `EncodeConfig` of every command that encodes."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import click
+
+from ..config import AUTO, MAX_BATCH_TOKENS, EncodeConfig
+from ..header import MAX_K
+from ..layout import DEFAULT_TEMPLATE
+from ..precision import DTYPES
+from ..recipes import DEFAULT_RECIPE, RECIPES
+
+MODEL_HELP = "hub id, local model directory or .gguf file; default: the embedded SmolLM2-135M"
+
+
+def model_options(f: Callable) -> Callable:
+    f = click.option("--device", default=None, help="cpu, cuda, cuda:1 ...; default: CUDA when present")(f)
+    return click.option("--model", "-m", default=None, help=MODEL_HELP)(f)
+
+
+def data_options(f: Callable) -> Callable:
+    """Where a run's texts come from (`memtok.runs.sources.read_source`)."""
+    f = click.option("--limit", type=click.IntRange(1), default=None, help="only the first N texts, in file order")(f)
+    return click.option("--column", default=None,
+                        help="CSV column / JSONL field / dataset column (default: chunk, text)")(f)
+
+
+class KType(click.ParamType):
+    name = "K|auto"
+
+    def convert(self, value, param, ctx):
+        if value == AUTO or isinstance(value, int):
+            return value
+        if str(value).isdigit() and 1 <= int(value) <= MAX_K:
+            return int(value)
+        self.fail(f"{value!r} is neither 'auto' nor a number of vectors from 1 to {MAX_K}", param, ctx)
+
+
+class IntList(click.ParamType):
+    name = "N,N,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            numbers = sorted({int(v) for v in str(value).split(",")})
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of numbers", param, ctx)
+        if numbers[0] < 1:
+            self.fail(f"{value!r}: every number must be at least 1", param, ctx)
+        return numbers
+
+
+# `--tokens` is the paper's word for K ("memory tokens") and the spelling of the commands recorded
+# in docs/results, so it stays as an alias of `--vectors`.
+_K_NAMES = ("--vectors", "-k", "--tokens", "k")
+
+
+def encode_options(many_k: bool = False, texts: bool = True) -> Callable[[Callable], Callable]:
+    """Options that build an `EncodeConfig`, passed to the command as `config`.
+
+    Args:
+        many_k: `-k` takes a list of K (passed as `ks`; `config.k` is the first).
+        texts: offer the options that only whole texts have (segments, keeping the text).
+    """
+    def decorate(f: Callable) -> Callable:
+        @functools.wraps(f)
+        def command(**kwargs):
+            fields = {name: kwargs.pop(name) for name in _FIELDS if name in kwargs}
+            if many_k:
+                kwargs["ks"] = fields["k"]
+                fields["k"] = fields["k"][0]
+            return f(config=EncodeConfig(**fields), **kwargs)
+
+        opts = [click.option(*_K_NAMES, type=IntList() if many_k else KType(),
+                             default="1,2,4" if many_k else "1", show_default=True,
+                             help="memory vectors to try" if many_k else
+                             "memory vectors per text (per segment), or 'auto': the fewest that make it exact")]
+        opts += _COMMON + (_TEXT_ONLY if texts else [])
+        for option in reversed(opts):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+_COMMON = [
+    click.option("--recipe", type=click.Choice(list(RECIPES)), default=DEFAULT_RECIPE, show_default=True,
+                 help="optimisation recipe"),
+    click.option("--max-steps", type=click.IntRange(1, 1_000_000), default=None,
+                 help="give up on a text after this many steps (default: the recipe's)"),
+    click.option("--template", default=DEFAULT_TEMPLATE, show_default=True,
+                 help="prompt around the memory vectors, e.g. 'Recall: {memory}'"),
+    click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
+                 help="storage precision of the saved vectors (verified after rounding)"),
+    click.option("--batch-size", "-b", type=click.IntRange(1, 1024), default=8, show_default=True,
+                 help="texts optimised side by side"),
+    click.option("--max-batch-tokens", type=click.IntRange(2), default=MAX_BATCH_TOKENS, show_default=True,
+                 help="input positions in one forward pass, what bounds memory use"),
+]
+_TEXT_ONLY = [
+    click.option("--segment-tokens", type=click.IntRange(1), default=None,
+                 help="cut texts into pieces of at most this many tokens, each with its own vectors "
+                      "(texts longer than the model's context are always cut)"),
+    click.option("--keep-text", is_flag=True, help="store the text in the memory (otherwise only its sha256)"),
+]
+_FIELDS = ("k", "recipe", "max_steps", "template", "dtype", "batch_size", "max_batch_tokens", "segment_tokens",
+           "keep_text")

@@ -1,0 +1,104 @@
+"""`memtok eval`, `capacity` and `encode-corpus`: runs over a dataset, each resumable in its folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..config import EncodeConfig
+from .main import cli, command_line, load_codec
+from .options import IntList, data_options, encode_options, model_options
+
+
+@cli.command("eval")
+@click.argument("data")
+@data_options
+@click.option("--out", "-o", default=None, help="output folder (default: eval-<data>-<recipe>-k<K>)")
+@model_options
+@encode_options()
+def eval_(data: str, column: str | None, limit: int | None, out: str | None, model: str | None, device: str | None,
+          config: EncodeConfig) -> None:
+    """Encode every text of DATA and report how many come back exactly.
+
+    DATA is a CSV (column `chunk`), a JSONL file (field `text`), a plain text file (blank-line
+    separated blocks) or a Hugging Face dataset name. Writes results.jsonl, summary.json,
+    report.md and PNG plots into --out; run the same command again to resume.
+
+    \b
+    memtok eval ../shared/data/paper/raschka_chunks_100.csv --limit 20 --out runs/r100
+    """
+    from ..runs.evaluate import run_eval
+    from ..runs.sources import read_source
+
+    source = read_source(data, column, limit)
+    out = out or f"eval-{Path(data).stem}-{config.recipe.name}-k{config.k}"
+    codec = load_codec(model, device)
+    s = run_eval(codec, source, out, config, command=command_line())
+    o = s["overall"]
+    click.echo(f"{o['exact']}/{o['n']} exact, mean token accuracy {o['mean_token_accuracy']:.4f}, "
+               f"median {o['median_steps']} steps / {o['median_seconds']} s per text "
+               f"({s['encoded_now']} encoded now, {s['resumed_with']} resumed) -> {out}/report.md", err=True)
+
+
+@cli.command()
+@click.argument("data")
+@click.option("--lengths", type=IntList(), default="16,32,64,96,128", show_default=True,
+              help="text lengths in tokens (each text's first N tokens)")
+@data_options
+@click.option("--out", "-o", default=None, help="output folder (default: capacity-<data>)")
+@click.option("--eos/--no-eos", default=True, show_default=True,
+              help="end each target with EOS (memtok's exactness) or not (Kuratov et al.'s setting)")
+@model_options
+@encode_options(many_k=True, texts=False)
+def capacity(data: str, lengths: list[int], column: str | None, limit: int | None, out: str | None, eos: bool,
+             model: str | None, device: str | None, config: EncodeConfig, ks: list[int]) -> None:
+    """How many tokens K memory vectors hold: the largest length every text is exact at, per K
+    (on the first 10 texts of DATA unless --limit says otherwise).
+
+    \b
+    memtok capacity ../shared/data/paper/raschka_chunks_1000.csv --limit 10 --lengths 16,32,64,96 -k 1,2,4
+    """
+    from ..runs.capacity import run_capacity, shown
+    from ..runs.sources import read_source
+
+    source = read_source(data, column, limit or 10)
+    out = out or f"capacity-{Path(data).stem}"
+    codec = load_codec(model, device)
+    s = run_capacity(codec, source, out, lengths, ks, config, eos=eos, command=command_line())
+    for k, row in s["by_k"].items():
+        click.echo(f"K={k}: every text exact up to {shown(row['capacity_exact'], row['cells'])} tokens, mean accuracy "
+                   f">= 0.99 up to {shown(row['capacity_accuracy_99'], row['cells'])}", err=True)
+    click.echo(f"{s['encoded_now']} texts encoded now in {s['wall_seconds_now']} s -> {out}/report.md", err=True)
+
+
+@cli.command("encode-corpus")
+@click.argument("data")
+@data_options
+@click.option("--out", "-o", required=True, help="the store folder (created, or resumed when it exists)")
+@click.option("--shard-size", type=click.IntRange(1, 100_000), default=256, show_default=True,
+              help="memories per shard file")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@model_options
+@encode_options()
+def encode_corpus(data: str, column: str | None, limit: int | None, out: str, shard_size: int, as_json: bool,
+                  model: str | None, device: str | None, config: EncodeConfig) -> None:
+    """Encode every text of DATA into a memory store; resumable, and parallel under torchrun.
+
+    \b
+    memtok encode-corpus texts.csv --out store/
+    torchrun --nproc-per-node 4 -m memtok encode-corpus texts.csv --out store/
+    """
+    from ..runs.sources import read_source
+    from ..store.corpus import rank_device, run_corpus
+
+    source = read_source(data, column, limit)
+    codec = load_codec(model, rank_device(device))
+    s = run_corpus(codec, source, out, config, shard_size=shard_size, command=command_line())
+    if "total" in s:
+        if as_json:
+            click.echo(json.dumps(s))
+        click.echo(f"{s['exact']} exact, {s['not_exact']} not exact, {s['failed']} failed of {s['total']}; "
+                   f"{s['encoded_now']} encoded now on {s['world_size']} process(es) in {s['wall_seconds']} s"
+                   f" ({s['texts_per_hour']} texts/hour), {s['resumed']} resumed -> {out}", err=True)

@@ -1,0 +1,86 @@
+"""`EncodeConfig`: every choice that decides how texts become memories, in one checked record.
+
+The same record drives `MemoryCodec.encode`, `memtok eval`, `memtok capacity` and
+`memtok encode-corpus`, and its `to_dict()` is what their settings files pin, so a resumed run can
+tell whether it would make the same memories.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .errors import MemtokError
+from .header import MAX_K
+from .layout import PLACEHOLDER
+from .precision import DTYPES, check_dtype
+from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
+
+AUTO = "auto"
+MAX_BATCH_TOKENS = 1024  # input positions in one forward pass: what bounds memory, whatever the texts
+# Fields that change neither a memory nor whether it is exact, only how fast it comes: a resumed
+# run may change them.
+SPEED_ONLY = ("batch_size", "max_batch_tokens")
+
+
+@dataclass
+class EncodeConfig:
+    """How to encode: checked on creation; the model-dependent checks are `MemoryCodec.check`'s.
+
+    Example:
+        >>> EncodeConfig(k="auto", max_steps=500).to_dict()["recipe"]["max_steps"]
+        500
+    """
+
+    k: int | str = field(default=1, metadata={"help": "memory vectors per text (per segment), or 'auto': "
+                                                      "the fewest that make it exact"})
+    recipe: str | Recipe = field(default=DEFAULT_RECIPE, metadata={"help": "a recipe name or a `Recipe`"})
+    max_steps: int | None = field(default=None, metadata={"help": "overrides the recipe's step limit"})
+    template: str = field(default=PLACEHOLDER, metadata={"help": "prompt around the vectors, e.g. "
+                                                                 "'Recall: {memory}'"})
+    dtype: str = field(default="float32", metadata={"help": f"storage precision: {', '.join(DTYPES)}; the "
+                                                            "vectors are optimised through the rounding"})
+    segment_tokens: int | None = field(default=None, metadata={"help": "cut texts into pieces of at most this "
+                                                                       "many text tokens, each with its own vectors"})
+    batch_size: int = field(default=8, metadata={"help": "texts optimised side by side"})
+    max_batch_tokens: int = field(default=MAX_BATCH_TOKENS, metadata={"help": "input positions in one forward "
+                                                                              "pass, what bounds memory"})
+    keep_text: bool = field(default=False, metadata={"help": "store the text in the memory (else its sha256)"})
+
+    def __post_init__(self) -> None:
+        if self.k != AUTO and not (type(self.k) is int and 1 <= self.k <= MAX_K):
+            raise MemtokError(f"k must be a number of vectors from 1 to {MAX_K} or 'auto', got {self.k!r}")
+        self.recipe = get_recipe(self.recipe)
+        if self.max_steps is not None:
+            self.recipe = self.recipe.replace(max_steps=self.max_steps)
+        if self.template.count(PLACEHOLDER) != 1:
+            raise MemtokError(f"template must contain {PLACEHOLDER} exactly once, got {self.template!r}")
+        check_dtype(self.dtype)
+        if self.segment_tokens is not None and self.segment_tokens < 1:
+            raise MemtokError(f"a segment must hold at least one token, got {self.segment_tokens}")
+        if self.batch_size < 1:
+            raise MemtokError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.max_batch_tokens < 2:
+            raise MemtokError(f"max_batch_tokens must be at least 2, got {self.max_batch_tokens}")
+
+    @property
+    def auto(self) -> bool:
+        return self.k == AUTO
+
+    def replace(self, **changes) -> EncodeConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """Plain JSON types, the recipe in full with `max_steps` applied (so `max_steps` is not repeated)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "max_steps"}
+        d["recipe"] = self.recipe.to_dict()
+        return d
+
+    @classmethod
+    def from_options(cls, **options) -> EncodeConfig:
+        """A config from keyword options, refusing unknown ones with the list of valid ones."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise MemtokError(f"unknown encode option(s) {', '.join(unknown)}; valid: {', '.join(known)}")
+        return cls(**options)

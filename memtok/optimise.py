@@ -1,0 +1,330 @@
+"""Optimise memory vectors for many texts at once, and verify each result by greedy decoding.
+
+A padded batch of `batch_size` slots, each holding one text with its own vectors and optimiser.
+Every step is one forward and backward pass of the frozen model over the whole batch; a text
+leaves its slot the moment it is done (or given up), and the next text in the queue takes the
+slot at the next step, so one hard text never holds the others back. `optimise_verified` then
+judges each result by greedy decoding, a batch of results at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint
+from torch.nn.utils.rnn import pad_sequence
+
+from .config import EncodeConfig
+from .layout import Layout
+from .model import FrozenLM
+from .optim import VectorOptimizer
+from .precision import rounded, straight_through
+from .recipes import Init, Recipe
+from .verify import verify
+
+IGNORE = -100
+HEAD_CHUNK = 256  # target positions whose logits [chunk, vocab] exist at once
+
+
+@dataclass
+class Job:
+    """One optimisation to run: the ids the vectors must make the model produce, and how many vectors."""
+
+    key: object  # the caller's handle, given back in `Optimised.key`
+    targets: list[int]  # what greedy decoding must give: a text's ids and EOS (capacity runs may omit EOS)
+    k: int
+    max_steps: int | None = None  # None: the recipe's
+
+
+@dataclass
+class Optimised:
+    """One job's outcome, before greedy verification."""
+
+    key: object
+    vectors: torch.Tensor  # [K, d], float32 values exactly representable in the storage dtype, on the CPU
+    steps: int
+    seconds: float
+    loss: float  # mean cross-entropy per target (EOS included) of `vectors`
+    min_margin: float  # smallest (target logit - best other logit); negative where a token is wrong
+    token_accuracy: float  # teacher-forced share of targets (EOS included) whose argmax is right
+    converged: bool  # every argmax right with at least the recipe's margin
+    targets: list[int]  # the job's, which greedy decoding must give
+
+
+@dataclass
+class StepInfo:
+    """What a progress display needs after each step."""
+
+    active: int  # texts in this step's forward pass
+    done: int
+    total: int
+    loss: float
+    accuracy: float
+
+
+class _Judged(NamedTuple):
+    """One text's standing on one forward pass."""
+
+    accuracy: float
+    margin: float
+    loss: float
+
+
+class _Best(NamedTuple):
+    """The most accurate vectors a text has had, kept for when it gives up."""
+
+    judged: _Judged
+    vectors: torch.Tensor
+
+
+# --- what each text learns -----------------------------------------------------------------------
+
+def initial_vectors(lm: FrozenLM, recipe: Recipe, k: int, text_ids: list[int]) -> torch.Tensor:
+    """The recipe's starting point for one text's [K, d] vectors; the same whatever the batch."""
+    weight = lm.model.get_input_embeddings().weight
+    if recipe.init is Init.TEXT:
+        vec = lm.embed(torch.tensor(text_ids, device=lm.device)).mean(0)
+        return vec.expand(k, -1).clone()
+    if recipe.init is Init.MEAN:
+        return lm.embedding_mean.expand(k, -1).clone()
+    gen = torch.Generator().manual_seed(recipe.seed)
+    noise = torch.randn(k, weight.shape[1], generator=gen)
+    return (noise * lm.embedding_std).to(lm.device, weight.dtype)
+
+
+class FullVectors:
+    """The vectors themselves are the parameters."""
+
+    def __init__(self, start: torch.Tensor) -> None:
+        self.v = start.clone().requires_grad_(True)
+        self.params = [self.v]
+
+    def vectors(self) -> torch.Tensor:
+        return self.v
+
+
+class LowRankVectors:
+    """`start + z @ W.T`, with z [K, rank] and W [d, rank] both learned (W's columns at `scale` /
+    sqrt(rank), z at 1): a per-text low-dimensional projection, which finds exact vectors in far
+    fewer steps than learning them directly."""
+
+    def __init__(self, start: torch.Tensor, rank: int, seed: int, scale: float) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        w = torch.randn(start.shape[1], rank, generator=gen) * (scale / rank ** 0.5)
+        z = torch.randn(start.shape[0], rank, generator=gen)
+        self.start = start
+        self.z, self.w = z.to(start).requires_grad_(True), w.to(start).requires_grad_(True)
+        self.params = [self.z, self.w]
+
+    def vectors(self) -> torch.Tensor:
+        return self.start + self.z @ self.w.T
+
+
+def learned(start: torch.Tensor, recipe: Recipe, scale: float) -> FullVectors | LowRankVectors:
+    return LowRankVectors(start, recipe.rank, recipe.seed, scale) if recipe.rank else FullVectors(start)
+
+
+class _Slot:
+    """One text in the batch: its targets, its learned vectors, their optimisers and its best so far."""
+
+    def __init__(self, lm: FrozenLM, job: Job, recipe: Recipe, dtype: str, first_target: int) -> None:
+        self.job = job
+        self.max_steps = job.max_steps or recipe.max_steps
+        self.first_target = first_target  # input position whose logits predict targets[0]
+        self.targets = torch.tensor(job.targets, dtype=torch.long, device=lm.device)  # [n]
+        with torch.no_grad():
+            self.text_emb = lm.embed(self.targets[:-1])  # [n - 1, d]: EOS is only predicted
+        start = initial_vectors(lm, recipe, job.k, job.targets[:-1])
+        self.learned = learned(start, recipe, lm.embedding_std)
+        self.opts = [VectorOptimizer(recipe) for _ in self.learned.params]
+        self.dtype = dtype
+        self.started = time.perf_counter()
+        self.best: _Best | None = None
+        self.since_best = 0
+
+    @property
+    def steps(self) -> int:
+        return self.opts[0].step
+
+    def input_vectors(self) -> torch.Tensor:
+        """What the forward pass sees: the vectors as they will be saved, with a gradient to the parameters."""
+        return straight_through(self.learned.vectors(), self.dtype)
+
+    def stored(self) -> torch.Tensor:
+        """The vectors as they would be saved: what this step's forward pass saw."""
+        return rounded(self.learned.vectors(), self.dtype).clone()
+
+    def keep_if_best(self, judged: _Judged) -> None:
+        if self.best is None or judged.accuracy > self.best.judged.accuracy:
+            self.best, self.since_best = _Best(judged, self.stored()), 0
+        else:
+            self.since_best += 1
+
+    def update(self) -> None:
+        for p, opt in zip(self.learned.params, self.opts, strict=True):
+            opt.update(p, p.grad)
+            p.grad = None
+
+    def result(self, converged: bool, judged: _Judged) -> Optimised:
+        """The converged vectors, or for a text that gave up the most accurate it had."""
+        if not converged and self.best is not None and self.best.judged.accuracy > judged.accuracy:
+            judged, vectors = self.best
+        else:
+            vectors = self.stored()
+        return Optimised(self.job.key, vectors.float().cpu(), self.steps, time.perf_counter() - self.started,
+                         judged.loss, judged.margin, judged.accuracy, converged, self.job.targets)
+
+
+# --- one forward pass ----------------------------------------------------------------------------
+
+def _judge(head: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor,
+           t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per position: cross-entropy, argmax right, margin (target logit - best other logit)."""
+    logits = head(h).float()
+    ce = F.cross_entropy(logits, t, reduction="none")
+    with torch.no_grad():
+        top2 = logits.topk(2, dim=-1)
+        right = top2.indices[:, 0] == t
+        rival = torch.where(right, top2.values[:, 1], top2.values[:, 0])
+        margin = logits.gather(-1, t[:, None])[:, 0] - rival
+    return ce, right, margin
+
+
+def score_positions(lm: FrozenLM, x: torch.Tensor, mask: torch.Tensor, first: int, valid: torch.Tensor,
+                    targets: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`_judge` at every valid target position (flattened, row by row) of the batch `x`, from input
+    position `first` on. The logits are made `HEAD_CHUNK` positions at a time and remade during the
+    backward pass (checkpointing), so memory holds one chunk of [positions, vocabulary], not all."""
+    dev = x.device
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        if lm.split_head is not None:
+            decoder, head = lm.split_head
+            states = decoder(inputs_embeds=x, attention_mask=mask, use_cache=False).last_hidden_state[:, first:]
+        else:
+            head = torch.nn.Identity()
+            states = lm.model(inputs_embeds=x, attention_mask=mask, use_cache=False).logits[:, first:]
+        states, t = states[valid], targets[valid]
+        if len(t) <= HEAD_CHUNK:  # one chunk: nothing to save by remaking its logits
+            return _judge(head, states, t)
+        parts = [torch.utils.checkpoint.checkpoint(_judge, head, states[c:c + HEAD_CHUNK], t[c:c + HEAD_CHUNK],
+                                                   use_reentrant=False)
+                 for c in range(0, len(t), HEAD_CHUNK)]
+    return tuple(torch.cat(col) for col in zip(*parts))
+
+
+def _fits(slots: list[_Slot], job: Job, prompt: int, budget: int) -> bool:
+    """Whether `job` joins the batch within the token budget (padded: slots x longest); a lone job always does."""
+    if not slots:
+        return True
+    # a text's input: the prompt, its K vectors and its targets but the last (EOS is only predicted)
+    longest = max(max(len(s.targets) + s.job.k for s in slots), len(job.targets) + job.k) + prompt - 1
+    return (len(slots) + 1) * longest <= budget
+
+
+def _forward(lm: FrozenLM, slots: list[_Slot], prefix: torch.Tensor, infix: torch.Tensor,
+             recipe: Recipe) -> tuple[list[_Judged], torch.Tensor]:
+    """Each text's standing on one padded forward pass, and the per-text losses to back-propagate."""
+    dev = lm.device
+    # right padding keeps every text's positions and attention as when alone
+    seqs = [torch.cat([prefix, s.input_vectors(), infix, s.text_emb]) for s in slots]
+    lengths = torch.tensor([len(x) for x in seqs], device=dev)
+    x = pad_sequence(seqs, batch_first=True)
+    mask = (torch.arange(x.shape[1], device=dev)[None] < lengths[:, None]).long()
+    first = min(s.first_target for s in slots)
+    # [B, N]: row j's targets start at its own first target; positions before it and padding are ignored
+    tgt = pad_sequence([F.pad(s.targets, (s.first_target - first, 0), value=IGNORE) for s in slots],
+                       batch_first=True, padding_value=IGNORE)
+    valid = tgt != IGNORE
+    ce, right, margin = score_positions(lm, x, mask, first, valid, tgt, recipe.bf16)
+    rows, n = valid.nonzero()[:, 0], valid.sum(1)
+    zeros = torch.zeros(len(slots), device=dev)
+    accuracy = (zeros.index_add(0, rows, right.float()) / n).tolist()
+    min_margin = torch.full_like(zeros, torch.inf).scatter_reduce(0, rows, margin, "amin").tolist()
+    weight = 1.0 + recipe.wrong_weight * (~right).float()
+    per_text = zeros.index_add(0, rows, ce * weight) / n
+    return [_Judged(*j) for j in zip(accuracy, min_margin, per_text.tolist())], per_text
+
+
+# --- the loop ------------------------------------------------------------------------------------
+
+def optimise(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: Iterable[Job],
+             on_step: Callable[[StepInfo], None] | None = None) -> Iterator[Optimised]:
+    """Yield an `Optimised` for each job, in the order they finish.
+
+    `jobs` is consumed as slots free up (at most `config.batch_size` texts and
+    `config.max_batch_tokens` padded positions in a pass); when it is a deque, jobs the caller
+    appends while iterating (a retry with more vectors, say) join the same batch. Jobs may differ
+    in K: each text's targets are aligned to its own first target position. With a storage dtype
+    below float32 every forward pass sees the vectors rounded to it, so the exactness judged here
+    is that of the memory as it will be saved.
+    """
+    recipe, dev = config.recipe, lm.device
+    with torch.no_grad():
+        prefix = lm.embed(torch.tensor(layout.prefix_ids, dtype=torch.long, device=dev))
+        infix = lm.embed(torch.tensor(layout.infix_ids, dtype=torch.long, device=dev))
+    prompt = len(layout.prefix_ids) + len(layout.infix_ids)
+    queue = jobs if isinstance(jobs, deque) else deque(jobs)
+    slots: list[_Slot] = []
+    done = 0
+    while queue or slots:
+        # 1. refill free slots from the queue, within the batch's size and token budget
+        while (queue and len(slots) < config.batch_size
+               and _fits(slots, queue[0], prompt, config.max_batch_tokens)):
+            job = queue.popleft()
+            slots.append(_Slot(lm, job, recipe, config.dtype, layout.with_k(job.k).first_target))
+
+        # 2. forward, and judge each text on these logits, i.e. on the vectors that produced them
+        judged, per_text = _forward(lm, slots, prefix, infix, recipe)
+
+        # 3. a text leaves its slot when exact with the recipe's margin, or out of steps or patience
+        still: list[_Slot] = []
+        for s, j in zip(slots, judged):
+            converged = j.accuracy == 1.0 and j.margin > 0 and j.margin >= recipe.min_margin
+            s.keep_if_best(j)
+            gave_up = s.steps >= s.max_steps or (recipe.patience is not None and s.since_best >= recipe.patience)
+            if converged or gave_up:
+                done += 1
+                yield s.result(converged, j)
+            else:
+                still.append(s)
+        if on_step is not None:
+            on_step(StepInfo(len(slots), done, done + len(queue) + len(still),
+                             sum(j.loss for j in judged) / len(judged), sum(j.accuracy for j in judged) / len(judged)))
+
+        # 4. backward and update the texts still in play; each text's loss only reaches its own vectors
+        if still:
+            per_text.sum().backward()
+            for s in still:
+                s.update()
+        slots = still
+        # a pass with no backward keeps its graph (activations) alive through the next forward otherwise
+        del per_text
+
+
+def optimise_verified(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: deque[Job],
+                      on_step: Callable[[StepInfo], None] | None = None) -> Iterator[tuple[Optimised, bool]]:
+    """`optimise`, each result with its verdict (greedy decoding gives exactly its targets), verified
+    `config.batch_size` results at a time.
+
+    Jobs the caller appends to `jobs` while iterating (a retry with more vectors) are run too, even
+    when they come from the last verdicts, after the optimiser had run dry.
+    """
+    def judged(done: list[Optimised]) -> Iterator[tuple[Optimised, bool]]:
+        return zip(done, verify(lm, layout, [e.vectors for e in done], [e.targets for e in done]))
+
+    while True:
+        pending: list[Optimised] = []
+        for result in optimise(lm, layout, config, jobs, on_step):
+            pending.append(result)
+            if len(pending) >= config.batch_size:
+                done, pending = pending, []
+                yield from judged(done)
+        yield from judged(pending)
+        if not jobs:
+            return

@@ -1,0 +1,102 @@
+"""A run's folder (`memtok eval`, `memtok capacity`): its pinned settings, its results log, and the
+summary, report and plots written from the log.
+
+Results are one JSON line each, flushed and fsynced as soon as they are known, so a crash loses at
+most the texts in flight; a line cut short by a kill is dropped when the file is opened again. The
+settings are pinned in `run.json` on the first run; a rerun with settings that would change the
+results is refused rather than mixed in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..config import SPEED_ONLY, EncodeConfig
+from ..errors import MemtokError
+from ..files import atomic_write, lock_folder, sweep_temporaries
+from ..model import FrozenLM
+from .sources import Source
+
+# Settings that do not change results: a rerun may differ in them.
+FREE = ("command", "n_texts", "model", *SPEED_ONLY)
+
+
+def settings(lm: FrozenLM, config: EncodeConfig, source: Source, command: str, **extra) -> dict:
+    """What a run's results depend on (and how it was started), as plain JSON."""
+    return {"model": lm.name, "model_fingerprint": lm.fingerprint, **config.to_dict(), "data": source.name,
+            "data_sha256": source.sha256, "n_texts": len(source.texts), "command": command, **extra}
+
+
+def pin_settings(path: Path, settings: dict, free: Iterable[str] = FREE) -> None:
+    """Record a job's settings on its first run; refuse a rerun that differs in any but the `free`
+    ones, rather than mix results."""
+    if path.exists():
+        before = json.loads(path.read_text())
+        changed = [k for k in sorted(set(before) | set(settings)) if k not in free and before.get(k) != settings.get(k)]
+        if changed:
+            raise MemtokError(f"{path.parent} holds results made with other settings ({', '.join(changed)}); "
+                              f"use another --out")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(settings, indent=2, sort_keys=True)))
+
+
+class ResultsLog:
+    def __init__(self, path: str | os.PathLike, key: str = "index") -> None:
+        self.path = Path(path)
+        self.key = key
+        self.records: list[dict] = []
+        if self.path.exists():
+            self._recover()
+
+    def _recover(self) -> None:
+        raw = self.path.read_bytes()
+        complete = raw[: raw.rfind(b"\n") + 1]  # a final line without its newline was cut short
+        if len(complete) != len(raw):
+            with open(self.path, "r+b") as f:
+                f.truncate(len(complete))
+        for line in complete.decode("utf-8").splitlines():
+            if line.strip():
+                self.records.append(json.loads(line))
+
+    @property
+    def done(self) -> set:
+        return {r[self.key] for r in self.records}
+
+    def drop(self, keys: list) -> None:
+        """Forget these records (their work is to be done again), rewriting the file atomically."""
+        if not keys:
+            return
+        gone = set(keys)
+        self.records = [r for r in self.records if r[self.key] not in gone]
+        lines = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in self.records)
+        atomic_write(self.path, lambda tmp: Path(tmp).write_text(lines, encoding="utf-8"))
+
+    def append(self, record: dict) -> None:
+        line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        self.records.append(record)
+
+
+@contextmanager
+def run_folder(out: Path, settings: dict, key: str = "index", free: Iterable[str] = FREE) -> Iterator[ResultsLog]:
+    """Hold `out` for this run (one run per folder), pin its settings, clear what a kill left, and
+    give its results log."""
+    with lock_folder(out):
+        pin_settings(out / "run.json", settings, free)
+        sweep_temporaries(out)
+        yield ResultsLog(out / "results.jsonl", key=key)
+
+
+def write_outputs(out: Path, summary: dict, report: str, plot: Callable[[Path], None]) -> None:
+    """summary.json, the plots and report.md, each whole or not at all."""
+    atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2, sort_keys=True)))
+    plot(out)
+    atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(report))

@@ -1,0 +1,66 @@
+"""Reading a finished store: its index, and any memory by id."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import MemtokError, NotAMemoryError
+from ..memory import Memory
+from .shards import ID, SHARD, load_from_shard, read_shard_header
+
+
+class MemoryStore:
+    """Read a store: `len(store)`, `for mem_id in store`, `store[mem_id]`, `store.decode(codec, mem_id)`."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.root = Path(path)
+        if not (self.root / "store.json").is_file() or not (self.root / "index.parquet").is_file():
+            raise NotAMemoryError(f"{path} is not a finished memtok store (no store.json or index.parquet)")
+        import pyarrow.parquet as pq
+
+        try:
+            self.info = json.loads((self.root / "store.json").read_text())
+            self.index = pq.read_table(self.root / "index.parquet").to_pylist()
+        except Exception as exc:  # noqa: BLE001 - any unreadable store is refused with one line
+            raise NotAMemoryError(f"{path} is not a readable memtok store ({type(exc).__name__})") from None
+        for r in self.index:  # ids and shard names become paths: only the store's own forms
+            if not (isinstance(r.get("id"), str) and ID.fullmatch(r["id"]) and r.get("row") == int(r["id"])
+                    and (r.get("status") == "failed" or (isinstance(r.get("shard"), str)
+                                                         and SHARD.fullmatch(r["shard"])))):
+                raise NotAMemoryError(f"{path}: its index holds a row that is not of the store's own form "
+                                      f"(id {str(r.get('id'))[:40]!r}, shard {str(r.get('shard'))[:40]!r})")
+        if not isinstance(self.info, dict) or not isinstance(self.info.get("model"), str):
+            raise NotAMemoryError(f"{path}: its store.json names no model")
+        self._by_id = {r["id"]: r for r in self.index}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_id)
+
+    def __contains__(self, mem_id: str) -> bool:
+        return mem_id in self._by_id
+
+    def record(self, mem_id: str) -> dict:
+        try:
+            return self._by_id[mem_id]
+        except KeyError:
+            raise MemtokError(f"no memory with id {mem_id!r} in {self.root}") from None
+
+    def __getitem__(self, mem_id: str) -> Memory:
+        rec = self.record(mem_id)
+        if rec["status"] == "failed":
+            raise MemtokError(f"text {mem_id} could not be encoded: {rec['error']}")
+        shard = self.root / "shards" / rec["shard"]
+        header = read_shard_header(shard)
+        if mem_id not in header:
+            raise NotAMemoryError(f"{shard} does not hold memory {mem_id}, which the index places there")
+        return load_from_shard(shard, mem_id, header[mem_id])
+
+    def decode(self, codec, mem_id: str) -> str:
+        """The text of one memory; the codec's model fingerprint must match (as for single files)."""
+        return codec.decode(self[mem_id])

@@ -1,4 +1,4 @@
-"""`tokens="auto"` and segments: the fewest vectors that make a text exact, and texts cut into pieces."""
+"""`k="auto"` and segments: the fewest vectors that make a text exact, and texts cut into pieces."""
 
 from __future__ import annotations
 

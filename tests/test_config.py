@@ -1,0 +1,66 @@
+"""`EncodeConfig`: checked once, the same from Python and from every command, and what runs pin."""
+
+import json
+
+import pytest
+from conftest import TEXTS
+from test_cli import run
+from test_eval import write_csv
+
+from memtok import RECIPES, EncodeConfig, MemtokError
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"k": "auto", "max_steps": 7},
+    {"k": 3, "recipe": "paper", "template": "Recall: {memory}", "dtype": "int8", "segment_tokens": 20,
+     "batch_size": 2, "max_batch_tokens": 64, "keep_text": True},
+])
+def test_to_dict_is_plain_json_with_the_overrides_applied(options):
+    config = EncodeConfig(**options)
+    d = config.to_dict()
+    assert json.loads(json.dumps(d)) == d
+    assert d["recipe"] == config.recipe.to_dict() and "max_steps" not in d
+    if "max_steps" in options:
+        assert d["recipe"]["max_steps"] == options["max_steps"]
+    assert EncodeConfig(**options).replace().to_dict() == d  # replace re-checks and keeps the overrides
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"k": 0}, "from 1 to 256"), ({"k": 257}, "from 1 to 256"), ({"k": "many"}, "or 'auto'"),
+    ({"k": True}, "or 'auto'"), ({"recipe": "nope"}, "unknown recipe"), ({"max_steps": 0}, "max steps"),
+    ({"template": "no placeholder"}, "exactly once"), ({"dtype": "int3"}, "storage dtype"),
+    ({"segment_tokens": 0}, "at least one token"), ({"batch_size": 0}, "at least 1"),
+    ({"max_batch_tokens": 1}, "at least 2"),
+])
+def test_bad_options_are_refused_on_creation(options, message):
+    with pytest.raises(MemtokError, match=message):
+        EncodeConfig(**options)
+
+
+def test_unknown_options_are_refused_with_the_valid_ones(tiny_codec):
+    with pytest.raises(MemtokError, match=r"unknown encode option\(s\) tokens; valid: k, recipe"):
+        tiny_codec.encode(TEXTS[0], tokens=2)
+    with pytest.raises(MemtokError, match="unknown encode option"):
+        tiny_codec.encode(TEXTS[0], EncodeConfig(), stepz=3)
+
+
+def test_a_config_and_options_combine(tiny_codec):
+    mem = tiny_codec.encode(TEXTS[0], EncodeConfig(k=2, max_steps=300), keep_text=True)
+    assert mem.k == 2 and mem.text == TEXTS[0] and mem.recipe == EncodeConfig(max_steps=300).recipe.to_dict()
+
+
+def test_every_command_builds_the_config_python_would(tiny_dir, tmp_path, capsysbinary):
+    """The one options decorator: what `memtok eval` pins is `EncodeConfig(...).to_dict()` of the same
+    choices, and a memory records the same recipe."""
+    data = write_csv(tmp_path / "d.csv", TEXTS[:1])
+    out = tmp_path / "run"
+    code, _, err = run(["eval", str(data), "--model", tiny_dir, "--out", str(out), "--tokens", "2", "--max-steps",
+                        "300", "--dtype", "float16", "--recipe", "memtok-sgd", "-b", "3", "--keep-text"], capsysbinary)
+    assert code == 0, err
+    pinned = json.loads((out / "run.json").read_text())
+    expected = EncodeConfig(k=2, max_steps=300, dtype="float16", recipe=RECIPES["memtok-sgd"], batch_size=3,
+                            keep_text=True).to_dict()
+    assert {key: pinned[key] for key in expected} == expected
+    code, stdout, _ = run(["info", str(out / "memories" / "000000.safetensors"), "--json"], capsysbinary)
+    assert code == 0 and json.loads(stdout)["recipe"] == expected["recipe"]

@@ -1,4 +1,4 @@
-"""Peak memory of `memtok encode -f FILE --max-steps 2` on texts of 1 KB, 10 KB and 200 KB.
+"""Peak memory of `memtok encode -f FILE -k 1 --max-steps 2` on texts of 1 KB, 10 KB and 200 KB.
 
 Each size runs in its own process, which reports its own peak resident set size (ru_maxrss), so
 one run's peak cannot hide another's. The texts are random words of the model's own vocabulary
@@ -43,7 +43,7 @@ def child(path: str) -> None:
 
     out = Path(tempfile.mkdtemp()) / "m.safetensors"
     try:
-        main(["encode", "-f", path, "--max-steps", "2", "-o", str(out)])
+        main(["encode", "-f", path, "-k", "1", "--max-steps", "2", "-o", str(out)])
     except SystemExit:
         pass
     print(f"PEAK_MIB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")

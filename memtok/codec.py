@@ -90,9 +90,9 @@ class MemoryCodec:
         Args:
             texts: one text or a list; a single str in gives a single Memory out.
             config: how to encode (`EncodeConfig`); its fields may also be given as keyword
-                options, e.g. `k="auto"`, `max_steps=500`, `dtype="int8"`. Texts longer than the
-                model's context (or than `segment_tokens`) are cut into segments, each with its
-                own vectors.
+                options, e.g. `k=1`, `k="auto"`, `favour="bytes"`, `max_steps=500`,
+                `dtype="int8"`. By default each text is cut into segments of the length one
+                vector holds (`memtok.plan`), each with its own vectors; `plan()` says how.
             show_progress_bar: defaults to on when logging is at INFO or lower.
             on_result: called with (input index, memory) as each text finishes.
 
@@ -111,7 +111,7 @@ class MemoryCodec:
         try:
             # exact: greedy decoding gave the piece's ids and EOS, which `target_ids` checked
             # detokenize back to the piece byte for byte
-            for result, exact in optimise_verified(self.lm, run.layout, config, run.queue, show_steps(bar)):
+            for result, exact in optimise_verified(self.lm, run.layout, config, run.start(), show_steps(bar)):
                 i = run.settle(result, exact)
                 if i is None:
                     continue
@@ -123,13 +123,18 @@ class MemoryCodec:
             bar.close()
         return out[0] if single else out
 
+    def plan(self, texts: str | Sequence[str], config: EncodeConfig | None = None, **options) -> str:
+        """How `encode` will cut these texts and choose their vectors, in words (no optimisation)."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        return EncodeRun(self.lm, texts, self.check(config, **options)).describe()
+
     def encode_ids(self, targets: Sequence[list[int]], config: EncodeConfig, show_progress_bar: bool | None = None,
                    desc: str = "encoding") -> Iterator[tuple[int, Optimised, bool]]:
         """Vectors for token-id sequences that need not be text (a cut of a text, without EOS), with
         `config.k` vectors each: (index, result, exact) in the order they finish. What capacity
         studies run; texts go through `encode`."""
-        if config.auto:
-            raise MemtokError("encode_ids takes a number of vectors, not 'auto'")
+        if not config.fixed:
+            raise MemtokError(f"encode_ids takes a number of vectors, not {config.k!r}")
         config = self.check(config)
         layout = layout_for(self.lm, config)
         jobs = deque(Job(i, list(t), config.k) for i, t in enumerate(targets))

@@ -16,7 +16,9 @@ from .layout import PLACEHOLDER
 from .precision import DTYPES, check_dtype
 from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
 
-AUTO = "auto"
+AUTO = "auto"  # the fewest vectors per segment, by search
+PLAN = "plan"  # vectors and segments from the capacity measured per vector (`memtok.plan`)
+FAVOUR = ("steps", "bytes")
 MAX_BATCH_TOKENS = 1024  # input positions in one forward pass: what bounds memory, whatever the texts
 # Fields that change neither a memory nor whether it is exact, only how fast it comes: a resumed
 # run may change them.
@@ -32,8 +34,10 @@ class EncodeConfig:
         500
     """
 
-    k: int | str = field(default=1, metadata={"help": "memory vectors per text (per segment), or 'auto': "
-                                                      "the fewest that make it exact"})
+    k: int | str = field(default=PLAN, metadata={"help": "memory vectors per segment; 'plan': from the capacity "
+                                                         "measured per vector; 'auto': the fewest, by search"})
+    favour: str = field(default="steps", metadata={"help": "with k='plan': 'steps' (short segments, fast) or "
+                                                           "'bytes' (long segments, fewer vectors)"})
     recipe: str | Recipe = field(default=DEFAULT_RECIPE, metadata={"help": "a recipe name or a `Recipe`"})
     max_steps: int | None = field(default=None, metadata={"help": "overrides the recipe's step limit"})
     template: str = field(default=PLACEHOLDER, metadata={"help": "prompt around the vectors, e.g. "
@@ -48,8 +52,10 @@ class EncodeConfig:
     keep_text: bool = field(default=False, metadata={"help": "store the text in the memory (else its sha256)"})
 
     def __post_init__(self) -> None:
-        if self.k != AUTO and not (type(self.k) is int and 1 <= self.k <= MAX_K):
-            raise MemtokError(f"k must be a number of vectors from 1 to {MAX_K} or 'auto', got {self.k!r}")
+        if self.k not in (AUTO, PLAN) and not (type(self.k) is int and 1 <= self.k <= MAX_K):
+            raise MemtokError(f"k must be a number of vectors from 1 to {MAX_K}, 'plan' or 'auto', got {self.k!r}")
+        if self.favour not in FAVOUR:
+            raise MemtokError(f"favour must be one of {', '.join(FAVOUR)}, got {self.favour!r}")
         self.recipe = get_recipe(self.recipe)
         if self.max_steps is not None:
             self.recipe = self.recipe.replace(max_steps=self.max_steps)
@@ -66,6 +72,11 @@ class EncodeConfig:
     @property
     def auto(self) -> bool:
         return self.k == AUTO
+
+    @property
+    def fixed(self) -> bool:
+        """K is a number the user chose, not found by memtok."""
+        return self.k not in (AUTO, PLAN)
 
     def replace(self, **changes) -> EncodeConfig:
         return dataclasses.replace(self, **changes)

@@ -1,16 +1,15 @@
-"""One `MemoryCodec.encode` call's bookkeeping: the texts cut into pieces that fit the model, a job
-per piece (and per retry with `k="auto"`), and each text's `Memory` put together once its last
-piece has settled.
+"""One `MemoryCodec.encode` call's bookkeeping: the texts cut into pieces that fit the model and the
+vectors they get (`memtok.plan`), a job per piece and per retry, and each text's `Memory` put
+together once its last piece has settled.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
 
 import torch
 
-from .auto_k import KPlanner, max_auto_k
+from .auto_k import max_auto_k
 from .config import EncodeConfig
 from .errors import MemtokError
 from .header import sha256_text
@@ -18,7 +17,7 @@ from .layout import Layout
 from .memory import Memory
 from .model import FrozenLM
 from .optimise import Job, Optimised
-from .score import score
+from .plan import FixedK, Piece, PlannedK, SmallestK
 from .segment import split_text
 
 
@@ -35,35 +34,19 @@ def target_ids(lm: FrozenLM, text: str) -> list[int]:
 
 
 def layout_for(lm: FrozenLM, config: EncodeConfig, k: int | None = None) -> Layout:
-    """The layout of `k` vectors (default: the config's K, or the most `k="auto"` may try)."""
+    """The layout of `k` vectors (default: the config's K, or the most a search or a plan may try)."""
     if k is None:
-        k = max_auto_k(lm.context_length) if config.auto else config.k
+        k = config.k if config.fixed else max_auto_k(lm.context_length)
     return Layout.build(lm, config.template, k, config.recipe.bos)
 
 
-@dataclass
-class Piece:
-    """A text, or one segment of a text too long for one memory, on its way through the optimiser."""
-
-    text_index: int
-    text: str
-    targets: list[int]  # ids + EOS
-    nats: float = 0.0  # unaided cross-entropy, for `k="auto"`
-    tried: list[int] = field(default_factory=list)  # K of each try, in order
-    outcomes: dict[int, bool] = field(default_factory=dict)  # K -> exact
-    steps: int = 0
-    seconds: float = 0.0
-    result: Optimised | None = None  # the smallest exact try, else the latest
-    exact: bool = False
-
-    def add_try(self, result: Optimised, exact: bool) -> None:
-        k = len(result.vectors)
-        self.tried.append(k)
-        self.outcomes[k] = exact
-        self.steps += result.steps
-        self.seconds += result.seconds
-        if not self.exact or (exact and k < len(self.result.vectors)):
-            self.result, self.exact = result, exact
+def k_policy(lm: FrozenLM, config: EncodeConfig, layout: Layout) -> FixedK | PlannedK | SmallestK:
+    """How the segments of this encode call get their vectors."""
+    if config.fixed:
+        return FixedK(config.k, lm.hidden_size)
+    if config.auto:
+        return SmallestK(lm, layout, config.recipe.max_steps)
+    return PlannedK(config.favour, config.recipe.max_steps, layout.k)
 
 
 class EncodeRun:
@@ -72,51 +55,56 @@ class EncodeRun:
     def __init__(self, lm: FrozenLM, texts: list[str], config: EncodeConfig) -> None:
         self.lm, self.texts, self.config = lm, texts, config
         self.layout = layout_for(lm, config)
-        self.planner = KPlanner(lm.hidden_size, config.recipe.max_steps, self.layout.k) if config.auto else None
+        self.policy = k_policy(lm, config, self.layout)
+        self.limit = self.segment_limit()
         self.pieces = self._cut()
         self.of_text: list[list[Piece]] = [[] for _ in texts]
         for p in self.pieces:
             self.of_text[p.text_index].append(p)
         self.left = [len(group) for group in self.of_text]  # pieces of each text not yet settled
-        self.queue = self._first_jobs()
+        self.queue: deque[Job] = deque()
+
+    def segment_limit(self) -> int:
+        """Text tokens a piece may hold: what fits a pass, and what was asked, else what the policy allows."""
+        room = self.layout.room(self.lm, self.config.max_batch_tokens)
+        asked = self.config.segment_tokens
+        return min(room, self.policy.segment_limit() if asked is None else asked)
+
+    def describe(self) -> str:
+        """How the texts were cut, for a person to read."""
+        n = len(self.pieces)
+        return (f"{n} segment{'s' * (n > 1)} of at most {self.limit} tokens (cut at natural boundaries), "
+                f"{self.policy.describe()}")
 
     def _cut(self) -> list[Piece]:
         """Each text, cut where it must be (or where asked) into pieces that fit the model."""
-        room = self.layout.room(self.lm, self.config.max_batch_tokens)
-        limit = room if self.config.segment_tokens is None else min(room, self.config.segment_tokens)
         pieces = []
         for i, text in enumerate(self.texts):
             target_ids(self.lm, text)  # checks the whole text first, for a clear error
-            pieces += [Piece(i, piece, target_ids(self.lm, piece)) for piece in split_text(self.lm, text, limit)]
+            pieces += [Piece(i, piece, target_ids(self.lm, piece)) for piece in split_text(self.lm, text, self.limit)]
         return pieces
 
-    def _first_jobs(self) -> deque[Job]:
-        """Longest first: the long texts start early and the short ones fill the tail."""
-        jobs: deque[Job] = deque()
+    def start(self) -> deque[Job]:
+        """The queue of first tries, longest first: the long texts start early and the short ones
+        fill the tail. Retries join it as tries settle."""
         for key in sorted(range(len(self.pieces)), key=lambda j: -len(self.pieces[j].targets)):
             p = self.pieces[key]
-            if self.planner is None:
-                jobs.append(Job(key, p.targets, self.config.k))
-                continue
-            p.nats = score(self.lm, self.layout, p.targets).nats
-            k = self.planner.first(p.nats)
-            jobs.append(Job(key, p.targets, k, max_steps=self.planner.steps(k)))
-        return jobs
+            first = self.policy.first(p)
+            self.queue.append(Job(key, p.targets, first.k, max_steps=first.max_steps))
+        return self.queue
 
     def settle(self, result: Optimised, exact: bool) -> int | None:
         """Record a verified try; returns the index of a text all of whose pieces are now settled.
 
-        With `k="auto"` a try may call for another (queued first, so that no text is left
-        half-done for long), and the piece is not settled yet.
+        A try may call for another (queued first, so that no text is left half-done for long), and
+        the piece is not settled yet.
         """
         p = self.pieces[result.key]
         p.add_try(result, exact)
-        if self.planner is not None:
-            nk = self.planner.decide(p.outcomes, len(result.vectors), result.loss * len(p.targets))
-            if nk is not None:
-                self.queue.appendleft(Job(result.key, p.targets, nk, max_steps=self.planner.steps(nk)))
-                return None
-            self.planner.learn(p.nats, p.outcomes)
+        again = self.policy.next(p, result.loss)
+        if again is not None:
+            self.queue.appendleft(Job(result.key, p.targets, again.k, max_steps=again.max_steps))
+            return None
         i = p.text_index
         self.left[i] -= 1
         return None if self.left[i] else i
@@ -126,7 +114,7 @@ class EncodeRun:
         pieces, lm, config = self.of_text[i], self.lm, self.config
         n = [len(p.targets) for p in pieces]
         segments = [{"k": len(p.result.vectors), "tokens": len(p.targets) - 1, "steps": p.steps,
-                     **({"tried": p.tried} if config.auto else {})} for p in pieces]
+                     **({} if config.fixed else {"tried": p.tried})} for p in pieces]
         return Memory(
             vectors=torch.cat([p.result.vectors for p in pieces]), model_name=lm.name,
             model_fingerprint=lm.fingerprint, template=config.template, prefix_ids=list(self.layout.prefix_ids),

@@ -24,9 +24,11 @@ class VectorOptimizer:
 
     def lr(self) -> float:
         r = self.recipe
+        if self.step < r.warmup_steps:
+            return r.lr * (self.step + 1) / r.warmup_steps
         if r.schedule is Schedule.CONSTANT:
             return r.lr
-        t = min(self.step / r.max_steps, 1.0)
+        t = min((self.step - r.warmup_steps) / max(1, r.max_steps - r.warmup_steps), 1.0)
         low = r.lr * r.final_lr_ratio
         return low + 0.5 * (r.lr - low) * (1 + math.cos(math.pi * t))
 

@@ -166,7 +166,9 @@ class _Slot:
         else:
             self.since_best += 1
 
-    def update(self) -> None:
+    def update(self, clip: float) -> None:
+        if clip:  # one norm over this text's parameters, as torch.nn.utils.clip_grad_norm_
+            torch.nn.utils.clip_grad_norm_(self.learned.params, clip)
         for p, opt in zip(self.learned.params, self.opts, strict=True):
             opt.update(p, p.grad)
             p.grad = None
@@ -227,6 +229,18 @@ def _fits(slots: list[_Slot], job: Job, prompt: int, budget: int) -> bool:
     return (len(slots) + 1) * longest <= budget
 
 
+def _position_weights(slots: list[_Slot], first: int, recipe: Recipe) -> torch.Tensor:
+    """[B, N] loss weights aligned like the targets: the first two targets and the last one (EOS) may
+    weigh more, as progressive cramming weighs its first tokens."""
+    rows = []
+    for s in slots:
+        w = torch.ones(len(s.targets), device=s.targets.device)
+        w[:2] = recipe.first_weight
+        w[-1] = recipe.eos_weight
+        rows.append(F.pad(w, (s.first_target - first, 0), value=0.0))
+    return pad_sequence(rows, batch_first=True)
+
+
 def _forward(lm: FrozenLM, slots: list[_Slot], prefix: torch.Tensor, infix: torch.Tensor,
              recipe: Recipe) -> tuple[list[_Judged], torch.Tensor]:
     """Each text's standing on one padded forward pass, and the per-text losses to back-propagate."""
@@ -246,7 +260,7 @@ def _forward(lm: FrozenLM, slots: list[_Slot], prefix: torch.Tensor, infix: torc
     zeros = torch.zeros(len(slots), device=dev)
     accuracy = (zeros.index_add(0, rows, right.float()) / n).tolist()
     min_margin = torch.full_like(zeros, torch.inf).scatter_reduce(0, rows, margin, "amin").tolist()
-    weight = 1.0 + recipe.wrong_weight * (~right).float()
+    weight = (1.0 + recipe.wrong_weight * (~right).float()) * _position_weights(slots, first, recipe)[valid]
     per_text = zeros.index_add(0, rows, ce * weight) / n
     return [_Judged(*j) for j in zip(accuracy, min_margin, per_text.tolist())], per_text
 
@@ -301,7 +315,7 @@ def optimise(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: Iterable[
         if still:
             per_text.sum().backward()
             for s in still:
-                s.update()
+                s.update(recipe.clip)
         slots = still
         # a pass with no backward keeps its graph (activations) alive through the next forward otherwise
         del per_text

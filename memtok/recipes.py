@@ -41,6 +41,7 @@ class Recipe:
     momentum: float = field(default=0.0, metadata={"help": "SGD momentum (heavy ball, as torch.optim.SGD)"})
     weight_decay: float = field(default=0.0, metadata={"help": "decoupled weight decay (adamw only)"})
     schedule: Schedule = field(default=Schedule.CONSTANT, metadata={"help": "learning-rate schedule"})
+    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up of the rate over these first steps"})
     final_lr_ratio: float = field(default=0.1, metadata={"help": "cosine schedule: last rate / lr"})
     max_steps: int = field(default=2000, metadata={"help": "give up on a text after this many updates"})
     patience: int | None = field(default=None, metadata={"help": "give up after this many steps without a better accuracy"})
@@ -49,6 +50,10 @@ class Recipe:
                                                    "W [d, rank] both learned; 0: learn the vectors themselves"})
     bos: bool = field(default=True, metadata={"help": "put the model's BOS (or EOS) token before the memory"})
     wrong_weight: float = field(default=0.0, metadata={"help": "extra loss weight on positions whose argmax is wrong"})
+    first_weight: float = field(default=1.0, metadata={"help": "loss weight of the first two targets"})
+    eos_weight: float = field(default=1.0, metadata={"help": "loss weight of the last target (EOS: where the "
+                                                             "text ends, the hardest after a cut mid-word)"})
+    clip: float = field(default=0.0, metadata={"help": "clip each text's gradient to this norm; 0: no clipping"})
     min_margin: float = field(default=0.0, metadata={"help": "done when every target wins by at least this many logits"})
     seed: int = field(default=0, metadata={"help": "seed of a random init"})
     bf16: bool = field(default=False, metadata={"help": "run the optimisation's passes under bfloat16 autocast "
@@ -65,6 +70,8 @@ class Recipe:
             raise MemtokError(f"max steps must be between 1 and 1000000, got {self.max_steps}")
         if not 0 <= self.rank <= 4096:
             raise MemtokError(f"recipe {self.name}: rank must be between 0 and 4096, got {self.rank}")
+        if self.warmup_steps < 0 or self.clip < 0 or self.first_weight <= 0 or self.eos_weight <= 0:
+            raise MemtokError(f"recipe {self.name}: warmup_steps and clip must be >= 0, the weights > 0")
         if self.min_margin < 0:
             raise MemtokError(f"recipe {self.name}: min_margin must be >= 0, got {self.min_margin}")
 

@@ -75,7 +75,7 @@ def test_a_text_longer_than_the_context_is_cut_into_segments_that_decode_back(li
 
 def test_segment_tokens_cuts_a_text_that_would_fit(tiny_codec):
     text = " ".join(TEXTS[:3])
-    assert len(tiny_codec.encode(text, max_steps=1).segments) == 1
-    mem = tiny_codec.encode(text, max_steps=1, segment_tokens=10)
+    assert len(tiny_codec.encode(text, k=1, max_steps=1).segments) == 1
+    mem = tiny_codec.encode(text, k=1, max_steps=1, segment_tokens=10)
     assert len(mem.segments) == 3 and all(s["tokens"] <= 10 for s in mem.segments)
     assert mem.n_tokens == len(tiny_codec.lm.tokenize(text)) and mem.k == 3

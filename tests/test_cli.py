@@ -65,7 +65,7 @@ def test_tokens_auto_and_segments_from_the_command_line(tiny_dir, tmp_path, caps
     assert code == 0, err
     assert json.loads(out)["k"] >= 2  # one vector cannot do it in the 50 steps a first try gets (plain SGD)
     text = " ".join(TEXTS[:2])
-    code, _, err = run(["encode", text, "-o", str(mem), "--model", tiny_dir, "--segment-tokens", "9",
+    code, _, err = run(["encode", text, "-o", str(mem), "--model", tiny_dir, "-k", "1", "--segment-tokens", "9",
                         "--max-steps", "1"], capsysbinary)
     assert code == 1 and "(3 segments)" in err  # not exact after one step, but cut at "mat." and a space
     code, out, _ = run(["info", str(mem)], capsysbinary)
@@ -74,7 +74,7 @@ def test_tokens_auto_and_segments_from_the_command_line(tiny_dir, tmp_path, caps
 
 def test_not_exact_is_said_and_exits_1(tiny_dir, tmp_path, capsysbinary):
     mem = tmp_path / "hard.safetensors"
-    code, _, err = run(["encode", "zebra quantum fjord", "-o", str(mem), "--model", tiny_dir, "--max-steps", "5"],
+    code, _, err = run(["encode", "zebra quantum fjord", "-o", str(mem), "--model", tiny_dir, "-k", "1", "--max-steps", "5"],
                        capsysbinary)
     assert code == 1 and "NOT exact" in err
     code, out, err = run(["decode", str(mem)], capsysbinary)  # decode's own check refuses what it cannot give back

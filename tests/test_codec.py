@@ -140,7 +140,7 @@ def test_low_rank_recipe_round_trips_and_batches_as_if_alone(tiny_codec):
 
 
 def test_a_text_that_cannot_be_made_exact_is_reported_not_exact(tiny_codec):
-    mem = tiny_codec.encode(UNSEEN, max_steps=30)
+    mem = tiny_codec.encode(UNSEEN, k=1, max_steps=30)
     assert not mem.exact and mem.steps == 30
     assert tiny_codec.decode(mem, check=False) != UNSEEN
 
@@ -148,7 +148,7 @@ def test_a_text_that_cannot_be_made_exact_is_reported_not_exact(tiny_codec):
 @pytest.mark.parametrize("bad, kwargs, message", [
     ("", {}, "empty text"),
     ("x", {"k": 70}, "leave no room for text"),  # the tiny model's context is 64
-    ("x", {"k": "many"}, "number of vectors from 1 to 256 or 'auto'"),
+    ("x", {"k": "many"}, "number of vectors from 1 to 256, 'plan' or 'auto'"),
     ("x", {"segment_tokens": 0}, "at least one token"),
 ])
 def test_bad_texts_are_refused(tiny_codec, bad, kwargs, message):
@@ -185,6 +185,6 @@ def test_a_token_budget_bounds_every_forward_pass(tiny_codec):
     results = list(optimise(lm, layout, config, [Job(i, targets, 1) for i in range(6)], on_step=infos.append))
     assert len(results) == 6 and max(i.active for i in infos) == 2
     text = " ".join(TEXTS[:3])
-    mem = tiny_codec.encode(text, max_batch_tokens=16, max_steps=3)
+    mem = tiny_codec.encode(text, k=1, max_batch_tokens=16, max_steps=3)
     assert len(mem.segments) > 1 and all(s["tokens"] <= 16 - 2 for s in mem.segments)  # + BOS and the vector
     assert tiny_codec.decode(mem, check=False) != "" and mem.n_tokens == len(lm.tokenize(text))

@@ -39,7 +39,7 @@ def test_bad_options_are_refused_on_creation(options, message):
 
 
 def test_unknown_options_are_refused_with_the_valid_ones(tiny_codec):
-    with pytest.raises(MemtokError, match=r"unknown encode option\(s\) tokens; valid: k, recipe"):
+    with pytest.raises(MemtokError, match=r"unknown encode option\(s\) tokens; valid: k, favour, recipe"):
         tiny_codec.encode(TEXTS[0], tokens=2)
     with pytest.raises(MemtokError, match="unknown encode option"):
         tiny_codec.encode(TEXTS[0], EncodeConfig(), stepz=3)

@@ -75,8 +75,8 @@ def test_killed_run_resumes_without_redoing_or_losing_texts(tiny_dir, tiny_codec
     corpus_rows = [t for pair in zip(TEXTS, [HARD] * len(TEXTS)) for t in pair]
     data = write_csv(tmp_path / "c.csv", corpus_rows)
     store_dir = tmp_path / "store"
-    args = memtok_cmd("encode-corpus", str(data), "--out", str(store_dir), "--model", tiny_dir, "--max-steps", "400",
-                      "--batch-size", "2", "--shard-size", "3", "--json")
+    args = memtok_cmd("encode-corpus", str(data), "--out", str(store_dir), "--model", tiny_dir, "-k", "1",
+                      "--max-steps", "400", "--batch-size", "2", "--shard-size", "3", "--json")
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     parts = store_dir / "parts" / "r0"
     deadline = time.time() + 600  # generous: a loaded machine is slow to write its first parts

@@ -25,3 +25,22 @@ def test_sentence_round_trips_exactly_through_the_cli(text, n_tokens, tmp_path):
     assert dec.returncode == 0 and dec.stdout == text.encode()
     info = memtok("info", str(mem), "--json")
     assert json.loads(info.stdout)["n_tokens"] == n_tokens and json.loads(info.stdout)["exact"] is True
+
+
+PARAGRAPH = ("Memory tokens turn a text into a few input vectors for a frozen language model. Greedy "
+             "decoding from those vectors alone gives the text back, byte for byte. A long text is cut "
+             "into segments at sentence ends and spaces, and each segment gets its own vector, so a memory "
+             "of any length comes back exact.\n")
+
+
+def test_a_paragraph_is_cut_as_planned_and_comes_back_exact(tmp_path):
+    """The default on a text longer than one planned segment: cut into segments of at most 32
+    tokens, each exact, and the whole decodes back."""
+    mem = tmp_path / "p.safetensors"
+    enc = memtok("encode", "-o", str(mem), "--json", stdin=PARAGRAPH.encode())
+    assert enc.returncode == 0, enc.stderr.decode()[-500:]
+    assert "plan: " in enc.stderr.decode() and json.loads(enc.stdout)["exact"] is True
+    info = json.loads(memtok("info", str(mem), "--json").stdout)
+    assert len(info["segments"]) >= 3 and all(s["tokens"] <= 32 for s in info["segments"])
+    dec = memtok("decode", str(mem))
+    assert dec.returncode == 0 and dec.stdout == PARAGRAPH.encode()

@@ -90,3 +90,48 @@ def test_sgd_momentum_matches_torch(problem):
     recipe = PAPER.replace(lr=0.5, momentum=0.9)
     ref = _run_torch(torch.optim.SGD, p0, grads, lr=0.5, momentum=0.9)
     torch.testing.assert_close(_run_ours(recipe, p0, grads), ref, **TOL)
+
+
+def test_warm_up_ramps_the_rate_then_the_schedule_runs_over_the_rest():
+    recipe = MEMTOK.replace(schedule=Schedule.COSINE, lr=0.1, final_lr_ratio=0.1, max_steps=110, warmup_steps=10)
+    opt = VectorOptimizer(recipe)
+    assert opt.lr() == pytest.approx(0.01)  # the first step: a tenth of the rate
+    opt.step = 9
+    assert opt.lr() == pytest.approx(0.1)
+    opt.step = 60  # half-way through the 100 steps after the warm-up
+    assert opt.lr() == pytest.approx(0.055)
+    opt.step = 110
+    assert opt.lr() == pytest.approx(0.01)
+
+
+def test_clipping_bounds_each_texts_step(tiny_codec):
+    from memtok.optimise import Job, _Slot
+
+    lm = tiny_codec.lm
+    job = Job(0, tiny_codec.target_ids("the cat sat on the mat."), 1)
+    for clip, bound in ((1.0, 10 * 1.0), (0.0, None)):
+        slot = _Slot(lm, job, MEMTOK_SGD, "float32", first_target=1)  # SGD at lr 10 on the vector itself
+        before = slot.learned.vectors().detach().clone()
+        slot.learned.params[0].grad = torch.full_like(before, 100.0)
+        slot.update(clip)
+        moved = float((slot.learned.vectors().detach() - before).norm())
+        if bound is None:  # unclipped: lr x the gradient's norm
+            assert moved == pytest.approx(10 * 100.0 * before.numel() ** 0.5, rel=1e-5)
+        else:  # clipped to norm 1, a step of lr 10 moves it by 10; float32 rounding is far below 1e-3 of that
+            assert moved <= bound * (1 + 1e-3)
+
+
+def test_position_weights_raise_the_loss_of_the_first_tokens_and_eos(tiny_codec):
+    from memtok import EncodeConfig
+    from memtok.layout import Layout
+    from memtok.optimise import Job, optimise
+
+    lm = tiny_codec.lm
+    targets = tiny_codec.target_ids("the cat sat on the mat.")
+    layout = Layout.build(lm, "{memory}", 1, True)
+    still = MEMTOK.replace(max_steps=1, lr=1e-12)  # an update too small to move the vectors: the same logits
+
+    def loss(recipe):
+        return next(optimise(lm, layout, EncodeConfig(recipe=recipe), [Job(0, targets, 1)])).loss
+
+    assert loss(still.replace(first_weight=3.0, eos_weight=3.0)) > loss(still)

@@ -41,6 +41,7 @@ def encode(text: str | None, path: str | None, out: str | None, model: str | Non
         raise MemtokError("empty text: there is nothing to encode")
     out = out or f"{sha256_text(text)[:12]}.mem.safetensors"
     codec = load_codec(model, device)
+    click.echo(f"plan: {codec.plan(text, config)}", err=True)
     started = time.perf_counter()
     mem = codec.encode(text, config, show_progress_bar=True)
     mem.save(out)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import click
 
-from ..config import AUTO, MAX_BATCH_TOKENS, EncodeConfig
+from ..config import AUTO, FAVOUR, MAX_BATCH_TOKENS, PLAN, EncodeConfig
 from ..header import MAX_K
 from ..layout import DEFAULT_TEMPLATE
 from ..precision import DTYPES
@@ -29,14 +29,14 @@ def data_options(f: Callable) -> Callable:
 
 
 class KType(click.ParamType):
-    name = "K|auto"
+    name = "K|plan|auto"
 
     def convert(self, value, param, ctx):
-        if value == AUTO or isinstance(value, int):
+        if value in (AUTO, PLAN) or isinstance(value, int):
             return value
         if str(value).isdigit() and 1 <= int(value) <= MAX_K:
             return int(value)
-        self.fail(f"{value!r} is neither 'auto' nor a number of vectors from 1 to {MAX_K}", param, ctx)
+        self.fail(f"{value!r} is neither 'plan', 'auto' nor a number of vectors from 1 to {MAX_K}", param, ctx)
 
 
 class IntList(click.ParamType):
@@ -76,9 +76,10 @@ def encode_options(many_k: bool = False, texts: bool = True) -> Callable[[Callab
             return f(config=EncodeConfig(**fields), **kwargs)
 
         opts = [click.option(*_K_NAMES, type=IntList() if many_k else KType(),
-                             default="1,2,4" if many_k else "1", show_default=True,
+                             default="1,2,4" if many_k else PLAN, show_default=True,
                              help="memory vectors to try" if many_k else
-                             "memory vectors per text (per segment), or 'auto': the fewest that make it exact")]
+                             "memory vectors per segment: N (the paper's protocol: 1), 'plan' (from the "
+                             "capacity measured per vector, see --favour) or 'auto' (the fewest, by search)")]
         opts += _COMMON + (_TEXT_ONLY if texts else [])
         for option in reversed(opts):
             command = option(command)
@@ -102,10 +103,13 @@ _COMMON = [
                  help="input positions in one forward pass, what bounds memory use"),
 ]
 _TEXT_ONLY = [
+    click.option("--favour", type=click.Choice(FAVOUR), default="steps", show_default=True,
+                 help="with -k plan: short segments, one vector each, fast ('steps'), or long ones, fewer "
+                      "vectors ('bytes')"),
     click.option("--segment-tokens", type=click.IntRange(1), default=None,
                  help="cut texts into pieces of at most this many tokens, each with its own vectors "
                       "(texts longer than the model's context are always cut)"),
     click.option("--keep-text", is_flag=True, help="store the text in the memory (otherwise only its sha256)"),
 ]
-_FIELDS = ("k", "recipe", "max_steps", "template", "dtype", "batch_size", "max_batch_tokens", "segment_tokens",
-           "keep_text")
+_FIELDS = ("k", "favour", "recipe", "max_steps", "template", "dtype", "batch_size", "max_batch_tokens",
+           "segment_tokens", "keep_text")

@@ -129,7 +129,8 @@ def report(summary: dict) -> str:
         f"# memtok eval: {Path(run['data']).name}", "",
         f"- model: `{run['model']}` (fingerprint `{run['model_fingerprint'][:16]}`)",
         f"- recipe: `{run['recipe']['name']}` ({json.dumps(run['recipe'], sort_keys=True)})",
-        f"- memory vectors per text (K): {run['k']}; template `{run['template']}`; storage {run['dtype']}",
+        f"- memory vectors per segment (K): {run['k']}" + (f" (favour {run['favour']})" if run['k'] == 'plan' else '')
+        + f"; template `{run['template']}`; storage {run['dtype']}",
         f"- data: `{run['data']}` (sha256 `{run['data_sha256']}`), {run['n_texts']} texts",
         f"- command: `{run['command']}`",
         f"- this run: {summary['encoded_now']} texts encoded in {summary['wall_seconds_now']} s"

@@ -1,0 +1,66 @@
+"""Segment length against vectors per segment, side by side on the same texts in one process: what
+`k="plan"` should cut long texts into.
+
+    python bench/segments.py --data ../shared/data/paper/raschka_chunks_1000.csv --limit 3 \
+        --configs "k=1:segment_tokens=32,k=1:segment_tokens=16,k=2:segment_tokens=32"
+
+Each config is `EncodeConfig` fields as `name=value` pairs joined by `:`; every row reports the
+texts exact, vectors per text, segment-steps per text (each segment's steps, summed), and the
+wall time, with ratios to the first config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import statistics
+import sys
+import time
+
+from memtok import EncodeConfig, MemoryCodec
+from memtok.runs.sources import read_source
+
+
+def parse(spec: str) -> dict:
+    return {k: ast.literal_eval(v) if v[:1].isdigit() or v in ("True", "False") else v
+            for k, v in (part.split("=", 1) for part in spec.split(":"))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="../shared/data/paper/raschka_chunks_1000.csv")
+    ap.add_argument("--limit", type=int, default=3)
+    ap.add_argument("--configs", required=True, help="comma-separated; see above")
+    ap.add_argument("--batch-size", type=int, default=20)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--json", default=None, help="write the rows here too")
+    args = ap.parse_args()
+    codec = MemoryCodec.from_pretrained(args.model)
+    texts = read_source(args.data, limit=args.limit).texts
+    rows = []
+    for spec in args.configs.split(","):
+        config = EncodeConfig(batch_size=args.batch_size, **parse(spec))
+        started = time.perf_counter()
+        mems = codec.encode(texts, config, show_progress_bar=True)
+        wall = time.perf_counter() - started
+        rows.append({"config": spec, "texts": len(mems), "exact": sum(m.exact for m in mems),
+                     "segments": sum(len(m.segments) or 1 for m in mems),
+                     "median_vectors": statistics.median(m.k for m in mems),
+                     "median_steps": statistics.median(m.steps for m in mems),
+                     "total_steps": sum(m.steps for m in mems), "wall_seconds": round(wall, 1)})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    first = rows[0]
+    print("| config | exact | segments | vectors per text (median) | segment-steps per text (median) | all steps | "
+          "wall (s) | steps ratio | wall ratio |\n|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['config']} | {r['exact']}/{r['texts']} | {r['segments']} | {r['median_vectors']} | "
+              f"{r['median_steps']} | {r['total_steps']} | {r['wall_seconds']} | "
+              f"{r['total_steps'] / first['total_steps']:.2f} | {r['wall_seconds'] / first['wall_seconds']:.2f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""How a text is cut into segments and how many vectors each segment gets, from the capacity
+measured per vector, so that no optimisation starts that cannot end exact.
+
+Three ways to choose K (`EncodeConfig.k`):
+- `"plan"` (the default): segments of the length one vector holds cheaply, one vector each; a
+  segment that does not come out exact is tried again with one more vector. `favour="steps"`
+  makes segments short (fast, more vectors), `favour="bytes"` long (fewer vectors, more steps).
+- `"auto"`: the fewest vectors per segment, by search (`memtok.auto_k`).
+- a number: that many vectors per segment, the paper's protocol; a segment is never longer than
+  those vectors can hold at all.
+
+The figures are SmolLM2-135M's under the default recipe. A wider model holds more per vector
+(Kuratov et al.: 80 tokens for Pythia-160M, 1568 for Llama-3.1-8B), so there the plan's segments
+are short for the model: still exact and fast, with more vectors than it needs
+(`segment_tokens` sets the length). What a fixed K may be given at all scales with the width.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .auto_k import KPlanner
+from .layout import Layout
+from .model import FrozenLM
+from .optimise import Optimised
+from .score import score
+
+# Text tokens per vector for each thing to favour, on SmolLM2-135M. steps: 32, where all 412
+# segments of the paper's two long files (first 20 rows each) came out exact, 411 with one vector on
+# the first try, and which keeps a sentence whole. Shorter segments are faster still, with more
+# vectors: on the first 3 rows of raschka_chunks_1000, 16-token segments took 0.74x the wall time
+# of 32-token ones with twice the vectors, and 32-token segments with two vectors each 1.44x
+# (bench/segments.py, docs/results). bytes: 96, which one vector held exactly on all 10 texts
+# tried, in 158-994 steps (docs/capacity.md).
+TOKENS_PER_VECTOR = {"steps": 32, "bytes": 96}
+# The most text tokens one vector is given at all, per hidden dimension: 288 on SmolLM2-135M, more
+# than any text one of its vectors has been seen to hold (200 of a chunk's 201 targets, EOS missed).
+HOLD_PER_DIM = 0.5
+
+
+def most_tokens(hidden_size: int, k: int) -> int:
+    """Text tokens that `k` vectors may be given: beyond this no optimisation can be expected to end."""
+    return max(1, math.floor(HOLD_PER_DIM * hidden_size)) * k
+
+
+@dataclass(frozen=True)
+class Try:
+    """The next optimisation of a segment: K and its step budget (None: the recipe's)."""
+
+    k: int
+    max_steps: int | None = None
+
+
+@dataclass
+class Piece:
+    """A text, or one segment of it, on its way through the optimiser, with every try it had."""
+
+    text_index: int
+    text: str
+    targets: list[int]  # ids + EOS
+    nats: float = 0.0  # unaided cross-entropy, for `k="auto"`
+    tried: list[int] = field(default_factory=list)  # K of each try, in order
+    outcomes: dict[int, bool] = field(default_factory=dict)  # K -> exact
+    steps: int = 0
+    seconds: float = 0.0
+    result: Optimised | None = None  # the smallest exact try, else the latest
+    exact: bool = False
+
+    def add_try(self, result: Optimised, exact: bool) -> None:
+        k = len(result.vectors)
+        self.tried.append(k)
+        self.outcomes[k] = exact
+        self.steps += result.steps
+        self.seconds += result.seconds
+        if not self.exact or (exact and k < len(self.result.vectors)):
+            self.result, self.exact = result, exact
+
+
+class FixedK:
+    """K vectors per segment, as asked; segments no longer than K vectors can hold at all."""
+
+    def __init__(self, k: int, hidden_size: int) -> None:
+        self.k, self.hidden_size = k, hidden_size
+
+    def segment_limit(self) -> int:
+        return most_tokens(self.hidden_size, self.k)
+
+    def first(self, piece: Piece) -> Try:
+        return Try(self.k)
+
+    def next(self, piece: Piece, loss: float) -> Try | None:
+        return None
+
+    def describe(self) -> str:
+        return f"{self.k} vector{'s' * (self.k > 1)} per segment"
+
+
+class PlannedK:
+    """One vector per `TOKENS_PER_VECTOR` text tokens; after a failed try, one more vector, at most
+    `RETRIES` times, the last try with the whole step budget."""
+
+    RETRIES = 2
+
+    def __init__(self, favour: str, max_steps: int, max_k: int) -> None:
+        self.per_vector = TOKENS_PER_VECTOR[favour]
+        self.favour, self.max_steps, self.max_k = favour, max_steps, max_k
+
+    def segment_limit(self) -> int:
+        return self.per_vector
+
+    def _try(self, k: int, first: int) -> Try:
+        last = k >= min(self.max_k, first + self.RETRIES)
+        return Try(k, self.max_steps if last else max(1, self.max_steps // 4))
+
+    def first(self, piece: Piece) -> Try:
+        k = min(self.max_k, max(1, math.ceil((len(piece.targets) - 1) / self.per_vector)))
+        return self._try(k, k)
+
+    def next(self, piece: Piece, loss: float) -> Try | None:
+        k, first = piece.tried[-1] + 1, piece.tried[0]
+        if piece.exact or k > min(self.max_k, first + self.RETRIES):
+            return None
+        return self._try(k, first)
+
+    def describe(self) -> str:
+        return f"one vector per {self.per_vector} tokens (planned for {self.favour})"
+
+
+class SmallestK:
+    """`k="auto"`: the fewest vectors, found by search from the text's unaided cross-entropy."""
+
+    def __init__(self, lm: FrozenLM, layout: Layout, max_steps: int) -> None:
+        self.lm, self.layout = lm, layout
+        self.planner = KPlanner(lm.hidden_size, max_steps, layout.k)
+
+    def segment_limit(self) -> int:
+        return most_tokens(self.lm.hidden_size, self.layout.k)
+
+    def first(self, piece: Piece) -> Try:
+        piece.nats = score(self.lm, self.layout, piece.targets).nats
+        k = self.planner.first(piece.nats)
+        return Try(k, self.planner.steps(k))
+
+    def next(self, piece: Piece, loss: float) -> Try | None:
+        k = self.planner.decide(piece.outcomes, piece.tried[-1], loss * len(piece.targets))
+        if k is None:
+            self.planner.learn(piece.nats, piece.outcomes)
+            return None
+        return Try(k, self.planner.steps(k))
+
+    def describe(self) -> str:
+        return "the fewest vectors per segment, by search"

@@ -72,9 +72,9 @@ class EncodeRun:
 
     def describe(self) -> str:
         """How the texts were cut, for a person to read."""
-        n = len(self.pieces)
+        n, longest = len(self.pieces), max(len(p.targets) - 1 for p in self.pieces)
         return (f"{n} segment{'s' * (n > 1)} of at most {self.limit} tokens (cut at natural boundaries), "
-                f"{self.policy.describe()}")
+                f"{self.policy.describe(longest)}")
 
     def _cut(self) -> list[Piece]:
         """Each text, cut where it must be (or where asked) into pieces that fit the model."""

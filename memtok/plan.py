@@ -92,8 +92,11 @@ class FixedK:
     def next(self, piece: Piece, loss: float) -> Try | None:
         return None
 
-    def describe(self) -> str:
-        return f"{self.k} vector{'s' * (self.k > 1)} per segment"
+    def describe(self, longest: int) -> str:
+        held = TOKENS_PER_VECTOR["bytes"] * self.k
+        vectors = f"{self.k} vector{'s' * (self.k > 1)}"
+        warn = f"; {longest} tokens is beyond the {held} that {vectors} held here, it may not come out exact"
+        return f"{vectors} per segment" + (warn if longest > held else "")
 
 
 class PlannedK:
@@ -123,7 +126,7 @@ class PlannedK:
             return None
         return self._try(k, first)
 
-    def describe(self) -> str:
+    def describe(self, longest: int) -> str:
         return f"one vector per {self.per_vector} tokens (planned for {self.favour})"
 
 
@@ -149,5 +152,5 @@ class SmallestK:
             return None
         return Try(k, self.planner.steps(k))
 
-    def describe(self) -> str:
+    def describe(self, longest: int) -> str:
         return "the fewest vectors per segment, by search"

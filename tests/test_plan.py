@@ -56,3 +56,10 @@ def test_encode_says_how_it_cut_the_text(tiny_dir, tmp_path, capsysbinary):
     assert code in (0, 1), err
     plan = next(line for line in err.splitlines() if line.startswith("plan: "))
     assert "segments of at most 32 tokens" in plan and "one vector per 32 tokens" in plan
+
+
+def test_a_fixed_k_beyond_what_was_measured_is_told():
+    from memtok.plan import FixedK
+
+    assert FixedK(1, 576).describe(96) == "1 vector per segment"
+    assert "200 tokens is beyond the 96 that 1 vector held here" in FixedK(1, 576).describe(200)

@@ -26,13 +26,13 @@ from .model import FrozenLM
 from .optimise import Optimised
 from .score import score
 
-# Text tokens per vector for each thing to favour, on SmolLM2-135M. steps: 32, where all 412
-# segments of the paper's two long files (first 20 rows each) came out exact, 411 with one vector on
-# the first try, and which keeps a sentence whole. Shorter segments are faster still, with more
-# vectors: on the first 3 rows of raschka_chunks_1000, 16-token segments took 0.74x the wall time
-# of 32-token ones with twice the vectors, and 32-token segments with two vectors each 1.44x
-# (bench/segments.py, docs/results). bytes: 96, which one vector held exactly on all 10 texts
-# tried, in 158-994 steps (docs/capacity.md).
+# Text tokens per vector for each thing to favour, on SmolLM2-135M. steps: 32. The default on the
+# first 20 rows of each of the paper's long files cut them into 412 such segments, and every one
+# came out exact with one vector on the first try (docs/results); it keeps a sentence whole.
+# Shorter segments are faster still, with more vectors: on the first 3 rows of
+# raschka_chunks_1000, 16-token segments took 0.74x the wall time of 32-token ones with twice the
+# vectors, and 32-token segments with two vectors each 1.44x (bench/segments.py). bytes: 96, which
+# one vector held exactly on all 10 texts tried, in 158-994 steps (docs/capacity.md).
 TOKENS_PER_VECTOR = {"steps": 32, "bytes": 96}
 # The most text tokens one vector is given at all, per hidden dimension: 288 on SmolLM2-135M, more
 # than any text one of its vectors has been seen to hold (200 of a chunk's 201 targets, EOS missed).

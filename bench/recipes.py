@@ -23,6 +23,8 @@ import statistics
 import sys
 import time
 
+from rows import report
+
 from memtok import MemoryCodec
 from memtok.recipes import get_recipe
 from memtok.runs.sources import read_source
@@ -78,16 +80,12 @@ def main() -> None:
                          "median_tokens": statistics.median(m.n_tokens for m in mems)})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     ref = next((r for r in rows if r["recipe"].startswith("paper")), rows[0])
-    print(f"{'recipe':<12} {'batch':>5} {'exact':>7} {'med steps':>9} {'p90 steps':>9} {'med s/text':>10} "
-          f"{'texts/h':>8} {'steps vs ' + ref['recipe']:>18} {'s/text vs ' + ref['recipe']:>18}")
-    for r in rows:
-        print(f"{r['recipe']:<12} {r['batch_size']:>5} {r['exact']:>3}/{r['texts']:<3} {r['median_steps']:>9} "
-              f"{r['p90_steps']:>9} {r['median_seconds']:>10} {r['texts_per_hour']:>8} "
-              f"{r['median_steps'] / ref['median_steps']:>18.3f} {r['median_seconds'] / ref['median_seconds']:>18.3f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "rows": rows}, f, indent=2)
-
+    report(rows, {"recipe": lambda r: r["recipe"], "batch": lambda r: r["batch_size"],
+                  "exact": lambda r: f"{r['exact']}/{r['texts']}", "median steps": lambda r: r["median_steps"],
+                  "p90 steps": lambda r: r["p90_steps"], "median s/text": lambda r: r["median_seconds"],
+                  "texts/hour": lambda r: r["texts_per_hour"],
+                  f"steps vs {ref['recipe']}": lambda r: f"{r['median_steps'] / ref['median_steps']:.3f}",
+                  f"s/text vs {ref['recipe']}": lambda r: f"{r['median_seconds'] / ref['median_seconds']:.3f}"}, args)
 
 if __name__ == "__main__":
     main()

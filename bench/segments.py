@@ -18,6 +18,8 @@ import statistics
 import sys
 import time
 
+from rows import report
+
 from memtok import EncodeConfig, MemoryCodec
 from memtok.runs.sources import read_source
 
@@ -51,16 +53,12 @@ def main() -> None:
                      "total_steps": sum(m.steps for m in mems), "wall_seconds": round(wall, 1)})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     first = rows[0]
-    print("| config | exact | segments | vectors per text (median) | segment-steps per text (median) | all steps | "
-          "wall (s) | steps ratio | wall ratio |\n|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['config']} | {r['exact']}/{r['texts']} | {r['segments']} | {r['median_vectors']} | "
-              f"{r['median_steps']} | {r['total_steps']} | {r['wall_seconds']} | "
-              f"{r['total_steps'] / first['total_steps']:.2f} | {r['wall_seconds'] / first['wall_seconds']:.2f} |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "rows": rows}, f, indent=2)
-
+    report(rows, {"config": lambda r: r["config"], "exact": lambda r: f"{r['exact']}/{r['texts']}",
+                  "segments": lambda r: r["segments"], "vectors per text (median)": lambda r: r["median_vectors"],
+                  "segment-steps per text (median)": lambda r: r["median_steps"], "all steps": lambda r: r["total_steps"],
+                  "wall (s)": lambda r: r["wall_seconds"],
+                  "steps ratio": lambda r: f"{r['total_steps'] / first['total_steps']:.2f}",
+                  "wall ratio": lambda r: f"{r['wall_seconds'] / first['wall_seconds']:.2f}"}, args)
 
 if __name__ == "__main__":
     main()

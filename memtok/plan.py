@@ -3,7 +3,7 @@ measured per vector, so that no optimisation starts that cannot end exact.
 
 Three ways to choose K (`EncodeConfig.k`):
 - `"plan"` (the default): segments of the length one vector holds cheaply, one vector each; a
-  segment that does not come out exact is tried again with one more vector. `favour="steps"`
+  segment that does not come out exact is tried again with one more vector, at most twice. `favour="steps"`
   makes segments short (fast, more vectors), `favour="bytes"` long (fewer vectors, more steps).
 - `"auto"`: the fewest vectors per segment, by search (`memtok.auto_k`).
 - a number: that many vectors per segment, the paper's protocol; a segment is never longer than

@@ -147,10 +147,20 @@ class _Slot:
         self.started = time.perf_counter()
         self.best: _Best | None = None
         self.since_best = 0
+        self._weights: torch.Tensor | None = None
 
     @property
     def steps(self) -> int:
         return self.opts[0].step
+
+    def position_weights(self, recipe: Recipe) -> torch.Tensor:
+        """[n] loss weights of this text's targets: the first two and the last one (EOS) may weigh
+        more, as progressive cramming weighs its first tokens. Made once per text."""
+        if self._weights is None:
+            self._weights = torch.ones(len(self.targets), device=self.targets.device)
+            self._weights[:2] = recipe.first_weight
+            self._weights[-1] = recipe.eos_weight
+        return self._weights
 
     def input_vectors(self) -> torch.Tensor:
         """What the forward pass sees: the vectors as they will be saved, with a gradient to the parameters."""
@@ -229,18 +239,6 @@ def _fits(slots: list[_Slot], job: Job, prompt: int, budget: int) -> bool:
     return (len(slots) + 1) * longest <= budget
 
 
-def _position_weights(slots: list[_Slot], first: int, recipe: Recipe) -> torch.Tensor:
-    """[B, N] loss weights aligned like the targets: the first two targets and the last one (EOS) may
-    weigh more, as progressive cramming weighs its first tokens."""
-    rows = []
-    for s in slots:
-        w = torch.ones(len(s.targets), device=s.targets.device)
-        w[:2] = recipe.first_weight
-        w[-1] = recipe.eos_weight
-        rows.append(F.pad(w, (s.first_target - first, 0), value=0.0))
-    return pad_sequence(rows, batch_first=True)
-
-
 def _forward(lm: FrozenLM, slots: list[_Slot], prefix: torch.Tensor, infix: torch.Tensor,
              recipe: Recipe) -> tuple[list[_Judged], torch.Tensor]:
     """Each text's standing on one padded forward pass, and the per-text losses to back-propagate."""
@@ -260,7 +258,9 @@ def _forward(lm: FrozenLM, slots: list[_Slot], prefix: torch.Tensor, infix: torc
     zeros = torch.zeros(len(slots), device=dev)
     accuracy = (zeros.index_add(0, rows, right.float()) / n).tolist()
     min_margin = torch.full_like(zeros, torch.inf).scatter_reduce(0, rows, margin, "amin").tolist()
-    weight = (1.0 + recipe.wrong_weight * (~right).float()) * _position_weights(slots, first, recipe)[valid]
+    weight = 1.0 + recipe.wrong_weight * (~right).float()
+    if recipe.first_weight != 1.0 or recipe.eos_weight != 1.0:  # valid positions are each text's targets, in order
+        weight = weight * torch.cat([s.position_weights(recipe) for s in slots])
     per_text = zeros.index_add(0, rows, ce * weight) / n
     return [_Judged(*j) for j in zip(accuracy, min_margin, per_text.tolist())], per_text
 

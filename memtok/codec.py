@@ -17,6 +17,7 @@ from .layout import Layout
 from .memory import Memory
 from .model import FrozenLM, load
 from .optimise import Job, Optimised, optimise_verified
+from .precision import framed, model_inputs
 from .progress import progress, show_steps
 from .score import Score, score
 
@@ -147,8 +148,14 @@ class MemoryCodec:
             bar.close()
 
     def score(self, targets: list[int], config: EncodeConfig, vectors: torch.Tensor | None = None) -> Score:
-        """Teacher-forced score of `targets` in the config's layout, after `vectors` or with none."""
-        return score(self.lm, layout_for(self.lm, config, 1 if vectors is None else len(vectors)), targets, vectors)
+        """Teacher-forced score of `targets` in the config's layout, after `vectors` (stored values of
+        `config.dtype`, as `Optimised.vectors` and `Memory.vectors` hold them) or with none."""
+        layout = layout_for(self.lm, config, 1 if vectors is None else len(vectors))
+        return score(self.lm, layout, targets, None if vectors is None else self.inputs(vectors, config.dtype))
+
+    def inputs(self, stored: torch.Tensor, dtype: str) -> torch.Tensor:
+        """The model's input vectors for a memory's stored values (a framed dtype's live in the model's frame)."""
+        return model_inputs(stored, dtype, self.lm.frame if framed(dtype) else None)
 
     def decode(self, memories: Memory | Sequence[Memory], check: bool = True) -> str | list[str]:
         """Greedy decoding from the vectors alone, checked against the text's recorded sha256.
@@ -166,7 +173,7 @@ class MemoryCodec:
         self._check_decodable(mem)
         layout, pieces = Layout.of(mem), []
         for vectors, n in mem.segment_vectors():
-            ids = greedy(self.lm, layout.with_k(len(vectors)), vectors, n + 1)
+            ids = greedy(self.lm, layout.with_k(len(vectors)), self.inputs(vectors, mem.storage_dtype), n + 1)
             if ids and ids[-1] == self.lm.eos_id:
                 ids = ids[:-1]
             pieces.append(self.lm.detokenize(ids))

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from .errors import MemtokError
 from .header import MAX_K
 from .layout import PLACEHOLDER
-from .precision import DTYPES, check_dtype
+from .precision import DTYPES, FRAMED, check_dtype, framed
 from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
 
 AUTO = "auto"  # the fewest vectors per segment, by search
 PLAN = "plan"  # vectors and segments from the capacity measured per vector (`memtok.plan`)
 FAVOUR = ("steps", "bytes")
+COMPACT_DTYPE = "int4"  # what `compact=True` stores unless told otherwise (docs/results/README.md, compact)
 MAX_BATCH_TOKENS = 1024  # input positions in one forward pass: what bounds memory, whatever the texts
 # Fields that change neither a memory nor whether it is exact, only how fast it comes: a resumed
 # run may change them.
@@ -50,6 +51,9 @@ class EncodeConfig:
     max_batch_tokens: int = field(default=MAX_BATCH_TOKENS, metadata={"help": "input positions in one forward "
                                                                               "pass, what bounds memory"})
     keep_text: bool = field(default=False, metadata={"help": "store the text in the memory (else its sha256)"})
+    compact: bool = field(default=False, metadata={"help": "the smallest exact memory: low-bit levels in the "
+                                                           f"model's frame ({COMPACT_DTYPE} unless `dtype` names "
+                                                           "another framed one) and long segments"})
 
     def __post_init__(self) -> None:
         if self.k not in (AUTO, PLAN) and not (type(self.k) is int and 1 <= self.k <= MAX_K):
@@ -62,6 +66,10 @@ class EncodeConfig:
         if self.template.count(PLACEHOLDER) != 1:
             raise MemtokError(f"template must contain {PLACEHOLDER} exactly once, got {self.template!r}")
         check_dtype(self.dtype)
+        if self.compact and self.dtype == "float32":
+            self.dtype = COMPACT_DTYPE
+        if self.compact and not framed(self.dtype):
+            raise MemtokError(f"a compact memory is stored in low-bit levels ({', '.join(FRAMED)}), not {self.dtype}")
         if self.segment_tokens is not None and self.segment_tokens < 1:
             raise MemtokError(f"a segment must hold at least one token, got {self.segment_tokens}")
         if self.batch_size < 1:

@@ -18,7 +18,9 @@ from .memory import Memory
 from .model import FrozenLM
 from .optimise import Job, Optimised
 from .plan import FixedK, Piece, PlannedK, SmallestK
+from .score import entropy_bits
 from .segment import split_text
+from .sizes import text_sizes
 
 
 def target_ids(lm: FrozenLM, text: str) -> list[int]:
@@ -46,7 +48,7 @@ def k_policy(lm: FrozenLM, config: EncodeConfig, layout: Layout) -> FixedK | Pla
         return FixedK(config.k, lm.hidden_size)
     if config.auto:
         return SmallestK(lm, layout, config.recipe.max_steps)
-    return PlannedK(config.favour, config.recipe.max_steps, layout.k)
+    return PlannedK("compact" if config.compact else config.favour, config.recipe.max_steps, layout.k)
 
 
 class EncodeRun:
@@ -125,4 +127,5 @@ class EncodeRun:
             min_margin=min(p.result.min_margin for p in pieces),
             token_accuracy=sum(p.result.token_accuracy * m for p, m in zip(pieces, n)) / sum(n),
             exact=all(p.exact for p in pieces), text=self.texts[i] if config.keep_text else None,
-            storage_dtype=config.dtype, segments=segments)
+            storage_dtype=config.dtype, segments=segments, text_sizes=text_sizes(self.texts[i]),
+            entropy_bits=round(entropy_bits(lm, self.layout, target_ids(lm, self.texts[i])), 2))

@@ -16,13 +16,15 @@ from collections.abc import Callable, Mapping
 import torch
 
 from .errors import MemtokError, NotAMemoryError
+from .precision import FRAMED, level_combinations, packed_width
 
-FORMAT_VERSION = 2  # 2: segments
+FORMAT_VERSION = 3  # 2: segments; 3: framed low-bit dtypes and text sizes
 MAX_K = 256  # vectors one optimisation (one segment) may have
 MAX_HIDDEN = 65536
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # what each storage dtype is saved as, in safetensors' own dtype names
-SAVED_AS = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int8": "I8"}
+SAVED_AS = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int8": "I8",
+            **{dtype: "U8" for dtype in FRAMED}}
 
 
 def sha256_text(text: str) -> str:
@@ -84,6 +86,7 @@ FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "storage_dtype": (lambda v: isinstance(v, str) and v in SAVED_AS, f"one of {', '.join(SAVED_AS)}"),
 }
 OPTIONAL = {"memtok_version": "unknown", "storage_dtype": "float32", "format_version": 1}
+SIZE_NAMES = ("utf8", "gzip", "xz", "zstd")
 
 
 def check_header(header: object, shapes: Mapping[str, tuple[str, list[int]]], where: str) -> dict:
@@ -106,8 +109,20 @@ def check_header(header: object, shapes: Mapping[str, tuple[str, list[int]]], wh
         raise NotAMemoryError(f"{where}: the text in its header does not match its text_sha256")
     fields["text"] = text
     fields["segments"] = _segments(header, fields["n_tokens"], where)
+    fields.update(_sizes(header, where))
     _check_tensors(header, fields, shapes, where)
     return fields
+
+
+def _sizes(header: dict, where: str) -> dict:
+    """The optional size fields (format 3): compressed sizes of the text and its bound in bits."""
+    sizes, bits = header.get("text_sizes"), header.get("entropy_bits")
+    if sizes is not None and not (isinstance(sizes, dict) and set(sizes) == set(SIZE_NAMES)
+                                  and all(_int(0)(v) for v in sizes.values())):
+        raise NotAMemoryError(f"{where}: 'text_sizes' must map {', '.join(SIZE_NAMES)} to byte counts")
+    if bits is not None and not _number(0, 1e15)(bits):
+        raise NotAMemoryError(f"{where}: 'entropy_bits' must be a non-negative number")
+    return {"text_sizes": sizes, "entropy_bits": bits}
 
 
 def _segments(header: dict, n_tokens: int, where: str) -> list[dict]:
@@ -128,17 +143,28 @@ def _segments(header: dict, n_tokens: int, where: str) -> list[dict]:
 
 def _check_tensors(header: dict, fields: dict, shapes: Mapping[str, tuple[str, list[int]]], where: str) -> None:
     dtype, k = fields["storage_dtype"], header["k"]
-    expected = {"memory", "scale"} if dtype == "int8" else {"memory"}
+    scaled = dtype == "int8" or dtype in FRAMED
+    expected = {"memory", "scale"} if scaled else {"memory"}
     if set(shapes) != expected:
         raise NotAMemoryError(f"{where}: holds tensors {sorted(shapes)}, a {dtype} memory holds {sorted(expected)}")
     saved, shape = shapes["memory"]
     if saved != SAVED_AS[dtype]:
         raise NotAMemoryError(f"{where}: its vectors are saved as {saved}, its header says {dtype}")
     hidden = header.get("hidden_size", shape[-1] if shape else None)
-    if len(shape) != 2 or shape[0] != k or not _int(1, MAX_HIDDEN)(hidden) or shape[1] != hidden:
-        raise NotAMemoryError(f"{where}: tensor 'memory' has shape {list(shape)}, its header says [{k}, {hidden}]")
-    if dtype == "int8" and shapes["scale"] != ("F32", [k]):
-        raise NotAMemoryError(f"{where}: an int8 memory needs one float32 scale per vector")
+    if not _int(1, MAX_HIDDEN)(hidden):
+        raise NotAMemoryError(f"{where}: 'hidden_size' in its header must be from 1 to {MAX_HIDDEN}")
+    width = packed_width(hidden, dtype) if dtype in FRAMED else hidden
+    if len(shape) != 2 or shape[0] != k or shape[1] != width:
+        raise NotAMemoryError(f"{where}: tensor 'memory' has shape {list(shape)}, its header says [{k}, {width}]")
+    scale_dtype = "F16" if dtype in FRAMED else "F32"
+    if scaled and shapes["scale"] != (scale_dtype, [k]):
+        raise NotAMemoryError(f"{where}: a {dtype} memory needs one {scale_dtype} scale per vector")
+
+
+def check_levels(packed: torch.Tensor, dtype: str, where: str) -> None:
+    """Packed levels that are levels: a byte beyond the last combination of digits is no memory's."""
+    if dtype in FRAMED and packed.numel() and int(packed.max()) >= level_combinations(dtype):
+        raise NotAMemoryError(f"{where}: its packed {dtype} levels hold bytes no {dtype} memory writes")
 
 
 def check_values(vectors: torch.Tensor, scale: torch.Tensor | None, where: str) -> None:
@@ -146,4 +172,4 @@ def check_values(vectors: torch.Tensor, scale: torch.Tensor | None, where: str) 
     if not bool(torch.isfinite(vectors).all()):
         raise NotAMemoryError(f"{where}: its vectors hold NaN or infinite values")
     if scale is not None and not bool(((scale > 0) & torch.isfinite(scale)).all()):
-        raise NotAMemoryError(f"{where}: its int8 scales must be positive finite numbers")
+        raise NotAMemoryError(f"{where}: its scales must be positive finite numbers")

@@ -16,8 +16,9 @@ from safetensors.torch import save_file
 
 from .errors import MemtokError, ModelMismatchError, NotAMemoryError
 from .files import atomic_write
-from .header import FORMAT_VERSION, check_header, check_values
+from .header import FORMAT_VERSION, check_header, check_levels, check_values
 from .precision import nbytes, pack, unpack
+from .sizes import payload_bytes, size_figures
 from .version import __version__
 
 FORMAT = "memtok"
@@ -27,7 +28,9 @@ FORMAT = "memtok"
 class Memory:
     """A text turned into memory vectors of one model, with what it takes to decode them."""
 
-    vectors: torch.Tensor  # [K, d] float32, holding exactly the values the saved dtype gives back
+    # [K, d] float32, exactly the values the saved dtype gives back: the input vectors, or for a framed
+    # dtype (`memtok.precision`) levels times scales in the model's frame
+    vectors: torch.Tensor
     model_name: str
     model_fingerprint: str
     template: str
@@ -47,6 +50,10 @@ class Memory:
     # pieces of a text cut to fit (or asked for), in order: {"k", "tokens", "steps"[, "tried"]};
     # empty or one entry: the whole text decodes from all the vectors
     segments: list[dict] = field(default_factory=list)
+    # the text's sizes under general-purpose compressors, and its cross-entropy in bits under the
+    # model with no memory (the bound: `memtok.sizes`), recorded when encoded
+    text_sizes: dict[str, int] | None = None
+    entropy_bits: float | None = None
     memtok_version: str = __version__
     format_version: int = FORMAT_VERSION
 
@@ -58,6 +65,15 @@ class Memory:
     def nbytes(self) -> int:
         """Bytes of the saved vectors (int8 includes its per-vector scales)."""
         return nbytes(self.k, self.vectors.shape[1], self.storage_dtype)
+
+    @property
+    def payload_bytes(self) -> int:
+        """What this memory costs in a store: its saved numbers and scales, and per-text fields."""
+        return payload_bytes(self.nbytes, len(self.segments))
+
+    def sizes(self) -> dict:
+        """Payload beside the text's compressed sizes and the model's bound (`memtok.sizes.size_figures`)."""
+        return size_figures(self.payload_bytes, self.text_sizes, self.entropy_bits)
 
     def segment_vectors(self) -> list[tuple[torch.Tensor, int]]:
         """(vectors, text tokens) of each piece; decoding each and joining the texts gives the whole."""
@@ -111,6 +127,7 @@ def read_memory(f, header: object, names: dict[str, str], where: str) -> Memory:
     shapes = {role: (f.get_slice(t).get_dtype(), f.get_slice(t).get_shape()) for role, t in names.items()}
     fields = check_header(header, shapes, where)
     tensors = {role: f.get_tensor(t) for role, t in names.items()}
-    vectors = unpack(tensors)
+    check_levels(tensors["memory"], fields["storage_dtype"], where)
+    vectors = unpack(tensors, fields["storage_dtype"], header.get("hidden_size"))
     check_values(vectors, tensors.get("scale"), where)
     return Memory(vectors=vectors, **fields)

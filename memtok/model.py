@@ -17,6 +17,7 @@ import torch
 
 from .embedded import DEFAULT_MODEL, embedded_model_dir
 from .errors import MemtokError
+from .precision import Frame
 
 # A Hugging Face hub id: "name" or "owner/name" (what is not a local folder and has this form goes to the hub)
 HUB_ID = re.compile(r"(?!\.)[\w.-]+(/(?!\.)[\w.-]+)?")
@@ -95,7 +96,13 @@ class FrozenLM:
         return self._embedding_moments[1]
 
     @functools.cached_property
-    def _embedding_moments(self) -> tuple[torch.Tensor, float]:
+    def frame(self) -> Frame:
+        """Per-dimension mean and standard deviation of the input vectors: where low-bit memories live."""
+        _, _, per_dim = self._embedding_moments
+        return per_dim
+
+    @functools.cached_property
+    def _embedding_moments(self) -> tuple[torch.Tensor, float, Frame]:
         n = self.model.get_input_embeddings().weight.shape[0]
         total, sq = 0.0, 0.0
         with torch.no_grad():
@@ -103,10 +110,12 @@ class FrozenLM:
                 ids = torch.arange(start, min(n, start + 8192), device=self.device)
                 e = self.embed(ids).double()
                 total = total + e.sum(0)
-                sq = sq + (e * e).sum()
+                sq = sq + (e * e).sum(0)
         mean = total / n
-        var = sq / (n * mean.numel()) - (mean.mean()) ** 2
-        return mean.to(self.model.get_input_embeddings().weight.dtype), float(var.clamp_min(0).sqrt())
+        var = sq.sum() / (n * mean.numel()) - (mean.mean()) ** 2
+        per_dim = (sq / n - mean ** 2).clamp_min(1e-12).sqrt()
+        frame = Frame(mean.half().float(), per_dim.half().float().clamp_min(1e-3))
+        return mean.to(self.model.get_input_embeddings().weight.dtype), float(var.clamp_min(0).sqrt()), frame
 
     @functools.cached_property
     def split_head(self) -> tuple[torch.nn.Module, torch.nn.Module] | None:

@@ -24,7 +24,7 @@ from .config import EncodeConfig
 from .layout import Layout
 from .model import FrozenLM
 from .optim import VectorOptimizer
-from .precision import rounded, straight_through
+from .precision import framed, model_inputs, stored_form, straight_through
 from .recipes import Init, Recipe
 from .verify import verify
 
@@ -47,7 +47,7 @@ class Optimised:
     """One job's outcome, before greedy verification."""
 
     key: object
-    vectors: torch.Tensor  # [K, d], float32 values exactly representable in the storage dtype, on the CPU
+    vectors: torch.Tensor  # [K, d], float32 stored values (`memtok.precision.stored_form`), on the CPU
     steps: int
     seconds: float
     loss: float  # mean cross-entropy per target (EOS included) of `vectors`
@@ -144,6 +144,7 @@ class _Slot:
         self.learned = learned(start, recipe, lm.embedding_std)
         self.opts = [VectorOptimizer(recipe) for _ in self.learned.params]
         self.dtype = dtype
+        self.frame = lm.frame if framed(dtype) else None
         self.started = time.perf_counter()
         self.best: _Best | None = None
         self.since_best = 0
@@ -164,11 +165,12 @@ class _Slot:
 
     def input_vectors(self) -> torch.Tensor:
         """What the forward pass sees: the vectors as they will be saved, with a gradient to the parameters."""
-        return straight_through(self.learned.vectors(), self.dtype)
+        return straight_through(self.learned.vectors(), self.dtype, self.frame)
 
     def stored(self) -> torch.Tensor:
-        """The vectors as they would be saved: what this step's forward pass saw."""
-        return rounded(self.learned.vectors(), self.dtype).clone()
+        """The vectors as they would be saved (for a framed dtype, its levels times scales): what this
+        step's forward pass saw."""
+        return stored_form(self.learned.vectors(), self.dtype, self.frame).clone()
 
     def keep_if_best(self, judged: _Judged) -> None:
         if self.best is None or judged.accuracy > self.best.judged.accuracy:
@@ -330,7 +332,9 @@ def optimise_verified(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: 
     when they come from the last verdicts, after the optimiser had run dry.
     """
     def judged(done: list[Optimised]) -> Iterator[tuple[Optimised, bool]]:
-        return zip(done, verify(lm, layout, [e.vectors for e in done], [e.targets for e in done]))
+        frame = lm.frame if framed(config.dtype) else None
+        inputs = [model_inputs(e.vectors, config.dtype, frame) for e in done]
+        return zip(done, verify(lm, layout, inputs, [e.targets for e in done]))
 
     while True:
         pending: list[Optimised] = []

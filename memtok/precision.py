@@ -4,16 +4,44 @@ A memory saved at lower precision must still decode exactly, so encoding optimis
 rounding (straight-through: the forward pass sees the rounded vector, the gradient updates the
 float32 one) and judges exactness on the rounded vector. What is saved is then exactly what was
 verified.
+
+The float dtypes and int8 store the input vectors themselves. The low-bit dtypes (`int4`,
+`ternary`, `binary`) store levels in the model's own frame: each dimension centred on the mean
+input embedding and measured in its spread (both fixed by the model, so they cost no bytes), with
+one float16 scale per vector. A memory then holds `levels * scale` per dimension, and the model is
+fed `centre + spread * levels * scale`.
 """
 
 from __future__ import annotations
+
+import math
+from typing import NamedTuple
 
 import torch
 
 from .errors import MemtokError
 
-DTYPES = ("float32", "float16", "bfloat16", "int8")
+# levels either side of zero of each low-bit dtype, and the step between levels in units of the
+# vector's rms (the mean-squared-error step of a uniform quantiser for a Gaussian, Max 1960;
+# binary's is the mean absolute value, as XNOR-Net's); int4's 15 levels fill 4 bits
+FRAMED = {"int4": (7, 0.3352), "ternary": (1, 1.224), "binary": (1, None)}
+DTYPES = ("float32", "float16", "bfloat16", "int8", *FRAMED)
 _FLOAT = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class Frame(NamedTuple):
+    """Per-dimension centre and spread of a model's input embeddings, rounded to float16 so that
+    machines whose reductions round differently still agree on them."""
+
+    centre: torch.Tensor  # [d] float32
+    spread: torch.Tensor  # [d] float32
+
+    def inputs(self, stored: torch.Tensor) -> torch.Tensor:
+        """The model's input vectors for a framed memory's stored values."""
+        return self.centre.to(stored) + self.spread.to(stored) * stored
+
+    def coordinates(self, vectors: torch.Tensor) -> torch.Tensor:
+        return (vectors - self.centre.to(vectors)) / self.spread.to(vectors)
 
 
 def check_dtype(dtype: str) -> str:
@@ -22,9 +50,64 @@ def check_dtype(dtype: str) -> str:
     return dtype
 
 
-def pack(vectors: torch.Tensor, dtype: str) -> dict[str, torch.Tensor]:
-    """Tensors to save: `memory` in `dtype`; int8 adds a float32 `scale` per vector (absmax / 127)."""
-    v = vectors.detach().float().cpu()
+def framed(dtype: str) -> bool:
+    return dtype in FRAMED
+
+
+def digits_per_byte(dtype: str) -> int:
+    """How many of a framed dtype's levels one byte holds (15 levels: 2, 3: 5, 2: 8)."""
+    return math.floor(8 / math.log2(_base(dtype)) + 1e-9)
+
+
+def level_combinations(dtype: str) -> int:
+    """Distinct bytes a framed dtype writes: its base to the power of the digits a byte holds."""
+    return _base(dtype) ** digits_per_byte(dtype)
+
+
+def _base(dtype: str) -> int:
+    levels, _ = FRAMED[dtype]
+    return 2 if dtype == "binary" else 2 * levels + 1
+
+
+def _quantise(u: torch.Tensor, dtype: str) -> torch.Tensor:
+    """`u` [K, d] in frame coordinates to the nearest `levels * scale`, one float16 scale per row."""
+    levels, step = FRAMED[dtype]
+    size = u.abs().mean(-1, keepdim=True) if step is None else u.pow(2).mean(-1, keepdim=True).sqrt() * step
+    scale = size.clamp(1e-4, 6e4).half().float()
+    q = torch.where(u >= 0, 1.0, -1.0) if step is None else torch.round(u / scale).clamp(-levels, levels)
+    return q * scale
+
+
+def stored_form(vectors: torch.Tensor, dtype: str, frame: Frame | None) -> torch.Tensor:
+    """What a memory of `dtype` holds for these input vectors (no gradient): the rounded vectors,
+    or for a framed dtype the quantised frame coordinates."""
+    v = vectors.detach()
+    if framed(dtype):
+        return _quantise(frame.coordinates(v.float()), dtype).to(v.dtype)
+    if dtype == "float32":
+        return v
+    return unpack(pack(v, dtype)).to(v.device)
+
+
+def model_inputs(stored: torch.Tensor, dtype: str, frame: Frame | None) -> torch.Tensor:
+    """The input vectors a memory's stored values stand for."""
+    return frame.inputs(stored) if framed(dtype) else stored
+
+
+def straight_through(vectors: torch.Tensor, dtype: str, frame: Frame | None) -> torch.Tensor:
+    """Forward: the vectors as they will be saved; backward: the identity, so float32 vectors keep learning."""
+    if dtype == "float32":
+        return vectors
+    # `v - v.detach()` is exactly zero, so the forward values are the saved ones to the last bit
+    return model_inputs(stored_form(vectors, dtype, frame), dtype, frame) + (vectors - vectors.detach())
+
+
+def pack(stored: torch.Tensor, dtype: str) -> dict[str, torch.Tensor]:
+    """Tensors to save: `memory` in `dtype`; int8 adds a float32 `scale` per vector (absmax / 127);
+    framed dtypes save their levels packed into bytes and a float16 `scale` per vector."""
+    v = stored.detach().float().cpu()
+    if framed(dtype):
+        return _pack_levels(v, dtype)
     if dtype == "int8":
         scale = v.abs().amax(dim=-1).clamp_min(1e-12) / 127.0
         q = torch.round(v / scale[:, None]).clamp(-127, 127).to(torch.int8)
@@ -32,28 +115,63 @@ def pack(vectors: torch.Tensor, dtype: str) -> dict[str, torch.Tensor]:
     return {"memory": v.to(_FLOAT[check_dtype(dtype)]).contiguous()}
 
 
-def unpack(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
-    """float32 vectors from saved tensors."""
+def _pack_levels(v: torch.Tensor, dtype: str) -> dict[str, torch.Tensor]:
+    """Levels and the scale they were made with, found again from the stored values alone: the
+    largest |level| a vector uses gives its scale exactly (a float16 times a small integer)."""
+    levels, _ = FRAMED[dtype]
+    scales, codes = [], []
+    for row in v:
+        top, s = row.abs().max(), torch.tensor(1.0)
+        for used in range(levels, 0, -1) if top > 0 else ():  # the vector's largest |level|, from the top
+            s = (top / used).half().float()
+            if torch.equal(torch.round(row / s) * s, row):
+                break
+        if not torch.equal(torch.round(row / s) * s, row):
+            raise MemtokError(f"these vectors are not the levels of a {dtype} memory")
+        scales.append(s)
+        codes.append(torch.round(row / s))
+    q = torch.stack(codes)
+    digits = (q > 0).long() if dtype == "binary" else (q + levels).long()
+    return {"memory": _to_bytes(digits, _base(dtype), digits_per_byte(dtype)),
+            "scale": torch.stack(scales).half()}
+
+
+def _to_bytes(digits: torch.Tensor, base: int, per_byte: int) -> torch.Tensor:
+    """[K, d] digits in 0..base-1 as [K, ceil(d / per_byte)] uint8, `per_byte` digits a byte, first lowest."""
+    k, d = digits.shape
+    width = -(-d // per_byte)
+    padded = torch.zeros(k, width * per_byte, dtype=torch.long)
+    padded[:, :d] = digits
+    weights = base ** torch.arange(per_byte)
+    return (padded.view(k, width, per_byte) * weights).sum(-1).to(torch.uint8)
+
+
+def _from_bytes(packed: torch.Tensor, base: int, per_byte: int, d: int) -> torch.Tensor:
+    b = packed.long()[..., None] // (base ** torch.arange(per_byte)) % base
+    return b.reshape(packed.shape[0], -1)[:, :d]
+
+
+def unpack(tensors: dict[str, torch.Tensor], dtype: str | None = None, hidden: int | None = None) -> torch.Tensor:
+    """float32 stored values from saved tensors (framed dtypes need their `dtype` and `hidden` size)."""
     m = tensors["memory"]
+    if dtype is not None and framed(dtype):
+        levels, _ = FRAMED[dtype]
+        digits = _from_bytes(m, _base(dtype), digits_per_byte(dtype), hidden).float()
+        q = digits * 2 - 1 if dtype == "binary" else digits - levels
+        return q * tensors["scale"].float()[:, None]
     if m.dtype == torch.int8:
         return m.float() * tensors["scale"].float()[:, None]
     return m.float()
 
 
-def rounded(vectors: torch.Tensor, dtype: str) -> torch.Tensor:
-    """The float32 values `vectors` take once saved as `dtype` (no gradient)."""
-    if dtype == "float32":
-        return vectors.detach()
-    return unpack(pack(vectors, dtype)).to(vectors.device)
-
-
-def straight_through(vectors: torch.Tensor, dtype: str) -> torch.Tensor:
-    """Forward: the rounded values; backward: the identity, so float32 vectors keep learning."""
-    if dtype == "float32":
-        return vectors
-    return vectors + (rounded(vectors, dtype) - vectors).detach()
+def packed_width(hidden: int, dtype: str) -> int:
+    """Bytes of one framed vector's levels."""
+    return -(-hidden // digits_per_byte(dtype))
 
 
 def nbytes(k: int, d: int, dtype: str) -> int:
+    """Bytes of `k` saved vectors of `d` numbers, scales included."""
+    if framed(dtype):
+        return k * (packed_width(d, dtype) + 2)
     per = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}[dtype]
     return k * d * per + (4 * k if dtype == "int8" else 0)

@@ -48,3 +48,11 @@ def score(lm: FrozenLM, layout: Layout, targets: list[int], vectors: torch.Tenso
         offset = len(targets) - len(scored)
         wrong += [offset + i for i in (logits.argmax(-1) != tgt).nonzero().flatten().tolist()]
     return Score(nats, len(targets) - len(wrong), tuple(wrong))
+
+
+def entropy_bits(lm: FrozenLM, layout: Layout, targets: list[int], window: int = 1024) -> float:
+    """The text's cross-entropy in bits under the model with no memory, scored `window` targets at a
+    time: what an arithmetic coder driven by the model needs, the bound of any memory's size."""
+    room = max(1, min(window, lm.context_length - len(layout.prefix_ids) - len(layout.infix_ids) - 1))
+    nats = sum(score(lm, layout, targets[i:i + room]).nats for i in range(0, len(targets), room))
+    return nats / math.log(2)

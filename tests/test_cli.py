@@ -53,7 +53,9 @@ def test_encode_reads_standard_input_and_argument(tiny_dir, tmp_path, capsysbina
     code, out, _ = run(["info", str(mem), "--json"], capsysbinary)
     info = json.loads(out)
     assert info["text"] == TEXTS[3] and info["exact"] is True and info["bytes"] == 4 * info["hidden_size"]
-    assert info["text_bytes"]["utf8"] == len(TEXTS[3].encode()) and {"gzip", "xz", "zstd"} <= info["text_bytes"].keys()
+    assert info["text_sizes"]["utf8"] == len(TEXTS[3].encode()) and {"gzip", "xz", "zstd"} <= info["text_sizes"].keys()
+    # the bound is recorded when encoded, so info needs no model for it
+    assert info["entropy_bits"] > 0 and info["sizes"]["payload_bytes"] == info["bytes"] + 4 + 3
     code, out, _ = run(["info", str(mem)], capsysbinary)
     assert code == 0 and b"fingerprint" in out
 

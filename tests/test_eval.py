@@ -37,16 +37,21 @@ def test_eval_writes_results_summary_report_and_plots(tiny_dir, tmp_path):
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert sorted(r["index"] for r in rows) == list(range(6))  # --limit: the first 6 in file order
     for key in ("chars", "tokens", "exact", "token_accuracy", "steps", "seconds", "final_loss", "min_margin", "k",
-                "recipe", "memory_bytes", "text_utf8_bytes", "text_gzip_bytes", "text_xz_bytes", "text_zstd_bytes"):
+                "recipe", "memory_bytes", "payload_bytes", "utf8_bytes", "gzip_bytes", "xz_bytes", "zstd_bytes",
+                "entropy_bits", "bits_per_byte", "to_zstd", "to_entropy"):
         assert key in rows[0], key
     first = next(r for r in rows if r["index"] == 0)
-    assert first["text_utf8_bytes"] == len(TEXTS[0].encode()) and first["memory_bytes"] == 4 * 64
+    assert first["utf8_bytes"] == len(TEXTS[0].encode()) and first["memory_bytes"] == 4 * 64
+    # payload: the vectors, a 4-byte checksum and 3 bytes for the one segment's K and length
+    assert first["payload_bytes"] == 4 * 64 + 4 + 3
+    assert first["to_zstd"] == round(first["payload_bytes"] / first["zstd_bytes"], 3)
     assert all(r["exact"] for r in rows)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["overall"]["n"] == 6 and summary["overall"]["exact"] == 6
     assert summary["overall"]["texts_per_k"] == {"1": 6} and first["segment_k"] == [1]
     assert summary["run"]["data_sha256"] and summary["by_length"]
     report = (out / "report.md").read_text()
+    assert summary["overall"]["median_payload_bytes"] == 4 * 64 + 7 and "payload / zstd" in report
     assert "| all | 6 | 6 |" in report and summary["run"]["data_sha256"] in report and "K=1: 6" in report
     for png in ("accuracy_vs_length.png", "steps_vs_length.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

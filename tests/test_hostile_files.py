@@ -51,12 +51,23 @@ def crafted(good) -> dict[str, tuple[object, dict]]:
         "text not its sha256": ({**h, "text": "another text"}, {"memory": v}),
         "not JSON": ("{not json", {"memory": v}),
         "zero scale": ({**h, "storage_dtype": "int8"}, {**pack(v, "int8"), "scale": torch.zeros(1)}),
+        # framed levels: 15 x 15 = 225 combinations a byte, so 255 is no int4 memory's
+        "int4 byte beyond its levels": ({**h, "storage_dtype": "int4"},
+                                        {"memory": torch.full((1, -(-d // 2)), 255, dtype=torch.uint8),
+                                         "scale": torch.ones(1, dtype=torch.float16)}),
+        "int4 levels unpacked": ({**h, "storage_dtype": "int4"},
+                                 {"memory": torch.zeros(1, d, dtype=torch.uint8), "scale": torch.ones(1, dtype=torch.float16)}),
+        "int4 float32 scale": ({**h, "storage_dtype": "int4"},
+                               {"memory": torch.zeros(1, -(-d // 2), dtype=torch.uint8), "scale": torch.ones(1)}),
+        "sizes not counts": ({**h, "text_sizes": {"utf8": -1, "gzip": 1, "xz": 1, "zstd": 1}}, {"memory": v}),
+        "bound a string": ({**h, "entropy_bits": "many"}, {"memory": v}),
     }
 
 
 CASES = ["segments not objects", "version as a string", "header a JSON list", "recipe null", "margin a string",
          "NaN vectors", "K = 200000", "segment with k = -1", "int8 header over float32", "ANSI in the model name",
-         "shape against the header", "text not its sha256", "not JSON", "zero scale"]
+         "shape against the header", "text not its sha256", "not JSON", "zero scale", "int4 byte beyond its levels",
+         "int4 levels unpacked", "int4 float32 scale", "sizes not counts", "bound a string"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -7,7 +7,7 @@ import torch
 from conftest import DEVICE, TEXTS
 from safetensors.torch import save_file
 
-from memtok import Memory, MemoryCodec, ModelMismatchError, NotAMemoryError
+from memtok import Memory, MemoryCodec, MemtokError, ModelMismatchError, NotAMemoryError
 from memtok.header import sha256_text
 
 
@@ -58,7 +58,8 @@ def test_a_failed_write_leaves_nothing_behind(memory, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype, saved, ratio", [("float16", torch.float16, 2), ("bfloat16", torch.bfloat16, 2),
-                                                  ("int8", torch.int8, 4)])
+                                                  ("int8", torch.int8, 4), ("int4", torch.uint8, 7),
+                                                  ("ternary", torch.uint8, 16), ("binary", torch.uint8, 25)])
 def test_lower_precision_memories_are_verified_as_saved(tiny_codec, memory, tmp_path, dtype, saved, ratio):
     from safetensors import safe_open
 
@@ -94,14 +95,30 @@ def test_fingerprint_survives_a_reload(tiny_dir, tiny_codec):
     assert MemoryCodec.from_pretrained(tiny_dir, device=DEVICE).lm.fingerprint == tiny_codec.lm.fingerprint
 
 
-def test_straight_through_rounds_forward_and_passes_gradients():
-    from memtok.precision import rounded, straight_through
+@pytest.mark.parametrize("dtype", ["int8", "int4", "ternary", "binary"])
+def test_straight_through_rounds_forward_and_passes_gradients(dtype):
+    from memtok.precision import Frame, model_inputs, stored_form, straight_through
 
+    frame = Frame(torch.randn(16), torch.rand(16) + 0.5)
     v = torch.randn(2, 16, requires_grad=True)
-    out = straight_through(v, "int8")
-    assert torch.equal(out.detach(), rounded(v, "int8")) and not torch.equal(out.detach(), v.detach())
+    out = straight_through(v, dtype, frame)
+    assert torch.equal(out.detach(), model_inputs(stored_form(v, dtype, frame), dtype, frame))
+    assert not torch.equal(out.detach(), v.detach())
     (out * torch.arange(16.0)).sum().backward()
     assert torch.equal(v.grad, torch.arange(16.0).expand(2, 16))
+
+
+@pytest.mark.parametrize("dtype, levels", [("int4", 15), ("ternary", 3), ("binary", 2)])
+def test_framed_levels_pack_into_bytes_and_back_exactly(dtype, levels):
+    """Each vector's levels and float16 scale are found again from the stored values alone."""
+    from memtok.precision import Frame, nbytes, pack, stored_form, unpack
+
+    frame = Frame(torch.zeros(577), torch.ones(577))
+    stored = stored_form(torch.randn(3, 577) * torch.tensor([[0.01], [1.0], [300.0]]), dtype, frame)
+    saved = pack(stored, dtype)
+    assert torch.equal(unpack(saved, dtype, 577), stored)
+    assert len((stored / saved["scale"].float()[:, None]).unique()) == levels
+    assert sum(t.numel() * t.element_size() for t in saved.values()) == nbytes(3, 577, dtype)
 
 
 def _resave_with_header(memory, path, header: dict):
@@ -120,3 +137,20 @@ def test_segments_that_do_not_add_up_are_refused(memory, tmp_path):
     bad = [{"k": 2, "tokens": memory.n_tokens, "steps": 1}]  # two vectors claimed, one stored
     with pytest.raises(NotAMemoryError, match="segments do not add up"):
         Memory.load(_resave_with_header(memory, tmp_path / "bad.safetensors", {**memory.metadata(), "segments": bad}))
+
+
+def test_compact_memories_are_int4_levels_that_decode_from_the_file(tiny_codec, memory, tmp_path):
+    mem = tiny_codec.encode(TEXTS[0], compact=True)
+    assert mem.storage_dtype == "int4" and mem.exact
+    back = Memory.load(mem.save(tmp_path / "c.safetensors"))
+    assert torch.equal(back.vectors, mem.vectors) and tiny_codec.decode(back) == TEXTS[0]
+    # 64 float32 numbers (256 bytes) against 32 bytes of levels and a 2-byte scale
+    assert back.nbytes == mem.k * (64 // 2 + 2) and memory.nbytes == 4 * 64 * memory.k
+
+
+def test_compact_refuses_a_dtype_that_is_not_low_bit():
+    from memtok import EncodeConfig
+
+    assert EncodeConfig(compact=True).dtype == "int4" and EncodeConfig(compact=True, dtype="binary").dtype == "binary"
+    with pytest.raises(MemtokError, match="low-bit"):
+        EncodeConfig(compact=True, dtype="float16")

@@ -50,13 +50,20 @@ def encode(text: str | None, path: str | None, out: str | None, model: str | Non
         click.echo(json.dumps({"path": out, "exact": mem.exact, "steps": mem.steps, "seconds": round(wall, 3),
                                "n_tokens": mem.n_tokens, "k": mem.k, "min_margin": mem.min_margin,
                                "token_accuracy": mem.token_accuracy, "model": mem.model_name,
-                               "recipe": mem.recipe["name"]}))
+                               "recipe": mem.recipe["name"], "dtype": mem.storage_dtype, **mem.sizes()}))
     verdict = "exact" if mem.exact else "NOT exact"
     pieces = f" ({len(mem.segments)} segments)" if len(mem.segments) > 1 else ""
     click.echo(f"{verdict}: {mem.n_tokens} tokens in {mem.k} vector{'s' * (mem.k > 1)}{pieces}, {mem.steps} steps, "
-               f"{wall:.1f} s, margin {mem.min_margin:.2f} -> {out}", err=True)
+               f"{wall:.1f} s, margin {mem.min_margin:.2f}, {_size_line(mem.sizes())} -> {out}", err=True)
     if not mem.exact:
         sys.exit(1)
+
+
+def _size_line(sizes: dict) -> str:
+    """'payload 1234 bytes (2.1x zstd, 4.0x the bound)' from `Memory.sizes()`."""
+    ratios = [f"{sizes[key]:.2f}x {name}" for key, name in (("to_zstd", "zstd"), ("to_entropy", "the model's bound"))
+              if key in sizes]
+    return f"payload {sizes['payload_bytes']} bytes" + (f" ({', '.join(ratios)})" if ratios else "")
 
 
 @cli.command()
@@ -151,22 +158,23 @@ def info(file, as_json) -> None:
     mem = Memory.load(file)
     meta = mem.metadata()
     meta["bytes"] = mem.nbytes
-    if mem.text is not None:
-        from ..compression import text_sizes
-
-        meta["text_bytes"] = text_sizes(mem.text)
+    meta["sizes"] = mem.sizes()
     if as_json:
         click.echo(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False))
         return
     rows = [("model", meta["model_name"]), ("fingerprint", meta["model_fingerprint"][:16]),
             ("vectors", f"{mem.k} x {meta['hidden_size']} {mem.storage_dtype} ({mem.nbytes} bytes)"),
+            ("payload", _size_line(meta["sizes"])),
             ("tokens", mem.n_tokens), ("exact", mem.exact), ("template", repr(mem.template)),
             ("segments", ", ".join(f"{s['tokens']} tokens in {s['k']}" for s in mem.segments) or 1),
             ("recipe", mem.recipe.get("name")), ("steps", mem.steps), ("seconds", mem.seconds),
             ("final loss", f"{mem.final_loss:.4g}"), ("min margin", f"{mem.min_margin:.3f}"),
             ("text sha256", mem.text_sha256), ("text", repr(mem.text) if mem.text is not None else "(not kept)"),
             ("memtok", f"{mem.memtok_version} (format {mem.format_version})")]
-    if "text_bytes" in meta:
-        rows.append(("text bytes", ", ".join(f"{k} {v}" for k, v in meta["text_bytes"].items())))
+    if mem.text_sizes:
+        rows.append(("text bytes", ", ".join(f"{k} {v}" for k, v in mem.text_sizes.items())))
+    if mem.entropy_bits is not None:
+        bound = f"{meta['sizes']['entropy_bytes']} bytes ({mem.entropy_bits:.0f} bits: the text's cross-entropy under the model)"
+        rows.append(("model bound", bound))
     for key, value in rows:
         click.echo(f"{key:>12}  {value}")

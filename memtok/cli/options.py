@@ -110,6 +110,8 @@ _TEXT_ONLY = [
                  help="cut texts into pieces of at most this many tokens, each with its own vectors "
                       "(texts longer than the model's context are always cut)"),
     click.option("--keep-text", is_flag=True, help="store the text in the memory (otherwise only its sha256)"),
+    click.option("--compact", is_flag=True, help="the smallest exact memory memtok makes: int4 levels in the "
+                                                 "model's frame (or --dtype ternary/binary), long segments"),
 ]
 _FIELDS = ("k", "favour", "recipe", "max_steps", "template", "dtype", "batch_size", "max_batch_tokens",
-           "segment_tokens", "keep_text")
+           "segment_tokens", "keep_text", "compact")

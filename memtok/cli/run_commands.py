@@ -38,8 +38,10 @@ def eval_(data: str, column: str | None, limit: int | None, out: str | None, mod
     s = run_eval(codec, source, out, config, command=command_line())
     o = s["overall"]
     click.echo(f"{o['exact']}/{o['n']} exact, mean token accuracy {o['mean_token_accuracy']:.4f}, "
-               f"median {o['median_steps']} steps / {o['median_seconds']} s per text "
-               f"({s['encoded_now']} encoded now, {s['resumed_with']} resumed) -> {out}/report.md", err=True)
+               f"median {o['median_steps']} steps / {o['median_seconds']} s per text"
+               + (f", median payload {o['median_payload_bytes']} bytes ({o['median_to_zstd']}x zstd)"
+                  if "median_to_zstd" in o else "")
+               + f" ({s['encoded_now']} encoded now, {s['resumed_with']} resumed) -> {out}/report.md", err=True)
 
 
 @cli.command()
@@ -101,4 +103,6 @@ def encode_corpus(data: str, column: str | None, limit: int | None, out: str, sh
             click.echo(json.dumps(s))
         click.echo(f"{s['exact']} exact, {s['not_exact']} not exact, {s['failed']} failed of {s['total']}; "
                    f"{s['encoded_now']} encoded now on {s['world_size']} process(es) in {s['wall_seconds']} s"
-                   f" ({s['texts_per_hour']} texts/hour), {s['resumed']} resumed -> {out}", err=True)
+                   f" ({s['texts_per_hour']} texts/hour), {s['resumed']} resumed; payload {s['payload_bytes']} bytes, "
+                   f"zstd {s['zstd_bytes_each']} of each text alone, {s['zstd_bytes_together']} of all together "
+                   f"-> {out}", err=True)

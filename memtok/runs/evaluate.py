@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 from ..codec import MemoryCodec
-from ..compression import text_sizes
 from ..config import EncodeConfig
 from ..errors import MemtokError
 from ..files import set_aside
@@ -32,7 +31,8 @@ def record(index: int, text: str, mem: Memory) -> dict:
             "final_loss": mem.final_loss, "min_margin": mem.min_margin, "k": mem.k,
             "segment_k": [seg["k"] for seg in mem.segments], "tries": [seg.get("tried") for seg in mem.segments],
             "recipe": mem.recipe["name"],
-            "memory_bytes": mem.nbytes, **{f"text_{k}_bytes": v for k, v in text_sizes(text).items()}}
+            "dtype": mem.storage_dtype, "memory_bytes": mem.nbytes, "entropy_bits": mem.entropy_bits,
+            **mem.sizes()}
 
 
 def memory_file(index: int) -> str:
@@ -108,10 +108,15 @@ def _stats(rows: list[dict]) -> dict:
             "median_steps": statistics.median(r["steps"] for r in ok),
             "median_seconds": round(statistics.median(r["seconds"] for r in ok), 2),
             "median_tokens": statistics.median(r["tokens"] for r in ok),
-            "median_memory_bytes": statistics.median(r["memory_bytes"] for r in ok),
             "texts_per_k": {str(k): sum(r["k"] == k for r in ok) for k in sorted({r["k"] for r in ok})},
-            "median_text_bytes": {k: statistics.median(r[f"text_{k}_bytes"] for r in ok)
-                                  for k in ("utf8", "gzip", "xz", "zstd")}}
+            **_size_stats(ok)}
+
+
+def _size_stats(ok: list[dict]) -> dict:
+    """Medians of each size figure the rows have (`memtok.sizes.size_figures`)."""
+    keys = ("payload_bytes", "utf8_bytes", "gzip_bytes", "xz_bytes", "zstd_bytes", "entropy_bytes", "bits_per_byte",
+            "entropy_bits_per_byte", "to_zstd", "to_entropy")
+    return {f"median_{key}": statistics.median(r[key] for r in ok) for key in keys if all(key in r for r in ok)}
 
 
 def summarise(results: list[dict]) -> dict:
@@ -147,10 +152,14 @@ def report(summary: dict) -> str:
             continue
         lines.append(f"| {row['tokens']} | {row['n']} | {row['exact']} | {row['exact_rate']:.2f} | "
                      f"{row['mean_token_accuracy']:.4f} | {row['median_steps']} | {row['median_seconds']} |")
-    if "median_text_bytes" in overall:
-        sizes = overall["median_text_bytes"]
-        lines += ["", (f"Median bytes per text: memory {overall['median_memory_bytes']}; text as UTF-8 "
-                       f"{sizes['utf8']}, gzip {sizes['gzip']}, xz {sizes['xz']}, zstd {sizes['zstd']}."),
+    if "median_to_entropy" in overall:
+        o = overall
+        lines += ["", (f"Median bytes per text: memory payload {o['median_payload_bytes']} "
+                       f"({o['median_bits_per_byte']} bits per byte of text); text as UTF-8 {o['median_utf8_bytes']}, "
+                       f"gzip {o['median_gzip_bytes']}, xz {o['median_xz_bytes']}, zstd {o['median_zstd_bytes']}, "
+                       f"the model's bound {o['median_entropy_bytes']} ({o['median_entropy_bits_per_byte']} bits per "
+                       f"byte). Median payload / zstd: {o['median_to_zstd']}; payload / bound: "
+                       f"{o['median_to_entropy']}."),
                   "", "Texts per number of memory vectors K: "
                   + ", ".join(f"K={k}: {n}" for k, n in overall["texts_per_k"].items()) + "."]
     lines += ["", ("Token accuracy is the paper's: the share of target positions (EOS included) whose "

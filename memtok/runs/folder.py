@@ -36,7 +36,9 @@ def pin_settings(path: Path, settings: dict, free: Iterable[str] = FREE) -> None
     ones, rather than mix results."""
     if path.exists():
         before = json.loads(path.read_text())
-        changed = [k for k in sorted(set(before) | set(settings)) if k not in free and before.get(k) != settings.get(k)]
+        # an option newer than the folder, left off (False or None), is the behaviour the folder was made with
+        changed = [k for k in sorted(set(before) | set(settings)) if k not in free and before.get(k) != settings.get(k)
+                   and (k in before or settings[k] not in (False, None))]
         if changed:
             raise MemtokError(f"{path.parent} holds results made with other settings ({', '.join(changed)}); "
                               f"use another --out")

@@ -76,6 +76,18 @@ def run_corpus(codec: MemoryCodec, source: Source, out: str | Path, config: Enco
         return _encode_rows(codec, source, root, config, rank, world, shard_size, show_progress_bar)
 
 
+def _store_sizes(rows: list[dict], texts: list[str]) -> dict:
+    """The store's payload beside zstd of each text alone and of all its texts together: a corpus
+    compressor shares context across texts, which memories do not."""
+    import zstandard
+
+    held = [r for r in rows if r["payload_bytes"] is not None and r["row"] < len(texts)]
+    together = "\n".join(texts[r["row"]] for r in held).encode("utf-8")
+    return {"payload_bytes": sum(r["payload_bytes"] for r in held),
+            "zstd_bytes_each": sum(r["zstd_bytes"] or 0 for r in held),
+            "zstd_bytes_together": len(zstandard.ZstdCompressor(level=19).compress(together)) if held else 0}
+
+
 def _lock_on_rank_0(root: Path, rank: int, held: ExitStack) -> None:
     """One run per store: rank 0 takes the folder's lock (held until `held` closes), and every rank
     of a refused run stops."""
@@ -114,8 +126,9 @@ def _encode_rows(codec: MemoryCodec, source: Source, root: Path, config: EncodeC
         import pyarrow.parquet as pq
 
         write_index(root)
-        status = pq.read_table(root / "index.parquet", columns=["status"]).column("status").to_pylist()
+        index = pq.read_table(root / "index.parquet", columns=["row", "status", "payload_bytes", "zstd_bytes"])
+        status = index.column("status").to_pylist()
         summary.update(total=len(status), exact=status.count("exact"), not_exact=status.count("not_exact"),
-                       failed=status.count("failed"))
+                       failed=status.count("failed"), **_store_sizes(index.to_pylist(), source.texts))
     _barrier()
     return summary

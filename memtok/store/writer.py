@@ -11,6 +11,8 @@ from pathlib import Path
 from ..errors import NotAMemoryError
 from ..files import atomic_write, set_aside, sweep_temporaries
 from ..memory import Memory
+from ..precision import DTYPES, nbytes
+from ..sizes import payload_bytes
 from .shards import (
     load_from_shard,
     memory_id,
@@ -92,6 +94,16 @@ class ShardWriter:
             part.unlink()
 
 
+def _sizes(header: dict, failed: bool) -> dict:
+    """A memory's payload, its text's zstd size and the model's bound, from its shard header."""
+    k, hidden, dtype = header.get("k"), header.get("hidden_size"), header.get("storage_dtype", "float32")
+    if failed or type(k) is not int or type(hidden) is not int or dtype not in DTYPES:
+        return {"payload_bytes": None, "zstd_bytes": None, "entropy_bits": None}
+    vector_bytes = nbytes(k, hidden, dtype)
+    return {"payload_bytes": payload_bytes(vector_bytes, len(header.get("segments") or [])),
+            "zstd_bytes": (header.get("text_sizes") or {}).get("zstd"), "entropy_bits": header.get("entropy_bits")}
+
+
 def write_index(root: Path) -> int:
     """Build index.parquet from every shard header (the shards are the truth); returns the row count."""
     import pyarrow as pa
@@ -105,12 +117,13 @@ def write_index(root: Path) -> int:
                          "status": "failed" if failed else ("exact" if h["exact"] else "not_exact"),
                          "exact": False if failed else h["exact"], "k": h.get("k"), "tokens": h.get("n_tokens"),
                          "steps": h.get("steps"), "seconds": h.get("seconds"), "text_sha256": h.get("text_sha256"),
-                         "text": h.get("text"), "error": h.get("failed")})
+                         "text": h.get("text"), "error": h.get("failed"), **_sizes(h, failed)})
     rows.sort(key=lambda r: r["row"])
     schema = pa.schema([("id", pa.string()), ("row", pa.int64()), ("shard", pa.string()), ("status", pa.string()),
                         ("exact", pa.bool_()), ("k", pa.int64()), ("tokens", pa.int64()), ("steps", pa.int64()),
                         ("seconds", pa.float64()), ("text_sha256", pa.string()), ("text", pa.string()),
-                        ("error", pa.string())])
+                        ("error", pa.string()), ("payload_bytes", pa.int64()), ("zstd_bytes", pa.int64()),
+                        ("entropy_bits", pa.float64())])
     table = pa.Table.from_pylist(rows, schema=schema)
     atomic_write(root / "index.parquet", lambda tmp: pq.write_table(table, tmp))
     return len(rows)

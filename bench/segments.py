@@ -1,12 +1,16 @@
-"""Segment length against vectors per segment, side by side on the same texts in one process: what
-`k="plan"` should cut long texts into.
+"""Segment length against vectors per segment and storage dtype, side by side on the same texts in one
+process: what `k="plan"` should cut long texts into, and what `compact=True` should store.
 
     python bench/segments.py --data ../shared/data/paper/raschka_chunks_1000.csv --limit 3 \
         --configs "k=1:segment_tokens=32,k=1:segment_tokens=16,k=2:segment_tokens=32"
 
 Each config is `EncodeConfig` fields as `name=value` pairs joined by `:`; every row reports the
 texts exact, vectors per text, segment-steps per text (each segment's steps, summed), and the
-wall time, with ratios to the first config.
+wall time, with ratios to the first config, and each memory's payload beside its text's zstd size
+(medians over the texts).
+
+    python bench/segments.py --limit 1 --configs \
+        "k=1:segment_tokens=32:dtype=int4,k=1:segment_tokens=64:dtype=int4,k=1:segment_tokens=32:dtype=ternary"
 """
 
 from __future__ import annotations
@@ -50,7 +54,10 @@ def main() -> None:
                      "segments": sum(len(m.segments) or 1 for m in mems),
                      "median_vectors": statistics.median(m.k for m in mems),
                      "median_steps": statistics.median(m.steps for m in mems),
-                     "total_steps": sum(m.steps for m in mems), "wall_seconds": round(wall, 1)})
+                     "total_steps": sum(m.steps for m in mems), "wall_seconds": round(wall, 1),
+                     "median_payload_bytes": statistics.median(m.payload_bytes for m in mems),
+                     "median_to_zstd": statistics.median(m.sizes()["to_zstd"] for m in mems),
+                     "median_to_entropy": statistics.median(m.sizes()["to_entropy"] for m in mems)})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     first = rows[0]
     report(rows, {"config": lambda r: r["config"], "exact": lambda r: f"{r['exact']}/{r['texts']}",
@@ -58,7 +65,10 @@ def main() -> None:
                   "segment-steps per text (median)": lambda r: r["median_steps"], "all steps": lambda r: r["total_steps"],
                   "wall (s)": lambda r: r["wall_seconds"],
                   "steps ratio": lambda r: f"{r['total_steps'] / first['total_steps']:.2f}",
-                  "wall ratio": lambda r: f"{r['wall_seconds'] / first['wall_seconds']:.2f}"}, args)
+                  "wall ratio": lambda r: f"{r['wall_seconds'] / first['wall_seconds']:.2f}",
+                  "payload bytes (median)": lambda r: r["median_payload_bytes"],
+                  "payload / zstd": lambda r: r["median_to_zstd"],
+                  "payload / model bound": lambda r: r["median_to_entropy"]}, args)
 
 if __name__ == "__main__":
     main()

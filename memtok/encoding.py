@@ -17,7 +17,7 @@ from .layout import Layout
 from .memory import Memory
 from .model import FrozenLM
 from .optimise import Job, Optimised
-from .plan import FixedK, Piece, PlannedK, SmallestK
+from .plan import COMPACT_TOKENS_PER_VECTOR, FixedK, Piece, PlannedK, SmallestK
 from .score import entropy_bits
 from .segment import split_text
 from .sizes import text_sizes
@@ -48,7 +48,9 @@ def k_policy(lm: FrozenLM, config: EncodeConfig, layout: Layout) -> FixedK | Pla
         return FixedK(config.k, lm.hidden_size)
     if config.auto:
         return SmallestK(lm, layout, config.recipe.max_steps)
-    return PlannedK("compact" if config.compact else config.favour, config.recipe.max_steps, layout.k)
+    if config.compact:
+        return PlannedK("compact", config.recipe.max_steps, layout.k, COMPACT_TOKENS_PER_VECTOR[config.dtype])
+    return PlannedK(config.favour, config.recipe.max_steps, layout.k)
 
 
 class EncodeRun:

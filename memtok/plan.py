@@ -33,8 +33,11 @@ from .score import score
 # raschka_chunks_1000, 16-token segments took 0.74x the wall time of 32-token ones with twice the
 # vectors, and 32-token segments with two vectors each 1.44x (bench/segments.py). bytes: 96, which
 # one vector held exactly on all 10 texts tried, in 158-994 steps (docs/capacity.md).
-# compact (`EncodeConfig.compact`, int4 levels): 64, ...
-TOKENS_PER_VECTOR = {"steps": 32, "bytes": 96, "compact": 64}
+TOKENS_PER_VECTOR = {"steps": 32, "bytes": 96}
+# With `compact=True`, per framed dtype: int4 levels held 64-token segments of raschka_chunks_1000's
+# first row in 96-135 steps, ternary levels 32-token ones in 75-467 but 64-token ones only 1 in 4
+# within 600 steps, and binary levels 32-token ones only 2 in 7 (bench/segments.py, docs/results).
+COMPACT_TOKENS_PER_VECTOR = {"int4": 64, "ternary": 32, "binary": 32}
 # The most text tokens one vector is given at all, per hidden dimension: 288 on SmolLM2-135M, more
 # than any text one of its vectors has been seen to hold (200 of a chunk's 201 targets, EOS missed).
 HOLD_PER_DIM = 0.5
@@ -106,8 +109,8 @@ class PlannedK:
 
     RETRIES = 2
 
-    def __init__(self, favour: str, max_steps: int, max_k: int) -> None:
-        self.per_vector = TOKENS_PER_VECTOR[favour]
+    def __init__(self, favour: str, max_steps: int, max_k: int, per_vector: int | None = None) -> None:
+        self.per_vector = per_vector or TOKENS_PER_VECTOR[favour]
         self.favour, self.max_steps, self.max_k = favour, max_steps, max_k
 
     def segment_limit(self) -> int:

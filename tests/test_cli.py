@@ -35,6 +35,8 @@ def test_encode_decode_round_trip_is_byte_exact(tiny_dir, tmp_path, capsysbinary
     record = json.loads(out)
     assert record["exact"] is True and record["path"] == str(mem) and record["n_tokens"] > 0
     assert {"steps", "seconds"} <= record.keys()
+    assert record["payload_bytes"] == 4 * 64 * record["k"] + 4 + 3 and record["zstd_bytes"] > 0
+    assert record["to_zstd"] == round(record["payload_bytes"] / record["zstd_bytes"], 3) and record["to_entropy"] > 0
     assert "exact:" in err.splitlines()[-1]  # the one-line summary
     code, out, err = run(["decode", str(mem)], capsysbinary)
     assert code == 0 and out == text.encode()

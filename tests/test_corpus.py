@@ -98,7 +98,13 @@ def test_killed_run_resumes_without_redoing_or_losing_texts(tiny_dir, tiny_codec
 def test_store_decode_cli_and_fingerprint_check(tiny_dir, other_tiny_dir, tmp_path):
     data = write_csv(tmp_path / "c.csv", TEXTS[:3])
     store_dir = tmp_path / "store"
-    finish(memtok_cmd("encode-corpus", str(data), "--out", str(store_dir), "--model", tiny_dir, "--json"))
+    summary = finish(memtok_cmd("encode-corpus", str(data), "--out", str(store_dir), "--model", tiny_dir, "--json",
+                                "--compact"))
+    index = pq.read_table(store_dir / "index.parquet").to_pylist()
+    assert summary["payload_bytes"] == sum(r["payload_bytes"] for r in index) > 0
+    # a corpus compressor shares context across texts; the summary says so by giving both
+    assert 0 < summary["zstd_bytes_together"] < summary["zstd_bytes_each"] == sum(r["zstd_bytes"] for r in index)
+    assert MemoryStore(store_dir)["000000000"].storage_dtype == "int4"
     one = subprocess.run(memtok_cmd("decode", str(store_dir), "--id", "000000001"), capture_output=True, check=False)
     assert one.returncode == 0 and one.stdout == TEXTS[1].encode()
     outdir = tmp_path / "texts"

@@ -116,7 +116,7 @@ def _size_stats(ok: list[dict]) -> dict:
     """Medians of each size figure the rows have (`memtok.sizes.size_figures`)."""
     keys = ("payload_bytes", "utf8_bytes", "gzip_bytes", "xz_bytes", "zstd_bytes", "entropy_bytes", "bits_per_byte",
             "entropy_bits_per_byte", "to_zstd", "to_entropy")
-    return {f"median_{key}": statistics.median(r[key] for r in ok) for key in keys if all(key in r for r in ok)}
+    return {f"median_{key}": round(statistics.median(r[key] for r in ok), 3) for key in keys if all(key in r for r in ok)}
 
 
 def summarise(results: list[dict]) -> dict:
@@ -134,7 +134,8 @@ def report(summary: dict) -> str:
         f"# memtok eval: {Path(run['data']).name}", "",
         f"- model: `{run['model']}` (fingerprint `{run['model_fingerprint'][:16]}`)",
         f"- recipe: `{run['recipe']['name']}` ({json.dumps(run['recipe'], sort_keys=True)})",
-        f"- memory vectors per segment (K): {run['k']}" + (f" (favour {run['favour']})" if run['k'] == 'plan' else '')
+        f"- memory vectors per segment (K): {run['k']}"
+        + (f" ({'compact' if run.get('compact') else 'favour ' + run['favour']})" if run['k'] == 'plan' else '')
         + f"; template `{run['template']}`; storage {run['dtype']}",
         f"- data: `{run['data']}` (sha256 `{run['data_sha256']}`), {run['n_texts']} texts",
         f"- command: `{run['command']}`",

@@ -82,8 +82,8 @@ def stored_form(vectors: torch.Tensor, dtype: str, frame: Frame | None) -> torch
     """What a memory of `dtype` holds for these input vectors (no gradient): the rounded vectors,
     or for a framed dtype the quantised frame coordinates."""
     v = vectors.detach()
-    if framed(dtype):
-        return _quantise(frame.coordinates(v.float()), dtype).to(v.dtype)
+    if framed(dtype):  # float32 whatever the model's dtype: levels times a float16 scale are exact in it
+        return _quantise(frame.coordinates(v.float()), dtype)
     if dtype == "float32":
         return v
     return unpack(pack(v, dtype)).to(v.device)
@@ -99,7 +99,8 @@ def straight_through(vectors: torch.Tensor, dtype: str, frame: Frame | None) -> 
     if dtype == "float32":
         return vectors
     # `v - v.detach()` is exactly zero, so the forward values are the saved ones to the last bit
-    return model_inputs(stored_form(vectors, dtype, frame), dtype, frame) + (vectors - vectors.detach())
+    saved = model_inputs(stored_form(vectors, dtype, frame), dtype, frame).to(vectors.dtype)
+    return saved + (vectors - vectors.detach())
 
 
 def pack(stored: torch.Tensor, dtype: str) -> dict[str, torch.Tensor]:

@@ -63,7 +63,7 @@ class Memory:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the saved vectors (int8 includes its per-vector scales)."""
+        """Bytes of the saved vectors, their per-vector scales included."""
         return nbytes(self.k, self.vectors.shape[1], self.storage_dtype)
 
     @property

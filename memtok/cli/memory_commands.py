@@ -54,16 +54,16 @@ def encode(text: str | None, path: str | None, out: str | None, model: str | Non
     verdict = "exact" if mem.exact else "NOT exact"
     pieces = f" ({len(mem.segments)} segments)" if len(mem.segments) > 1 else ""
     click.echo(f"{verdict}: {mem.n_tokens} tokens in {mem.k} vector{'s' * (mem.k > 1)}{pieces}, {mem.steps} steps, "
-               f"{wall:.1f} s, margin {mem.min_margin:.2f}, {_size_line(mem.sizes())} -> {out}", err=True)
+               f"{wall:.1f} s, margin {mem.min_margin:.2f}, payload {_size_line(mem.sizes())} -> {out}", err=True)
     if not mem.exact:
         sys.exit(1)
 
 
 def _size_line(sizes: dict) -> str:
-    """'payload 1234 bytes (2.1x zstd, 4.0x the bound)' from `Memory.sizes()`."""
+    """'1234 bytes (2.10x zstd, 4.00x the model's bound)' from `Memory.sizes()`."""
     ratios = [f"{sizes[key]:.2f}x {name}" for key, name in (("to_zstd", "zstd"), ("to_entropy", "the model's bound"))
               if key in sizes]
-    return f"payload {sizes['payload_bytes']} bytes" + (f" ({', '.join(ratios)})" if ratios else "")
+    return f"{sizes['payload_bytes']} bytes" + (f" ({', '.join(ratios)})" if ratios else "")
 
 
 @cli.command()

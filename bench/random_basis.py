@@ -24,17 +24,16 @@ from rows import report
 
 import memtok.optimise as optimise_module
 from memtok import EncodeConfig, MemoryCodec
-from memtok.precision import FRAMED
+from memtok.precision import quantise as framed_levels
 from memtok.runs.sources import read_source
 
 
 def quantise(u: torch.Tensor, levels: str) -> torch.Tensor:
-    if levels == "int8":
-        scale = (u.abs().amax(-1, keepdim=True) / 127).half().float()
-        return scale * torch.round(u / scale).clamp(-127, 127)
-    top, step = FRAMED[levels]
-    scale = (u.pow(2).mean(-1, keepdim=True).sqrt() * step).half().float()
-    return scale * torch.round(u / scale).clamp(-top, top)
+    """int8: absmax / 127 with a float16 scale; the framed dtypes: memtok's own levels."""
+    if levels != "int8":
+        return framed_levels(u, levels)
+    scale = (u.abs().amax(-1, keepdim=True) / 127).half().float()
+    return scale * torch.round(u / scale).clamp(-127, 127)
 
 
 class BasisVectors:

@@ -69,7 +69,7 @@ def _base(dtype: str) -> int:
     return 2 if dtype == "binary" else 2 * levels + 1
 
 
-def _quantise(u: torch.Tensor, dtype: str) -> torch.Tensor:
+def quantise(u: torch.Tensor, dtype: str) -> torch.Tensor:
     """`u` [K, d] in frame coordinates to the nearest `levels * scale`, one float16 scale per row."""
     levels, step = FRAMED[dtype]
     size = u.abs().mean(-1, keepdim=True) if step is None else u.pow(2).mean(-1, keepdim=True).sqrt() * step
@@ -83,7 +83,7 @@ def stored_form(vectors: torch.Tensor, dtype: str, frame: Frame | None) -> torch
     or for a framed dtype the quantised frame coordinates."""
     v = vectors.detach()
     if framed(dtype):  # float32 whatever the model's dtype: levels times a float16 scale are exact in it
-        return _quantise(frame.coordinates(v.float()), dtype)
+        return quantise(frame.coordinates(v.float()), dtype)
     if dtype == "float32":
         return v
     return unpack(pack(v, dtype)).to(v.device)

@@ -4,7 +4,8 @@ process: what `k="plan"` should cut long texts into, and what `compact=True` sho
     python bench/segments.py --data ../shared/data/paper/raschka_chunks_1000.csv --limit 3 \
         --configs "k=1:segment_tokens=32,k=1:segment_tokens=16,k=2:segment_tokens=32"
 
-Each config is `EncodeConfig` fields as `name=value` pairs joined by `:`; every row reports the
+Each config is `EncodeConfig` fields as `name=value` pairs joined by `:`, and recipe fields as
+`recipe.name=value` (on the default recipe: `recipe.grow_tokens=16`); every row reports the
 texts exact, vectors per text, segment-steps per text (each segment's steps, summed), and the
 wall time, with ratios to the first config, and each memory's payload beside its text's zstd size
 (medians over the texts).
@@ -25,12 +26,15 @@ import time
 from rows import report
 
 from memtok import EncodeConfig, MemoryCodec
+from memtok.recipes import DEFAULT_RECIPE, get_recipe
 from memtok.runs.sources import read_source
 
 
-def parse(spec: str) -> dict:
-    return {k: ast.literal_eval(v) if v[:1].isdigit() or v in ("True", "False") else v
-            for k, v in (part.split("=", 1) for part in spec.split(":"))}
+def parse(spec: str) -> EncodeConfig:
+    fields = {k: ast.literal_eval(v) if v[:1].isdigit() or v in ("True", "False") else v
+              for k, v in (part.split("=", 1) for part in spec.split(":"))}
+    recipe = {k.removeprefix("recipe."): fields.pop(k) for k in list(fields) if k.startswith("recipe.")}
+    return EncodeConfig(recipe=get_recipe(DEFAULT_RECIPE).replace(**recipe), **fields)
 
 
 def main() -> None:
@@ -46,7 +50,7 @@ def main() -> None:
     texts = read_source(args.data, limit=args.limit).texts
     rows = []
     for spec in args.configs.split(","):
-        config = EncodeConfig(batch_size=args.batch_size, **parse(spec))
+        config = parse(spec).replace(batch_size=args.batch_size)
         started = time.perf_counter()
         mems = codec.encode(texts, config, show_progress_bar=True)
         wall = time.perf_counter() - started

@@ -30,6 +30,9 @@ from .verify import verify
 
 IGNORE = -100
 HEAD_CHUNK = 256  # target positions whose logits [chunk, vocab] exist at once
+# a result that took this long to optimise is verified at once, with any waiting, rather than held for a
+# full batch: greedy decoding costs seconds, and a run killed in between would lose the minutes
+VERIFY_AT_ONCE_SECONDS = 60.0
 
 
 @dataclass
@@ -51,8 +54,9 @@ class Optimised:
     steps: int
     seconds: float
     loss: float  # mean cross-entropy per target (EOS included) of `vectors`
-    min_margin: float  # smallest (target logit - best other logit); negative where a token is wrong
-    token_accuracy: float  # teacher-forced share of targets (EOS included) whose argmax is right
+    min_margin: float  # smallest (target logit - best other logit) over the targets in play
+    token_accuracy: float  # teacher-forced share of targets (EOS included) whose argmax is right; with a
+    # growing target (`Recipe.grow_tokens`), targets not yet in play count as wrong
     converged: bool  # every argmax right with at least the recipe's margin
     targets: list[int]  # the job's, which greedy decoding must give
 
@@ -69,11 +73,12 @@ class StepInfo:
 
 
 class _Judged(NamedTuple):
-    """One text's standing on one forward pass."""
+    """One text's standing on one forward pass, over the targets in play."""
 
-    accuracy: float
+    accuracy: float  # right / all the text's targets
     margin: float
     loss: float
+    right: int
 
 
 class _Best(NamedTuple):
@@ -138,6 +143,8 @@ class _Slot:
         self.max_steps = job.max_steps or recipe.max_steps
         self.first_target = first_target  # input position whose logits predict targets[0]
         self.targets = torch.tensor(job.targets, dtype=torch.long, device=lm.device)  # [n]
+        # targets in play: all, or a prefix that grows by `grow_tokens` each time it is solved
+        self.span = min(recipe.grow_tokens or len(job.targets), len(job.targets))
         with torch.no_grad():
             self.text_emb = lm.embed(self.targets[:-1])  # [n - 1, d]: EOS is only predicted
         start = initial_vectors(lm, recipe, job.k, job.targets[:-1])
@@ -171,6 +178,14 @@ class _Slot:
         """The vectors as they would be saved (for a framed dtype, its levels times scales): what this
         step's forward pass saw."""
         return stored_form(self.learned.vectors(), self.dtype, self.frame).clone()
+
+    def solved(self, judged: _Judged, min_margin: float) -> bool:
+        """Whether every target in play is right with at least `min_margin`."""
+        return judged.right == self.span and judged.margin > 0 and judged.margin >= min_margin
+
+    def grow(self, tokens: int) -> None:
+        """Put `tokens` more targets in play, starting from the vectors that solved the shorter span."""
+        self.span = min(self.span + tokens, len(self.targets))
 
     def keep_if_best(self, judged: _Judged) -> None:
         if self.best is None or judged.accuracy > self.best.judged.accuracy:
@@ -246,25 +261,26 @@ def _forward(lm: FrozenLM, slots: list[_Slot], prefix: torch.Tensor, infix: torc
     """Each text's standing on one padded forward pass, and the per-text losses to back-propagate."""
     dev = lm.device
     # right padding keeps every text's positions and attention as when alone
-    seqs = [torch.cat([prefix, s.input_vectors(), infix, s.text_emb]) for s in slots]
+    seqs = [torch.cat([prefix, s.input_vectors(), infix, s.text_emb[:s.span - 1]]) for s in slots]
     lengths = torch.tensor([len(x) for x in seqs], device=dev)
     x = pad_sequence(seqs, batch_first=True)
     mask = (torch.arange(x.shape[1], device=dev)[None] < lengths[:, None]).long()
     first = min(s.first_target for s in slots)
     # [B, N]: row j's targets start at its own first target; positions before it and padding are ignored
-    tgt = pad_sequence([F.pad(s.targets, (s.first_target - first, 0), value=IGNORE) for s in slots],
+    tgt = pad_sequence([F.pad(s.targets[:s.span], (s.first_target - first, 0), value=IGNORE) for s in slots],
                        batch_first=True, padding_value=IGNORE)
     valid = tgt != IGNORE
     ce, right, margin = score_positions(lm, x, mask, first, valid, tgt, recipe.bf16)
     rows, n = valid.nonzero()[:, 0], valid.sum(1)
     zeros = torch.zeros(len(slots), device=dev)
-    accuracy = (zeros.index_add(0, rows, right.float()) / n).tolist()
+    n_right = [int(r) for r in zeros.index_add(0, rows, right.float()).tolist()]
+    accuracy = [r / len(s.targets) for r, s in zip(n_right, slots)]
     min_margin = torch.full_like(zeros, torch.inf).scatter_reduce(0, rows, margin, "amin").tolist()
     weight = 1.0 + recipe.wrong_weight * (~right).float()
     if recipe.first_weight != 1.0 or recipe.eos_weight != 1.0:  # valid positions are each text's targets, in order
-        weight = weight * torch.cat([s.position_weights(recipe) for s in slots])
+        weight = weight * torch.cat([s.position_weights(recipe)[:s.span] for s in slots])
     per_text = zeros.index_add(0, rows, ce * weight) / n
-    return [_Judged(*j) for j in zip(accuracy, min_margin, per_text.tolist())], per_text
+    return [_Judged(*j) for j in zip(accuracy, min_margin, per_text.tolist(), n_right)], per_text
 
 
 # --- the loop ------------------------------------------------------------------------------------
@@ -298,10 +314,14 @@ def optimise(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: Iterable[
         # 2. forward, and judge each text on these logits, i.e. on the vectors that produced them
         judged, per_text = _forward(lm, slots, prefix, infix, recipe)
 
-        # 3. a text leaves its slot when exact with the recipe's margin, or out of steps or patience
+        # 3. a text leaves its slot when exact with the recipe's margin, or out of steps or patience;
+        # a growing target that is solved short of the text's end takes more targets instead
         still: list[_Slot] = []
         for s, j in zip(slots, judged):
-            converged = j.accuracy == 1.0 and j.margin > 0 and j.margin >= recipe.min_margin
+            solved = s.solved(j, recipe.min_margin)
+            converged = solved and s.span == len(s.targets)
+            if solved and not converged:
+                s.grow(recipe.grow_tokens)
             s.keep_if_best(j)
             gave_up = s.steps >= s.max_steps or (recipe.patience is not None and s.since_best >= recipe.patience)
             if converged or gave_up:
@@ -326,7 +346,7 @@ def optimise(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: Iterable[
 def optimise_verified(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: deque[Job],
                       on_step: Callable[[StepInfo], None] | None = None) -> Iterator[tuple[Optimised, bool]]:
     """`optimise`, each result with its verdict (greedy decoding gives exactly its targets), verified
-    `config.batch_size` results at a time.
+    `config.batch_size` results at a time, or at once after a long optimisation.
 
     Jobs the caller appends to `jobs` while iterating (a retry with more vectors) are run too, even
     when they come from the last verdicts, after the optimiser had run dry.
@@ -340,9 +360,10 @@ def optimise_verified(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: 
         pending: list[Optimised] = []
         for result in optimise(lm, layout, config, jobs, on_step):
             pending.append(result)
-            if len(pending) >= config.batch_size:
+            if len(pending) >= config.batch_size or result.seconds >= VERIFY_AT_ONCE_SECONDS:
                 done, pending = pending, []
                 yield from judged(done)
-        yield from judged(pending)
+        if pending:
+            yield from judged(pending)
         if not jobs:
             return

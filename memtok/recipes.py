@@ -54,6 +54,8 @@ class Recipe:
     eos_weight: float = field(default=1.0, metadata={"help": "loss weight of the last target (EOS: where the "
                                                              "text ends, the hardest after a cut mid-word)"})
     clip: float = field(default=0.0, metadata={"help": "clip each text's gradient to this norm; 0: no clipping"})
+    grow_tokens: int = field(default=0, metadata={"help": "solve the first N targets, then N more at a time from "
+                                                          "that solution (a growing target); 0: all from the start"})
     min_margin: float = field(default=0.0, metadata={"help": "done when every target wins by at least this many logits"})
     seed: int = field(default=0, metadata={"help": "seed of a random init"})
     bf16: bool = field(default=False, metadata={"help": "run the optimisation's passes under bfloat16 autocast "
@@ -70,8 +72,8 @@ class Recipe:
             raise MemtokError(f"max steps must be between 1 and 1000000, got {self.max_steps}")
         if not 0 <= self.rank <= 4096:
             raise MemtokError(f"recipe {self.name}: rank must be between 0 and 4096, got {self.rank}")
-        if self.warmup_steps < 0 or self.clip < 0 or self.first_weight <= 0 or self.eos_weight <= 0:
-            raise MemtokError(f"recipe {self.name}: warmup_steps and clip must be >= 0, the weights > 0")
+        if min(self.warmup_steps, self.clip, self.grow_tokens) < 0 or min(self.first_weight, self.eos_weight) <= 0:
+            raise MemtokError(f"recipe {self.name}: warmup_steps, clip and grow_tokens must be >= 0, the weights > 0")
         if self.min_margin < 0:
             raise MemtokError(f"recipe {self.name}: min_margin must be >= 0, got {self.min_margin}")
 

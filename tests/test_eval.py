@@ -101,6 +101,19 @@ def test_eval_refuses_to_mix_settings(tiny_codec, tmp_path):
         run_eval(tiny_codec, source, tmp_path / "run", EncodeConfig(k=2), show_progress_bar=False)
 
 
+def test_a_folder_resumes_under_a_newer_recipe_field_left_off_and_names_a_changed_one(tmp_path):
+    from memtok.runs.folder import pin_settings
+
+    path = tmp_path / "run.json"
+    old = {"k": "plan", "recipe": {"name": "memtok", "lr": 0.2}}
+    pin_settings(path, old)
+    pin_settings(path, {"k": "plan", "recipe": {"name": "memtok", "lr": 0.2, "grow_tokens": 0}})
+    with pytest.raises(MemtokError, match=r"\(recipe.grow_tokens\)"):
+        pin_settings(path, {"k": "plan", "recipe": {"name": "memtok", "lr": 0.2, "grow_tokens": 32}})
+    with pytest.raises(MemtokError, match=r"\(recipe.lr\)"):
+        pin_settings(path, {"k": "plan", "recipe": {"name": "memtok", "lr": 0.1}})
+
+
 def test_sources_read_csv_jsonl_and_text_blocks(tmp_path):
     assert read_source(str(write_csv(tmp_path / "a.csv", TEXTS)), limit=3).texts == TEXTS[:3]
     (tmp_path / "b.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in TEXTS[:2]) + "\n")

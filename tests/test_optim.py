@@ -135,3 +135,41 @@ def test_position_weights_raise_the_loss_of_the_first_tokens_and_eos(tiny_codec)
         return next(optimise(lm, layout, EncodeConfig(recipe=recipe), [Job(0, targets, 1)])).loss
 
     assert loss(still.replace(first_weight=3.0, eos_weight=3.0)) > loss(still)
+
+
+def test_a_growing_target_plays_a_prefix_first_and_ends_exact_on_the_whole_text(tiny_codec):
+    from collections import deque
+
+    from memtok import EncodeConfig
+    from memtok.layout import Layout
+    from memtok.optimise import Job, optimise, optimise_verified
+
+    lm = tiny_codec.lm
+    targets = tiny_codec.target_ids("the cat sat on the mat.")
+    layout = Layout.build(lm, "{memory}", 1, True)
+    growing = MEMTOK.replace(grow_tokens=3)
+    first = next(optimise(lm, layout, EncodeConfig(recipe=growing.replace(max_steps=1)), [Job(0, targets, 1)]))
+    assert first.token_accuracy <= 3 / len(targets)  # targets not yet in play count as wrong
+    (result, exact), = optimise_verified(lm, layout, EncodeConfig(recipe=growing), deque([Job(0, targets, 1)]))
+    assert exact and result.converged and result.token_accuracy == 1.0 and result.targets == targets
+
+
+def test_a_long_optimisation_is_verified_at_once_rather_than_held_for_a_full_batch(tiny_codec, monkeypatch):
+    from collections import deque
+
+    import memtok.optimise as optimise_module
+    from memtok import EncodeConfig
+    from memtok.layout import Layout
+    from memtok.optimise import Job, optimise_verified
+
+    lm = tiny_codec.lm
+    layout = Layout.build(lm, "{memory}", 1, True)
+    jobs = [Job(i, tiny_codec.target_ids(t), 1) for i, t in enumerate(["the cat sat.", "a dog ran far away."])]
+    batches = []
+    real_verify = optimise_module.verify
+    monkeypatch.setattr(optimise_module, "verify", lambda *a: batches.append(len(a[3])) or real_verify(*a))
+    for at_once, expected in ((float("inf"), [2]), (0.0, [1, 1])):  # 0: every result counts as long
+        monkeypatch.setattr(optimise_module, "VERIFY_AT_ONCE_SECONDS", at_once)
+        batches.clear()
+        verdicts = list(optimise_verified(lm, layout, EncodeConfig(batch_size=4), deque(jobs)))
+        assert batches == expected and len(verdicts) == 2

@@ -31,14 +31,20 @@ def settings(lm: FrozenLM, config: EncodeConfig, source: Source, command: str, *
             "data_sha256": source.sha256, "n_texts": len(source.texts), "command": command, **extra}
 
 
+def _flat(settings: dict) -> dict:
+    """One level of nesting spelled out (`recipe.lr`), so that a recipe field is compared on its own."""
+    return {f"{k}.{sub}" if isinstance(v, dict) else k: sv
+            for k, v in settings.items() for sub, sv in (v.items() if isinstance(v, dict) else [(None, v)])}
+
+
 def pin_settings(path: Path, settings: dict, free: Iterable[str] = FREE) -> None:
     """Record a job's settings on its first run; refuse a rerun that differs in any but the `free`
     ones, rather than mix results."""
     if path.exists():
-        before = json.loads(path.read_text())
-        # an option newer than the folder, left off (False or None), is the behaviour the folder was made with
-        changed = [k for k in sorted(set(before) | set(settings)) if k not in free and before.get(k) != settings.get(k)
-                   and (k in before or settings[k] not in (False, None))]
+        before, now = _flat(json.loads(path.read_text())), _flat(settings)
+        # an option newer than the folder, left off (False, 0 or None), is the behaviour the folder was made with
+        changed = [k for k in sorted(set(before) | set(now)) if k not in free and before.get(k) != now.get(k)
+                   and (k in before or now[k] not in (False, None))]
         if changed:
             raise MemtokError(f"{path.parent} holds results made with other settings ({', '.join(changed)}); "
                               f"use another --out")

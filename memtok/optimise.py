@@ -53,7 +53,7 @@ class Optimised:
     vectors: torch.Tensor  # [K, d], float32 stored values (`memtok.precision.stored_form`), on the CPU
     steps: int
     seconds: float
-    loss: float  # mean cross-entropy per target (EOS included) of `vectors`
+    loss: float  # mean cross-entropy per target in play (EOS included) of `vectors`
     min_margin: float  # smallest (target logit - best other logit) over the targets in play
     token_accuracy: float  # teacher-forced share of targets (EOS included) whose argmax is right; with a
     # growing target (`Recipe.grow_tokens`), targets not yet in play count as wrong

@@ -74,6 +74,7 @@ def main() -> None:
             steps = [m.steps for m in mems]
             rows.append({"recipe": name, "k": args.k, "batch_size": bs, "texts": len(mems),
                          "exact": sum(m.exact for m in mems),
+                         "mean_token_accuracy": round(statistics.fmean(m.token_accuracy for m in mems), 4),
                          "median_steps": statistics.median(steps), "p90_steps": p90(steps),
                          "median_seconds": round(statistics.median(m.seconds for m in mems), 2),
                          "wall_seconds": round(wall, 1), "texts_per_hour": round(3600 * len(mems) / wall, 1),
@@ -81,7 +82,8 @@ def main() -> None:
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     ref = next((r for r in rows if r["recipe"].startswith("paper")), rows[0])
     report(rows, {"recipe": lambda r: r["recipe"], "batch": lambda r: r["batch_size"],
-                  "exact": lambda r: f"{r['exact']}/{r['texts']}", "median steps": lambda r: r["median_steps"],
+                  "exact": lambda r: f"{r['exact']}/{r['texts']}",
+                  "token accuracy": lambda r: r["mean_token_accuracy"], "median steps": lambda r: r["median_steps"],
                   "p90 steps": lambda r: r["p90_steps"], "median s/text": lambda r: r["median_seconds"],
                   "texts/hour": lambda r: r["texts_per_hour"],
                   f"steps vs {ref['recipe']}": lambda r: f"{r['median_steps'] / ref['median_steps']:.3f}",

@@ -56,6 +56,22 @@ def test_capacity_rerun_resumes_and_other_settings_are_refused(sweep):
         run_capacity(codec, source, out, [4], [1], EncodeConfig(max_steps=100), eos=True, show_progress_bar=False)
 
 
+def test_an_interrupted_capacity_run_reports_the_texts_it_finished(tiny_codec, tmp_path, monkeypatch):
+    real = tiny_codec.encode_ids
+
+    def one_then_interrupt(*args, **kwargs):
+        yield next(iter(real(*args, **kwargs)))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tiny_codec, "encode_ids", one_then_interrupt)
+    source = read_source(str(write_csv(tmp_path / "d.csv", TEXTS)))
+    with pytest.raises(KeyboardInterrupt):
+        run_capacity(tiny_codec, source, tmp_path / "run", [8], [1], SGD_100, show_progress_bar=False)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["interrupted"] and summary["encoded_now"] == 1 and summary["by_k"]["1"]["cells"][0]["n"] == 1
+    assert "**interrupted**" in (tmp_path / "run" / "report.md").read_text()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--lengths", "8,x"], "not a comma-separated list"),
     (["--tokens", "0,1"], "at least 1"),

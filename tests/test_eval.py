@@ -92,6 +92,26 @@ def test_eval_resumes_after_a_kill_without_redoing_or_losing_texts(tiny_dir, tmp
     assert summary["resumed_with"] == len(before) and summary["encoded_now"] == len(texts) - len(before)
 
 
+def test_sigterm_stops_eval_with_the_report_of_the_texts_it_finished(tiny_dir, tmp_path):
+    hard = "zebra quantum fjord"
+    texts = [t for pair in zip(TEXTS, [hard] * len(TEXTS)) for t in pair]
+    out = tmp_path / "run"
+    p = memtok("eval", str(write_csv(tmp_path / "d.csv", texts)), "--model", tiny_dir, "--out", str(out), "-k", "1",
+               "--max-steps", "400", "--batch-size", "2")
+    results = out / "results.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not results.exists() or results.read_text().count("\n") < 1):
+        time.sleep(0.01)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and err.decode().splitlines()[-1] == "memtok: interrupted"
+    logged = results.read_text().count("\n")
+    assert 1 <= logged < len(texts), "the signal must land mid-run"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and summary["overall"]["n"] == summary["encoded_now"] == logged
+    assert f"{len(texts) - logged} texts not yet encoded" in (out / "report.md").read_text()
+
+
 def test_eval_refuses_to_mix_settings(tiny_codec, tmp_path):
     from memtok.runs.evaluate import run_eval
 

@@ -1,13 +1,15 @@
 """The `memtok` command group and its one error boundary.
 
 Bad input exits 2 with one line on standard error; other failures exit 1 the same way.
-MEMTOK_DEBUG=1 shows the traceback instead.
+MEMTOK_DEBUG=1 shows the traceback instead. SIGTERM (what `kill` and batch schedulers send) stops a
+command as Ctrl-C does, so a run folder writes the report of what it finished.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import signal
 import sys
 import warnings
 
@@ -48,9 +50,14 @@ def command_line() -> str:
     return shlex.join(["memtok", *argv])
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point: one line on standard error for any failure, exit 2 for bad input."""
     debug = os.environ.get("MEMTOK_DEBUG") == "1"
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         argv = sys.argv[1:] if args is None else list(args)
         cli.main(args=argv, prog_name="memtok", standalone_mode=False, obj={"argv": argv})

@@ -31,7 +31,8 @@ KURATOV_ACCURACY = 0.99
 
 def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: list[int], ks: list[int],
                  config: EncodeConfig, eos: bool = True, command: str = "", show_progress_bar: bool = True) -> dict:
-    """Run every (K, length) cell not yet in `out/results.jsonl`; write summary.json, report.md, capacity.png."""
+    """Run every (K, length) cell not yet in `out/results.jsonl`; write summary.json, report.md, capacity.png
+    (also for the texts finished when the run is interrupted by Ctrl-C or SIGTERM)."""
     out = Path(out)
     configs = {k: codec.check(config.replace(k=k)) for k in sorted(ks)}
     for k, cfg in configs.items():
@@ -41,25 +42,39 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
     run = settings(codec.lm, config, source, command, k=sorted(ks), lengths=sorted(lengths), eos=eos)
     # more K or lengths extend a run: the cells already there are what they were
     with run_folder(out, run, key="key", free=(*FREE, "k", "lengths")) as log:
-        started, encoded = time.perf_counter(), 0
-        token_ids = [codec.lm.tokenize(t) for t in source.texts]
-        for k, cfg in configs.items():
-            for length in sorted(lengths):
-                # the first `length` ids of each text that has them
-                targets = {i: ids[:length] + [codec.lm.eos_id] * eos
-                           for i, ids in enumerate(token_ids) if len(ids) >= length}
-                encoded += _run_cell(codec, cfg, log, length, targets, show_progress_bar)
-                cell = _cell([r for r in log.records if r["k"] == k and r["length"] == length])
-                if cell["n"] and cell["exact"] == 0 and cell["mean_token_accuracy"] < KURATOV_ACCURACY:
-                    break  # longer texts will not do better with this K
-        summary = summarise(log.records, ks)
-        summary.update(run=run, encoded_now=encoded, wall_seconds_now=round(time.perf_counter() - started, 1))
-        write_outputs(out, summary, report(summary), lambda folder: plot_capacity(summary, folder / "capacity.png"))
-    return summary
+        started, before = time.perf_counter(), len(log.records)
+
+        def write(interrupted: bool = False) -> dict:
+            summary = summarise(log.records, ks)
+            summary.update(run=run, encoded_now=len(log.records) - before, interrupted=interrupted,
+                           wall_seconds_now=round(time.perf_counter() - started, 1))
+            write_outputs(out, summary, report(summary), lambda folder: plot_capacity(summary, folder / "capacity.png"))
+            return summary
+
+        try:
+            token_ids = [codec.lm.tokenize(t) for t in source.texts]
+            _run_cells(codec, configs, log, token_ids, sorted(lengths), eos, show_progress_bar)
+        except KeyboardInterrupt:
+            write(interrupted=True)
+            raise
+        return write()
+
+
+def _run_cells(codec: MemoryCodec, configs: dict[int, EncodeConfig], log: ResultsLog, token_ids: list[list[int]],
+               lengths: list[int], eos: bool, show_progress_bar: bool) -> None:
+    """Every (K, length) cell in turn; a K stops after a length where no text is exact or accurate."""
+    for k, cfg in configs.items():
+        for length in lengths:
+            # the first `length` ids of each text that has them
+            targets = {i: ids[:length] + [codec.lm.eos_id] * eos for i, ids in enumerate(token_ids) if len(ids) >= length}
+            _run_cell(codec, cfg, log, length, targets, show_progress_bar)
+            cell = _cell([r for r in log.records if r["k"] == k and r["length"] == length])
+            if cell["n"] and cell["exact"] == 0 and cell["mean_token_accuracy"] < KURATOV_ACCURACY:
+                break  # longer texts will not do better with this K
 
 
 def _run_cell(codec: MemoryCodec, config: EncodeConfig, log: ResultsLog, length: int, targets: dict[int, list[int]],
-              show_progress_bar: bool) -> int:
+              show_progress_bar: bool) -> None:
     """The texts of one (K, length) cell not yet in the log, each scored with and without its memory."""
     k = config.k
     rows = [i for i in targets if f"k{k}/l{length}/{i}" not in log.done]
@@ -71,7 +86,6 @@ def _run_cell(codec: MemoryCodec, config: EncodeConfig, log: ResultsLog, length:
                     "token_accuracy": result.token_accuracy, "steps": result.steps, "seconds": round(result.seconds, 3),
                     "nats_unaided": bare.nats, "nats_memory": aided.nats, "correct_unaided": bare.correct,
                     "correct_memory": aided.correct, "wrong_memory": list(aided.wrong)})
-    return len(rows)
 
 
 def _cell(rows: list[dict]) -> dict:
@@ -110,7 +124,9 @@ def report(summary: dict) -> str:
              f"- recipe: `{run['recipe']['name']}` ({json.dumps(run['recipe'], sort_keys=True)})",
              (f"- data: `{run['data']}` (sha256 `{run['data_sha256']}`), {run['n_texts']} texts; "
              f"lengths {run['lengths']}, K {run['k']}; targets {'end with EOS' if run['eos'] else 'without EOS'}"),
-             f"- command: `{run['command']}`", "",
+             f"- command: `{run['command']}`",
+             *(["- **interrupted**: the cells hold the texts finished so far; the same command resumes"]
+               if summary.get("interrupted") else []), "",
              "| K | capacity (all exact) | capacity (mean accuracy >= 0.99) |", "|---|---|---|"]
     for k, s in summary["by_k"].items():
         lines.append(f"| {k} | {shown(s['capacity_exact'], s['cells'])} | {shown(s['capacity_accuracy_99'], s['cells'])} |")

@@ -42,23 +42,35 @@ def memory_file(index: int) -> str:
 def run_eval(codec: MemoryCodec, source: Source, out: str | Path, config: EncodeConfig | None = None,
              command: str = "", show_progress_bar: bool = True) -> dict:
     """Encode every text of `source` not yet in `out/results.jsonl` (its memory into `out/memories/`), then
-    write the summary, report and plots. A text that cannot be encoded is recorded as failed."""
+    write the summary, report and plots. A text that cannot be encoded is recorded as failed. An
+    interrupted run (Ctrl-C, SIGTERM) writes them for the texts it finished before it stops."""
     out = Path(out)
     config = codec.check(config or EncodeConfig())
     run = settings(codec.lm, config, source, command)
     with run_folder(out, run) as log:
         log.drop(_lost_memories(out, log))
         pending = [i for i in range(len(source.texts)) if i not in log.done]
-        started = time.perf_counter()
-        _encode_pending(codec, source, out, log, pending, config, show_progress_bar)
-        wall = time.perf_counter() - started
-        results = sorted((r for r in log.records if r["index"] < len(source.texts)), key=lambda r: r["index"])
-        summary = summarise(results)
-        summary.update(run=run, resumed_with=len(results) - len(pending), encoded_now=len(pending),
-                       wall_seconds_now=round(wall, 1),
-                       texts_per_hour_now=round(3600 * len(pending) / wall, 1) if pending and wall > 0 else None)
-        write_outputs(out, summary, report(summary),
-                      lambda folder: plot_eval([r for r in results if not r.get("failed")], folder))
+        resumed, started = len(source.texts) - len(pending), time.perf_counter()
+        try:
+            _encode_pending(codec, source, out, log, pending, config, show_progress_bar)
+        except KeyboardInterrupt:
+            _write(out, run, log, len(source.texts), resumed, started, interrupted=True)
+            raise
+        return _write(out, run, log, len(source.texts), resumed, started)
+
+
+def _write(out: Path, run: dict, log: ResultsLog, n_texts: int, resumed: int, started: float,
+           interrupted: bool = False) -> dict:
+    """The summary, report and plots of the texts logged so far."""
+    wall = time.perf_counter() - started
+    results = sorted((r for r in log.records if r["index"] < n_texts), key=lambda r: r["index"])
+    now = len(results) - resumed
+    summary = summarise(results)
+    summary.update(run=run, resumed_with=resumed, encoded_now=now, wall_seconds_now=round(wall, 1),
+                   texts_per_hour_now=round(3600 * now / wall, 1) if now and wall > 0 else None,
+                   interrupted=interrupted)
+    write_outputs(out, summary, report(summary),
+                  lambda folder: plot_eval([r for r in results if not r.get("failed")], folder))
     return summary
 
 
@@ -143,6 +155,8 @@ def report(summary: dict) -> str:
         + (f" ({summary['texts_per_hour_now']} texts/hour)" if summary["texts_per_hour_now"] else "")
         + f", {summary['resumed_with']} taken from an earlier run of the same command",
         f"- texts that could not be encoded (failed, counted as not exact): {overall['failed']}",
+        *([f"- **interrupted**: {run['n_texts'] - overall['n']} texts not yet encoded; the same command resumes"]
+          if summary.get("interrupted") else []),
         "",
         "| text tokens | texts | exact | exact rate | mean token accuracy | median steps | median seconds |",
         "|---|---|---|---|---|---|---|",

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
+from pathlib import Path
 
 import torch
 
+from .checkpoint import Checkpoint
 from .config import EncodeConfig
 from .encoding import EncodeRun, layout_for, target_ids
 from .errors import DecodeMismatchError, MemtokError
@@ -84,6 +87,7 @@ class MemoryCodec:
         *,
         show_progress_bar: bool | None = None,
         on_result: Callable[[int, Memory], None] | None = None,
+        checkpoint: str | Path | None = None,
         **options,
     ) -> Memory | list[Memory]:
         """Optimise memory vectors per text and verify each by greedy decoding.
@@ -96,6 +100,9 @@ class MemoryCodec:
                 vector holds (`memtok.plan`), each with its own vectors; `plan()` says how.
             show_progress_bar: defaults to on when logging is at INFO or lower.
             on_result: called with (input index, memory) as each text finishes.
+            checkpoint: a file to save the texts in flight to if the call is stopped (Ctrl-C, an
+                error), and to take them up from on the next call with the same file
+                (`memtok.checkpoint`); removed when the call ends with nothing in flight.
 
         Returns:
             Memory (or a list in input order); `memory.exact` is True only when greedy decoding
@@ -109,19 +116,23 @@ class MemoryCodec:
         run = EncodeRun(self.lm, texts, config)
         out: list[Memory | None] = [None] * len(texts)
         bar = progress(len(texts), "encoding", "text", disable=not self._show(show_progress_bar))
+        saved = self._checkpoint(checkpoint, run.layout, config)
         try:
             # exact: greedy decoding gave the piece's ids and EOS, which `target_ids` checked
             # detokenize back to the piece byte for byte
-            for result, exact in optimise_verified(self.lm, run.layout, config, run.start(), show_steps(bar)):
-                i = run.settle(result, exact)
-                if i is None:
-                    continue
-                out[i] = run.memory(i)
-                bar.update(1)
-                if on_result is not None:
-                    on_result(i, out[i])
+            with closing(optimise_verified(self.lm, run.layout, config, run.start(), show_steps(bar), saved)) as tries:
+                for result, exact in tries:
+                    i = run.settle(result, exact)
+                    if i is None:
+                        continue
+                    out[i] = run.memory(i)
+                    bar.update(1)
+                    if on_result is not None:
+                        on_result(i, out[i])
         finally:
             bar.close()
+        if saved is not None:
+            saved.finish()
         return out[0] if single else out
 
     def plan(self, texts: str | Sequence[str], config: EncodeConfig | None = None, **options) -> str:
@@ -130,22 +141,30 @@ class MemoryCodec:
         return EncodeRun(self.lm, texts, self.check(config, **options)).describe()
 
     def encode_ids(self, targets: Sequence[list[int]], config: EncodeConfig, show_progress_bar: bool | None = None,
-                   desc: str = "encoding") -> Iterator[tuple[int, Optimised, bool]]:
+                   desc: str = "encoding", checkpoint: str | Path | None = None) -> Iterator[tuple[int, Optimised, bool]]:
         """Vectors for token-id sequences that need not be text (a cut of a text, without EOS), with
         `config.k` vectors each: (index, result, exact) in the order they finish. What capacity
-        studies run; texts go through `encode`."""
+        studies run; texts go through `encode`. `checkpoint` as in `encode`; close the generator
+        (`contextlib.closing`) to save the texts in flight when stopping early."""
         if not config.fixed:
             raise MemtokError(f"encode_ids takes a number of vectors, not {config.k!r}")
         config = self.check(config)
         layout = layout_for(self.lm, config)
         jobs = deque(Job(i, list(t), config.k) for i, t in enumerate(targets))
         bar = progress(len(jobs), desc, "text", disable=not self._show(show_progress_bar) or not jobs)
+        saved = self._checkpoint(checkpoint, layout, config)
         try:
-            for result, exact in optimise_verified(self.lm, layout, config, jobs, show_steps(bar)):
-                bar.update(1)
-                yield result.key, result, exact
+            with closing(optimise_verified(self.lm, layout, config, jobs, show_steps(bar), saved)) as tries:
+                for result, exact in tries:
+                    bar.update(1)
+                    yield result.key, result, exact
         finally:
             bar.close()
+        if saved is not None:
+            saved.finish()
+
+    def _checkpoint(self, path: str | Path | None, layout: Layout, config: EncodeConfig) -> Checkpoint | None:
+        return None if path is None else Checkpoint(path, self.lm, layout, config)
 
     def score(self, targets: list[int], config: EncodeConfig, vectors: torch.Tensor | None = None) -> Score:
         """Teacher-forced score of `targets` in the config's layout, after `vectors` (stored values of

@@ -22,6 +22,15 @@ class VectorOptimizer:
         self._m: torch.Tensor | None = None
         self._v: torch.Tensor | None = None
 
+    def moments(self) -> list[torch.Tensor]:
+        """The running moments (none before the first update, or for plain SGD): what a checkpoint keeps."""
+        return [m for m in (self._m, self._v) if m is not None]
+
+    def restore(self, step: int, moments: list[torch.Tensor]) -> None:
+        """Go on from a checkpoint's step and `moments`."""
+        self.step = step
+        self._m, self._v = ([*moments, None, None])[:2]
+
     def lr(self) -> float:
         r = self.recipe
         if self.step < r.warmup_steps:

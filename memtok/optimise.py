@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch.nn.utils.rnn import pad_sequence
 
+from .checkpoint import Checkpoint, SlotState, text_key
 from .config import EncodeConfig
 from .layout import Layout
 from .model import FrozenLM
@@ -200,6 +202,28 @@ class _Slot:
             opt.update(p, p.grad)
             p.grad = None
 
+    def key(self) -> str:
+        return text_key(self.job.targets, self.job.k, self.max_steps)
+
+    def snapshot(self) -> SlotState:
+        """Where this text stands, for a checkpoint."""
+        best = self.best
+        return SlotState([p.detach() for p in self.learned.params], [opt.moments() for opt in self.opts],
+                         self.steps, self.span, self.since_best, time.perf_counter() - self.started,
+                         list(best.judged) if best else None, best.vectors if best else None)
+
+    def take_up(self, state: SlotState) -> None:
+        """Go on from a checkpoint's `state` of this same text."""
+        with torch.no_grad():
+            for p, saved in zip(self.learned.params, state.params, strict=True):
+                p.copy_(saved)
+        for opt, moments in zip(self.opts, state.moments, strict=True):
+            opt.restore(state.step, moments)
+        self.span, self.since_best = state.span, state.since_best
+        self.started = time.perf_counter() - state.seconds
+        if state.best is not None:
+            self.best = _Best(_Judged(*state.best), state.best_vectors)
+
     def result(self, converged: bool, judged: _Judged) -> Optimised:
         """The converged vectors, or for a text that gave up the most accurate it had."""
         if not converged and self.best is not None and self.best.judged.accuracy > judged.accuracy:
@@ -283,10 +307,30 @@ def _forward(lm: FrozenLM, slots: list[_Slot], prefix: torch.Tensor, infix: torc
     return [_Judged(*j) for j in zip(accuracy, min_margin, per_text.tolist(), n_right)], per_text
 
 
+def _settle(slots: list[_Slot], judged: list[_Judged], recipe: Recipe) -> tuple[list[_Slot], list[Optimised]]:
+    """The slots still in play, and the results of those done: a text is done when exact with the
+    recipe's margin, or out of steps or patience; a growing target solved short of the text's end
+    takes more targets instead."""
+    still, finished = [], []
+    for s, j in zip(slots, judged):
+        solved = s.solved(j, recipe.min_margin)
+        converged = solved and s.span == len(s.targets)
+        if solved and not converged:
+            s.grow(recipe.grow_tokens)
+        s.keep_if_best(j)
+        gave_up = s.steps >= s.max_steps or (recipe.patience is not None and s.since_best >= recipe.patience)
+        if converged or gave_up:
+            finished.append(s.result(converged, j))
+        else:
+            still.append(s)
+    return still, finished
+
+
 # --- the loop ------------------------------------------------------------------------------------
 
 def optimise(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: Iterable[Job],
-             on_step: Callable[[StepInfo], None] | None = None) -> Iterator[Optimised]:
+             on_step: Callable[[StepInfo], None] | None = None, checkpoint: Checkpoint | None = None
+             ) -> Iterator[Optimised]:
     """Yield an `Optimised` for each job, in the order they finish.
 
     `jobs` is consumed as slots free up (at most `config.batch_size` texts and
@@ -294,7 +338,9 @@ def optimise(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: Iterable[
     appends while iterating (a retry with more vectors, say) join the same batch. Jobs may differ
     in K: each text's targets are aligned to its own first target position. With a storage dtype
     below float32 every forward pass sees the vectors rounded to it, so the exactness judged here
-    is that of the memory as it will be saved.
+    is that of the memory as it will be saved. With a `checkpoint`, a text saved there goes on
+    from where it stopped, and the texts in flight are saved there when the loop is stopped (an
+    exception, or the generator closed before its end).
     """
     recipe, dev = config.recipe, lm.device
     with torch.no_grad():
@@ -304,52 +350,52 @@ def optimise(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: Iterable[
     queue = jobs if isinstance(jobs, deque) else deque(jobs)
     slots: list[_Slot] = []
     done = 0
-    while queue or slots:
-        # 1. refill free slots from the queue, within the batch's size and token budget
-        while (queue and len(slots) < config.batch_size
-               and _fits(slots, queue[0], prompt, config.max_batch_tokens)):
-            job = queue.popleft()
-            slots.append(_Slot(lm, job, recipe, config.dtype, layout.with_k(job.k).first_target))
+    try:
+        while queue or slots:
+            # 1. refill free slots from the queue, within the batch's size and token budget
+            while (queue and len(slots) < config.batch_size
+                   and _fits(slots, queue[0], prompt, config.max_batch_tokens)):
+                job = queue.popleft()
+                slot = _Slot(lm, job, recipe, config.dtype, layout.with_k(job.k).first_target)
+                if checkpoint is not None and (state := checkpoint.take(slot.key())) is not None:
+                    slot.take_up(state)
+                slots.append(slot)
 
-        # 2. forward, and judge each text on these logits, i.e. on the vectors that produced them
-        judged, per_text = _forward(lm, slots, prefix, infix, recipe)
+            # 2. forward, and judge each text on these logits, i.e. on the vectors that produced them
+            judged, per_text = _forward(lm, slots, prefix, infix, recipe)
 
-        # 3. a text leaves its slot when exact with the recipe's margin, or out of steps or patience;
-        # a growing target that is solved short of the text's end takes more targets instead
-        still: list[_Slot] = []
-        for s, j in zip(slots, judged):
-            solved = s.solved(j, recipe.min_margin)
-            converged = solved and s.span == len(s.targets)
-            if solved and not converged:
-                s.grow(recipe.grow_tokens)
-            s.keep_if_best(j)
-            gave_up = s.steps >= s.max_steps or (recipe.patience is not None and s.since_best >= recipe.patience)
-            if converged or gave_up:
-                done += 1
-                yield s.result(converged, j)
-            else:
-                still.append(s)
-        if on_step is not None:
-            on_step(StepInfo(len(slots), done, done + len(queue) + len(still),
-                             sum(j.loss for j in judged) / len(judged), sum(j.accuracy for j in judged) / len(judged)))
+            # 3. the texts that are done leave their slots
+            still, finished = _settle(slots, judged, recipe)
+            done += len(finished)
+            if on_step is not None:
+                on_step(StepInfo(len(slots), done, done + len(queue) + len(still),
+                                 sum(j.loss for j in judged) / len(judged), sum(j.accuracy for j in judged) / len(judged)))
 
-        # 4. backward and update the texts still in play; each text's loss only reaches its own vectors
-        if still:
-            per_text.sum().backward()
-            for s in still:
-                s.update(recipe.clip)
-        slots = still
-        # a pass with no backward keeps its graph (activations) alive through the next forward otherwise
-        del per_text
+            # 4. backward and update the texts still in play; each text's loss only reaches its own vectors
+            if still:
+                per_text.sum().backward()
+                for s in still:
+                    s.update(recipe.clip)
+            slots = still
+            # a pass with no backward keeps its graph (activations) alive through the next forward otherwise
+            del per_text
+            yield from finished
+    except BaseException:  # stopped: Ctrl-C, SIGTERM, an error, or closed by the caller
+        if checkpoint is not None:
+            checkpoint.save({s.key(): s.snapshot() for s in slots})
+        raise
 
 
 def optimise_verified(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: deque[Job],
-                      on_step: Callable[[StepInfo], None] | None = None) -> Iterator[tuple[Optimised, bool]]:
+                      on_step: Callable[[StepInfo], None] | None = None, checkpoint: Checkpoint | None = None
+                      ) -> Iterator[tuple[Optimised, bool]]:
     """`optimise`, each result with its verdict (greedy decoding gives exactly its targets), verified
     `config.batch_size` results at a time, or at once after a long optimisation.
 
     Jobs the caller appends to `jobs` while iterating (a retry with more vectors) are run too, even
-    when they come from the last verdicts, after the optimiser had run dry.
+    when they come from the last verdicts, after the optimiser had run dry. Stopped early, it saves
+    the texts in flight to `checkpoint` (results optimised but not yet verified, each under
+    `VERIFY_AT_ONCE_SECONDS`, are done again).
     """
     def judged(done: list[Optimised]) -> Iterator[tuple[Optimised, bool]]:
         frame = lm.frame if framed(config.dtype) else None
@@ -358,11 +404,13 @@ def optimise_verified(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: 
 
     while True:
         pending: list[Optimised] = []
-        for result in optimise(lm, layout, config, jobs, on_step):
-            pending.append(result)
-            if len(pending) >= config.batch_size or result.seconds >= VERIFY_AT_ONCE_SECONDS:
-                done, pending = pending, []
-                yield from judged(done)
+        # closed however this generator ends, so that the texts in flight reach the checkpoint now
+        with closing(optimise(lm, layout, config, jobs, on_step, checkpoint)) as results:
+            for result in results:
+                pending.append(result)
+                if len(pending) >= config.batch_size or result.seconds >= VERIFY_AT_ONCE_SECONDS:
+                    done, pending = pending, []
+                    yield from judged(done)
         if pending:
             yield from judged(pending)
         if not jobs:

@@ -71,7 +71,8 @@ def test_a_rank_without_a_gpu_of_its_own_is_refused(monkeypatch):
         rank_device(None)
 
 
-def test_killed_run_resumes_without_redoing_or_losing_texts(tiny_dir, tiny_codec, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "terminated"])
+def test_a_stopped_run_resumes_without_redoing_or_losing_texts(stop, tiny_dir, tiny_codec, tmp_path):
     corpus_rows = [t for pair in zip(TEXTS, [HARD] * len(TEXTS)) for t in pair]
     data = write_csv(tmp_path / "c.csv", corpus_rows)
     store_dir = tmp_path / "store"
@@ -82,10 +83,14 @@ def test_killed_run_resumes_without_redoing_or_losing_texts(tiny_dir, tiny_codec
     deadline = time.time() + 600  # generous: a loaded machine is slow to write its first parts
     while time.time() < deadline and len(list(parts.glob("*.safetensors")) if parts.exists() else []) < 2:
         time.sleep(0.01)
-    p.send_signal(signal.SIGKILL)
+    p.send_signal(stop)
     p.wait()
     assert not (store_dir / "index.parquet").exists(), "the kill must land mid-run"
+    in_flight = store_dir / "in-flight-r0.safetensors"
+    # SIGTERM saves the texts being optimised (a hard row at least); SIGKILL gives no chance to
+    assert in_flight.exists() == (stop == signal.SIGTERM)
     s = finish(args)
+    assert not in_flight.exists()
     assert 2 <= s["resumed"] < len(corpus_rows) and s["encoded_now"] == len(corpus_rows) - s["resumed"]
     store = MemoryStore(store_dir)
     assert sorted(int(i) for i in store) == list(range(len(corpus_rows)))

@@ -110,6 +110,8 @@ def test_sigterm_stops_eval_with_the_report_of_the_texts_it_finished(tiny_dir, t
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] and summary["overall"]["n"] == summary["encoded_now"] == logged
     assert f"{len(texts) - logged} texts not yet encoded" in (out / "report.md").read_text()
+    assert (out / "in-flight.safetensors").exists()  # texts mid-way (a hard one at least), kept for the rerun
+    assert "in flight saved to" in err.decode()
 
 
 def test_eval_refuses_to_mix_settings(tiny_codec, tmp_path):

@@ -7,6 +7,7 @@ command as Ctrl-C does, so a run folder writes the report of what it finished.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import signal
@@ -54,10 +55,27 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+class _Notes(logging.Handler):
+    """memtok's own notes (texts taken up from a checkpoint, a model converted once) as lines on
+    standard error, looked up at each line as click does."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"memtok: {record.getMessage()}", err=True)
+
+
+def _say_notes() -> None:
+    notes = logging.getLogger("memtok")
+    if not any(isinstance(h, _Notes) for h in notes.handlers):
+        notes.addHandler(_Notes())
+    notes.setLevel(logging.INFO)
+    notes.propagate = False
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point: one line on standard error for any failure, exit 2 for bad input."""
     debug = os.environ.get("MEMTOK_DEBUG") == "1"
     signal.signal(signal.SIGTERM, _interrupt)
+    _say_notes()
     try:
         argv = sys.argv[1:] if args is None else list(args)
         cli.main(args=argv, prog_name="memtok", standalone_mode=False, obj={"argv": argv})

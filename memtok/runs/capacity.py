@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from contextlib import closing
 from pathlib import Path
 
 from ..codec import MemoryCodec
 from ..config import EncodeConfig
 from ..errors import MemtokError
-from .folder import FREE, ResultsLog, run_folder, settings, write_outputs
+from .folder import CHECKPOINT, FREE, ResultsLog, run_folder, settings, write_outputs
 from .plots import plot_capacity
 from .sources import Source
 
@@ -78,14 +79,16 @@ def _run_cell(codec: MemoryCodec, config: EncodeConfig, log: ResultsLog, length:
     """The texts of one (K, length) cell not yet in the log, each scored with and without its memory."""
     k = config.k
     rows = [i for i in targets if f"k{k}/l{length}/{i}" not in log.done]
-    for j, result, exact in codec.encode_ids([targets[i] for i in rows], config, show_progress_bar,
-                                             desc=f"K={k}, {length} tokens"):
-        i, t = rows[j], targets[rows[j]]
-        bare, aided = codec.score(t, config), codec.score(t, config, result.vectors)
-        log.append({"key": f"k{k}/l{length}/{i}", "k": k, "length": length, "index": i, "exact": exact,
-                    "token_accuracy": result.token_accuracy, "steps": result.steps, "seconds": round(result.seconds, 3),
-                    "nats_unaided": bare.nats, "nats_memory": aided.nats, "correct_unaided": bare.correct,
-                    "correct_memory": aided.correct, "wrong_memory": list(aided.wrong)})
+    tries = codec.encode_ids([targets[i] for i in rows], config, show_progress_bar, desc=f"K={k}, {length} tokens",
+                             checkpoint=log.path.parent / CHECKPOINT)
+    with closing(tries):  # stopped, the texts in flight reach the checkpoint before the report is written
+        for j, result, exact in tries:
+            i, t = rows[j], targets[rows[j]]
+            bare, aided = codec.score(t, config), codec.score(t, config, result.vectors)
+            log.append({"key": f"k{k}/l{length}/{i}", "k": k, "length": length, "index": i, "exact": exact,
+                        "token_accuracy": result.token_accuracy, "steps": result.steps, "seconds": round(result.seconds, 3),
+                        "nats_unaided": bare.nats, "nats_memory": aided.nats, "correct_unaided": bare.correct,
+                        "correct_memory": aided.correct, "wrong_memory": list(aided.wrong)})
 
 
 def _cell(rows: list[dict]) -> dict:

@@ -17,7 +17,7 @@ from ..config import EncodeConfig
 from ..errors import MemtokError
 from ..files import set_aside
 from ..memory import Memory
-from .folder import ResultsLog, run_folder, settings, write_outputs
+from .folder import CHECKPOINT, ResultsLog, run_folder, settings, write_outputs
 from .plots import plot_eval
 from .sources import Source
 
@@ -105,7 +105,7 @@ def _encode_pending(codec: MemoryCodec, source: Source, out: Path, log: ResultsL
         log.append(record(valid[j], texts[j], mem))
 
     if texts:
-        codec.encode(texts, config, show_progress_bar=show_progress_bar, on_result=finished)
+        codec.encode(texts, config, show_progress_bar=show_progress_bar, on_result=finished, checkpoint=out / CHECKPOINT)
 
 
 def _stats(rows: list[dict]) -> dict:

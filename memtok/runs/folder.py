@@ -21,6 +21,8 @@ from ..files import atomic_write, lock_folder, sweep_temporaries
 from ..model import FrozenLM
 from .sources import Source
 
+# The texts in flight when a run stopped (`memtok.checkpoint`), taken up by the next run.
+CHECKPOINT = "in-flight.safetensors"
 # Settings that do not change results: a rerun may differ in them.
 FREE = ("command", "n_texts", "model", *SPEED_ONLY)
 

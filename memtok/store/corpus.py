@@ -115,7 +115,8 @@ def _encode_rows(codec: MemoryCodec, source: Source, root: Path, config: EncodeC
     texts = [source.texts[r] for r in valid]
     if texts:
         codec.encode(texts, config, show_progress_bar=show_progress_bar and rank == 0,
-                     on_result=lambda j, mem: writer.add(valid[j], memory=mem))
+                     on_result=lambda j, mem: writer.add(valid[j], memory=mem),
+                     checkpoint=root / f"in-flight-r{rank}.safetensors")
     writer.flush()
     wall = time.perf_counter() - started
     encoded_now = _sum(len(mine))

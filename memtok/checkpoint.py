@@ -110,9 +110,9 @@ class Checkpoint:
         try:
             with safe_open(str(self.path), framework="pt", device="cpu") as f:
                 header = json.loads((f.metadata() or {})[HEADER_KEY])
-                if header.get("settings") != self.settings:
-                    logger.warning("%s was saved under another model, recipe, dtype or prompt; its texts start "
-                                   "afresh", self.path)
+                if header.get("version") != VERSION or header.get("settings") != self.settings:
+                    logger.warning("%s was saved by another memtok or under another model, recipe, dtype or "
+                                   "prompt; its texts start afresh", self.path)
                     return {}
 
                 def get(name: str) -> torch.Tensor:

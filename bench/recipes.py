@@ -78,7 +78,9 @@ def main() -> None:
                          "median_steps": statistics.median(steps), "p90_steps": p90(steps),
                          "median_seconds": round(statistics.median(m.seconds for m in mems), 2),
                          "wall_seconds": round(wall, 1), "texts_per_hour": round(3600 * len(mems) / wall, 1),
-                         "median_tokens": statistics.median(m.n_tokens for m in mems)})
+                         "median_tokens": statistics.median(m.n_tokens for m in mems),
+                         "per_text": [{"tokens": m.n_tokens, "steps": m.steps, "exact": m.exact,
+                                       "token_accuracy": round(m.token_accuracy, 4)} for m in mems]})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     ref = next((r for r in rows if r["recipe"].startswith("paper")), rows[0])
     report(rows, {"recipe": lambda r: r["recipe"], "batch": lambda r: r["batch_size"],

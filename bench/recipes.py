@@ -10,14 +10,13 @@ on a shared machine, so the figures to quote are the ratios measured here side b
     python bench/recipes.py --limit 40 --recipes memtok --batch-sizes 1,8    # batched throughput
 
 A recipe name followed by `@bos` runs that recipe's optimiser at memtok's layout (BOS before the
-memory); `paper` alone is the faithful recipe (no BOS). Fields can be overridden to try a lever:
-`memtok:lr=0.01:rank=64`, `memtok-sgd:lr=20.0`, `memtok:wrong_weight=4.0`, `memtok:init='text'`.
+memory); `paper` alone is the faithful recipe (no BOS). Fields can be overridden to try a lever, as
+on every memtok command: `memtok:lr=0.01:rank=64`, `memtok-sgd:lr=20.0`, `memtok:init=text`.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import statistics
 import sys
@@ -31,12 +30,11 @@ from memtok.runs.sources import read_source
 
 
 def resolve(name: str):
-    head, *overrides = name.split(":")
+    """A recipe spec (`memtok.recipes.parse_recipe`), `name@bos` short for `name:bos=true`."""
+    head, _, rest = name.partition(":")
     base, _, variant = head.partition("@")
-    changes = {k: ast.literal_eval(v) for k, v in (o.split("=", 1) for o in overrides)}
-    if variant == "bos":
-        changes["bos"] = True
-    return get_recipe(base).replace(name=name, **changes)
+    spec = ":".join([base] + (["bos=true"] if variant == "bos" else []) + ([rest] if rest else []))
+    return get_recipe(spec).replace(name=name)
 
 
 def truncate(codec: MemoryCodec, texts: list[str], n: int) -> list[str]:

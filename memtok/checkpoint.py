@@ -45,6 +45,7 @@ class SlotState:
     seconds: float  # optimisation time spent before the stop
     best: list[float] | None = None  # the best standing so far (`memtok.optimise._Judged`), and its vectors
     best_vectors: torch.Tensor | None = None
+    shared_seconds: float = 0.0  # its share of the passes it was in (`memtok.optimise.Optimised.seconds`)
 
 
 def text_key(targets: list[int], k: int, max_steps: int) -> str:
@@ -101,7 +102,8 @@ class Checkpoint:
             if s.best_vectors is not None:
                 tensors[f"{key}.best"] = s.best_vectors
             texts[key] = {"params": len(s.params), "moments": [len(m) for m in s.moments], "step": s.step,
-                          "span": s.span, "since_best": s.since_best, "seconds": s.seconds, "best": s.best}
+                          "span": s.span, "since_best": s.since_best, "seconds": s.seconds, "best": s.best,
+                          "shared_seconds": s.shared_seconds}
         header = {"version": VERSION, "settings": self.settings, "texts": texts}
         tensors = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in tensors.items()}
         atomic_write(self.path, lambda tmp: save_file(tensors, tmp, metadata={HEADER_KEY: json.dumps(header)}))
@@ -122,7 +124,8 @@ class Checkpoint:
                     params=[get(f"{key}.param.{i}") for i in range(t["params"])],
                     moments=[[get(f"{key}.moment.{i}.{j}") for j in range(n)] for i, n in enumerate(t["moments"])],
                     step=t["step"], span=t["span"], since_best=t["since_best"], seconds=t["seconds"], best=t["best"],
-                    best_vectors=get(f"{key}.best") if t["best"] is not None else None)
+                    best_vectors=get(f"{key}.best") if t["best"] is not None else None,
+                    shared_seconds=t.get("shared_seconds", t["seconds"]))
                     for key, t in header["texts"].items()}
         except (SafetensorError, OSError, KeyError, TypeError, ValueError) as exc:
             set_aside(self.path, f"unreadable checkpoint: {exc}")

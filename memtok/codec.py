@@ -19,7 +19,7 @@ from .header import sha256_text
 from .layout import Layout
 from .memory import Memory
 from .model import FrozenLM, load
-from .optimise import Job, Optimised, optimise_verified
+from .optimise import Job, Optimised, StepInfo, optimise_verified
 from .precision import framed, model_inputs
 from .progress import progress, show_steps
 from .score import Score, score
@@ -87,6 +87,7 @@ class MemoryCodec:
         *,
         show_progress_bar: bool | None = None,
         on_result: Callable[[int, Memory], None] | None = None,
+        on_step: Callable[[StepInfo], None] | None = None,
         checkpoint: str | Path | None = None,
         **options,
     ) -> Memory | list[Memory]:
@@ -100,6 +101,9 @@ class MemoryCodec:
                 vector holds (`memtok.plan`), each with its own vectors; `plan()` says how.
             show_progress_bar: defaults to on when logging is at INFO or lower.
             on_result: called with (input index, memory) as each text finishes.
+            on_step: called after every forward pass with each text's standing (`StepInfo.texts`,
+                keyed `{"text": input index, "segment": its index in the text}`), e.g. a
+                `memtok.steplog.StepLog`.
             checkpoint: a file to save the texts in flight to if the call is stopped (Ctrl-C, an
                 error), and to take them up from on the next call with the same file
                 (`memtok.checkpoint`); removed when the call ends with nothing in flight.
@@ -120,7 +124,8 @@ class MemoryCodec:
         try:
             # exact: greedy decoding gave the piece's ids and EOS, which `target_ids` checked
             # detokenize back to the piece byte for byte
-            with closing(optimise_verified(self.lm, run.layout, config, run.start(), show_steps(bar), saved)) as tries:
+            steps = _with_labels(show_steps(bar), on_step, run.label)
+            with closing(optimise_verified(self.lm, run.layout, config, run.start(), steps, saved)) as tries:
                 for result, exact in tries:
                     i = run.settle(result, exact)
                     if i is None:
@@ -141,11 +146,13 @@ class MemoryCodec:
         return EncodeRun(self.lm, texts, self.check(config, **options)).describe()
 
     def encode_ids(self, targets: Sequence[list[int]], config: EncodeConfig, show_progress_bar: bool | None = None,
-                   desc: str = "encoding", checkpoint: str | Path | None = None) -> Iterator[tuple[int, Optimised, bool]]:
+                   desc: str = "encoding", checkpoint: str | Path | None = None,
+                   on_step: Callable[[StepInfo], None] | None = None) -> Iterator[tuple[int, Optimised, bool]]:
         """Vectors for token-id sequences that need not be text (a cut of a text, without EOS), with
         `config.k` vectors each: (index, result, exact) in the order they finish. What capacity
-        studies run; texts go through `encode`. `checkpoint` as in `encode`; close the generator
-        (`contextlib.closing`) to save the texts in flight when stopping early."""
+        studies run; texts go through `encode`. `checkpoint` and `on_step` (keyed `{"text": index}`)
+        as in `encode`; close the generator (`contextlib.closing`) to save the texts in flight when
+        stopping early."""
         if not config.fixed:
             raise MemtokError(f"encode_ids takes a number of vectors, not {config.k!r}")
         config = self.check(config)
@@ -154,7 +161,8 @@ class MemoryCodec:
         bar = progress(len(jobs), desc, "text", disable=not self._show(show_progress_bar) or not jobs)
         saved = self._checkpoint(checkpoint, layout, config)
         try:
-            with closing(optimise_verified(self.lm, layout, config, jobs, show_steps(bar), saved)) as tries:
+            steps = _with_labels(show_steps(bar), on_step, lambda key: {"text": key})
+            with closing(optimise_verified(self.lm, layout, config, jobs, steps, saved)) as tries:
                 for result, exact in tries:
                     bar.update(1)
                     yield result.key, result, exact
@@ -222,3 +230,19 @@ class MemoryCodec:
     @staticmethod
     def _show(show_progress_bar: bool | None) -> bool:
         return logger.getEffectiveLevel() <= logging.INFO if show_progress_bar is None else show_progress_bar
+
+
+def _with_labels(shown: Callable[[StepInfo], None], on_step: Callable[[StepInfo], None] | None,
+                 label: Callable[[object], dict]) -> Callable[[StepInfo], None]:
+    """The progress display's `on_step`, then the caller's with each text's job key turned into
+    what the caller knows it by."""
+    if on_step is None:
+        return shown
+
+    def both(info: StepInfo) -> None:
+        shown(info)
+        for point in info.texts:
+            point.key = label(point.key)
+        on_step(info)
+
+    return both

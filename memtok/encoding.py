@@ -97,6 +97,11 @@ class EncodeRun:
             self.queue.append(Job(key, p.targets, first.k, max_steps=first.max_steps))
         return self.queue
 
+    def label(self, key: int) -> dict:
+        """What a job is known by outside: its text's index and its place among that text's pieces."""
+        p = self.pieces[key]
+        return {"text": p.text_index, "segment": next(j for j, q in enumerate(self.of_text[p.text_index]) if q is p)}
+
     def settle(self, result: Optimised, exact: bool) -> int | None:
         """Record a verified try; returns the index of a text all of whose pieces are now settled.
 
@@ -125,6 +130,7 @@ class EncodeRun:
             infix_ids=list(self.layout.infix_ids), n_tokens=sum(n) - len(n), text_sha256=sha256_text(self.texts[i]),
             recipe=config.recipe.to_dict(), steps=sum(p.steps for p in pieces),
             seconds=round(sum(p.seconds for p in pieces), 3),
+            elapsed_seconds=round(sum(p.elapsed_seconds for p in pieces), 3),
             final_loss=sum(p.result.loss * m for p, m in zip(pieces, n)) / sum(n),
             min_margin=min(p.result.min_margin for p in pieces),
             token_accuracy=sum(p.result.token_accuracy * m for p, m in zip(pieces, n)) / sum(n),

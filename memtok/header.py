@@ -110,6 +110,7 @@ def check_header(header: object, shapes: Mapping[str, tuple[str, list[int]]], wh
     fields["text"] = text
     fields["segments"] = _segments(header, fields["n_tokens"], where)
     fields.update(_sizes(header, where))
+    fields.update(_record(header, where))
     _check_tensors(header, fields, shapes, where)
     return fields
 
@@ -123,6 +124,16 @@ def _sizes(header: dict, where: str) -> dict:
     if bits is not None and not _number(0, 1e15)(bits):
         raise NotAMemoryError(f"{where}: 'entropy_bits' must be a non-negative number")
     return {"text_sizes": sizes, "entropy_bits": bits}
+
+
+def _record(header: dict, where: str) -> dict:
+    """The optional fields of how a memory was made: its raw optimisation time and its start."""
+    elapsed, start = header.get("elapsed_seconds"), header.get("start")
+    if elapsed is not None and not _number(0)(elapsed):
+        raise NotAMemoryError(f"{where}: 'elapsed_seconds' must be a non-negative number")
+    if start is not None and not _printable(start):
+        raise NotAMemoryError(f"{where}: 'start' must be a printable name")
+    return {"elapsed_seconds": elapsed, "start": start}
 
 
 def _segments(header: dict, n_tokens: int, where: str) -> list[dict]:

@@ -54,6 +54,10 @@ class Memory:
     # model with no memory (the bound: `memtok.sizes`), recorded when encoded
     text_sizes: dict[str, int] | None = None
     entropy_bits: float | None = None
+    # `seconds` is the text's share of the run's wall time (a batch's passes split among its texts);
+    # this is the time from its first pass to its last, shared or not
+    elapsed_seconds: float | None = None
+    start: str | None = None  # what its optimisation started from: a learned start's name, or the recipe's init
     memtok_version: str = __version__
     format_version: int = FORMAT_VERSION
 

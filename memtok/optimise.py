@@ -54,7 +54,8 @@ class Optimised:
     key: object
     vectors: torch.Tensor  # [K, d], float32 stored values (`memtok.precision.stored_form`), on the CPU
     steps: int
-    seconds: float
+    seconds: float  # its share of the wall time of the passes it was in: texts' seconds add up to a run's
+    elapsed_seconds: float  # from its first pass to its last, whatever else shared those passes
     loss: float  # mean cross-entropy per target in play (EOS included) of `vectors`
     min_margin: float  # smallest (target logit - best other logit) over the targets in play
     token_accuracy: float  # teacher-forced share of targets (EOS included) whose argmax is right; with a
@@ -64,14 +65,28 @@ class Optimised:
 
 
 @dataclass
+class TextStep:
+    """One text's standing on one forward pass: a point of its optimisation curve."""
+
+    key: object  # the job's
+    k: int
+    step: int  # updates before this pass: 0 is the start itself
+    loss: float
+    accuracy: float
+    margin: float
+    done: bool  # its last pass: exact with the recipe's margin, or out of steps or patience
+
+
+@dataclass
 class StepInfo:
-    """What a progress display needs after each step."""
+    """What a progress display and a step log need after each step."""
 
     active: int  # texts in this step's forward pass
     done: int
     total: int
     loss: float
     accuracy: float
+    texts: list[TextStep]
 
 
 class _Judged(NamedTuple):
@@ -155,6 +170,7 @@ class _Slot:
         self.dtype = dtype
         self.frame = lm.frame if framed(dtype) else None
         self.started = time.perf_counter()
+        self.shared_seconds = 0.0  # this text's share of each pass it was in
         self.best: _Best | None = None
         self.since_best = 0
         self._weights: torch.Tensor | None = None
@@ -210,7 +226,7 @@ class _Slot:
         best = self.best
         return SlotState([p.detach() for p in self.learned.params], [opt.moments() for opt in self.opts],
                          self.steps, self.span, self.since_best, time.perf_counter() - self.started,
-                         list(best.judged) if best else None, best.vectors if best else None)
+                         list(best.judged) if best else None, best.vectors if best else None, self.shared_seconds)
 
     def take_up(self, state: SlotState) -> None:
         """Go on from a checkpoint's `state` of this same text."""
@@ -221,6 +237,7 @@ class _Slot:
             opt.restore(state.step, moments)
         self.span, self.since_best = state.span, state.since_best
         self.started = time.perf_counter() - state.seconds
+        self.shared_seconds = state.shared_seconds
         if state.best is not None:
             self.best = _Best(_Judged(*state.best), state.best_vectors)
 
@@ -230,8 +247,8 @@ class _Slot:
             judged, vectors = self.best
         else:
             vectors = self.stored()
-        return Optimised(self.job.key, vectors.float().cpu(), self.steps, time.perf_counter() - self.started,
-                         judged.loss, judged.margin, judged.accuracy, converged, self.job.targets)
+        return Optimised(self.job.key, vectors.float().cpu(), self.steps, self.shared_seconds,
+                         time.perf_counter() - self.started, judged.loss, judged.margin, judged.accuracy, converged, self.job.targets)
 
 
 # --- one forward pass ----------------------------------------------------------------------------
@@ -307,6 +324,14 @@ def _forward(lm: FrozenLM, slots: list[_Slot], prefix: torch.Tensor, infix: torc
     return [_Judged(*j) for j in zip(accuracy, min_margin, per_text.tolist(), n_right)], per_text
 
 
+def _share(slots: list[_Slot], since: float) -> float:
+    """Split the wall time since `since` evenly among `slots` (the texts of one pass); returns now."""
+    now = time.perf_counter()
+    for s in slots:
+        s.shared_seconds += (now - since) / len(slots)
+    return now
+
+
 def _settle(slots: list[_Slot], judged: list[_Judged], recipe: Recipe) -> tuple[list[_Slot], list[Optimised]]:
     """The slots still in play, and the results of those done: a text is done when exact with the
     recipe's margin, or out of steps or patience; a growing target solved short of the text's end
@@ -362,20 +387,28 @@ def optimise(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: Iterable[
                 slots.append(slot)
 
             # 2. forward, and judge each text on these logits, i.e. on the vectors that produced them
+            began = time.perf_counter()
             judged, per_text = _forward(lm, slots, prefix, infix, recipe)
+            began = _share(slots, began)
+            curve = [TextStep(s.job.key, s.job.k, s.steps, j.loss, j.accuracy, j.margin, False)
+                     for s, j in zip(slots, judged)] if on_step is not None else []
 
             # 3. the texts that are done leave their slots
             still, finished = _settle(slots, judged, recipe)
             done += len(finished)
             if on_step is not None:
+                for point, s in zip(curve, slots):
+                    point.done = s not in still
                 on_step(StepInfo(len(slots), done, done + len(queue) + len(still),
-                                 sum(j.loss for j in judged) / len(judged), sum(j.accuracy for j in judged) / len(judged)))
+                                 sum(j.loss for j in judged) / len(judged), sum(j.accuracy for j in judged) / len(judged),
+                                 curve))
 
             # 4. backward and update the texts still in play; each text's loss only reaches its own vectors
             if still:
                 per_text.sum().backward()
                 for s in still:
                     s.update(recipe.clip)
+                _share(still, began)
             slots = still
             # a pass with no backward keeps its graph (activations) alive through the next forward otherwise
             del per_text
@@ -398,9 +431,13 @@ def optimise_verified(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: 
     `VERIFY_AT_ONCE_SECONDS`, are done again).
     """
     def judged(done: list[Optimised]) -> Iterator[tuple[Optimised, bool]]:
+        began = time.perf_counter()
         frame = lm.frame if framed(config.dtype) else None
         inputs = [model_inputs(e.vectors, config.dtype, frame) for e in done]
-        return zip(done, verify(lm, layout, inputs, [e.targets for e in done]))
+        verdicts = verify(lm, layout, inputs, [e.targets for e in done])
+        for e in done:  # the verification's time is shared among its results, as a pass's is
+            e.seconds += (time.perf_counter() - began) / len(done)
+        return zip(done, verdicts)
 
     while True:
         pending: list[Optimised] = []

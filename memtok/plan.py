@@ -69,7 +69,8 @@ class Piece:
     tried: list[int] = field(default_factory=list)  # K of each try, in order
     outcomes: dict[int, bool] = field(default_factory=dict)  # K -> exact
     steps: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # its share of the run's wall time (`Optimised.seconds`)
+    elapsed_seconds: float = 0.0
     result: Optimised | None = None  # the smallest exact try, else the latest
     exact: bool = False
 
@@ -79,6 +80,7 @@ class Piece:
         self.outcomes[k] = exact
         self.steps += result.steps
         self.seconds += result.seconds
+        self.elapsed_seconds += result.elapsed_seconds
         if not self.exact or (exact and k < len(self.result.vectors)):
             self.result, self.exact = result, exact
 

@@ -117,10 +117,68 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (MEMTOK, MEMTOK_BF16, MEMTOK_SG
 DEFAULT_RECIPE = MEMTOK.name
 
 
+def _field_value(name: str, text: str) -> object:
+    """`text` as the type of Recipe field `name`, or a one-line error saying what it must be."""
+    kind = {f.name: f.type for f in dataclasses.fields(Recipe)}[name]
+    try:
+        if kind == "bool":
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return text.lower() in ("true", "1", "yes")
+        if kind == "int":
+            return int(text)
+        if kind == "int | None":
+            return None if text.lower() == "none" else int(text)
+        if kind == "float":
+            value = float(text)
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError
+            return value
+        if kind == "tuple[float, float]":
+            a, b = text.split(",")
+            return float(a), float(b)
+        return text  # an enum or a string: the Recipe checks it
+    except ValueError:
+        raise MemtokError(f"recipe field {name} takes {kind.replace(' | None', ' or none')}, got {text!r}") from None
+
+
+def parse_recipe(spec: str) -> Recipe:
+    """A recipe from `name[:field=value]...`, e.g. `memtok:lr=0.1:rank=64` or `paper:bos=true`:
+    the named recipe with those fields changed, each checked; `name` is the spec as given, so a run
+    folder and a memory record what was asked as well as every field's value."""
+    head, *overrides = spec.split(":")
+    if head not in RECIPES:
+        raise MemtokError(f"unknown recipe {head!r}; choose one of {', '.join(RECIPES)}")
+    settable = [f.name for f in dataclasses.fields(Recipe) if f.name != "name"]
+    changes = {}
+    for item in overrides:
+        name, eq, text = item.partition("=")
+        if not eq or name not in settable:
+            raise MemtokError(f"recipe {spec!r}: {item!r} is not field=value with a recipe field; "
+                              f"fields: {', '.join(settable)}")
+        changes[name] = _field_value(name, text)
+    try:
+        return RECIPES[head].replace(name=spec, **changes) if changes else RECIPES[head]
+    except ValueError as exc:  # an enum field given a value it does not have
+        raise MemtokError(f"recipe {spec!r}: {exc}") from None
+
+
+def recipe_spec(recipe: dict) -> str:
+    """The shortest `name:field=value...` that gives back this recipe (as `Recipe.to_dict` or a run
+    folder holds it): the registered recipe its name starts with, and each field that differs."""
+    base = RECIPES.get(str(recipe.get("name", "")).split(":")[0], RECIPES[DEFAULT_RECIPE])
+    known = base.to_dict()
+    changed = []
+    for name, value in recipe.items():
+        if name != "name" and name in known and value != known[name]:
+            text = ",".join(map(str, value)) if isinstance(value, list) else str(value).lower() \
+                if isinstance(value, bool) or value is None else str(value)
+            changed.append(f"{name}={text}")
+    return ":".join([base.name, *changed])
+
+
 def get_recipe(name_or_recipe: str | Recipe) -> Recipe:
+    """A `Recipe` as given, by name, or by a `name:field=value...` spec (`parse_recipe`)."""
     if isinstance(name_or_recipe, Recipe):
         return name_or_recipe
-    try:
-        return RECIPES[name_or_recipe]
-    except KeyError:
-        raise MemtokError(f"unknown recipe {name_or_recipe!r}; choose one of {', '.join(RECIPES)}") from None
+    return parse_recipe(name_or_recipe)

@@ -6,13 +6,14 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import click
 
 from ..config import EncodeConfig
 from ..errors import MemtokError
 from .main import cli, load_codec
-from .options import encode_options, model_options
+from .options import encode_options, log_steps_option, model_options
 
 
 @cli.command()
@@ -21,9 +22,10 @@ from .options import encode_options, model_options
 @click.option("-o", "--out", default=None, help="memory file to write (default: <sha256 prefix>.mem.safetensors)")
 @model_options
 @encode_options()
+@log_steps_option
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object per memory")
 def encode(text: str | None, path: str | None, out: str | None, model: str | None, device: str | None,
-           config: EncodeConfig, as_json: bool) -> None:
+           config: EncodeConfig, log_steps: int | None, as_json: bool) -> None:
     """Encode TEXT (or -f FILE, or standard input) into a memory file.
 
     \b
@@ -43,7 +45,15 @@ def encode(text: str | None, path: str | None, out: str | None, model: str | Non
     codec = load_codec(model, device)
     click.echo(f"plan: {codec.plan(text, config)}", err=True)
     started = time.perf_counter()
-    mem = codec.encode(text, config, show_progress_bar=True)
+    if log_steps:
+        from ..steplog import StepLog
+
+        steps_path = f"{out}.steps.jsonl"
+        Path(steps_path).unlink(missing_ok=True)  # a new memory, a new curve
+        with StepLog(steps_path, log_steps, lambda key: key) as log:
+            mem = codec.encode(text, config, show_progress_bar=True, on_step=log)
+    else:
+        mem = codec.encode(text, config, show_progress_bar=True)
     mem.save(out)
     wall = time.perf_counter() - started
     if as_json:

@@ -11,7 +11,8 @@ from ..config import AUTO, FAVOUR, MAX_BATCH_TOKENS, PLAN, EncodeConfig
 from ..header import MAX_K
 from ..layout import DEFAULT_TEMPLATE
 from ..precision import DTYPES
-from ..recipes import DEFAULT_RECIPE, RECIPES
+from ..errors import MemtokError
+from ..recipes import DEFAULT_RECIPE, RECIPES, parse_recipe
 
 MODEL_HELP = "hub id, local model directory or .gguf file; default: the embedded SmolLM2-135M"
 
@@ -19,6 +20,12 @@ MODEL_HELP = "hub id, local model directory or .gguf file; default: the embedded
 def model_options(f: Callable) -> Callable:
     f = click.option("--device", default=None, help="cpu, cuda, cuda:1 ...; default: CUDA when present")(f)
     return click.option("--model", "-m", default=None, help=MODEL_HELP)(f)
+
+
+def log_steps_option(f: Callable) -> Callable:
+    return click.option("--log-steps", type=click.IntRange(1), default=None, metavar="N",
+                        help="keep each text's loss, token accuracy and margin at step 0, every N steps and at its "
+                             "last step (steps.jsonl; encode: <memory>.steps.jsonl)")(f)
 
 
 def data_options(f: Callable) -> Callable:
@@ -37,6 +44,21 @@ class KType(click.ParamType):
         if str(value).isdigit() and 1 <= int(value) <= MAX_K:
             return int(value)
         self.fail(f"{value!r} is neither 'plan', 'auto' nor a number of vectors from 1 to {MAX_K}", param, ctx)
+
+
+class RecipeType(click.ParamType):
+    """A recipe name with fields changed, `memtok:lr=0.1:rank=64`, checked field by field."""
+
+    name = "NAME[:FIELD=VALUE]..."
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            parse_recipe(value)
+        except MemtokError as exc:
+            self.fail(str(exc), param, ctx)
+        return value
 
 
 class IntList(click.ParamType):
@@ -89,8 +111,9 @@ def encode_options(many_k: bool = False, texts: bool = True) -> Callable[[Callab
 
 
 _COMMON = [
-    click.option("--recipe", type=click.Choice(list(RECIPES)), default=DEFAULT_RECIPE, show_default=True,
-                 help="optimisation recipe"),
+    click.option("--recipe", type=RecipeType(), default=DEFAULT_RECIPE, show_default=True,
+                 help=f"optimisation recipe: {', '.join(RECIPES)}, with fields changed as in "
+                      "'memtok:lr=0.1:rank=64' (docs/method.md lists the fields)"),
     click.option("--max-steps", type=click.IntRange(1, 1_000_000), default=None,
                  help="give up on a text after this many steps (default: the recipe's)"),
     click.option("--template", default=DEFAULT_TEMPLATE, show_default=True,

@@ -9,7 +9,7 @@ import click
 
 from ..config import EncodeConfig
 from .main import cli, command_line, load_codec
-from .options import IntList, data_options, encode_options, model_options
+from .options import IntList, data_options, encode_options, log_steps_option, model_options
 
 
 @cli.command("eval")
@@ -18,8 +18,9 @@ from .options import IntList, data_options, encode_options, model_options
 @click.option("--out", "-o", default=None, help="output folder (default: eval-<data>-<recipe>-k<K>)")
 @model_options
 @encode_options()
+@log_steps_option
 def eval_(data: str, column: str | None, limit: int | None, out: str | None, model: str | None, device: str | None,
-          config: EncodeConfig) -> None:
+          config: EncodeConfig, log_steps: int | None) -> None:
     """Encode every text of DATA and report how many come back exactly.
 
     DATA is a CSV (column `chunk`), a JSONL file (field `text`), a plain text file (blank-line
@@ -35,7 +36,7 @@ def eval_(data: str, column: str | None, limit: int | None, out: str | None, mod
     source = read_source(data, column, limit)
     out = out or f"eval-{Path(data).stem}-{config.recipe.name}-k{config.k}"
     codec = load_codec(model, device)
-    s = run_eval(codec, source, out, config, command=command_line())
+    s = run_eval(codec, source, out, config, command=command_line(), log_steps=log_steps)
     o = s["overall"]
     click.echo(f"{o['exact']}/{o['n']} exact, mean token accuracy {o['mean_token_accuracy']:.4f}, "
                f"median {o['median_steps']} steps / {o['median_seconds']} s per text"
@@ -54,8 +55,9 @@ def eval_(data: str, column: str | None, limit: int | None, out: str | None, mod
               help="end each target with EOS (memtok's exactness) or not (Kuratov et al.'s setting)")
 @model_options
 @encode_options(many_k=True, texts=False)
+@log_steps_option
 def capacity(data: str, lengths: list[int], column: str | None, limit: int | None, out: str | None, eos: bool,
-             model: str | None, device: str | None, config: EncodeConfig, ks: list[int]) -> None:
+             model: str | None, device: str | None, config: EncodeConfig, ks: list[int], log_steps: int | None) -> None:
     """How many tokens K memory vectors hold: the largest length every text is exact at, per K
     (on the first 10 texts of DATA unless --limit says otherwise).
 
@@ -68,7 +70,7 @@ def capacity(data: str, lengths: list[int], column: str | None, limit: int | Non
     source = read_source(data, column, limit or 10)
     out = out or f"capacity-{Path(data).stem}"
     codec = load_codec(model, device)
-    s = run_capacity(codec, source, out, lengths, ks, config, eos=eos, command=command_line())
+    s = run_capacity(codec, source, out, lengths, ks, config, eos=eos, command=command_line(), log_steps=log_steps)
     for k, row in s["by_k"].items():
         click.echo(f"K={k}: every text exact up to {shown(row['capacity_exact'], row['cells'])} tokens, mean accuracy "
                    f">= 0.99 up to {shown(row['capacity_accuracy_99'], row['cells'])}", err=True)

@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from contextlib import closing
+from contextlib import closing, nullcontext
 from pathlib import Path
 
 from ..codec import MemoryCodec
 from ..config import EncodeConfig
 from ..errors import MemtokError
-from .folder import CHECKPOINT, FREE, ResultsLog, run_folder, settings, write_outputs
+from ..steplog import StepLog
+from .folder import CHECKPOINT, FREE, STEPS, ResultsLog, run_folder, settings, write_outputs
 from .plots import plot_capacity
 from .sources import Source
 
@@ -31,7 +32,8 @@ KURATOV_ACCURACY = 0.99
 
 
 def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: list[int], ks: list[int],
-                 config: EncodeConfig, eos: bool = True, command: str = "", show_progress_bar: bool = True) -> dict:
+                 config: EncodeConfig, eos: bool = True, command: str = "", show_progress_bar: bool = True,
+                 log_steps: int | None = None) -> dict:
     """Run every (K, length) cell not yet in `out/results.jsonl`; write summary.json, report.md, capacity.png
     (also for the texts finished when the run is interrupted by Ctrl-C or SIGTERM)."""
     out = Path(out)
@@ -54,7 +56,7 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
 
         try:
             token_ids = [codec.lm.tokenize(t) for t in source.texts]
-            _run_cells(codec, configs, log, token_ids, sorted(lengths), eos, show_progress_bar)
+            _run_cells(codec, configs, log, token_ids, sorted(lengths), eos, show_progress_bar, log_steps)
         except KeyboardInterrupt:
             write(interrupted=True)
             raise
@@ -62,31 +64,34 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
 
 
 def _run_cells(codec: MemoryCodec, configs: dict[int, EncodeConfig], log: ResultsLog, token_ids: list[list[int]],
-               lengths: list[int], eos: bool, show_progress_bar: bool) -> None:
+               lengths: list[int], eos: bool, show_progress_bar: bool, log_steps: int | None) -> None:
     """Every (K, length) cell in turn; a K stops after a length where no text is exact or accurate."""
     for k, cfg in configs.items():
         for length in lengths:
             # the first `length` ids of each text that has them
             targets = {i: ids[:length] + [codec.lm.eos_id] * eos for i, ids in enumerate(token_ids) if len(ids) >= length}
-            _run_cell(codec, cfg, log, length, targets, show_progress_bar)
+            _run_cell(codec, cfg, log, length, targets, show_progress_bar, log_steps)
             cell = _cell([r for r in log.records if r["k"] == k and r["length"] == length])
             if cell["n"] and cell["exact"] == 0 and cell["mean_token_accuracy"] < KURATOV_ACCURACY:
                 break  # longer texts will not do better with this K
 
 
 def _run_cell(codec: MemoryCodec, config: EncodeConfig, log: ResultsLog, length: int, targets: dict[int, list[int]],
-              show_progress_bar: bool) -> None:
+              show_progress_bar: bool, log_steps: int | None) -> None:
     """The texts of one (K, length) cell not yet in the log, each scored with and without its memory."""
     k = config.k
     rows = [i for i in targets if f"k{k}/l{length}/{i}" not in log.done]
+    steps = StepLog(log.path.parent / STEPS, log_steps, lambda key: {"key": f"k{k}/l{length}/{rows[key['text']]}"}) \
+        if log_steps else None
     tries = codec.encode_ids([targets[i] for i in rows], config, show_progress_bar, desc=f"K={k}, {length} tokens",
-                             checkpoint=log.path.parent / CHECKPOINT)
-    with closing(tries):  # stopped, the texts in flight reach the checkpoint before the report is written
+                             checkpoint=log.path.parent / CHECKPOINT, on_step=steps)
+    with closing(tries), steps or nullcontext():  # stopped, the texts in flight reach the checkpoint before the report is written
         for j, result, exact in tries:
             i, t = rows[j], targets[rows[j]]
             bare, aided = codec.score(t, config), codec.score(t, config, result.vectors)
             log.append({"key": f"k{k}/l{length}/{i}", "k": k, "length": length, "index": i, "exact": exact,
                         "token_accuracy": result.token_accuracy, "steps": result.steps, "seconds": round(result.seconds, 3),
+                        "elapsed_seconds": round(result.elapsed_seconds, 3),
                         "nats_unaided": bare.nats, "nats_memory": aided.nats, "correct_unaided": bare.correct,
                         "correct_memory": aided.correct, "wrong_memory": list(aided.wrong)})
 

@@ -17,8 +17,9 @@ from ..config import EncodeConfig
 from ..errors import MemtokError
 from ..files import set_aside
 from ..memory import Memory
-from .folder import CHECKPOINT, ResultsLog, run_folder, settings, write_outputs
-from .plots import plot_eval
+from ..steplog import StepLog, read_steps
+from .folder import CHECKPOINT, STEPS, ResultsLog, run_folder, settings, write_outputs
+from .plots import plot_eval, plot_steps
 from .sources import Source
 
 BUCKETS = [(1, 16), (17, 32), (33, 64), (65, 128), (129, 256), (257, 512), (513, 10**9)]
@@ -28,6 +29,7 @@ def record(index: int, text: str, mem: Memory) -> dict:
     """One line of results.jsonl."""
     return {"index": index, "chars": len(text), "tokens": mem.n_tokens, "exact": mem.exact,
             "token_accuracy": mem.token_accuracy, "steps": mem.steps, "seconds": mem.seconds,
+            "elapsed_seconds": mem.elapsed_seconds,
             "final_loss": mem.final_loss, "min_margin": mem.min_margin, "k": mem.k,
             "segment_k": [seg["k"] for seg in mem.segments], "tries": [seg.get("tried") for seg in mem.segments],
             "recipe": mem.recipe["name"],
@@ -40,10 +42,11 @@ def memory_file(index: int) -> str:
 
 
 def run_eval(codec: MemoryCodec, source: Source, out: str | Path, config: EncodeConfig | None = None,
-             command: str = "", show_progress_bar: bool = True) -> dict:
+             command: str = "", show_progress_bar: bool = True, log_steps: int | None = None) -> dict:
     """Encode every text of `source` not yet in `out/results.jsonl` (its memory into `out/memories/`), then
     write the summary, report and plots. A text that cannot be encoded is recorded as failed. An
-    interrupted run (Ctrl-C, SIGTERM) writes them for the texts it finished before it stops."""
+    interrupted run (Ctrl-C, SIGTERM) writes them for the texts it finished before it stops. With
+    `log_steps`, each text's curve goes to `out/steps.jsonl` (`memtok.steplog`) and into the report."""
     out = Path(out)
     config = codec.check(config or EncodeConfig())
     run = settings(codec.lm, config, source, command)
@@ -52,7 +55,7 @@ def run_eval(codec: MemoryCodec, source: Source, out: str | Path, config: Encode
         pending = [i for i in range(len(source.texts)) if i not in log.done]
         resumed, started = len(source.texts) - len(pending), time.perf_counter()
         try:
-            _encode_pending(codec, source, out, log, pending, config, show_progress_bar)
+            _encode_pending(codec, source, out, log, pending, config, show_progress_bar, log_steps)
         except KeyboardInterrupt:
             _write(out, run, log, len(source.texts), resumed, started, interrupted=True)
             raise
@@ -69,8 +72,15 @@ def _write(out: Path, run: dict, log: ResultsLog, n_texts: int, resumed: int, st
     summary.update(run=run, resumed_with=resumed, encoded_now=now, wall_seconds_now=round(wall, 1),
                    texts_per_hour_now=round(3600 * now / wall, 1) if now and wall > 0 else None,
                    interrupted=interrupted)
-    write_outputs(out, summary, report(summary),
-                  lambda folder: plot_eval([r for r in results if not r.get("failed")], folder))
+    curves = read_steps(out / STEPS)
+    summary["step_log"] = bool(curves)
+
+    def plots(folder: Path) -> None:
+        plot_eval([r for r in results if not r.get("failed")], folder)
+        if curves:
+            plot_steps(curves, folder / "steps.png")
+
+    write_outputs(out, summary, report(summary), plots)
     return summary
 
 
@@ -92,7 +102,7 @@ def _lost_memories(out: Path, log: ResultsLog) -> list[int]:
 
 
 def _encode_pending(codec: MemoryCodec, source: Source, out: Path, log: ResultsLog, pending: list[int],
-                    config: EncodeConfig, show_progress_bar: bool) -> None:
+                    config: EncodeConfig, show_progress_bar: bool, log_steps: int | None) -> None:
     """Encode the pending texts; each line of results.jsonl is written after its memory is on disk."""
     refused = codec.refusals([source.texts[i] for i in pending])
     for j, error in refused.items():
@@ -104,8 +114,16 @@ def _encode_pending(codec: MemoryCodec, source: Source, out: Path, log: ResultsL
         mem.save(out / "memories" / memory_file(valid[j]))
         log.append(record(valid[j], texts[j], mem))
 
-    if texts:
-        codec.encode(texts, config, show_progress_bar=show_progress_bar, on_result=finished, checkpoint=out / CHECKPOINT)
+    if not texts:
+        return
+    steps = StepLog(out / STEPS, log_steps, lambda key: {"index": valid[key["text"]], "segment": key["segment"]}) \
+        if log_steps else None
+    try:
+        codec.encode(texts, config, show_progress_bar=show_progress_bar, on_result=finished, on_step=steps,
+                     checkpoint=out / CHECKPOINT)
+    finally:
+        if steps is not None:
+            steps.close()
 
 
 def _stats(rows: list[dict]) -> dict:
@@ -158,7 +176,7 @@ def report(summary: dict) -> str:
         *([f"- **interrupted**: {run['n_texts'] - overall['n']} texts not yet encoded; the same command resumes"]
           if summary.get("interrupted") else []),
         "",
-        "| text tokens | texts | exact | exact rate | mean token accuracy | median steps | median seconds |",
+        "| text tokens | texts | exact | exact rate | mean token accuracy | median steps | median seconds (share) |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in [{"tokens": "all", **overall}] + summary["by_length"]:
@@ -179,8 +197,13 @@ def report(summary: dict) -> str:
                   + ", ".join(f"K={k}: {n}" for k, n in overall["texts_per_k"].items()) + "."]
     lines += ["", ("Token accuracy is the paper's: the share of target positions (EOS included) whose "
                    "teacher-forced argmax is right. Exact means greedy decoding from the memory alone gave "
-                   "back the text. Each text's memory is in `memories/` (file named by the text's index), "
+                   "back the text. Seconds are each text's share of the run's wall time (a batch's passes and "
+                   "verification split among the texts in it), so they add up to the run; `results.jsonl` keeps "
+                   "each text's first-to-last-pass time as `elapsed_seconds`. Each text's memory is in `memories/` (file named by the text's index), "
                    "ready for `memtok decode` and `memtok info`."), "",
               "![exact rate and token accuracy against length](accuracy_vs_length.png)", "",
               "![steps against length](steps_vs_length.png)", ""]
+    if summary.get("step_log"):
+        lines += ["Each text's optimisation curve (`steps.jsonl`, every N steps of `--log-steps N`):", "",
+                  "![loss, token accuracy and margin against step](steps.png)", ""]
     return "\n".join(lines)

@@ -23,6 +23,8 @@ from .sources import Source
 
 # The texts in flight when a run stopped (`memtok.checkpoint`), taken up by the next run.
 CHECKPOINT = "in-flight.safetensors"
+# Each text's optimisation curve, with --log-steps (`memtok.steplog`).
+STEPS = "steps.jsonl"
 # Settings that do not change results: a rerun may differ in them.
 FREE = ("command", "n_texts", "model", *SPEED_ONLY)
 

@@ -63,3 +63,29 @@ def plot_capacity(summary: dict, path: Path) -> None:
     left.set(ylabel="share of texts exact", ylim=(-0.02, 1.02), title="exact reconstruction")
     right.set(ylabel="nats", title="information gain (cross-entropy removed)")
     _save(fig, path)
+
+
+def plot_steps(rows: list[dict], path: Path) -> None:
+    """Loss, token accuracy and margin against step, one line per text (and segment), from a step log."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves: dict[tuple, list[dict]] = {}
+    for r in rows:
+        curves.setdefault((r.get("index", r.get("key")), r.get("segment", 0), r["k"]), []).append(r)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for points in curves.values():
+        points = sorted(points, key=lambda r: r["step"])
+        x = [r["step"] for r in points]
+        for ax, key in zip(axes, ("loss", "accuracy", "margin")):
+            ax.plot(x, [float("nan") if r[key] is None else r[key] for r in points], lw=0.8, alpha=0.7)
+    axes[0].set(ylabel="loss (mean cross-entropy per target)", yscale="log")
+    axes[1].set(ylabel="token accuracy (teacher-forced)")
+    axes[2].set(ylabel="margin (logits; > 0: every target right)")
+    axes[2].axhline(0, color="k", lw=0.6)
+    for ax in axes:
+        ax.set_xlabel("step")
+    fig.suptitle(f"optimisation curves of {len(curves)} texts")
+    _save(fig, path)

@@ -55,6 +55,19 @@ def read_source(data: str, column: str | None = None, limit: int | None = None) 
     return Source(data, texts, sha)
 
 
+def read_rows(texts: list[str], rows: str | None) -> list[str]:
+    """The rows START:END (Python's slice, either end may be left out) of `texts`; all for None."""
+    if rows is None:
+        return texts
+    start, sep, end = rows.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return texts[int(start) if start else None:int(end) if end else None]
+    except ValueError:
+        raise MemtokError(f"a row range is START:END, e.g. 100:200 or 100:, got {rows!r}") from None
+
+
 def _read_bytes(path: str) -> bytes:
     try:
         with open(path, "rb") as f:

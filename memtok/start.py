@@ -1,0 +1,135 @@
+"""A learned start: a small network that maps a text to the point its memory's optimisation starts from.
+
+Every memory used to start from the same point (the mean input embedding), so the optimiser had to
+travel the whole way for every text. The network reads what the frozen model itself makes of the
+text (its hidden states, mean-pooled at a few depths) and proposes a vector near a solution; the
+exact optimisation then goes on from there, so a text still ends exact or is reported not exact.
+Decoding needs nothing of it: a memory records the start it came from only for the record.
+
+The network is saved as a `.safetensors` file whose header names the model fingerprint it was
+trained for, so it is only ever used with that model (`find_start`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .errors import MemtokError
+from .files import atomic_write
+from .model import FrozenLM
+
+START_FORMAT = "memtok-start"
+SHIPPED = Path(__file__).resolve().parent / "starts"  # the starts that ship with memtok
+
+
+def feature_layers(n_layers: int) -> tuple[int, ...]:
+    """Hidden-state depths to pool: the input embeddings, a third, two thirds and the last layer."""
+    return tuple(sorted({0, n_layers // 3, (2 * n_layers) // 3, n_layers}))
+
+
+class StartNet(torch.nn.Module):
+    """Pooled hidden states -> one start vector, in units of the embedding's spread around its mean.
+
+    The last layer starts at zero, so an untrained network proposes the mean embedding: training
+    can only move away from the old start where that lowers the loss.
+    """
+
+    def __init__(self, hidden: int, layers: tuple[int, ...], width: int) -> None:
+        super().__init__()
+        self.layers, self.width = tuple(layers), width
+        self.norm = torch.nn.LayerNorm(hidden * len(layers))
+        self.up = torch.nn.Linear(hidden * len(layers), width)
+        self.down = torch.nn.Linear(width, hidden)
+        torch.nn.init.zeros_(self.down.weight)
+        torch.nn.init.zeros_(self.down.bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.down(torch.nn.functional.gelu(self.up(self.norm(features))))
+
+
+def text_features(lm: FrozenLM, texts: list[list[int]], layers: tuple[int, ...]) -> torch.Tensor:
+    """[B, len(layers) * d]: the model's hidden states of each text (after its BOS-or-EOS token),
+    mean-pooled over the text's positions at each depth. No gradient: the model stays frozen."""
+    dev = lm.device
+    rows = [[lm.bos_id, *t] for t in texts]
+    width = max(map(len, rows))
+    ids = torch.tensor([r + [lm.eos_id] * (width - len(r)) for r in rows], device=dev)
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=dev)
+    with torch.no_grad():
+        states = lm.model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False).hidden_states
+    keep = mask.clone()
+    keep[:, 0] = 0  # the BOS is the same for every text
+    keep = keep[..., None].to(states[0].dtype)
+    pooled = [(states[i] * keep).sum(1) / keep.sum(1).clamp_min(1) for i in layers]
+    return torch.cat(pooled, dim=-1).float()
+
+
+@dataclass
+class LearnedStart:
+    """A trained `StartNet` for one model, with what identifies it."""
+
+    net: StartNet
+    model_fingerprint: str
+    name: str  # what a memory records as its start
+    info: dict  # how it was trained and its held-out figures
+
+    def vectors(self, lm: FrozenLM, texts: list[list[int]], k: int = 1) -> torch.Tensor:
+        """[B, k, d] starting vectors for these texts (token ids without EOS), with a gradient to the net."""
+        feats = text_features(lm, texts, self.net.layers)
+        start = lm.embedding_mean.float() + lm.embedding_std * self.net(feats)
+        return start[:, None].expand(-1, k, -1).to(lm.embedding_mean.dtype)
+
+    def save(self, path: str | os.PathLike) -> None:
+        meta = {"format": START_FORMAT, "model_fingerprint": self.model_fingerprint, "name": self.name,
+                "layers": json.dumps(list(self.net.layers)), "width": str(self.net.width),
+                "info": json.dumps(self.info)}
+        tensors = {k: v.detach().half().contiguous().cpu() for k, v in self.net.state_dict().items()}
+        atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> LearnedStart:
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                if meta.get("format") != START_FORMAT:
+                    raise MemtokError(f"{path} is not a memtok start file")
+                tensors = {k: f.get_tensor(k).float() for k in f.keys()}
+                layers = tuple(int(i) for i in json.loads(meta["layers"]))
+                width = int(meta["width"])
+                hidden = tensors["down.weight"].shape[0]
+                net = StartNet(hidden, layers, width)
+                net.load_state_dict(tensors)
+                return cls(net.requires_grad_(False).eval(), meta["model_fingerprint"], meta["name"],
+                           json.loads(meta.get("info", "{}")))
+        except (SafetensorError, OSError, KeyError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
+            raise MemtokError(f"cannot read start file {path}: {str(exc).splitlines()[0] if str(exc) else exc}") \
+                from None
+
+
+def start_dirs() -> list[Path]:
+    """Where starts are looked for: `MEMTOK_STARTS` (a folder), then the ones shipped with memtok."""
+    extra = os.environ.get("MEMTOK_STARTS")
+    return ([Path(extra)] if extra else []) + [SHIPPED]
+
+
+def find_start(lm: FrozenLM) -> LearnedStart | None:
+    """The learned start trained for exactly this model, if one is installed; None otherwise."""
+    for folder in start_dirs():
+        for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+            try:
+                with safe_open(str(path), framework="pt") as f:
+                    meta = f.metadata() or {}
+            except (SafetensorError, OSError):
+                continue
+            if meta.get("format") == START_FORMAT and meta.get("model_fingerprint") == lm.fingerprint:
+                start = LearnedStart.load(path)
+                start.net.to(lm.device)
+                return start
+    return None

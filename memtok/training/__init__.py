@@ -1,0 +1,1 @@
+"""Training what the core uses but does not train: the learned start (`memtok train-start`)."""

@@ -112,3 +112,26 @@ def test_a_row_range_is_a_slice():
     for bad in ("7", "a:b", "1:2:3"):
         with pytest.raises(MemtokError, match="START:END"):
             read_rows(rows, bad)
+
+
+def test_eval_rows_numbers_results_by_source_row_and_pins_the_range(tiny_codec, tmp_path):
+    data = write_csv(tmp_path / "d.csv", TEXTS)
+    out = tmp_path / "run"
+    run_eval(tiny_codec, read_source(str(data), rows="5:", limit=2), out, EncodeConfig(k=1, max_steps=300),
+             show_progress_bar=False)
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["index"] for r in rows) == [5, 6]
+    assert sorted(p.name for p in (out / "memories").iterdir()) == ["000005.safetensors", "000006.safetensors"]
+    from memtok import Memory
+
+    assert tiny_codec.decode(Memory.load(out / "memories" / "000006.safetensors")) == TEXTS[6]
+    assert json.loads((out / "run.json").read_text())["rows"] == "5:"
+    with pytest.raises(MemtokError, match="other settings.*rows"):
+        run_eval(tiny_codec, read_source(str(data), rows="4:", limit=2), out, EncodeConfig(k=1, max_steps=300),
+                 show_progress_bar=False)
+
+
+def test_split_is_for_hub_datasets(tmp_path):
+    data = write_csv(tmp_path / "d.csv", TEXTS)
+    with pytest.raises(MemtokError, match="--split chooses a part of a hub dataset"):
+        read_source(str(data), split="test")

@@ -30,6 +30,9 @@ def log_steps_option(f: Callable) -> Callable:
 
 def data_options(f: Callable) -> Callable:
     """Where a run's texts come from (`memtok.runs.sources.read_source`)."""
+    f = click.option("--split", default=None, help="a hub dataset's split (default: train)")(f)
+    f = click.option("--rows", default=None, metavar="START:END",
+                     help="a range of rows, as a Python slice: 100:200, 100: (then --limit counts from START)")(f)
     f = click.option("--limit", type=click.IntRange(1), default=None, help="only the first N texts, in file order")(f)
     return click.option("--column", default=None,
                         help="CSV column / JSONL field / dataset column (default: chunk, text)")(f)
@@ -81,6 +84,17 @@ class IntList(click.ParamType):
 _K_NAMES = ("--vectors", "-k", "--tokens", "k")
 
 
+def config_of(params: dict, many_k: bool = False) -> dict:
+    """A command's parameters with the `EncodeConfig` fields made into `config` (and with `many_k`,
+    the list of K into `ks`)."""
+    params = dict(params)
+    fields = {name: params.pop(name) for name in _FIELDS if name in params}
+    if many_k:
+        params["ks"] = fields["k"]
+        fields["k"] = fields["k"][0]
+    return {"config": EncodeConfig(**fields), **params}
+
+
 def encode_options(many_k: bool = False, texts: bool = True) -> Callable[[Callable], Callable]:
     """Options that build an `EncodeConfig`, passed to the command as `config`.
 
@@ -91,11 +105,7 @@ def encode_options(many_k: bool = False, texts: bool = True) -> Callable[[Callab
     def decorate(f: Callable) -> Callable:
         @functools.wraps(f)
         def command(**kwargs):
-            fields = {name: kwargs.pop(name) for name in _FIELDS if name in kwargs}
-            if many_k:
-                kwargs["ks"] = fields["k"]
-                fields["k"] = fields["k"][0]
-            return f(config=EncodeConfig(**fields), **kwargs)
+            return f(**config_of(kwargs, many_k))
 
         opts = [click.option(*_K_NAMES, type=IntList() if many_k else KType(),
                              default="1,2,4" if many_k else PLAN, show_default=True,

@@ -19,7 +19,7 @@ from .options import IntList, data_options, encode_options, log_steps_option, mo
 @model_options
 @encode_options()
 @log_steps_option
-def eval_(data: str, column: str | None, limit: int | None, out: str | None, model: str | None, device: str | None,
+def eval_(data: str, column: str | None, limit: int | None, rows: str | None, split: str | None, out: str | None, model: str | None, device: str | None,
           config: EncodeConfig, log_steps: int | None) -> None:
     """Encode every text of DATA and report how many come back exactly.
 
@@ -33,7 +33,7 @@ def eval_(data: str, column: str | None, limit: int | None, out: str | None, mod
     from ..runs.evaluate import run_eval
     from ..runs.sources import read_source
 
-    source = read_source(data, column, limit)
+    source = read_source(data, column, limit, rows, split)
     out = out or f"eval-{Path(data).stem}-{config.recipe.name}-k{config.k}"
     codec = load_codec(model, device)
     s = run_eval(codec, source, out, config, command=command_line(), log_steps=log_steps)
@@ -56,7 +56,8 @@ def eval_(data: str, column: str | None, limit: int | None, out: str | None, mod
 @model_options
 @encode_options(many_k=True, texts=False)
 @log_steps_option
-def capacity(data: str, lengths: list[int], column: str | None, limit: int | None, out: str | None, eos: bool,
+def capacity(data: str, lengths: list[int], column: str | None, limit: int | None, rows: str | None,
+             split: str | None, out: str | None, eos: bool,
              model: str | None, device: str | None, config: EncodeConfig, ks: list[int], log_steps: int | None) -> None:
     """How many tokens K memory vectors hold: the largest length every text is exact at, per K
     (on the first 10 texts of DATA unless --limit says otherwise).
@@ -67,7 +68,7 @@ def capacity(data: str, lengths: list[int], column: str | None, limit: int | Non
     from ..runs.capacity import run_capacity, shown
     from ..runs.sources import read_source
 
-    source = read_source(data, column, limit or 10)
+    source = read_source(data, column, limit or 10, rows, split)
     out = out or f"capacity-{Path(data).stem}"
     codec = load_codec(model, device)
     s = run_capacity(codec, source, out, lengths, ks, config, eos=eos, command=command_line(), log_steps=log_steps)
@@ -86,7 +87,7 @@ def capacity(data: str, lengths: list[int], column: str | None, limit: int | Non
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 @model_options
 @encode_options()
-def encode_corpus(data: str, column: str | None, limit: int | None, out: str, shard_size: int, as_json: bool,
+def encode_corpus(data: str, column: str | None, limit: int | None, rows: str | None, split: str | None, out: str, shard_size: int, as_json: bool,
                   model: str | None, device: str | None, config: EncodeConfig) -> None:
     """Encode every text of DATA into a memory store; resumable, and parallel under torchrun.
 
@@ -97,7 +98,7 @@ def encode_corpus(data: str, column: str | None, limit: int | None, out: str, sh
     from ..runs.sources import read_source
     from ..store.corpus import rank_device, run_corpus
 
-    source = read_source(data, column, limit)
+    source = read_source(data, column, limit, rows, split)
     codec = load_codec(model, rank_device(device))
     s = run_corpus(codec, source, out, config, shard_size=shard_size, command=command_line())
     if "total" in s:

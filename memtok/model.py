@@ -141,12 +141,18 @@ class FrozenLM:
 
 
 def fingerprint(model: torch.nn.Module, tokenizer) -> str:
-    """sha256 over the config, the input embeddings, a sample of every weight and the vocabulary.
+    """sha256 over the config, the input embeddings, a sample of every weight and the vocabulary,
+    and the dtype the model computes in when it is not float32.
 
     Hashing every weight of an 8B model would take tens of seconds; the embeddings in full plus
-    4096 evenly spaced values of each tensor catch any other model or fine-tune at a fraction.
+    4096 evenly spaced values of each tensor catch any other model or fine-tune at a fraction. A
+    model stored in bfloat16 has the same weights loaded in float32 or bfloat16, but not the same
+    arithmetic, and a memory is exact only in the arithmetic it was verified in.
     """
     h = hashlib.sha256()
+    computes = model.get_input_embeddings().weight.dtype
+    if computes != torch.float32:
+        h.update(f"computes in {computes}".encode())
     cfg = {k: v for k, v in model.config.to_dict().items()
            if not k.startswith("_") and k not in _VOLATILE_CONFIG_KEYS}
     h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
@@ -166,8 +172,18 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load(model: str | None = None, device: str | None = None) -> FrozenLM:
-    """Load `model`: None (the embedded default), a `.gguf` file, a local directory or a hub id."""
+MODEL_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load(model: str | None = None, device: str | None = None, dtype: str = "float32") -> FrozenLM:
+    """Load `model`: None (the embedded default), a `.gguf` file, a local directory or a hub id.
+
+    `dtype` is what the model computes in (bfloat16 halves a big model's memory; memories made in
+    it are verified in it, and refused by a model loaded in another dtype). `device="auto"`
+    spreads the model over every GPU there is (accelerate's `device_map="auto"`).
+    """
+    if dtype not in MODEL_DTYPES:
+        raise MemtokError(f"model dtype must be one of {', '.join(MODEL_DTYPES)}, got {dtype!r}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if model is None or model == DEFAULT_MODEL:
@@ -181,9 +197,10 @@ def load(model: str | None = None, device: str | None = None) -> FrozenLM:
         if not os.path.isdir(model) and not HUB_ID.fullmatch(model):
             raise MemtokError(f"model directory not found: {model}")
     kwargs = {"gguf_file": gguf} if gguf else {}
+    placement = {"device_map": "auto"} if device == "auto" else {}
     try:
         tok = AutoTokenizer.from_pretrained(path, **kwargs)
-        lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
+        lm = AutoModelForCausalLM.from_pretrained(path, dtype=MODEL_DTYPES[dtype], **kwargs, **placement)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if os.path.exists(path):
@@ -195,5 +212,6 @@ def load(model: str | None = None, device: str | None = None) -> FrozenLM:
                           f"and {why}: {first}") from exc
     lm.requires_grad_(False)
     lm.eval()
-    lm.to(device or default_device())
+    if not placement:
+        lm.to(device or default_device())
     return FrozenLM(lm, tok, name)

@@ -149,6 +149,9 @@ class LowRankVectors:
 
 
 def learned(start: torch.Tensor, recipe: Recipe, scale: float) -> FullVectors | LowRankVectors:
+    """The parameters of one text's vectors, in float32 whatever the model's dtype: Adam's small
+    steps would vanish in bfloat16's 8 bits of mantissa."""
+    start = start.float()
     return LowRankVectors(start, recipe.rank, recipe.seed, scale) if recipe.rank else FullVectors(start)
 
 
@@ -302,7 +305,7 @@ def _forward(lm: FrozenLM, slots: list[_Slot], prefix: torch.Tensor, infix: torc
     """Each text's standing on one padded forward pass, and the per-text losses to back-propagate."""
     dev = lm.device
     # right padding keeps every text's positions and attention as when alone
-    seqs = [torch.cat([prefix, s.input_vectors(), infix, s.text_emb[:s.span - 1]]) for s in slots]
+    seqs = [torch.cat([prefix, s.input_vectors().to(prefix.dtype), infix, s.text_emb[:s.span - 1]]) for s in slots]
     lengths = torch.tensor([len(x) for x in seqs], device=dev)
     x = pad_sequence(seqs, batch_first=True)
     mask = (torch.arange(x.shape[1], device=dev)[None] < lengths[:, None]).long()

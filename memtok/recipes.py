@@ -98,7 +98,7 @@ KURATOV = Recipe(name="kuratov", optimizer=Optimizer.ADAMW, lr=0.01, betas=(0.9,
 # memtok's default: Adam at lr 0.2 on a low-rank over-parameterisation of the vectors
 # (start + z @ W.T, both learned, rank 32; Tarasov et al.'s low-dimensional projection, here per
 # text), from the mean embedding, BOS first, done at a margin of 0.2 logits. On the first 8 rows of
-# raschka_chunks_100 it made 8/8 exact at a median 54.5 steps (lr 0.03: 150; plain SGD at lr 10,
+# raschka_chunks_100 it made 8/8 exact at a median 56.0 steps (lr 0.03: 150; plain SGD at lr 10,
 # `memtok-sgd`: 5/8 within 400), and 10/10 64-token texts exact at a median 142 steps, where lr 0.4
 # missed one of them within 600 (docs/performance.md, recipes).
 MEMTOK = Recipe(name="memtok", optimizer=Optimizer.ADAM, lr=0.2, rank=32, max_steps=2000, init=Init.MEAN, bos=True,

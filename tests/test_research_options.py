@@ -135,3 +135,16 @@ def test_split_is_for_hub_datasets(tmp_path):
     data = write_csv(tmp_path / "d.csv", TEXTS)
     with pytest.raises(MemtokError, match="--split chooses a part of a hub dataset"):
         read_source(str(data), split="test")
+
+
+def test_a_model_loaded_in_bfloat16_makes_memories_only_bfloat16_decodes(tiny_dir, tiny_codec, tmp_path, capsysbinary):
+    mem = tmp_path / "bf16.safetensors"
+    code, _, err = run(["encode", TEXTS[0], "-o", str(mem), "--model", tiny_dir, "-k", "1", "--model-dtype",
+                        "bfloat16"], capsysbinary)
+    assert code == 0, err
+    code, out, err = run(["decode", str(mem), "--model", tiny_dir, "--model-dtype", "bfloat16"], capsysbinary)
+    assert code == 0 and out == TEXTS[0].encode()
+    from memtok import Memory, ModelMismatchError
+
+    with pytest.raises(ModelMismatchError):  # same weights, other arithmetic: refused before decoding
+        tiny_codec.decode(Memory.load(mem))

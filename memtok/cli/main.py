@@ -42,7 +42,8 @@ def load_codec(model: str | None, device: str | None):
     from ..codec import MemoryCodec
 
     _quiet_libraries()
-    return MemoryCodec.from_pretrained(model, device)
+    ctx = click.get_current_context(silent=True)
+    return MemoryCodec.from_pretrained(model, device, ctx.meta.get("model_dtype", "float32") if ctx else "float32")
 
 
 def command_line() -> str:

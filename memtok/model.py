@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -172,6 +173,13 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_takes_vectors(model: torch.nn.Module, name: str) -> None:
+    """Refuse a model whose forward pass cannot be given input vectors: no memory could reach it."""
+    if "inputs_embeds" not in inspect.signature(model.forward).parameters:
+        raise MemtokError(f"model {name} takes no input vectors (its forward has no inputs_embeds), so no memory "
+                          f"can be given to it")
+
+
 MODEL_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -210,6 +218,7 @@ def load(model: str | None = None, device: str | None = None, dtype: str = "floa
         why = "the hub is switched off (HF_HUB_OFFLINE)" if HF_HUB_OFFLINE else "the hub could not provide it"
         raise MemtokError(f"model {model!r} is neither a local folder nor in the Hugging Face cache ({HF_HUB_CACHE}), "
                           f"and {why}: {first}") from exc
+    check_takes_vectors(lm, name)
     lm.requires_grad_(False)
     lm.eval()
     if not placement:

@@ -6,6 +6,7 @@ Tests run on it in seconds; a handful marked `slow` use the real embedded SmolLM
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
 import torch
@@ -36,9 +37,10 @@ LINES = [TEXTS[0], TEXTS[4], TEXTS[5]]
 DEVICE = os.environ.get("MEMTOK_TEST_DEVICE", "cpu")
 
 
-def build_tiny_model_dir(path: str, texts: list[str] = TEXTS, context: int = 64) -> str:
+def build_tokenizer(texts: list[str] = TEXTS):
+    """A byte-level BPE of 320 tokens trained on `texts`, with BOS <s> and EOS </s>."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -46,8 +48,13 @@ def build_tiny_model_dir(path: str, texts: list[str] = TEXTS, context: int = 64)
     trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<|endoftext|>", "<s>", "</s>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(texts * 10, trainer)
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                     unk_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<|endoftext|>")
+
+
+def build_tiny_model_dir(path: str, texts: list[str] = TEXTS, context: int = 64) -> str:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    hf_tok = build_tokenizer(texts)
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(hf_tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
@@ -60,9 +67,14 @@ def build_tiny_model_dir(path: str, texts: list[str] = TEXTS, context: int = 64)
     return path
 
 
-def _fit(model, tok, texts: list[str], steps: int = 150) -> None:
-    """A few hundred milliseconds of next-token training on `texts`, each between BOS and EOS."""
-    rows = [[tok.bos_token_id] + tok(t, add_special_tokens=False).input_ids + [tok.eos_token_id] for t in texts]
+def _fit(model, tok, texts: list[str], steps: int = 150, shifts: tuple[int, ...] = (0,)) -> None:
+    """A few hundred milliseconds of next-token training on `texts`, each between BOS and EOS, and
+    with `shifts` random tokens after the BOS: a model with learned absolute positions (GPT-2, OPT)
+    trained with the text always at position 1 has never seen it one place later, where it sits
+    behind a memory vector."""
+    rng = random.Random(0)
+    rows = [[tok.bos_token_id] + [rng.randrange(3, len(tok)) for _ in range(shift)]
+            + tok(t, add_special_tokens=False).input_ids + [tok.eos_token_id] for t in texts for shift in shifts]
     width = max(map(len, rows))
     ids = torch.tensor([r + [tok.eos_token_id] * (width - len(r)) for r in rows])
     labels = torch.tensor([r + [-100] * (width - len(r)) for r in rows])

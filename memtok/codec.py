@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from .beam import beam_decode, departs
 from .checkpoint import Checkpoint
 from .config import EncodeConfig
 from .encoding import EncodeRun, layout_for, target_ids
@@ -184,12 +186,22 @@ class MemoryCodec:
         layout = layout_for(self.lm, config, 1 if vectors is None else len(vectors))
         return score(self.lm, layout, targets, None if vectors is None else self.inputs(vectors, config.dtype))
 
+    def beam_departs(self, targets: list[int], config: EncodeConfig, vectors: torch.Tensor, beams: int) -> int | None:
+        """Where beam search of width `beams` from `vectors` (stored values, as `score` takes them)
+        leaves `targets` (a token position), or None when it gives exactly them."""
+        layout = layout_for(self.lm, config, len(vectors))
+        ids = beam_decode(self.lm, layout, self.inputs(vectors, config.dtype), beams, len(targets))
+        return departs(ids[:len(targets)], targets)
+
     def inputs(self, stored: torch.Tensor, dtype: str) -> torch.Tensor:
         """The model's input vectors for a memory's stored values (a framed dtype's live in the model's frame)."""
         return model_inputs(stored, dtype, self.lm.frame if framed(dtype) else None)
 
-    def decode(self, memories: Memory | Sequence[Memory], check: bool = True) -> str | list[str]:
+    def decode(self, memories: Memory | Sequence[Memory], check: bool = True, beams: int = 1) -> str | list[str]:
         """Greedy decoding from the vectors alone, checked against the text's recorded sha256.
+
+        With `beams` > 1, beam search of that width instead (`memtok.beam`): a memory is made for
+        greedy decoding, and beam search may leave its text.
 
         A memory decodes exactly only in the numerics it was verified in (and with its vectors as
         saved), so the result is compared with the memory's `text_sha256`: on a mismatch this raises
@@ -197,20 +209,24 @@ class MemoryCodec:
         another model, or one that does not fit this model, is refused before decoding.
         """
         single = isinstance(memories, Memory)
-        texts = [self._decode_one(m, check) for m in ([memories] if single else memories)]
+        if beams < 1:
+            raise MemtokError(f"a beam search needs at least one beam, got {beams}")
+        texts = [self._decode_one(m, check, beams) for m in ([memories] if single else memories)]
         return texts[0] if single else texts
 
-    def _decode_one(self, mem: Memory, check: bool) -> str:
+    def _decode_one(self, mem: Memory, check: bool, beams: int) -> str:
         self._check_decodable(mem)
         layout, pieces = Layout.of(mem), []
+        run = greedy if beams == 1 else functools.partial(beam_decode, beams=beams)
         for vectors, n in mem.segment_vectors():
-            ids = greedy(self.lm, layout.with_k(len(vectors)), self.inputs(vectors, mem.storage_dtype), n + 1)
+            ids = run(self.lm, layout.with_k(len(vectors)), self.inputs(vectors, mem.storage_dtype), max_new_tokens=n + 1)
             if ids and ids[-1] == self.lm.eos_id:
                 ids = ids[:-1]
             pieces.append(self.lm.detokenize(ids))
         text = "".join(pieces)
         if check and sha256_text(text) != mem.text_sha256:
             made = "" if mem.exact else " (it was not exact when made)"
+            made += f" (beam search of width {beams}: a memory is made for greedy decoding)" if beams > 1 else ""
             raise DecodeMismatchError(
                 f"the decoded text does not match the memory's text_sha256{made}: a memory decodes exactly only "
                 f"with the vectors, device, precision and software it was verified with", text)

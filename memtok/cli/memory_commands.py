@@ -83,8 +83,10 @@ def _size_line(sizes: dict) -> str:
 @click.option("--all", "all_", is_flag=True, help="decode every memory of a store into the folder -o")
 @click.option("--unchecked", is_flag=True,
               help="write the decoded text even when it does not match the memory's sha256 (exit 1 still)")
+@click.option("--beams", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="beam search of this width instead of greedy decoding (a memory is made for greedy)")
 @model_options
-def decode(file: str, out: str | None, mem_id: str | None, all_: bool, unchecked: bool, model: str | None,
+def decode(file: str, out: str | None, mem_id: str | None, all_: bool, unchecked: bool, beams: int, model: str | None,
            device: str | None) -> None:
     """Decode a memory FILE (or one or all memories of a store) back into text, byte for byte.
 
@@ -99,23 +101,23 @@ def decode(file: str, out: str | None, mem_id: str | None, all_: bool, unchecked
     from ..memory import Memory
 
     if os.path.isdir(file):
-        return _decode_store(file, out, mem_id, all_, unchecked, model, device)
+        return _decode_store(file, out, mem_id, all_, unchecked, model, device, beams)
     if mem_id is not None or all_:
         raise click.UsageError("--id and --all apply to a store (a folder), not to a memory file")
     mem = Memory.load(file)
     codec = load_codec(model or mem.model_name, device)
-    _decode_checked(codec, mem, out, unchecked)
+    _decode_checked(codec, mem, out, unchecked, beams)
     if out:
         click.echo(f"decoded {mem.n_tokens} tokens from {file}, sha256 checked -> {out}", err=True)
 
 
-def _decode_checked(codec, mem, out: str | None, unchecked: bool) -> None:
+def _decode_checked(codec, mem, out: str | None, unchecked: bool, beams: int = 1) -> None:
     """Write the decoded text only when its sha256 is the memory's (or when asked to write it anyway)."""
     from ..errors import DecodeMismatchError
     from .textio import write_text
 
     try:
-        text = codec.decode(mem)
+        text = codec.decode(mem, beams=beams)
     except DecodeMismatchError as exc:
         if unchecked:
             write_text(exc.text, out)
@@ -123,7 +125,7 @@ def _decode_checked(codec, mem, out: str | None, unchecked: bool) -> None:
     write_text(text, out)
 
 
-def _decode_store(path, out, mem_id, all_, unchecked, model, device) -> None:
+def _decode_store(path, out, mem_id, all_, unchecked, model, device, beams) -> None:
     from pathlib import Path
 
     from ..errors import DecodeMismatchError
@@ -137,7 +139,7 @@ def _decode_store(path, out, mem_id, all_, unchecked, model, device) -> None:
         raise click.UsageError("--all needs -o DIR")
     if not all_:
         mem = store[mem_id]
-        _decode_checked(load_codec(model or store.info["model"], device), mem, out, unchecked)
+        _decode_checked(load_codec(model or store.info["model"], device), mem, out, unchecked, beams)
         return
     ids = [i for i in store if store.record(i)["status"] != "failed"]
     codec = load_codec(model or store.info["model"], device)
@@ -145,7 +147,7 @@ def _decode_store(path, out, mem_id, all_, unchecked, model, device) -> None:
     bar = progress(len(ids), "decoding", "text")
     for i in ids:
         try:
-            _decode_checked(codec, store[i], str(Path(out) / f"{i}.txt"), unchecked)
+            _decode_checked(codec, store[i], str(Path(out) / f"{i}.txt"), unchecked, beams)
         except DecodeMismatchError:
             mismatched.append(i)
         bar.update(1)

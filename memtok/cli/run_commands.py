@@ -19,8 +19,11 @@ from .options import IntList, data_options, encode_options, log_steps_option, mo
 @model_options
 @encode_options()
 @log_steps_option
-def eval_(data: str, column: str | None, limit: int | None, rows: str | None, split: str | None, out: str | None, model: str | None, device: str | None,
-          config: EncodeConfig, log_steps: int | None) -> None:
+@click.option("--beams", type=IntList(), default=None, metavar="N,N,...",
+              help="also decode each memory by beam search of these widths, and report where each leaves the text")
+def eval_(data: str, column: str | None, limit: int | None, rows: str | None, split: str | None, out: str | None,
+          model: str | None, device: str | None, config: EncodeConfig, log_steps: int | None,
+          beams: list[int] | None) -> None:
     """Encode every text of DATA and report how many come back exactly.
 
     DATA is a CSV (column `chunk`), a JSONL file (field `text`), a plain text file (blank-line
@@ -36,12 +39,13 @@ def eval_(data: str, column: str | None, limit: int | None, rows: str | None, sp
     source = read_source(data, column, limit, rows, split)
     out = out or f"eval-{Path(data).stem}-{config.recipe.name}-k{config.k}"
     codec = load_codec(model, device)
-    s = run_eval(codec, source, out, config, command=command_line(), log_steps=log_steps)
+    s = run_eval(codec, source, out, config, command=command_line(), log_steps=log_steps, beams=beams or [])
     o = s["overall"]
     click.echo(f"{o['exact']}/{o['n']} exact, mean token accuracy {o['mean_token_accuracy']:.4f}, "
                f"median {o['median_steps']} steps / {o['median_seconds']} s per text"
                + (f", median payload {o['median_payload_bytes']} bytes ({o['median_to_zstd']}x zstd)"
                   if "median_to_zstd" in o else "")
+               + "".join(f"; beams {b['beams']}: {b['exact']}/{b['decoded']} exact" for b in s["beams"])
                + f" ({s['encoded_now']} encoded now, {s['resumed_with']} resumed) -> {out}/report.md", err=True)
 
 
@@ -56,9 +60,11 @@ def eval_(data: str, column: str | None, limit: int | None, rows: str | None, sp
 @model_options
 @encode_options(many_k=True, texts=False)
 @log_steps_option
+@click.option("--beams", type=IntList(), default=None, metavar="N,N,...",
+              help="also decode each memory by beam search of these widths, and report where each leaves it")
 def capacity(data: str, lengths: list[int], column: str | None, limit: int | None, rows: str | None,
-             split: str | None, out: str | None, eos: bool,
-             model: str | None, device: str | None, config: EncodeConfig, ks: list[int], log_steps: int | None) -> None:
+             split: str | None, out: str | None, eos: bool, model: str | None, device: str | None,
+             config: EncodeConfig, ks: list[int], log_steps: int | None, beams: list[int] | None) -> None:
     """How many tokens K memory vectors hold: the largest length every text is exact at, per K
     (on the first 10 texts of DATA unless --limit says otherwise).
 
@@ -71,7 +77,8 @@ def capacity(data: str, lengths: list[int], column: str | None, limit: int | Non
     source = read_source(data, column, limit or 10, rows, split)
     out = out or f"capacity-{Path(data).stem}"
     codec = load_codec(model, device)
-    s = run_capacity(codec, source, out, lengths, ks, config, eos=eos, command=command_line(), log_steps=log_steps)
+    s = run_capacity(codec, source, out, lengths, ks, config, eos=eos, command=command_line(), log_steps=log_steps,
+                     beams=beams or [])
     for k, row in s["by_k"].items():
         click.echo(f"K={k}: every text exact up to {shown(row['capacity_exact'], row['cells'])} tokens, mean accuracy "
                    f">= 0.99 up to {shown(row['capacity_accuracy_99'], row['cells'])}", err=True)

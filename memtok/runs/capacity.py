@@ -24,6 +24,7 @@ from ..codec import MemoryCodec
 from ..config import EncodeConfig
 from ..errors import MemtokError
 from ..steplog import StepLog
+from .beams import beam_summary, beam_table
 from .folder import CHECKPOINT, FREE, STEPS, ResultsLog, run_folder, settings, write_outputs
 from .migrate import command_for
 from .plots import plot_capacity
@@ -34,7 +35,7 @@ KURATOV_ACCURACY = 0.99
 
 def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: list[int], ks: list[int],
                  config: EncodeConfig, eos: bool = True, command: str = "", show_progress_bar: bool = True,
-                 log_steps: int | None = None) -> dict:
+                 log_steps: int | None = None, beams: list[int] = ()) -> dict:
     """Run every (K, length) cell not yet in `out/results.jsonl`; write summary.json, report.md, capacity.png
     (also for the texts finished when the run is interrupted by Ctrl-C or SIGTERM)."""
     out = Path(out)
@@ -57,7 +58,7 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
 
         try:
             token_ids = {source.first + i: codec.lm.tokenize(t) for i, t in enumerate(source.texts)}
-            _run_cells(codec, configs, log, token_ids, sorted(lengths), eos, show_progress_bar, log_steps)
+            _run_cells(codec, configs, log, token_ids, sorted(lengths), eos, show_progress_bar, log_steps, beams)
         except KeyboardInterrupt:
             write(interrupted=True)
             raise
@@ -65,20 +66,21 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
 
 
 def _run_cells(codec: MemoryCodec, configs: dict[int, EncodeConfig], log: ResultsLog, token_ids: dict[int, list[int]],
-               lengths: list[int], eos: bool, show_progress_bar: bool, log_steps: int | None) -> None:
+               lengths: list[int], eos: bool, show_progress_bar: bool, log_steps: int | None,
+               beams: list[int]) -> None:
     """Every (K, length) cell in turn; a K stops after a length where no text is exact or accurate."""
     for k, cfg in configs.items():
         for length in lengths:
             # the first `length` ids of each text that has them
             targets = {i: ids[:length] + [codec.lm.eos_id] * eos for i, ids in token_ids.items() if len(ids) >= length}
-            _run_cell(codec, cfg, log, length, targets, show_progress_bar, log_steps)
+            _run_cell(codec, cfg, log, length, targets, show_progress_bar, log_steps, beams)
             cell = _cell([r for r in log.records if r["k"] == k and r["length"] == length])
             if cell["n"] and cell["exact"] == 0 and cell["mean_token_accuracy"] < KURATOV_ACCURACY:
                 break  # longer texts will not do better with this K
 
 
 def _run_cell(codec: MemoryCodec, config: EncodeConfig, log: ResultsLog, length: int, targets: dict[int, list[int]],
-              show_progress_bar: bool, log_steps: int | None) -> None:
+              show_progress_bar: bool, log_steps: int | None, beams: list[int]) -> None:
     """The texts of one (K, length) cell not yet in the log, each scored with and without its memory."""
     k = config.k
     rows = [i for i in targets if f"k{k}/l{length}/{i}" not in log.done]
@@ -94,7 +96,9 @@ def _run_cell(codec: MemoryCodec, config: EncodeConfig, log: ResultsLog, length:
                         "token_accuracy": result.token_accuracy, "steps": result.steps, "seconds": round(result.seconds, 3),
                         "elapsed_seconds": round(result.elapsed_seconds, 3),
                         "nats_unaided": bare.nats, "nats_memory": aided.nats, "correct_unaided": bare.correct,
-                        "correct_memory": aided.correct, "wrong_memory": list(aided.wrong)})
+                        "correct_memory": aided.correct, "wrong_memory": list(aided.wrong),
+                        **({"beams": {str(n): codec.beam_departs(t, config, result.vectors, n) for n in beams}}
+                           if beams else {})})
 
 
 def _cell(rows: list[dict]) -> dict:
@@ -118,7 +122,7 @@ def summarise(records: list[dict], ks: list[int]) -> dict:
         accurate = [c["length"] for c in cells if c["mean_token_accuracy"] >= KURATOV_ACCURACY]
         by_k[str(k)] = {"cells": cells, "capacity_exact": max(all_exact, default=0),
                         "capacity_accuracy_99": max(accurate, default=0)}
-    return {"by_k": by_k}
+    return {"by_k": by_k, "beams": beam_summary(records)}
 
 
 def shown(capacity: int, cells: list[dict]) -> str:
@@ -147,6 +151,7 @@ def report(summary: dict) -> str:
             lines.append(f"| {k} | {c['length']} | {c['n']} | {c['exact']} | {c['mean_token_accuracy']:.4f} | "
                          f"{c['median_steps']} | {c['mean_nats_unaided']} | {c['mean_information_gain']} | "
                          f"{c['mean_token_gain']} |")
+    lines += beam_table(summary.get("beams", []), "token")
     lines += ["", ("Length counts text tokens (with EOS, accuracy and gains count it as one more target). Information "
               "gain: unaided cross-entropy minus cross-entropy with the memory; token gain: right argmaxes "
               "with the memory minus without. A K stops after a length where no text is exact and mean "

@@ -14,10 +14,12 @@ from pathlib import Path
 
 from ..codec import MemoryCodec
 from ..config import EncodeConfig
+from ..beam import departs
 from ..errors import MemtokError
 from ..files import set_aside
 from ..memory import Memory
 from ..steplog import StepLog, read_steps
+from .beams import beam_summary, beam_table
 from .folder import CHECKPOINT, STEPS, ResultsLog, run_folder, settings, write_outputs
 from .migrate import command_for
 from .plots import plot_eval, plot_steps
@@ -43,11 +45,14 @@ def memory_file(index: int) -> str:
 
 
 def run_eval(codec: MemoryCodec, source: Source, out: str | Path, config: EncodeConfig | None = None,
-             command: str = "", show_progress_bar: bool = True, log_steps: int | None = None) -> dict:
+             command: str = "", show_progress_bar: bool = True, log_steps: int | None = None,
+             beams: list[int] = ()) -> dict:
     """Encode every text of `source` not yet in `out/results.jsonl` (its memory into `out/memories/`), then
     write the summary, report and plots. A text that cannot be encoded is recorded as failed. An
     interrupted run (Ctrl-C, SIGTERM) writes them for the texts it finished before it stops. With
-    `log_steps`, each text's curve goes to `out/steps.jsonl` (`memtok.steplog`) and into the report."""
+    `log_steps`, each text's curve goes to `out/steps.jsonl` (`memtok.steplog`) and into the report.
+    With `beams`, each memory is also decoded by beam search of each width, and its record says
+    where that leaves the text (`beams`: width -> first differing character, None when exact)."""
     out = Path(out)
     config = codec.check(config or EncodeConfig())
     run = settings(codec.lm, config, source, command)
@@ -57,7 +62,7 @@ def run_eval(codec: MemoryCodec, source: Source, out: str | Path, config: Encode
         pending = [i for i in rows if i not in log.done]
         resumed, started = len(source.texts) - len(pending), time.perf_counter()
         try:
-            _encode_pending(codec, source, out, log, pending, config, show_progress_bar, log_steps)
+            _encode_pending(codec, source, out, log, pending, config, show_progress_bar, log_steps, beams)
         except KeyboardInterrupt:
             _write(out, run, log, rows, resumed, started, interrupted=True)
             raise
@@ -104,7 +109,7 @@ def _lost_memories(out: Path, log: ResultsLog) -> list[int]:
 
 
 def _encode_pending(codec: MemoryCodec, source: Source, out: Path, log: ResultsLog, pending: list[int],
-                    config: EncodeConfig, show_progress_bar: bool, log_steps: int | None) -> None:
+                    config: EncodeConfig, show_progress_bar: bool, log_steps: int | None, beams: list[int]) -> None:
     """Encode the pending texts; each line of results.jsonl is written after its memory is on disk."""
     text = {i: source.texts[i - source.first] for i in pending}
     refused = codec.refusals([text[i] for i in pending])
@@ -115,7 +120,8 @@ def _encode_pending(codec: MemoryCodec, source: Source, out: Path, log: ResultsL
 
     def finished(j: int, mem: Memory) -> None:
         mem.save(out / "memories" / memory_file(valid[j]))
-        log.append(record(valid[j], texts[j], mem))
+        beam = {str(n): departs(codec.decode(mem, check=False, beams=n), texts[j]) for n in beams}
+        log.append({**record(valid[j], texts[j], mem), **({"beams": beam} if beams else {})})
 
     if not texts:
         return
@@ -158,7 +164,7 @@ def summarise(results: list[dict]) -> dict:
         rows = [r for r in results if not r.get("failed") and lo <= r["tokens"] <= hi]
         if rows:
             buckets.append({"tokens": f"{lo}-{hi}" if hi < 10**9 else f">={lo}", **_stats(rows)})
-    return {"overall": _stats(results), "by_length": buckets}
+    return {"overall": _stats(results), "by_length": buckets, "beams": beam_summary(results)}
 
 
 def report(summary: dict) -> str:
@@ -199,6 +205,7 @@ def report(summary: dict) -> str:
                        f"{o['median_to_entropy']}."),
                   "", "Texts per number of memory vectors K: "
                   + ", ".join(f"K={k}: {n}" for k, n in overall["texts_per_k"].items()) + "."]
+    lines += beam_table(summary.get("beams", []), "character")
     lines += ["", ("Token accuracy is the paper's: the share of target positions (EOS included) whose "
                    "teacher-forced argmax is right. Exact means greedy decoding from the memory alone gave "
                    "back the text. Seconds are each text's share of the run's wall time (a batch's passes and "

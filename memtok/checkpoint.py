@@ -56,6 +56,8 @@ def text_key(targets: list[int], k: int, max_steps: int) -> str:
 def settings_key(lm: FrozenLM, layout: Layout, config: EncodeConfig) -> str:
     """What a saved state is only valid under."""
     made = [lm.fingerprint, config.recipe.to_dict(), config.dtype, layout.prefix_ids, layout.infix_ids]
+    if config.recipe.init.value == "learned":  # a state only goes on from the start it began at
+        made.append(lm.start_name("learned"))
     return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()[:32]
 
 

@@ -136,4 +136,5 @@ class EncodeRun:
             token_accuracy=sum(p.result.token_accuracy * m for p, m in zip(pieces, n)) / sum(n),
             exact=all(p.exact for p in pieces), text=self.texts[i] if config.keep_text else None,
             storage_dtype=config.dtype, segments=segments, text_sizes=text_sizes(self.texts[i]),
+            start=lm.start_name(config.recipe.init.value),
             entropy_bits=round(entropy_bits(lm, self.layout, target_ids(lm, self.texts[i])), 2))

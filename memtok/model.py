@@ -134,6 +134,19 @@ class FrozenLM:
         close = torch.allclose(whole, split, rtol=0, atol=64 * torch.finfo(whole.dtype).eps * float(whole.abs().max()))
         return (decoder, head) if close else None
 
+    @functools.cached_property
+    def learned_start(self):  # -> memtok.start.LearnedStart | None
+        """The learned start installed for exactly this model (`memtok.start.find_start`), if any."""
+        from .start import find_start
+
+        return find_start(self)
+
+    def start_name(self, init: str) -> str:
+        """What a memory made with recipe init `init` started from: the learned start's name, or the init."""
+        if init == "learned":
+            return self.learned_start.name if self.learned_start is not None else "mean (no learned start installed)"
+        return init
+
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:

@@ -113,7 +113,10 @@ def initial_vectors(lm: FrozenLM, recipe: Recipe, k: int, text_ids: list[int]) -
     if recipe.init is Init.TEXT:
         vec = lm.embed(torch.tensor(text_ids, device=lm.device)).mean(0)
         return vec.expand(k, -1).clone()
-    if recipe.init is Init.MEAN:
+    if recipe.init is Init.LEARNED and lm.learned_start is not None:
+        with torch.no_grad():
+            return lm.learned_start.vectors(lm, [text_ids], k)[0].clone()
+    if recipe.init in (Init.MEAN, Init.LEARNED):
         return lm.embedding_mean.expand(k, -1).clone()
     gen = torch.Generator().manual_seed(recipe.seed)
     noise = torch.randn(k, weight.shape[1], generator=gen)
@@ -136,10 +139,10 @@ class LowRankVectors:
     sqrt(rank), z at 1): a per-text low-dimensional projection, which finds exact vectors in far
     fewer steps than learning them directly."""
 
-    def __init__(self, start: torch.Tensor, rank: int, seed: int, scale: float) -> None:
+    def __init__(self, start: torch.Tensor, rank: int, seed: int, scale: float, z_scale: float = 1.0) -> None:
         gen = torch.Generator().manual_seed(seed)
         w = torch.randn(start.shape[1], rank, generator=gen) * (scale / rank ** 0.5)
-        z = torch.randn(start.shape[0], rank, generator=gen)
+        z = torch.randn(start.shape[0], rank, generator=gen) * z_scale
         self.start = start
         self.z, self.w = z.to(start).requires_grad_(True), w.to(start).requires_grad_(True)
         self.params = [self.z, self.w]
@@ -152,7 +155,7 @@ def learned(start: torch.Tensor, recipe: Recipe, scale: float) -> FullVectors | 
     """The parameters of one text's vectors, in float32 whatever the model's dtype: Adam's small
     steps would vanish in bfloat16's 8 bits of mantissa."""
     start = start.float()
-    return LowRankVectors(start, recipe.rank, recipe.seed, scale) if recipe.rank else FullVectors(start)
+    return LowRankVectors(start, recipe.rank, recipe.seed, scale, recipe.z_scale) if recipe.rank else FullVectors(start)
 
 
 class _Slot:

@@ -23,6 +23,7 @@ class Init(str, enum.Enum):
     MEAN = "mean"  # the mean input embedding: what resize_token_embeddings gives a new row
     NORMAL = "normal"  # normal(0, std of the embedding matrix), Kuratov et al.
     TEXT = "text"  # the mean of the text's own token embeddings
+    LEARNED = "learned"  # the model's learned start (`memtok.start`) where one is installed, else the mean
 
 
 class Schedule(str, enum.Enum):
@@ -48,6 +49,8 @@ class Recipe:
     init: Init = field(default=Init.MEAN, metadata={"help": "starting point of the vectors"})
     rank: int = field(default=0, metadata={"help": "learn the vectors as start + z @ W.T, with z [K, rank] and "
                                                    "W [d, rank] both learned; 0: learn the vectors themselves"})
+    z_scale: float = field(default=1.0, metadata={"help": "spread of z's random start: 1 puts the vectors about one "
+                                                          "token embedding's spread from the start, 0 exactly on it"})
     bos: bool = field(default=True, metadata={"help": "put the model's BOS (or EOS) token before the memory"})
     wrong_weight: float = field(default=0.0, metadata={"help": "extra loss weight on positions whose argmax is wrong"})
     first_weight: float = field(default=1.0, metadata={"help": "loss weight of the first two targets"})
@@ -72,8 +75,9 @@ class Recipe:
             raise MemtokError(f"max steps must be between 1 and 1000000, got {self.max_steps}")
         if not 0 <= self.rank <= 4096:
             raise MemtokError(f"recipe {self.name}: rank must be between 0 and 4096, got {self.rank}")
-        if min(self.warmup_steps, self.clip, self.grow_tokens) < 0 or min(self.first_weight, self.eos_weight) <= 0:
-            raise MemtokError(f"recipe {self.name}: warmup_steps, clip and grow_tokens must be >= 0, the weights > 0")
+        if min(self.warmup_steps, self.clip, self.grow_tokens, self.z_scale) < 0 or min(self.first_weight, self.eos_weight) <= 0:
+            raise MemtokError(f"recipe {self.name}: warmup_steps, clip, grow_tokens and z_scale must be >= 0, "
+                              f"the weights > 0")
         if self.min_margin < 0:
             raise MemtokError(f"recipe {self.name}: min_margin must be >= 0, got {self.min_margin}")
 

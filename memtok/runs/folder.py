@@ -33,7 +33,8 @@ FREE = ("command", "n_texts", "model", "recipe.name", *SPEED_ONLY)
 
 def settings(lm: FrozenLM, config: EncodeConfig, source: Source, command: str, **extra) -> dict:
     """What a run's results depend on (and how it was started), as plain JSON."""
-    return {"model": lm.name, "model_fingerprint": lm.fingerprint, **config.to_dict(), "data": source.name,
+    start = {"start": lm.start_name("learned")} if config.recipe.init.value == "learned" else {}
+    return {"model": lm.name, "model_fingerprint": lm.fingerprint, **config.to_dict(), **start, "data": source.name,
             "data_sha256": source.sha256, **source.pinned(), "n_texts": len(source.texts), "command": command,
             **extra}
 

@@ -86,7 +86,10 @@ class _Run:
     def __init__(self, out: Path, lm: FrozenLM, cfg: TrainConfig) -> None:
         self.out, self.lm, self.cfg = out, lm, cfg
         out.mkdir(parents=True, exist_ok=True)
-        self.net = StartNet(lm.hidden_size, feature_layers(lm.model.config.num_hidden_layers), cfg.width).to(lm.device)
+        with torch.random.fork_rng(devices=[]):  # the same first weights for the same seed, the caller's RNG untouched
+            torch.manual_seed(cfg.seed)
+            self.net = StartNet(lm.hidden_size, feature_layers(lm.model.config.num_hidden_layers), cfg.width)
+        self.net.to(lm.device)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=0.01)
         self.step, self.seconds = 0, 0.0
         state_path = out / "state.pt"
@@ -149,7 +152,7 @@ def train_start(lm: FrozenLM, train: list[list[int]], held: list[list[int]], out
         ce, right, n = reconstruction(lm, run.start().vectors(lm, batch), batch)
         loss = ce.mean()
         loss.backward()
-        loss = float(loss)
+        loss = float(loss.detach())
         torch.nn.utils.clip_grad_norm_(run.net.parameters(), 1.0)
         run.opt.step()
         run.opt.zero_grad(set_to_none=True)
@@ -157,10 +160,10 @@ def train_start(lm: FrozenLM, train: list[list[int]], held: list[list[int]], out
         run.seconds += time.perf_counter() - began
         accuracy = float(right.sum() / n.sum())
         run.log({"step": run.step, "loss": round(loss, 4), "accuracy": round(accuracy, 4), "lr": rate})
-        if on_step is not None:
-            on_step(run.step, loss, accuracy)
         if run.step % cfg.save_every == 0 or run.step == cfg.steps:
             run.save_state()
         if run.step % cfg.eval_every == 0 or run.step == cfg.steps:
             info = run.publish(held, len(train))
+        if on_step is not None:
+            on_step(run.step, loss, accuracy)
     return info or run.publish(held, len(train))

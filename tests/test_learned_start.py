@@ -1,0 +1,94 @@
+"""The learned start on the tiny model: training lowers the loss, and encoding from it takes fewer steps."""
+
+import statistics
+
+import pytest
+import torch
+from conftest import TEXTS
+
+from memtok import Memory, MemoryCodec, MemtokError
+from memtok.start import LearnedStart, find_start
+from memtok.training.start_training import TrainConfig, train_start
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dir, tmp_path_factory):
+    """A start trained on the tiny model's own sentences, and the folder it was trained in."""
+    codec = MemoryCodec.from_pretrained(tiny_dir, device="cpu")
+    pieces = [codec.lm.tokenize(t) for t in TEXTS]
+    out = tmp_path_factory.mktemp("start")
+    cfg = TrainConfig(steps=120, batch_size=8, lr=3e-3, width=64, save_every=40, eval_every=60)
+    info = train_start(codec.lm, pieces, pieces, out, cfg)
+    return codec, pieces, out, info
+
+
+def test_training_lowers_the_loss_below_the_mean_start(trained):
+    _, _, out, info = trained
+    learned, mean = info["held_out"]["learned"], info["held_out"]["mean"]
+    assert learned["loss"] < 0.5 * mean["loss"]
+    assert learned["token_accuracy"] > mean["token_accuracy"]
+    assert info["step"] == 120 and (out / "start.safetensors").exists() and (out / "state.pt").exists()
+
+
+def test_a_trained_start_takes_fewer_steps_than_the_mean(trained, monkeypatch):
+    codec, _, out, _ = trained
+    monkeypatch.setenv("MEMTOK_STARTS", str(out))
+    codec.lm.__dict__.pop("learned_start", None)  # looked up again under MEMTOK_STARTS
+    try:
+        assert codec.lm.learned_start is not None and codec.lm.learned_start.model_fingerprint == codec.lm.fingerprint
+        mean = codec.encode(TEXTS, k=1, recipe="memtok:init=mean")
+        learned = codec.encode(TEXTS, k=1, recipe="memtok:init=learned:z_scale=0")
+    finally:
+        codec.lm.__dict__.pop("learned_start", None)
+    assert all(m.exact for m in mean + learned)
+    assert statistics.median(m.steps for m in learned) < statistics.median(m.steps for m in mean)
+    assert learned[0].start == codec.lm.start_name("learned") != "mean" and mean[0].start == "mean"
+    assert codec.decode(learned) == TEXTS  # decoding needs nothing of the start
+
+
+def test_without_a_start_for_the_model_learned_falls_back_to_the_mean(tiny_codec, monkeypatch, tmp_path):
+    monkeypatch.setenv("MEMTOK_STARTS", str(tmp_path))  # empty: no start for this model
+    tiny_codec.lm.__dict__.pop("learned_start", None)
+    try:
+        mem = tiny_codec.encode(TEXTS[0], k=1, recipe="memtok:init=learned")
+    finally:
+        tiny_codec.lm.__dict__.pop("learned_start", None)
+    assert mem.exact and mem.start.startswith("mean")
+
+
+def test_a_stopped_training_run_goes_on_where_it_stopped(tiny_dir, tmp_path):
+    codec = MemoryCodec.from_pretrained(tiny_dir, device="cpu")
+    pieces = [codec.lm.tokenize(t) for t in TEXTS]
+    cfg = TrainConfig(steps=10, batch_size=4, width=16, save_every=5, eval_every=10)
+    train_start(codec.lm, pieces, pieces, tmp_path / "whole", cfg)
+
+    def stop_at_5(step: int, loss: float, accuracy: float) -> None:
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_start(codec.lm, pieces, pieces, tmp_path / "parts", cfg, on_step=stop_at_5)
+    assert torch.load(tmp_path / "parts" / "state.pt", weights_only=True)["step"] == 5
+    train_start(codec.lm, pieces, pieces, tmp_path / "parts", cfg)
+    whole, parts = (LearnedStart.load(tmp_path / name / "start.safetensors").net.state_dict() for name in ("whole", "parts"))
+    assert all(torch.equal(whole[k], parts[k]) for k in whole)  # the same batches, the same updates
+    with pytest.raises(MemtokError, match="other settings"):
+        train_start(codec.lm, pieces, pieces, tmp_path / "parts", TrainConfig(**{**cfg.__dict__, "lr": 0.5}))
+
+
+def test_a_start_file_is_refused_when_it_is_not_one(tmp_path):
+    bad = tmp_path / "x.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(MemtokError, match="cannot read start file"):
+        LearnedStart.load(bad)
+
+
+def test_find_start_ignores_starts_of_other_models(tiny_codec, trained, monkeypatch):
+    _, _, out, _ = trained
+    start = LearnedStart.load(out / "start.safetensors")
+    start.model_fingerprint = "0" * 64
+    other = out.parent / "other-starts"
+    other.mkdir(exist_ok=True)
+    start.save(other / "start.safetensors")
+    monkeypatch.setenv("MEMTOK_STARTS", str(other))
+    assert find_start(tiny_codec.lm) is None

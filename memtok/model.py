@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .embedded import DEFAULT_MODEL, embedded_model_dir
+from .embedded import packaged, packaged_model_dir
 from .errors import MemtokError
 from .precision import Frame
 
@@ -207,8 +207,8 @@ def load(model: str | None = None, device: str | None = None, dtype: str = "floa
         raise MemtokError(f"model dtype must be one of {', '.join(MODEL_DTYPES)}, got {dtype!r}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if model is None or model == DEFAULT_MODEL:
-        path, name, gguf = embedded_model_dir(), DEFAULT_MODEL, None
+    if (shipped := packaged(model)) is not None:
+        path, name, gguf = packaged_model_dir(shipped), shipped.name, None
     elif model.endswith(".gguf"):
         if not os.path.isfile(model):
             raise MemtokError(f"model file not found: {model}")

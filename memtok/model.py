@@ -135,6 +135,14 @@ class FrozenLM:
         return (decoder, head) if close else None
 
     @functools.cached_property
+    def vocabulary(self) -> torch.Tensor:
+        """[V, d] float32: every token's input vector, as the model's own lookup returns it."""
+        n = self.model.get_input_embeddings().weight.shape[0]
+        with torch.no_grad():
+            return torch.cat([self.embed(torch.arange(s, min(n, s + 8192), device=self.device)).float()
+                              for s in range(0, n, 8192)])
+
+    @functools.cached_property
     def learned_start(self):  # -> memtok.start.LearnedStart | None
         """The learned start installed for exactly this model (`memtok.start.find_start`), if any."""
         from .start import find_start

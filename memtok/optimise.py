@@ -259,6 +259,18 @@ class _Slot:
 
 # --- one forward pass ----------------------------------------------------------------------------
 
+def vocab_distance(lm: FrozenLM, vectors: torch.Tensor) -> torch.Tensor:
+    """Mean over `vectors` [K, d] of the squared distance to the nearest token's input vector,
+    relative to that vector's squared norm; a gradient reaches the vectors (the nearest row is chosen
+    without one)."""
+    rows = lm.vocabulary
+    v = vectors.float()
+    with torch.no_grad():
+        nearest = ((v * v).sum(1, keepdim=True) + (rows * rows).sum(1)[None] - 2 * v @ rows.T).argmin(1)
+    target = rows[nearest]
+    return (((v - target) ** 2).sum(1) / (target * target).sum(1).clamp_min(1e-12)).mean()
+
+
 def _judge(head: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor,
            t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per position: cross-entropy, argmax right, margin (target logit - best other logit)."""
@@ -308,7 +320,8 @@ def _forward(lm: FrozenLM, slots: list[_Slot], prefix: torch.Tensor, infix: torc
     """Each text's standing on one padded forward pass, and the per-text losses to back-propagate."""
     dev = lm.device
     # right padding keeps every text's positions and attention as when alone
-    seqs = [torch.cat([prefix, s.input_vectors().to(prefix.dtype), infix, s.text_emb[:s.span - 1]]) for s in slots]
+    vectors = [s.input_vectors() for s in slots]
+    seqs = [torch.cat([prefix, v.to(prefix.dtype), infix, s.text_emb[:s.span - 1]]) for v, s in zip(vectors, slots)]
     lengths = torch.tensor([len(x) for x in seqs], device=dev)
     x = pad_sequence(seqs, batch_first=True)
     mask = (torch.arange(x.shape[1], device=dev)[None] < lengths[:, None]).long()
@@ -327,6 +340,8 @@ def _forward(lm: FrozenLM, slots: list[_Slot], prefix: torch.Tensor, infix: torc
     if recipe.first_weight != 1.0 or recipe.eos_weight != 1.0:  # valid positions are each text's targets, in order
         weight = weight * torch.cat([s.position_weights(recipe)[:s.span] for s in slots])
     per_text = zeros.index_add(0, rows, ce * weight) / n
+    if recipe.vocab_weight:
+        per_text = per_text + recipe.vocab_weight * torch.stack([vocab_distance(lm, v) for v in vectors])
     return [_Judged(*j) for j in zip(accuracy, min_margin, per_text.tolist(), n_right)], per_text
 
 

@@ -59,6 +59,9 @@ class Recipe:
     clip: float = field(default=0.0, metadata={"help": "clip each text's gradient to this norm; 0: no clipping"})
     grow_tokens: int = field(default=0, metadata={"help": "solve the first N targets, then N more at a time from "
                                                           "that solution (a growing target); 0: all from the start"})
+    vocab_weight: float = field(default=0.0, metadata={"help": "loss weight of each vector's squared distance to its "
+                                                                "nearest token's input vector (relative to that "
+                                                                "vector's norm): memories that hide among tokens"})
     min_margin: float = field(default=0.0, metadata={"help": "done when every target wins by at least this many logits"})
     seed: int = field(default=0, metadata={"help": "seed of a random init"})
     bf16: bool = field(default=False, metadata={"help": "run the optimisation's passes under bfloat16 autocast "
@@ -75,8 +78,8 @@ class Recipe:
             raise MemtokError(f"max steps must be between 1 and 1000000, got {self.max_steps}")
         if not 0 <= self.rank <= 4096:
             raise MemtokError(f"recipe {self.name}: rank must be between 0 and 4096, got {self.rank}")
-        if min(self.warmup_steps, self.clip, self.grow_tokens, self.z_scale) < 0 or min(self.first_weight, self.eos_weight) <= 0:
-            raise MemtokError(f"recipe {self.name}: warmup_steps, clip, grow_tokens and z_scale must be >= 0, "
+        if min(self.warmup_steps, self.clip, self.grow_tokens, self.z_scale, self.vocab_weight) < 0 or min(self.first_weight, self.eos_weight) <= 0:
+            raise MemtokError(f"recipe {self.name}: warmup_steps, clip, grow_tokens, z_scale and vocab_weight must be >= 0, "
                               f"the weights > 0")
         if self.min_margin < 0:
             raise MemtokError(f"recipe {self.name}: min_margin must be >= 0, got {self.min_margin}")

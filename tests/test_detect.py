@@ -60,3 +60,24 @@ def test_the_vocabulary_penalty_pulls_memories_towards_tokens(tiny_codec):
     def distance(mems):
         return [float(vocab_distance(tiny_codec.lm, tiny_codec.inputs(m.vectors, m.storage_dtype))) for m in mems]
     assert all(n < p for n, p in zip(distance(near), distance(plain)))
+
+
+def test_probe_sees_large_noise_break_memories_and_tiny_noise_keep_them(tiny_dir, tiny_codec, tmp_path, capsysbinary):
+    from memtok.runs.evaluate import run_eval
+    from memtok.runs.sources import read_source
+    from test_eval import write_csv
+
+    from memtok import EncodeConfig
+
+    data = write_csv(tmp_path / "d.csv", TEXTS[:4])
+    run_eval(tiny_codec, read_source(str(data)), tmp_path / "run", EncodeConfig(k=1), show_progress_bar=False)
+    code, _, err = run(["probe", str(tmp_path / "run"), "--noise", "1e-6,3", "--model", tiny_dir], capsysbinary)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "probe" / "summary.json").read_text())
+    assert summary["exact_as_made"] == 4
+    assert summary["noise"]["1e-06"] == 1.0 and summary["noise"]["3.0"] < 1.0  # noise 3x the vector's norm
+    assert summary["rounded"]["float16"] >= 0.75 and set(summary["rounded"]) >= {"bfloat16", "int8", "int4"}
+    rows = (tmp_path / "run" / "probe" / "probe.jsonl").read_text().splitlines()
+    assert len(rows) == 4 and (tmp_path / "run" / "probe" / "probe.png").exists()
+    code, _, err = run(["probe", str(tmp_path), "--model", tiny_dir], capsysbinary)
+    assert code == 2 and "neither an eval folder" in err

@@ -85,3 +85,55 @@ def detect(file: str, threshold: float | None, as_json: bool, model: str | None,
                f"token's norm)" + (f"; {file} is a memory" if mem is not None else ""), err=True)
     if odd:
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--out", "-o", default=None, help="folder for probe.jsonl, probe.md and probe.png (default: RUN/probe)")
+@click.option("--noise", default=None, metavar="R,R,...",
+              help="noise norms relative to each vector's own (default: 1e-4,1e-3,1e-2,3e-2,0.1,0.3)")
+@click.option("--template", default="Recall: {memory}", show_default=True, help="the prompt the memories are moved into")
+@click.option("--limit", type=click.IntRange(1), default=None, help="only the first N memories")
+@model_options
+def probe(run: str, out: str | None, noise: str | None, template: str, limit: int | None, model: str | None,
+          device: str | None) -> None:
+    """How fragile the memories of RUN (an eval folder or a store) are: noise on their vectors,
+    rounding to each storage dtype, and another prompt, each decoded again.
+
+    \b
+    memtok probe runs/r100 --limit 20
+    """
+    from pathlib import Path
+
+    from ..analysis.probe import NOISE, probe_memory, run_memories, summarise_probe
+    from ..analysis.report import write_probe
+    from ..progress import progress
+
+    levels = NOISE if noise is None else _floats(noise)
+    memories = list(run_memories(run))[:limit]
+    if not memories:
+        raise MemtokError(f"{run} holds no memories")
+    codec = load_codec(model or memories[0][1].model_name, device)
+    bar = progress(len(memories), "probing", "memory")
+    rows = []
+    for name, mem in memories:
+        codec._check_decodable(mem)
+        rows.append(probe_memory(codec, name, mem, levels, template))
+        bar.update(1)
+    bar.close()
+    summary = summarise_probe(rows)
+    folder = Path(out or Path(run) / "probe")
+    write_probe(folder, rows, summary)
+    click.echo(f"{summary['exact_as_made']}/{summary['memories']} exact as made; under noise "
+               + ", ".join(f"{lv}: {v:.2f}" for lv, v in summary["noise"].items())
+               + f"; moved into {template!r}: {summary['moved']:.2f} -> {folder}/probe.md", err=True)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers", param_hint="--noise") from None
+    if not all(v > 0 for v in values):
+        raise click.BadParameter("every noise level must be positive", param_hint="--noise")
+    return values

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..files import atomic_write
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
@@ -31,14 +31,14 @@ def plot_eval(results: list[dict], out: Path) -> None:
            title=f"exact: {len(exact)}/{len(results)}")
     ax.set_ylim(min([0.9] + [r["token_accuracy"] for r in results]) - 0.02, 1.01)
     ax.legend(loc="lower left")
-    _save(fig, out / "accuracy_vs_length.png")
+    save_figure(fig, out / "accuracy_vs_length.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for rows, colour, label in ((exact, "tab:green", "exact"), (wrong, "tab:red", "not exact (gave up)")):
         ax.scatter([r["tokens"] for r in rows], [r["steps"] for r in rows], c=colour, s=18, label=label)
     ax.set(xlabel="text length (tokens)", ylabel="optimisation steps", title="steps to an exact memory")
     ax.legend(loc="upper left")
-    _save(fig, out / "steps_vs_length.png")
+    save_figure(fig, out / "steps_vs_length.png")
 
 
 def plot_capacity(summary: dict, path: Path) -> None:
@@ -62,7 +62,7 @@ def plot_capacity(summary: dict, path: Path) -> None:
         ax.legend()
     left.set(ylabel="share of texts exact", ylim=(-0.02, 1.02), title="exact reconstruction")
     right.set(ylabel="nats", title="information gain (cross-entropy removed)")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_steps(rows: list[dict], path: Path) -> None:
@@ -88,4 +88,4 @@ def plot_steps(rows: list[dict], path: Path) -> None:
     for ax in axes:
         ax.set_xlabel("step")
     fig.suptitle(f"optimisation curves of {len(curves)} texts")
-    _save(fig, path)
+    save_figure(fig, path)

@@ -137,3 +137,38 @@ def _floats(text: str) -> tuple[float, ...]:
     if not all(v > 0 for v in values):
         raise click.BadParameter("every noise level must be positive", param_hint="--noise")
     return values
+
+
+@cli.command()
+@click.argument("store")
+@click.argument("query")
+@click.option("-n", "--top", "top_n", type=click.IntRange(1), default=5, show_default=True, help="memories to show")
+@click.option("--method", type=click.Choice(["likelihood", "vector"]), default="likelihood", show_default=True,
+              help="likelihood: the model's probability of the query after each memory; vector: cosine with a "
+                   "memory made of the query")
+@click.option("--decode", "decode_hits", is_flag=True, help="decode each hit and show its text")
+@click.option("--batch-size", "-b", type=click.IntRange(1, 4096), default=64, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print the hits as JSON lines")
+@model_options
+def search(store: str, query: str, top_n: int, method: str, decode_hits: bool, batch_size: int, as_json: bool,
+           model: str | None, device: str | None) -> None:
+    """The memories of STORE most likely to hold QUERY, without their texts.
+
+    \b
+    memtok search store/ "attention is computed from queries and keys" -n 3 --decode
+    """
+    import time
+
+    from ..store import MemoryStore
+
+    memories = MemoryStore(store)
+    codec = load_codec(model or memories.info["model"], device)
+    started = time.perf_counter()
+    hits = memories.search(codec, query, top_n, method, batch_size, decode_hits, show_progress_bar=True)
+    for rank, h in enumerate(hits, 1):
+        if as_json:
+            click.echo(json.dumps({"rank": rank, "id": h.id, "score": h.score, **({"text": h.text} if decode_hits else {})},
+                                  ensure_ascii=False))
+        else:
+            click.echo(f"{rank}. {h.id}  {h.score:.4f}" + (f"  {h.text!r}" if decode_hits else ""))
+    click.echo(f"{len(hits)} of {len(memories)} memories by {method} in {time.perf_counter() - started:.1f} s", err=True)

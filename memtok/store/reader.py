@@ -64,3 +64,30 @@ class MemoryStore:
     def decode(self, codec, mem_id: str) -> str:
         """The text of one memory; the codec's model fingerprint must match (as for single files)."""
         return codec.decode(self[mem_id])
+
+    def search(self, codec, query: str, top_n: int = 5, method: str = "likelihood", batch_size: int = 64,
+               decode: bool = False, show_progress_bar: bool = False) -> list:
+        """The `top_n` memories most likely to hold `query`, best first (`memtok.store.search`), as
+        `Hit`s with their scores (and decoded texts with `decode`)."""
+        from ..progress import progress
+        from .search import METHODS, Hit, likelihood_scores, top, vector_scores
+
+        if method not in METHODS:
+            raise MemtokError(f"unknown search method {method!r}; choose one of {', '.join(METHODS)}")
+        ids = [i for i in self if self.record(i)["status"] != "failed"]
+        if not ids:
+            raise MemtokError(f"{self.root} holds no memories to search")
+        memories = [self[i] for i in ids]
+        for mem in memories[:1]:
+            codec._check_decodable(mem)
+        bar = progress(sum(max(1, len(m.segments)) for m in memories), "searching", "segment",
+                       disable=not show_progress_bar)
+        try:
+            scores = likelihood_scores(codec, memories, query, batch_size, bar.update) if method == "likelihood" \
+                else vector_scores(codec, memories, query)
+        finally:
+            bar.close()
+        hits = top(ids, scores, top_n)
+        if decode:
+            hits = [Hit(h.id, h.score, codec.decode(self[h.id], check=False)) for h in hits]
+        return hits

@@ -1,0 +1,66 @@
+"""`memtok search` on the tiny model: ranked hits, read-only, both methods, one-line errors."""
+
+import json
+
+import pytest
+from conftest import TEXTS
+from test_cli import run
+from test_eval import write_csv
+
+from memtok import EncodeConfig, MemtokError
+from memtok.runs.sources import read_source
+from memtok.store import MemoryStore
+from memtok.store.corpus import run_corpus
+
+
+@pytest.fixture(scope="module")
+def store(tiny_codec, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("search")
+    data = write_csv(folder / "d.csv", TEXTS)
+    run_corpus(tiny_codec, read_source(str(data)), folder / "store", EncodeConfig(k=1), show_progress_bar=False)
+    return folder / "store"
+
+
+def test_likelihood_is_the_models_own_score_of_the_query_after_each_memory(tiny_codec, store):
+    """Batched over the store, each score is what scoring the query alone after that memory gives.
+    float32 matmuls batched or not may round differently in the last bits of logits of order 10: a
+    mean over a few tokens agrees to well within 1e-4."""
+    from memtok.layout import Layout
+    from memtok.score import score
+    from memtok.store.search import likelihood_scores
+
+    memories = MemoryStore(store)
+    mems = [memories[i] for i in memories]
+    query = "ran to the park"
+    ids = tiny_codec.lm.tokenize(query)
+    batched = likelihood_scores(tiny_codec, mems, query, batch_size=3)
+    for mem, got in zip(mems, batched):
+        alone = score(tiny_codec.lm, Layout.of(mem), ids, tiny_codec.inputs(mem.vectors, mem.storage_dtype))
+        assert got == pytest.approx(-alone.nats / len(ids), abs=1e-4)
+    hits = memories.search(tiny_codec, query, top_n=3)
+    assert [h.score for h in hits] == sorted(batched, reverse=True)[:3]
+
+
+def test_hits_decode_and_the_vector_method_ranks_every_memory(tiny_codec, store):
+    memories = MemoryStore(store)
+    hits = memories.search(tiny_codec, TEXTS[3], top_n=2, decode=True)
+    assert hits[0].text == TEXTS[3]
+    ranked = memories.search(tiny_codec, TEXTS[3], top_n=100, method="vector")
+    # a cosine in float32 may pass 1 by a few units of its last place
+    assert sorted(h.id for h in ranked) == sorted(memories) and all(abs(h.score) <= 1 + 1e-6 for h in ranked)
+    with pytest.raises(MemtokError, match="unknown search method"):
+        memories.search(tiny_codec, "x", method="bm25")
+    with pytest.raises(MemtokError, match="empty query"):
+        memories.search(tiny_codec, "  ")
+
+
+def test_search_command_prints_ranked_json_and_changes_nothing(tiny_dir, store, capsysbinary):
+    before = {p.name: p.stat().st_mtime_ns for p in store.rglob("*")}
+    code, out, err = run(["search", str(store), TEXTS[5], "-n", "2", "--json", "--decode", "--model", tiny_dir],
+                         capsysbinary)
+    assert code == 0, err
+    hits = [json.loads(line) for line in out.decode().splitlines()]
+    assert [h["rank"] for h in hits] == [1, 2] and hits[0]["text"] == TEXTS[5] and "2 of 8 memories" in err
+    assert {p.name: p.stat().st_mtime_ns for p in store.rglob("*")} == before
+    code, _, err = run(["search", str(store.parent), "x", "--model", tiny_dir], capsysbinary)
+    assert code == 2 and "not a finished memtok store" in err

@@ -78,10 +78,12 @@ def mean_vector(codec: MemoryCodec, mem: Memory) -> torch.Tensor:
     return codec.inputs(mem.vectors, mem.storage_dtype).float().mean(0)
 
 
-def vector_scores(codec: MemoryCodec, memories: Sequence[Memory], query: str) -> list[float]:
-    """Per memory: the cosine between its mean input vector and that of a one-vector memory of the query."""
+def vector_scores(codec: MemoryCodec, memories: Sequence[Memory], query: str, max_steps: int | None = None
+                  ) -> list[float]:
+    """Per memory: the cosine between its mean input vector and that of a one-vector memory of the
+    query (made with at most `max_steps` steps: the recipe's by default)."""
     query_ids(codec, query)
-    probe = codec.encode(query, k=1, show_progress_bar=False)
+    probe = codec.encode(query, k=1, max_steps=max_steps, show_progress_bar=False)
     q = mean_vector(codec, probe)
     keys = torch.stack([mean_vector(codec, m) for m in memories])
     return F.cosine_similarity(keys, q[None], dim=1).tolist()

@@ -1,0 +1,98 @@
+"""The learned start against the mean start, side by side in one process on the same texts.
+
+For each set of texts and each recipe: exact count, median and p90 steps, wall time of the encode
+call, and the start's own token accuracy before any step (step 0 of each text's curve). The
+learned start must be installed for the model (memtok/starts/ or MEMTOK_STARTS).
+
+    python bench/learned_start.py --sets r100,r1000,chunks --limit 20 \\
+        --recipes memtok:init=mean,memtok:init=learned --json docs/results/bench/learned-start.json
+
+Sets: r100 (raschka_chunks_100, K=1, the paper's protocol), r1000 and chunks (the default encode,
+32-token segments), r1000-l64 (the first 64 tokens of raschka_chunks_1000 in one vector, no EOS),
+r1000-compact (--compact).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from rows import report
+
+from memtok import MemoryCodec
+from memtok.runs.sources import read_source
+
+DATA = "../shared/data/paper"
+SETS = {
+    "r100": (f"{DATA}/raschka_chunks_100.csv", {"k": 1}),
+    "r1000": (f"{DATA}/raschka_chunks_1000.csv", {}),
+    "chunks": (f"{DATA}/chunks.csv", {}),
+    "r1000-compact": (f"{DATA}/raschka_chunks_1000.csv", {"compact": True}),
+}
+
+
+def p90(xs: list[int]) -> int:
+    return sorted(xs)[max(0, round(0.9 * len(xs)) - 1)]
+
+
+def run_texts(codec: MemoryCodec, texts: list[str], recipe: str, options: dict) -> dict:
+    starts: list[float] = []
+
+    def on_step(info) -> None:
+        starts.extend(p.accuracy for p in info.texts if p.step == 0)
+
+    began = time.perf_counter()
+    mems = codec.encode(texts, recipe=recipe, show_progress_bar=True, on_step=on_step, **options)
+    wall = time.perf_counter() - began
+    steps = [m.steps for m in mems]
+    return {"exact": f"{sum(m.exact for m in mems)}/{len(mems)}", "median steps": statistics.median(steps),
+            "p90 steps": p90(steps), "wall seconds": round(wall, 1),
+            "start accuracy": round(statistics.fmean(starts), 4), "start": mems[0].start}
+
+
+def run_ids(codec: MemoryCodec, texts: list[str], recipe: str, length: int) -> dict:
+    """The first `length` tokens of each text in one vector, without EOS (`memtok capacity`'s cell)."""
+    from contextlib import closing
+
+    from memtok import EncodeConfig
+
+    targets = [ids[:length] for ids in map(codec.lm.tokenize, texts) if len(ids) >= length]
+    starts: list[float] = []
+    began = time.perf_counter()
+    config = codec.check(EncodeConfig(k=1, recipe=recipe))
+    with closing(codec.encode_ids(targets, config, show_progress_bar=True,
+                                  on_step=lambda info: starts.extend(p.accuracy for p in info.texts if p.step == 0))) as it:
+        results = list(it)
+    wall = time.perf_counter() - began
+    steps = [r.steps for _, r, _ in results]
+    return {"exact": f"{sum(e for _, _, e in results)}/{len(results)}", "median steps": statistics.median(steps),
+            "p90 steps": p90(steps), "wall seconds": round(wall, 1),
+            "start accuracy": round(statistics.fmean(starts), 4), "start": codec.lm.start_name(config.recipe.init.value)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sets", default="r100")
+    ap.add_argument("--limit", type=int, default=20)
+    ap.add_argument("--recipes", default="memtok:init=mean,memtok:init=learned")
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    codec = MemoryCodec.from_pretrained(args.model)
+    rows = []
+    for name in args.sets.split(","):
+        for recipe in args.recipes.split(","):
+            if name.startswith("r1000-l"):
+                texts = read_source(f"{DATA}/raschka_chunks_1000.csv", limit=args.limit).texts
+                row = run_ids(codec, texts, recipe, int(name.split("-l")[1]))
+            else:
+                data, options = SETS[name]
+                row = run_texts(codec, read_source(data, limit=args.limit).texts, recipe, options)
+            rows.append({"set": name, "recipe": recipe, **row})
+            print(rows[-1], flush=True)
+    report(rows, {k: (lambda r, k=k: r[k]) for k in rows[0]}, args)
+
+
+if __name__ == "__main__":
+    main()

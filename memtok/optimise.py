@@ -353,6 +353,15 @@ def _share(slots: list[_Slot], since: float) -> float:
     return now
 
 
+def _step_info(slots: list[_Slot], judged: list[_Judged], still: list[_Slot], done: int, waiting: int) -> StepInfo:
+    """A pass's standing, per text and overall, once it is settled which texts are done."""
+    going = {id(s) for s in still}
+    curve = [TextStep(s.job.key, s.job.k, s.steps, j.loss, j.accuracy, j.margin, id(s) not in going)
+             for s, j in zip(slots, judged)]
+    return StepInfo(len(slots), done, done + waiting + len(still), sum(j.loss for j in judged) / len(judged),
+                    sum(j.accuracy for j in judged) / len(judged), curve)
+
+
 def _settle(slots: list[_Slot], judged: list[_Judged], recipe: Recipe) -> tuple[list[_Slot], list[Optimised]]:
     """The slots still in play, and the results of those done: a text is done when exact with the
     recipe's margin, or out of steps or patience; a growing target solved short of the text's end
@@ -411,18 +420,12 @@ def optimise(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: Iterable[
             began = time.perf_counter()
             judged, per_text = _forward(lm, slots, prefix, infix, recipe)
             began = _share(slots, began)
-            curve = [TextStep(s.job.key, s.job.k, s.steps, j.loss, j.accuracy, j.margin, False)
-                     for s, j in zip(slots, judged)] if on_step is not None else []
 
             # 3. the texts that are done leave their slots
             still, finished = _settle(slots, judged, recipe)
             done += len(finished)
             if on_step is not None:
-                for point, s in zip(curve, slots):
-                    point.done = s not in still
-                on_step(StepInfo(len(slots), done, done + len(queue) + len(still),
-                                 sum(j.loss for j in judged) / len(judged), sum(j.accuracy for j in judged) / len(judged),
-                                 curve))
+                on_step(_step_info(slots, judged, still, done, len(queue)))
 
             # 4. backward and update the texts still in play; each text's loss only reaches its own vectors
             if still:

@@ -116,3 +116,21 @@ def encode_corpus(data: str, column: str | None, limit: int | None, rows: str | 
                    f" ({s['texts_per_hour']} texts/hour), {s['resumed']} resumed; payload {s['payload_bytes']} bytes, "
                    f"zstd {s['zstd_bytes_each']} of each text alone, {s['zstd_bytes_together']} of all together "
                    f"-> {out}", err=True)
+
+
+@cli.command()
+@click.argument("folders", nargs=-1, required=True)
+@click.option("--out", "-o", required=True, help="folder for comparison.md, comparison.json and comparison.png")
+def compare(folders: tuple[str, ...], out: str) -> None:
+    """Set several models' eval (or capacity) folders side by side: exact rate and steps against
+    length, one line per model.
+
+    \b
+    memtok compare docs/results/raschka100-k1 docs/results/gemma3-raschka100-k1 --out docs/results/models-r100
+    """
+    from ..runs.compare import compare as table_of
+    from ..runs.compare import write_comparison
+
+    table = table_of(list(folders))
+    write_comparison(table, Path(out))
+    click.echo(f"{len(folders)} runs, {len(table)} rows -> {out}/comparison.md", err=True)

@@ -43,6 +43,9 @@ class EncodeConfig:
     max_steps: int | None = field(default=None, metadata={"help": "overrides the recipe's step limit"})
     template: str = field(default=PLACEHOLDER, metadata={"help": "prompt around the vectors, e.g. "
                                                                  "'Recall: {memory}'"})
+    chat: bool = field(default=False, metadata={"help": "put the memory inside the model's own chat template, as "
+                                                        "the user's turn (`template` is that turn), so that the "
+                                                        "text comes back as the assistant's reply"})
     dtype: str = field(default="float32", metadata={"help": f"storage precision: {', '.join(DTYPES)}; the "
                                                             "vectors are optimised through the rounding"})
     segment_tokens: int | None = field(default=None, metadata={"help": "cut texts into pieces of at most this "

@@ -39,6 +39,8 @@ def layout_for(lm: FrozenLM, config: EncodeConfig, k: int | None = None) -> Layo
     """The layout of `k` vectors (default: the config's K, or the most a search or a plan may try)."""
     if k is None:
         k = config.k if config.fixed else max_auto_k(lm.context_length)
+    if config.chat:  # the chat template brings its own start, so no BOS of the recipe's before it
+        return Layout.build(lm, lm.chat_template(config.template), k, bos=False, specials=True)
     return Layout.build(lm, config.template, k, config.recipe.bos)
 
 
@@ -126,7 +128,8 @@ class EncodeRun:
                      **({} if config.fixed else {"tried": p.tried})} for p in pieces]
         return Memory(
             vectors=torch.cat([p.result.vectors for p in pieces]), model_name=lm.name,
-            model_fingerprint=lm.fingerprint, template=config.template, prefix_ids=list(self.layout.prefix_ids),
+            model_fingerprint=lm.fingerprint, template=self.layout.template or config.template,
+            prefix_ids=list(self.layout.prefix_ids),
             infix_ids=list(self.layout.infix_ids), n_tokens=sum(n) - len(n), text_sha256=sha256_text(self.texts[i]),
             recipe=config.recipe.to_dict(), steps=sum(p.steps for p in pieces),
             seconds=round(sum(p.seconds for p in pieces), 3),

@@ -29,16 +29,19 @@ class Layout:
     prefix_ids: tuple[int, ...]
     infix_ids: tuple[int, ...]
     k: int
+    template: str | None = None  # the template it was built from, when it is not the config's own (a chat's)
 
     @classmethod
-    def build(cls, lm: FrozenLM, template: str, k: int, bos: bool) -> Layout:
+    def build(cls, lm: FrozenLM, template: str, k: int, bos: bool, specials: bool = False) -> Layout:
+        """`specials`: the template's special tokens (a chat template's) are parsed as such, not spelt out."""
         if template.count(PLACEHOLDER) != 1:
             raise MemtokError(f"template must contain {PLACEHOLDER} exactly once, got {template!r}")
         if not 1 <= k <= MAX_K:
             raise MemtokError(f"number of memory vectors must be between 1 and {MAX_K}, got {k}")
         head, tail = template.split(PLACEHOLDER)
-        prefix = ([lm.bos_id] if bos else []) + (lm.tokenize(head) if head else [])
-        return cls(tuple(prefix), tuple(lm.tokenize(tail) if tail else ()), k)
+        prefix = ([lm.bos_id] if bos else []) + (lm.tokenize(head, specials) if head else [])
+        return cls(tuple(prefix), tuple(lm.tokenize(tail, specials) if tail else ()), k,
+                   template if specials else None)
 
     @classmethod
     def of(cls, memory: Memory) -> Layout:
@@ -46,7 +49,7 @@ class Layout:
         return cls(tuple(memory.prefix_ids), tuple(memory.infix_ids), memory.k)
 
     def with_k(self, k: int) -> Layout:
-        return Layout(self.prefix_ids, self.infix_ids, k)
+        return Layout(self.prefix_ids, self.infix_ids, k, self.template)
 
     @property
     def first_target(self) -> int:

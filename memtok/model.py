@@ -76,9 +76,17 @@ class FrozenLM:
             bos = self.model.config.bos_token_id
         return int(bos) if bos is not None else self.eos_id
 
-    def tokenize(self, text: str) -> list[int]:
-        """Token ids of `text` alone: no special tokens added, none parsed out of the text."""
-        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True).input_ids)
+    def tokenize(self, text: str, specials: bool = False) -> list[int]:
+        """Token ids of `text` alone: no special tokens added, and none parsed out of the text unless
+        `specials` (a chat template's own markers)."""
+        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=not specials).input_ids)
+
+    def chat_template(self, turn: str) -> str:
+        """The model's chat template around one user turn `turn` (holding `{memory}`), ready for the reply."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise MemtokError(f"model {self.name} has no chat template; leave out --chat")
+        return self.tokenizer.apply_chat_template([{"role": "user", "content": turn}], tokenize=False,
+                                                  add_generation_prompt=True)
 
     def detokenize(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)

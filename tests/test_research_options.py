@@ -148,3 +148,36 @@ def test_a_model_loaded_in_bfloat16_makes_memories_only_bfloat16_decodes(tiny_di
 
     with pytest.raises(ModelMismatchError):  # same weights, other arithmetic: refused before decoding
         tiny_codec.decode(Memory.load(mem))
+
+
+# the tiny model knows its sentences after <s>: a turn opened by <s> and closed by another special
+# token (<|endoftext|>) is a chat it can answer in
+CHAT = "{% for m in messages %}<s>{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}<|endoftext|>{% endif %}"
+
+
+def test_chat_puts_the_memory_in_the_users_turn_with_the_templates_own_tokens(tiny_dir, tmp_path):
+    import shutil
+
+    from memtok import Memory, MemoryCodec
+
+    chat_dir = tmp_path / "chat-model"
+    shutil.copytree(tiny_dir, chat_dir)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(chat_dir)
+    tok.chat_template = CHAT
+    tok.save_pretrained(chat_dir)
+    codec = MemoryCodec.from_pretrained(str(chat_dir), device="cpu")
+    mem = codec.encode(TEXTS[0], k=1, chat=True)
+    assert mem.exact and codec.decode(mem) == TEXTS[0]
+    # <s> and <|endoftext|> each one token, not spelt out; no BOS of the recipe's before the template's own
+    assert (mem.prefix_ids, mem.infix_ids) == ([tok.bos_token_id], [tok.convert_tokens_to_ids("<|endoftext|>")])
+    assert mem.template == "<s>{memory}<|endoftext|>"
+    saved = tmp_path / "m.safetensors"
+    mem.save(saved)
+    assert codec.decode(Memory.load(saved)) == TEXTS[0]
+
+
+def test_chat_is_refused_for_a_model_without_a_chat_template(tiny_codec):
+    with pytest.raises(MemtokError, match="no chat template"):
+        tiny_codec.encode(TEXTS[0], k=1, chat=True)

@@ -136,6 +136,8 @@ _COMMON = [
                  help="give up on a text after this many steps (default: the recipe's)"),
     click.option("--template", default=DEFAULT_TEMPLATE, show_default=True,
                  help="prompt around the memory vectors, e.g. 'Recall: {memory}'"),
+    click.option("--chat", is_flag=True, help="put the memory inside the model's chat template, as the user's turn "
+                                              "(--template is that turn); the text comes back as the reply"),
     click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
                  help="storage precision of the saved vectors (verified after rounding)"),
     click.option("--batch-size", "-b", type=click.IntRange(1, 1024), default=8, show_default=True,
@@ -154,5 +156,5 @@ _TEXT_ONLY = [
     click.option("--compact", is_flag=True, help="the smallest exact memory memtok makes: int4 levels in the "
                                                  "model's frame (or --dtype ternary/binary), long segments"),
 ]
-_FIELDS = ("k", "favour", "recipe", "max_steps", "template", "dtype", "batch_size", "max_batch_tokens",
+_FIELDS = ("k", "favour", "recipe", "max_steps", "template", "chat", "dtype", "batch_size", "max_batch_tokens",
            "segment_tokens", "keep_text", "compact")

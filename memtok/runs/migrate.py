@@ -64,6 +64,7 @@ def command_for(pinned: dict, folder: str | None = None) -> str:
         args += ["--compact"] if d.get("compact") else []
     args += ["--dtype", d["dtype"]] if d["dtype"] != "float32" and not d.get("compact") else []
     args += ["--template", d["template"]] if d["template"] != DEFAULT_TEMPLATE else []
+    args += ["--chat"] if d.get("chat") else []
     args += ["--recipe", recipe_spec(d["recipe"])]
     args += ["--model", d["model"]] if d["model"] != DEFAULT_MODEL else []
     args += ["--batch-size", str(d["batch_size"])]

@@ -47,6 +47,7 @@ def folder_memories(folder: Path) -> list[tuple[int, Memory]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+", help="eval folders with memories/")
+    ap.add_argument("--snap", nargs="*", default=[], help="folders whose memories are also decoded after snapping")
     ap.add_argument("--snap-limit", type=int, default=20, help="memories per folder decoded after snapping")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -72,7 +73,7 @@ def main() -> None:
         distance = nearest_rows(rows_, vectors)[1].tolist()
         every_positive += distance
         exact, accuracy = 0, []
-        snap = mems[:args.snap_limit]
+        snap = mems[:args.snap_limit] if str(folder) in args.snap or folder.name in args.snap else []
         for i, m in snap:  # the defence: snap, decode, compare
             inputs = snapped(rows_, codec.inputs(m.vectors, m.storage_dtype))
             moved = Memory(**{**m.__dict__, "vectors": inputs.cpu(), "storage_dtype": "float32"})
@@ -81,8 +82,9 @@ def main() -> None:
         table.append({"set": f"memories: {folder.name}", "vectors": len(distance),
                       "flagged": sum(x > THRESHOLD for x in distance),
                       "median distance": round(statistics.median(distance), 4), "max distance": round(max(distance), 4),
-                      "min distance": round(min(distance), 4), "snapped exact": f"{exact}/{len(snap)}",
-                      "snapped token accuracy": "-" if None in accuracy else round(statistics.fmean(accuracy), 4)})
+                      "min distance": round(min(distance), 4),
+                      **({"snapped exact": f"{exact}/{len(snap)}", "snapped token accuracy":
+                          "-" if None in accuracy else round(statistics.fmean(accuracy), 4)} if snap else {})})
     summary = {"threshold": THRESHOLD, "auc": auc(every_negative, every_positive),
                "false_alarms": sum(x > THRESHOLD for x in every_negative), "negatives": len(every_negative),
                "detected": sum(x > THRESHOLD for x in every_positive), "positives": len(every_positive)}

@@ -68,6 +68,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder", help="an eval folder with memories/ (its run.json names the data)")
     ap.add_argument("--vector-steps", type=int, default=200)
+    ap.add_argument("--vector-limit", type=int, default=20, help="queries of each kind for the vector method "
+                                                                 "(each makes a memory of its query)")
     ap.add_argument("--scale", default="100,1000", help="store sizes at which to time the likelihood method")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -117,7 +119,7 @@ def main() -> None:
     rows = []
     for name, rank in methods.items():
         for kind in KINDS:
-            mine = [q for q in qs if q[0] == kind]
+            mine = [q for q in qs if q[0] == kind][:args.vector_limit if name == "vector" else None]
             began = time.perf_counter()
             ranked = [(rank(q), i) for _, i, q in mine]
             per_query = (time.perf_counter() - began) / len(mine)

@@ -215,7 +215,7 @@ class MemoryCodec:
         return texts[0] if single else texts
 
     def _decode_one(self, mem: Memory, check: bool, beams: int) -> str:
-        self._check_decodable(mem)
+        self.check_decodable(mem)
         layout, pieces = Layout.of(mem), []
         run = greedy if beams == 1 else functools.partial(beam_decode, beams=beams)
         for vectors, n in mem.segment_vectors():
@@ -232,7 +232,7 @@ class MemoryCodec:
                 f"with the vectors, device, precision and software it was verified with", text)
         return text
 
-    def _check_decodable(self, mem: Memory) -> None:
+    def check_decodable(self, mem: Memory) -> None:
         """What the file's own checks cannot know: that it was made with this model and fits it."""
         mem.check_model(self.lm.fingerprint, self.lm.name)
         lm = self.lm

@@ -66,7 +66,7 @@ def detect(file: str, threshold: float | None, as_json: bool, model: str | None,
     mem, vectors = _read_vectors(file)
     codec = load_codec(model or (mem.model_name if mem else None), device)
     if mem is not None:
-        codec._check_decodable(mem)
+        codec.check_decodable(mem)
         vectors = codec.inputs(mem.vectors, mem.storage_dtype)
     if vectors.shape[1] != codec.lm.hidden_size:
         raise MemtokError(f"{file}: vectors of {vectors.shape[1]} dimensions; {codec.lm.name} takes {codec.lm.hidden_size}")
@@ -117,7 +117,7 @@ def probe(run: str, out: str | None, noise: str | None, template: str, limit: in
     bar = progress(len(memories), "probing", "memory")
     rows = []
     for name, mem in memories:
-        codec._check_decodable(mem)
+        codec.check_decodable(mem)
         rows.append(probe_memory(codec, name, mem, levels, template))
         bar.update(1)
     bar.close()

@@ -78,8 +78,8 @@ class MemoryStore:
         if not ids:
             raise MemtokError(f"{self.root} holds no memories to search")
         memories = [self[i] for i in ids]
-        for mem in memories[:1]:
-            codec._check_decodable(mem)
+        for mem in memories:  # the model's own, and each fits it: refused before any pass
+            codec.check_decodable(mem)
         bar = progress(sum(max(1, len(m.segments)) for m in memories), "searching", "segment",
                        disable=not show_progress_bar)
         try:

@@ -19,11 +19,13 @@ $(VENV)/.memtok-installed: pyproject.toml constraints.txt
 demo: setup
 	@. $(VENV)/bin/activate && scripts/demo.sh
 
+# two workers (pytest-xdist): the machines this runs on have two cores, and each test process
+# keeps to one thread (tests/conftest.py)
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n 2 -m "not slow"
 
 # The recipes side by side on the paper's short chunks (reads ../shared/data, beside the project).
 bench: setup

@@ -91,6 +91,7 @@ def main() -> None:
                                                   "../shared/data/paper/chunks.csv"])
     ap.add_argument("--limit", type=int, default=20)
     ap.add_argument("--memories", nargs="+", required=True, help="eval folders whose exact memories go in front")
+    ap.add_argument("--prepend", type=int, default=5, help="memories put in front of every question")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     codec = MemoryCodec.from_pretrained()
@@ -100,7 +101,7 @@ def main() -> None:
     answered = [(q, ok) for q, ok in QUESTIONS
                 if any(a.lower() in generate(codec, chat_ids(codec, q), None, 24).lower() for a in ok)]
     mems = [m for folder in args.memories for m in map(Memory.load, sorted(Path(folder, "memories").glob("*.safetensors")))
-            if m.exact and m.model_fingerprint == codec.lm.fingerprint][:args.limit]
+            if m.exact and m.model_fingerprint == codec.lm.fingerprint][:args.prepend]
     gen = torch.Generator().manual_seed(0)
     rows = []
     real = [(memory_prefix(codec, m), len(m.segment_vectors()[0][0])) for m in mems]

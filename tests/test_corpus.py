@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -121,3 +122,48 @@ def test_store_decode_cli_and_fingerprint_check(tiny_dir, other_tiny_dir, tmp_pa
     other = MemoryCodec.from_pretrained(other_tiny_dir, device=DEVICE)
     with pytest.raises(ModelMismatchError):
         MemoryStore(store_dir).decode(other, "000000000")
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signals are Linux's")
+def test_a_killed_torchrun_launcher_leaves_no_worker_and_the_store_reopens(tiny_dir, tmp_path):
+    data = write_csv(tmp_path / "c.csv", [HARD] * 6)
+    store_dir = tmp_path / "store"
+    args = memtok_cmd("encode-corpus", str(data), "--out", str(store_dir), "--model", tiny_dir, "-k", "1",
+                      "--max-steps", "100000", "--batch-size", "1", nproc=2)
+    launcher = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (store_dir / "parts").exists() and time.monotonic() < deadline:  # the workers are encoding
+        time.sleep(0.5)
+    workers = _children(launcher.pid)
+    assert len(workers) == 2 and (store_dir / "parts").exists()
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + 60
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not any(map(_alive, workers))
+    from memtok.files import lock_folder
+
+    with lock_folder(store_dir):  # nothing holds the store: a restart may begin at once
+        pass

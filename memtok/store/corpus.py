@@ -9,6 +9,8 @@ and a few counts, so they talk over gloo on CPU tensors, whatever device they en
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -25,13 +27,33 @@ from ..runs.sources import Source
 from .shards import STORE_FORMAT
 from .writer import ShardWriter, done_rows, prepare, write_index
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
 
 def distributed() -> tuple[int, int]:
     """(rank, world size); joins the process group a launcher set up through its environment."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
+        _die_with_launcher()
         dist.init_process_group("gloo")
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def _die_with_launcher() -> None:
+    """A worker whose launcher was killed outright (SIGKILL) would run on alone, holding the store,
+    and a restart would be refused until it ended. On Linux, ask for SIGTERM when the launcher dies:
+    it stops the worker as Ctrl-C does, saving its texts in flight."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the launcher died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def rank_device(device: str | None) -> str | None:

@@ -179,7 +179,9 @@ def info(file, as_json) -> None:
             ("payload", _size_line(meta["sizes"])),
             ("tokens", mem.n_tokens), ("exact", mem.exact), ("template", repr(mem.template)),
             ("segments", ", ".join(f"{s['tokens']} tokens in {s['k']}" for s in mem.segments) or 1),
-            ("recipe", mem.recipe.get("name")), ("steps", mem.steps), ("seconds", mem.seconds),
+            ("recipe", mem.recipe.get("name")), ("start", mem.start or "(not recorded)"), ("steps", mem.steps),
+            ("seconds", f"{mem.seconds} (share of its run)" + (f", {mem.elapsed_seconds} first to last pass"
+                                                               if mem.elapsed_seconds is not None else "")),
             ("final loss", f"{mem.final_loss:.4g}"), ("min margin", f"{mem.min_margin:.3f}"),
             ("text sha256", mem.text_sha256), ("text", repr(mem.text) if mem.text is not None else "(not kept)"),
             ("memtok", f"{mem.memtok_version} (format {mem.format_version})")]

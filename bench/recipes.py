@@ -41,6 +41,18 @@ def truncate(codec: MemoryCodec, texts: list[str], n: int) -> list[str]:
     return [codec.lm.detokenize(codec.lm.tokenize(t)[:n]) for t in texts]
 
 
+def detected(codec: MemoryCodec, mems) -> dict:
+    """What `memtok detect` says of these memories' vectors."""
+    import torch
+
+    from memtok.analysis.detect import detect
+
+    findings = detect(codec.lm, torch.cat([codec.inputs(m.vectors, m.storage_dtype) for m in mems]))
+    return {"vectors_flagged": f"{sum(not f.token_like for f in findings)}/{len(findings)}",
+            "median_distance": round(statistics.median(f.distance for f in findings), 4),
+            "median_norm_ratio": round(statistics.median(f.norm_ratio for f in findings), 3)}
+
+
 def p90(xs):
     return sorted(xs)[max(0, round(0.9 * len(xs)) - 1)]
 
@@ -56,6 +68,8 @@ def main() -> None:
     ap.add_argument("-k", type=int, default=1, help="memory vectors per text")
     ap.add_argument("--model", default=None)
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    ap.add_argument("--detect", action="store_true", help="also run `memtok detect` on every memory: how many "
+                                                          "vectors it flags, and their median distance")
     args = ap.parse_args()
 
     codec = MemoryCodec.from_pretrained(args.model)
@@ -78,7 +92,8 @@ def main() -> None:
                          "wall_seconds": round(wall, 1), "texts_per_hour": round(3600 * len(mems) / wall, 1),
                          "median_tokens": statistics.median(m.n_tokens for m in mems),
                          "per_text": [{"tokens": m.n_tokens, "steps": m.steps, "exact": m.exact,
-                                       "token_accuracy": round(m.token_accuracy, 4)} for m in mems]})
+                                       "token_accuracy": round(m.token_accuracy, 4)} for m in mems],
+                         **(detected(codec, mems) if args.detect else {})})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     ref = next((r for r in rows if r["recipe"].startswith("paper")), rows[0])
     report(rows, {"recipe": lambda r: r["recipe"], "batch": lambda r: r["batch_size"],
@@ -87,7 +102,9 @@ def main() -> None:
                   "p90 steps": lambda r: r["p90_steps"], "median s/text": lambda r: r["median_seconds"],
                   "texts/hour": lambda r: r["texts_per_hour"],
                   f"steps vs {ref['recipe']}": lambda r: f"{r['median_steps'] / ref['median_steps']:.3f}",
-                  f"s/text vs {ref['recipe']}": lambda r: f"{r['median_seconds'] / ref['median_seconds']:.3f}"}, args)
+                  f"s/text vs {ref['recipe']}": lambda r: f"{r['median_seconds'] / ref['median_seconds']:.3f}",
+                  **({"flagged": lambda r: r["vectors_flagged"], "median distance": lambda r: r["median_distance"],
+                      "median norm / token's": lambda r: r["median_norm_ratio"]} if args.detect else {})}, args)
 
 if __name__ == "__main__":
     main()

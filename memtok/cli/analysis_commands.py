@@ -114,7 +114,7 @@ def probe(run: str, out: str | None, noise: str | None, template: str, limit: in
     if not memories:
         raise MemtokError(f"{run} holds no memories")
     codec = load_codec(model or memories[0][1].model_name, device)
-    bar = progress(len(memories), "probing", "memory")
+    bar = progress(len(memories), "probing", "mem")
     rows = []
     for name, mem in memories:
         codec.check_decodable(mem)

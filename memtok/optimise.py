@@ -254,7 +254,8 @@ class _Slot:
         else:
             vectors = self.stored()
         return Optimised(self.job.key, vectors.float().cpu(), self.steps, self.shared_seconds,
-                         time.perf_counter() - self.started, judged.loss, judged.margin, judged.accuracy, converged, self.job.targets)
+                         time.perf_counter() - self.started, judged.loss, judged.margin, judged.accuracy, converged,
+                         self.job.targets)
 
 
 # --- one forward pass ----------------------------------------------------------------------------
@@ -459,8 +460,9 @@ def optimise_verified(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: 
         frame = lm.frame if framed(config.dtype) else None
         inputs = [model_inputs(e.vectors, config.dtype, frame) for e in done]
         verdicts = verify(lm, layout, inputs, [e.targets for e in done])
+        share = (time.perf_counter() - began) / len(done)
         for e in done:  # the verification's time is shared among its results, as a pass's is
-            e.seconds += (time.perf_counter() - began) / len(done)
+            e.seconds += share
         return zip(done, verdicts)
 
     while True:

@@ -127,7 +127,7 @@ class EncodeRun:
         segments = [{"k": len(p.result.vectors), "tokens": len(p.targets) - 1, "steps": p.steps,
                      **({} if config.fixed else {"tried": p.tried})} for p in pieces]
         return Memory(
-            vectors=torch.cat([p.result.vectors for p in pieces]), model_name=lm.name,
+            vectors=torch.cat([p.result.vectors for p in pieces]), model_name=lm.name, model_source=lm.source,
             model_fingerprint=lm.fingerprint, template=self.layout.template or config.template,
             prefix_ids=list(self.layout.prefix_ids),
             infix_ids=list(self.layout.infix_ids), n_tokens=sum(n) - len(n), text_sha256=sha256_text(self.texts[i]),

@@ -22,6 +22,7 @@ FORMAT_VERSION = 3  # 2: segments; 3: framed low-bit dtypes and text sizes
 MAX_K = 256  # vectors one optimisation (one segment) may have
 MAX_HIDDEN = 65536
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_SOURCE = re.compile(r"hub:[\w./-]+(@[\w.-]+)?|sha256:[0-9a-f]{64}|package:[\w.-]+")
 # what each storage dtype is saved as, in safetensors' own dtype names
 SAVED_AS = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int8": "I8",
             **{dtype: "U8" for dtype in FRAMED}}
@@ -127,13 +128,16 @@ def _sizes(header: dict, where: str) -> dict:
 
 
 def _record(header: dict, where: str) -> dict:
-    """The optional fields of how a memory was made: its raw optimisation time and its start."""
-    elapsed, start = header.get("elapsed_seconds"), header.get("start")
+    """The optional fields of how a memory was made: its raw optimisation time, its start and where
+    its model came from."""
+    elapsed, start, source = header.get("elapsed_seconds"), header.get("start"), header.get("model_source")
     if elapsed is not None and not _number(0)(elapsed):
         raise NotAMemoryError(f"{where}: 'elapsed_seconds' must be a non-negative number")
     if start is not None and not _printable(start):
         raise NotAMemoryError(f"{where}: 'start' must be a printable name")
-    return {"elapsed_seconds": elapsed, "start": start}
+    if source is not None and not (_printable(source) and _SOURCE.fullmatch(source)):
+        raise NotAMemoryError(f"{where}: 'model_source' must be hub:<id>[@<commit>], sha256:<hex> or package:<name>")
+    return {"elapsed_seconds": elapsed, "start": start, "model_source": source}
 
 
 def _segments(header: dict, n_tokens: int, where: str) -> list[dict]:

@@ -58,6 +58,7 @@ class Memory:
     # this is the time from its first pass to its last, shared or not
     elapsed_seconds: float | None = None
     start: str | None = None  # what its optimisation started from: a learned start's name, or the recipe's init
+    model_source: str | None = None  # where its model came from, pinned (`memtok.identity`), to find it again
     memtok_version: str = __version__
     format_version: int = FORMAT_VERSION
 

@@ -12,16 +12,19 @@ import inspect
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 from .embedded import packaged, packaged_model_dir
 from .errors import MemtokError
+from .identity import describe
 from .precision import Frame
 
-# A Hugging Face hub id: "name" or "owner/name" (what is not a local folder and has this form goes to the hub)
-HUB_ID = re.compile(r"(?!\.)[\w.-]+(/(?!\.)[\w.-]+)?")
+# A Hugging Face hub id: "name" or "owner/name", optionally "@revision" (a commit, branch or tag);
+# what is not a local folder and has this form goes to the hub
+HUB_ID = re.compile(r"(?P<id>(?!\.)[\w.-]+(/(?!\.)[\w.-]+)?)(@(?P<revision>[\w.-]+))?")
 # Config keys that say how a model was loaded, not what it computes.
 _VOLATILE_CONFIG_KEYS = {"transformers_version", "quantization_config", "dtype", "torch_dtype",
                          "architectures", "use_cache"}
@@ -34,7 +37,15 @@ class FrozenLM:
     model: torch.nn.Module
     tokenizer: object
     name: str
+    # where it came from (`memtok.identity`), worked out when first asked: hashing a big local
+    # model's files takes a while, and only a memory being written needs it
+    describe: Callable[[], str] | None = field(default=None, repr=False)
     _fingerprint: str | None = field(default=None, repr=False)
+
+    @functools.cached_property
+    def source(self) -> str | None:
+        """`hub:<id>@<commit>`, `sha256:<hex>` or `package:<name>`: what finds this model again."""
+        return self.describe() if self.describe is not None else None
 
     @property
     def device(self) -> torch.device:
@@ -223,6 +234,7 @@ def load(model: str | None = None, device: str | None = None, dtype: str = "floa
         raise MemtokError(f"model dtype must be one of {', '.join(MODEL_DTYPES)}, got {dtype!r}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    revision = None
     if (shipped := packaged(model)) is not None:
         path, name, gguf = packaged_model_dir(shipped), shipped.name, None
     elif model.endswith(".gguf"):
@@ -231,9 +243,12 @@ def load(model: str | None = None, device: str | None = None, dtype: str = "floa
         path, name, gguf = os.path.dirname(os.path.abspath(model)), os.path.basename(model), os.path.basename(model)
     else:
         path, name, gguf = model, model, None
-        if not os.path.isdir(model) and not HUB_ID.fullmatch(model):
+        hub = None if os.path.isdir(model) else HUB_ID.fullmatch(model)
+        if not os.path.isdir(model) and hub is None:
             raise MemtokError(f"model directory not found: {model}")
-    kwargs = {"gguf_file": gguf} if gguf else {}
+        if hub is not None and hub["revision"]:
+            path, revision = hub["id"], hub["revision"]
+    kwargs = {"gguf_file": gguf} if gguf else {"revision": revision} if revision else {}
     placement = {"device_map": "auto"} if device == "auto" else {}
     try:
         tok = AutoTokenizer.from_pretrained(path, **kwargs)
@@ -252,4 +267,4 @@ def load(model: str | None = None, device: str | None = None, dtype: str = "floa
     lm.eval()
     if not placement:
         lm.to(device or default_device())
-    return FrozenLM(lm, tok, name)
+    return FrozenLM(lm, tok, name, functools.partial(describe, model, path, gguf, revision))

@@ -61,13 +61,15 @@ def crafted(good) -> dict[str, tuple[object, dict]]:
                                {"memory": torch.zeros(1, -(-d // 2), dtype=torch.uint8), "scale": torch.ones(1)}),
         "sizes not counts": ({**h, "text_sizes": {"utf8": -1, "gzip": 1, "xz": 1, "zstd": 1}}, {"memory": v}),
         "bound a string": ({**h, "entropy_bits": "many"}, {"memory": v}),
+        # a source is turned into a path to look for: nothing but the three pinned forms
+        "source a path": ({**h, "model_source": "sha256:../../etc/passwd"}, {"memory": v}),
     }
 
 
 CASES = ["segments not objects", "version as a string", "header a JSON list", "recipe null", "margin a string",
          "NaN vectors", "K = 200000", "segment with k = -1", "int8 header over float32", "ANSI in the model name",
          "shape against the header", "text not its sha256", "not JSON", "zero scale", "int4 byte beyond its levels",
-         "int4 levels unpacked", "int4 float32 scale", "sizes not counts", "bound a string"]
+         "int4 levels unpacked", "int4 float32 scale", "sizes not counts", "bound a string", "source a path"]
 
 
 @pytest.mark.parametrize("case", CASES)

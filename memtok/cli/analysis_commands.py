@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..errors import MemtokError
-from .main import cli, load_codec
+from .main import cli, load_codec, memory_model
 from .options import model_options
 
 EMBEDS_KEY = "embeds"
@@ -64,7 +64,7 @@ def detect(file: str, threshold: float | None, as_json: bool, model: str | None,
     from ..analysis.detect import detect as find
 
     mem, vectors = _read_vectors(file)
-    codec = load_codec(model or (mem.model_name if mem else None), device)
+    codec = load_codec(memory_model(model, mem and mem.model_name, mem and mem.model_source, file), device)
     if mem is not None:
         codec.check_decodable(mem)
         vectors = codec.inputs(mem.vectors, mem.storage_dtype)
@@ -113,7 +113,8 @@ def probe(run: str, out: str | None, noise: str | None, template: str, limit: in
     memories = list(run_memories(run))[:limit]
     if not memories:
         raise MemtokError(f"{run} holds no memories")
-    codec = load_codec(model or memories[0][1].model_name, device)
+    first = memories[0][1]
+    codec = load_codec(memory_model(model, first.model_name, first.model_source, run), device)
     bar = progress(len(memories), "probing", "mem")
     rows = []
     for name, mem in memories:
@@ -162,7 +163,7 @@ def search(store: str, query: str, top_n: int, method: str, decode_hits: bool, b
     from ..store import MemoryStore
 
     memories = MemoryStore(store)
-    codec = load_codec(model or memories.info["model"], device)
+    codec = load_codec(memory_model(model, memories.info["model"], memories.info.get("model_source"), store), device)
     started = time.perf_counter()
     hits = memories.search(codec, query, top_n, method, batch_size, decode_hits, show_progress_bar=True)
     for rank, h in enumerate(hits, 1):

@@ -46,6 +46,19 @@ def load_codec(model: str | None, device: str | None):
     return MemoryCodec.from_pretrained(model, device, ctx.meta.get("model_dtype", "float32") if ctx else "float32")
 
 
+def memory_model(model: str | None, name: str | None, source: str | None, near: str) -> str | None:
+    """The model to decode with: `--model` when given, else the one the memory (or store) records,
+    found again from its source (`memtok.identity.find_model`), looking beside `near` first."""
+    if model is not None or name is None:
+        return model
+    from pathlib import Path
+
+    from ..identity import find_model
+
+    where = Path(near)
+    return find_model(name, source, [where if where.is_dir() else where.parent])
+
+
 def command_line() -> str:
     """How this run was started, to write beside its results."""
     argv = (click.get_current_context().find_root().obj or {}).get("argv", sys.argv[1:])

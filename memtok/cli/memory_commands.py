@@ -12,7 +12,7 @@ import click
 
 from ..config import EncodeConfig
 from ..errors import MemtokError
-from .main import cli, load_codec
+from .main import cli, load_codec, memory_model
 from .options import encode_options, log_steps_option, model_options
 
 
@@ -105,7 +105,7 @@ def decode(file: str, out: str | None, mem_id: str | None, all_: bool, unchecked
     if mem_id is not None or all_:
         raise click.UsageError("--id and --all apply to a store (a folder), not to a memory file")
     mem = Memory.load(file)
-    codec = load_codec(model or mem.model_name, device)
+    codec = load_codec(memory_model(model, mem.model_name, mem.model_source, file), device)
     _decode_checked(codec, mem, out, unchecked, beams)
     if out:
         click.echo(f"decoded {mem.n_tokens} tokens from {file}, sha256 checked -> {out}", err=True)
@@ -133,16 +133,17 @@ def _decode_store(path, out, mem_id, all_, unchecked, model, device, beams) -> N
     from ..store import MemoryStore
 
     store = MemoryStore(path)
+    store_model = memory_model(model, store.info["model"], store.info.get("model_source"), path)
     if all_ == (mem_id is not None):
         raise click.UsageError("a store needs --id ID or --all -o DIR")
     if all_ and not out:
         raise click.UsageError("--all needs -o DIR")
     if not all_:
         mem = store[mem_id]
-        _decode_checked(load_codec(model or store.info["model"], device), mem, out, unchecked, beams)
+        _decode_checked(load_codec(store_model, device), mem, out, unchecked, beams)
         return
     ids = [i for i in store if store.record(i)["status"] != "failed"]
-    codec = load_codec(model or store.info["model"], device)
+    codec = load_codec(store_model, device)
     mismatched = []
     bar = progress(len(ids), "decoding", "text")
     for i in ids:
@@ -179,7 +180,8 @@ def info(file, as_json) -> None:
             ("payload", _size_line(meta["sizes"])),
             ("tokens", mem.n_tokens), ("exact", mem.exact), ("template", repr(mem.template)),
             ("segments", ", ".join(f"{s['tokens']} tokens in {s['k']}" for s in mem.segments) or 1),
-            ("recipe", mem.recipe.get("name")), ("start", mem.start or "(not recorded)"), ("steps", mem.steps),
+            ("source", mem.model_source or "(not recorded)"), ("recipe", mem.recipe.get("name")),
+            ("start", mem.start or "(not recorded)"), ("steps", mem.steps),
             ("seconds", f"{mem.seconds} (share of its run)" + (f", {mem.elapsed_seconds} first to last pass"
                                                                if mem.elapsed_seconds is not None else "")),
             ("final loss", f"{mem.final_loss:.4g}"), ("min margin", f"{mem.min_margin:.3f}"),

@@ -28,13 +28,14 @@ CHECKPOINT = "in-flight.safetensors"
 STEPS = "steps.jsonl"
 # Settings that do not change results: a rerun may differ in them.
 # A recipe's name is a label (its fields are compared one by one).
-FREE = ("command", "n_texts", "model", "recipe.name", *SPEED_ONLY)
+# A model's source says where to find it; its fingerprint is what is compared.
+FREE = ("command", "n_texts", "model", "model_source", "recipe.name", *SPEED_ONLY)
 
 
 def settings(lm: FrozenLM, config: EncodeConfig, source: Source, command: str, **extra) -> dict:
     """What a run's results depend on (and how it was started), as plain JSON."""
     start = {"start": lm.start_name("learned")} if config.recipe.init.value == "learned" else {}
-    return {"model": lm.name, "model_fingerprint": lm.fingerprint, **config.to_dict(), **start, "data": source.name,
+    return {"model": lm.name, "model_source": lm.source, "model_fingerprint": lm.fingerprint, **config.to_dict(), **start, "data": source.name,
             "data_sha256": source.sha256, **source.pinned(), "n_texts": len(source.texts), "command": command,
             **extra}
 

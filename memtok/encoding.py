@@ -17,7 +17,8 @@ from .layout import Layout
 from .memory import Memory
 from .model import FrozenLM
 from .optimise import Job, Optimised
-from .plan import COMPACT_TOKENS_PER_VECTOR, FixedK, Piece, PlannedK, SmallestK
+from .plan import FixedK, Piece, PlannedK, SmallestK
+from .precision import STORAGE
 from .score import entropy_bits
 from .segment import split_text
 from .sizes import text_sizes
@@ -51,7 +52,7 @@ def k_policy(lm: FrozenLM, config: EncodeConfig, layout: Layout) -> FixedK | Pla
     if config.auto:
         return SmallestK(lm, layout, config.recipe.max_steps)
     if config.compact:
-        return PlannedK("compact", config.recipe.max_steps, layout.k, COMPACT_TOKENS_PER_VECTOR[config.dtype])
+        return PlannedK("compact", config.recipe.max_steps, layout.k, STORAGE[config.dtype].compact_tokens)
     return PlannedK(config.favour, config.recipe.max_steps, layout.k)
 
 

@@ -16,16 +16,13 @@ from collections.abc import Callable, Mapping
 import torch
 
 from .errors import MemtokError, NotAMemoryError
-from .precision import FRAMED, level_combinations, packed_width
+from .precision import STORAGE
 
 FORMAT_VERSION = 3  # 2: segments; 3: framed low-bit dtypes and text sizes
 MAX_K = 256  # vectors one optimisation (one segment) may have
 MAX_HIDDEN = 65536
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SOURCE = re.compile(r"hub:[\w./-]+(@[\w.-]+)?|sha256:[0-9a-f]{64}|package:[\w.-]+")
-# what each storage dtype is saved as, in safetensors' own dtype names
-SAVED_AS = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int8": "I8",
-            **{dtype: "U8" for dtype in FRAMED}}
 
 
 def sha256_text(text: str) -> str:
@@ -84,7 +81,7 @@ FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
     # a length-weighted mean over segments: rounding may carry it a hair past 1
     "token_accuracy": (_number(0, 1 + 1e-9), "a number from 0 to 1"),
     "exact": (lambda v: type(v) is bool, "true or false"),
-    "storage_dtype": (lambda v: isinstance(v, str) and v in SAVED_AS, f"one of {', '.join(SAVED_AS)}"),
+    "storage_dtype": (lambda v: isinstance(v, str) and v in STORAGE, f"one of {', '.join(STORAGE)}"),
 }
 OPTIONAL = {"memtok_version": "unknown", "storage_dtype": "float32", "format_version": 1}
 SIZE_NAMES = ("utf8", "gzip", "xz", "zstd")
@@ -158,27 +155,27 @@ def _segments(header: dict, n_tokens: int, where: str) -> list[dict]:
 
 def _check_tensors(header: dict, fields: dict, shapes: Mapping[str, tuple[str, list[int]]], where: str) -> None:
     dtype, k = fields["storage_dtype"], header["k"]
-    scaled = dtype == "int8" or dtype in FRAMED
-    expected = {"memory", "scale"} if scaled else {"memory"}
+    spec = STORAGE[dtype]
+    expected = {"memory", "scale"} if spec.scale else {"memory"}
     if set(shapes) != expected:
         raise NotAMemoryError(f"{where}: holds tensors {sorted(shapes)}, a {dtype} memory holds {sorted(expected)}")
     saved, shape = shapes["memory"]
-    if saved != SAVED_AS[dtype]:
+    if saved != spec.saved_as:
         raise NotAMemoryError(f"{where}: its vectors are saved as {saved}, its header says {dtype}")
     hidden = header.get("hidden_size", shape[-1] if shape else None)
     if not _int(1, MAX_HIDDEN)(hidden):
         raise NotAMemoryError(f"{where}: 'hidden_size' in its header must be from 1 to {MAX_HIDDEN}")
-    width = packed_width(hidden, dtype) if dtype in FRAMED else hidden
+    width = spec.width(hidden)
     if len(shape) != 2 or shape[0] != k or shape[1] != width:
         raise NotAMemoryError(f"{where}: tensor 'memory' has shape {list(shape)}, its header says [{k}, {width}]")
-    scale_dtype = "F16" if dtype in FRAMED else "F32"
-    if scaled and shapes["scale"] != (scale_dtype, [k]):
-        raise NotAMemoryError(f"{where}: a {dtype} memory needs one {scale_dtype} scale per vector")
+    if spec.scale and shapes["scale"] != (spec.scale, [k]):
+        raise NotAMemoryError(f"{where}: a {dtype} memory needs one {spec.scale} scale per vector")
 
 
 def check_levels(packed: torch.Tensor, dtype: str, where: str) -> None:
     """Packed levels that are levels: a byte beyond the last combination of digits is no memory's."""
-    if dtype in FRAMED and packed.numel() and int(packed.max()) >= level_combinations(dtype):
+    spec = STORAGE[dtype]
+    if spec.framed and packed.numel() and int(packed.max()) >= spec.combinations:
         raise NotAMemoryError(f"{where}: its packed {dtype} levels hold bytes no {dtype} memory writes")
 
 

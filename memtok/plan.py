@@ -34,12 +34,6 @@ from .score import score
 # vectors, and 32-token segments with two vectors each 1.44x (bench/segments.py). bytes: 96, which
 # one vector held exactly on all 10 texts tried, in 158-994 steps (docs/capacity.md).
 TOKENS_PER_VECTOR = {"steps": 32, "bytes": 96}
-# With `compact=True`, per framed dtype: int4 levels held 64-token segments of raschka_chunks_1000's
-# first row in 96-135 steps, ternary levels 32-token ones in 75-467 but 64-token ones only 1 in 4
-# within 600 steps, and binary levels 32-token ones only 2 in 7 (an exploratory run, in
-# docs/results/README.md, compact memories). int4 made every text exact on the first 20 rows of
-# raschka_chunks_1000 and the first 10 of chunks.csv.
-COMPACT_TOKENS_PER_VECTOR = {"int4": 64, "ternary": 32, "binary": 32}
 # The most text tokens one vector is given at all, per hidden dimension: 288 on SmolLM2-135M, more
 # than any text one of its vectors has been seen to hold (200 of a chunk's 201 targets, EOS missed).
 HOLD_PER_DIM = 0.5

@@ -15,18 +15,78 @@ fed `centre + spread * levels * scale`.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 
 from .errors import MemtokError
 
-# levels either side of zero of each low-bit dtype, and the step between levels in units of the
-# vector's rms (the mean-squared-error step of a uniform quantiser for a Gaussian, Max 1960;
-# binary's is the mean absolute value, as XNOR-Net's); int4's 15 levels fill 4 bits
-FRAMED = {"int4": (7, 0.3352), "ternary": (1, 1.224), "binary": (1, None)}
-DTYPES = ("float32", "float16", "bfloat16", "int8", *FRAMED)
-_FLOAT = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class StorageDtype:
+    """One storage dtype, all in one place: how it is saved, what it costs, how it is planned.
+
+    A new dtype is one entry in `STORAGE`; the header check, the byte counts and the compact plan
+    read it from here.
+    """
+
+    name: str
+    saved_as: str  # safetensors' dtype of the `memory` tensor
+    value_bytes: int  # bytes of one saved number (framed: of one byte of packed levels)
+    scale: str | None = None  # safetensors' dtype of the per-vector `scale`, if the dtype has one
+    # framed (levels in the model's frame): distinct levels (an even base has no zero level), and the
+    # step between levels in units of the vector's rms (the mean-squared-error step of a uniform
+    # quantiser for a Gaussian, Max 1960; None: the mean absolute value, as XNOR-Net's)
+    base: int = 0
+    step: float | None = None
+    # framed: text tokens per vector the compact plan starts from (memtok.plan)
+    compact_tokens: int | None = None
+
+    @property
+    def framed(self) -> bool:
+        return self.base > 0
+
+    @property
+    def levels(self) -> int:
+        """Levels either side of zero."""
+        return self.base // 2
+
+    @property
+    def digits_per_byte(self) -> int:
+        """How many levels one byte holds (15 levels: 2, 3: 5, 2: 8)."""
+        return math.floor(8 / math.log2(self.base) + 1e-9)
+
+    @property
+    def combinations(self) -> int:
+        """Distinct bytes a framed dtype writes: its base to the power of the digits a byte holds."""
+        return self.base ** self.digits_per_byte
+
+    def width(self, hidden: int) -> int:
+        """Saved numbers (framed: bytes of levels) of one vector of `hidden` dimensions."""
+        return -(-hidden // self.digits_per_byte) if self.framed else hidden
+
+    def nbytes(self, k: int, d: int) -> int:
+        """Bytes of `k` saved vectors of `d` numbers, scales included."""
+        scale = {None: 0, "F16": 2, "F32": 4}[self.scale]
+        return k * (self.width(d) * self.value_bytes + scale)
+
+
+# int4's 15 levels fill 4 bits. The compact plans' tokens per vector: int4 levels held 64-token
+# segments of raschka_chunks_1000's first row in 96-135 steps, ternary levels 32-token ones in
+# 75-467 but 64-token ones only 1 in 4 within 600 steps, and binary levels 32-token ones only 2 in
+# 7 (an exploratory run, in docs/results/README.md, compact memories). int4 made every text exact
+# on the first 20 rows of raschka_chunks_1000 and the first 10 of chunks.csv.
+STORAGE = {s.name: s for s in (
+    StorageDtype("float32", "F32", 4), StorageDtype("float16", "F16", 2), StorageDtype("bfloat16", "BF16", 2),
+    StorageDtype("int8", "I8", 1, scale="F32"),
+    StorageDtype("int4", "U8", 1, scale="F16", base=15, step=0.3352, compact_tokens=64),
+    StorageDtype("ternary", "U8", 1, scale="F16", base=3, step=1.224, compact_tokens=32),
+    StorageDtype("binary", "U8", 1, scale="F16", base=2, step=None, compact_tokens=32),
+)}
+DTYPES = tuple(STORAGE)
+FRAMED = tuple(name for name, s in STORAGE.items() if s.framed)
 
 
 class Frame(NamedTuple):
@@ -45,33 +105,18 @@ class Frame(NamedTuple):
 
 
 def check_dtype(dtype: str) -> str:
-    if dtype not in DTYPES:
+    if dtype not in STORAGE:
         raise MemtokError(f"unknown storage dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     return dtype
 
 
 def framed(dtype: str) -> bool:
-    return dtype in FRAMED
-
-
-def digits_per_byte(dtype: str) -> int:
-    """How many of a framed dtype's levels one byte holds (15 levels: 2, 3: 5, 2: 8)."""
-    return math.floor(8 / math.log2(_base(dtype)) + 1e-9)
-
-
-def level_combinations(dtype: str) -> int:
-    """Distinct bytes a framed dtype writes: its base to the power of the digits a byte holds."""
-    return _base(dtype) ** digits_per_byte(dtype)
-
-
-def _base(dtype: str) -> int:
-    levels, _ = FRAMED[dtype]
-    return 2 if dtype == "binary" else 2 * levels + 1
+    return STORAGE[dtype].framed
 
 
 def quantise(u: torch.Tensor, dtype: str) -> torch.Tensor:
     """`u` [K, d] in frame coordinates to the nearest `levels * scale`, one float16 scale per row."""
-    levels, step = FRAMED[dtype]
+    levels, step = STORAGE[dtype].levels, STORAGE[dtype].step
     size = u.abs().mean(-1, keepdim=True) if step is None else u.pow(2).mean(-1, keepdim=True).sqrt() * step
     scale = size.clamp(1e-4, 6e4).half().float()
     q = torch.where(u >= 0, 1.0, -1.0) if step is None else torch.round(u / scale).clamp(-levels, levels)
@@ -109,17 +154,18 @@ def pack(stored: torch.Tensor, dtype: str) -> dict[str, torch.Tensor]:
     v = stored.detach().float().cpu()
     if framed(dtype):
         return _pack_levels(v, dtype)
-    if dtype == "int8":
+    if STORAGE[check_dtype(dtype)].scale:  # int8: absmax-scaled integers
         scale = v.abs().amax(dim=-1).clamp_min(1e-12) / 127.0
         q = torch.round(v / scale[:, None]).clamp(-127, 127).to(torch.int8)
         return {"memory": q.contiguous(), "scale": scale.contiguous()}
-    return {"memory": v.to(_FLOAT[check_dtype(dtype)]).contiguous()}
+    return {"memory": v.to(getattr(torch, dtype)).contiguous()}
 
 
 def _pack_levels(v: torch.Tensor, dtype: str) -> dict[str, torch.Tensor]:
     """Levels and the scale they were made with, found again from the stored values alone: the
     largest |level| a vector uses gives its scale exactly (a float16 times a small integer)."""
-    levels, _ = FRAMED[dtype]
+    spec = STORAGE[dtype]
+    levels = spec.levels
     scales, codes = [], []
     for row in v:
         top, s = row.abs().max(), torch.tensor(1.0)
@@ -132,8 +178,8 @@ def _pack_levels(v: torch.Tensor, dtype: str) -> dict[str, torch.Tensor]:
         scales.append(s)
         codes.append(torch.round(row / s))
     q = torch.stack(codes)
-    digits = (q > 0).long() if dtype == "binary" else (q + levels).long()
-    return {"memory": _to_bytes(digits, _base(dtype), digits_per_byte(dtype)),
+    digits = (q > 0).long() if spec.base % 2 == 0 else (q + levels).long()
+    return {"memory": _to_bytes(digits, spec.base, spec.digits_per_byte),
             "scale": torch.stack(scales).half()}
 
 
@@ -156,23 +202,15 @@ def unpack(tensors: dict[str, torch.Tensor], dtype: str | None = None, hidden: i
     """float32 stored values from saved tensors (framed dtypes need their `dtype` and `hidden` size)."""
     m = tensors["memory"]
     if dtype is not None and framed(dtype):
-        levels, _ = FRAMED[dtype]
-        digits = _from_bytes(m, _base(dtype), digits_per_byte(dtype), hidden).float()
-        q = digits * 2 - 1 if dtype == "binary" else digits - levels
+        spec = STORAGE[dtype]
+        digits = _from_bytes(m, spec.base, spec.digits_per_byte, hidden).float()
+        q = digits * 2 - 1 if spec.base % 2 == 0 else digits - spec.levels
         return q * tensors["scale"].float()[:, None]
     if m.dtype == torch.int8:
         return m.float() * tensors["scale"].float()[:, None]
     return m.float()
 
 
-def packed_width(hidden: int, dtype: str) -> int:
-    """Bytes of one framed vector's levels."""
-    return -(-hidden // digits_per_byte(dtype))
-
-
 def nbytes(k: int, d: int, dtype: str) -> int:
-    """Bytes of `k` saved vectors of `d` numbers, scales included."""
-    if framed(dtype):
-        return k * (packed_width(d, dtype) + 2)
-    per = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}[dtype]
-    return k * d * per + (4 * k if dtype == "int8" else 0)
+    """Bytes of `k` saved vectors of `d` numbers of `dtype`, scales included."""
+    return STORAGE[dtype].nbytes(k, d)

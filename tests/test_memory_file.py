@@ -9,6 +9,7 @@ from safetensors.torch import save_file
 
 from memtok import Memory, MemoryCodec, MemtokError, ModelMismatchError, NotAMemoryError
 from memtok.header import sha256_text
+from memtok.precision import DTYPES
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +120,25 @@ def test_framed_levels_pack_into_bytes_and_back_exactly(dtype, levels):
     assert torch.equal(unpack(saved, dtype, 577), stored)
     assert len((stored / saved["scale"].float()[:, None]).unique()) == levels
     assert sum(t.numel() * t.element_size() for t in saved.values()) == nbytes(3, 577, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_storage_dtype_saves_what_its_entry_says(dtype, tmp_path):
+    """The registry is the one description of a dtype: what pack writes is what the header check
+    expects, its byte count is nbytes', and a framed dtype can be planned compact."""
+    from safetensors import safe_open
+
+    from memtok.precision import STORAGE, Frame, pack, stored_form
+
+    spec, frame = STORAGE[dtype], Frame(torch.zeros(577), torch.ones(577))
+    save_file(pack(stored_form(torch.randn(3, 577), dtype, frame), dtype), str(tmp_path / "v.safetensors"))
+    with safe_open(str(tmp_path / "v.safetensors"), framework="pt") as f:
+        saved = {name: (f.get_slice(name).get_dtype(), f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
+        size = sum(f.get_tensor(name).numel() * f.get_tensor(name).element_size() for name in f.keys())  # noqa: SIM118
+    assert saved["memory"] == (spec.saved_as, [3, spec.width(577)])
+    assert saved.get("scale") == ((spec.scale, [3]) if spec.scale else None)
+    assert size == spec.nbytes(3, 577)
+    assert (spec.compact_tokens is not None) == spec.framed
 
 
 def _resave_with_header(memory, path, header: dict):

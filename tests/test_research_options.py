@@ -137,12 +137,16 @@ def test_split_is_for_hub_datasets(tmp_path):
         read_source(str(data), split="test")
 
 
-def test_a_model_loaded_in_bfloat16_makes_memories_only_bfloat16_decodes(tiny_dir, tiny_codec, tmp_path, capsysbinary):
-    mem = tmp_path / "bf16.safetensors"
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_a_model_loaded_in_another_dtype_makes_memories_only_that_dtype_decodes(dtype, tiny_dir, tiny_codec, tmp_path,
+                                                                                capsysbinary):
+    if dtype == "int8":
+        pytest.importorskip("bitsandbytes")
+    mem = tmp_path / f"{dtype}.safetensors"
     code, _, err = run(["encode", TEXTS[0], "-o", str(mem), "--model", tiny_dir, "-k", "1", "--model-dtype",
-                        "bfloat16"], capsysbinary)
+                        dtype], capsysbinary)
     assert code == 0, err
-    code, out, err = run(["decode", str(mem), "--model", tiny_dir, "--model-dtype", "bfloat16"], capsysbinary)
+    code, out, err = run(["decode", str(mem), "--model", tiny_dir, "--model-dtype", dtype], capsysbinary)
     assert code == 0 and out == TEXTS[0].encode()
     from memtok import Memory, ModelMismatchError
 

@@ -10,7 +10,7 @@ import click
 from ..config import AUTO, FAVOUR, MAX_BATCH_TOKENS, PLAN, EncodeConfig
 from ..header import MAX_K
 from ..layout import DEFAULT_TEMPLATE
-from ..model import MODEL_DTYPES
+from ..model import MODEL_DTYPES, QUANTISED
 from ..precision import DTYPES
 from ..errors import MemtokError
 from ..recipes import DEFAULT_RECIPE, RECIPES, parse_recipe
@@ -21,10 +21,11 @@ MODEL_HELP = ("hub id, local model directory, .gguf file, or a model that ships 
 
 def model_options(f: Callable) -> Callable:
     # read by `load_codec` from the context, so that commands need not pass it along
-    f = click.option("--model-dtype", type=click.Choice(list(MODEL_DTYPES)), default="float32", show_default=True,
+    f = click.option("--model-dtype", type=click.Choice([*MODEL_DTYPES, *QUANTISED]), default="float32", show_default=True,
                      expose_value=False, callback=lambda ctx, _, value: ctx.meta.__setitem__("model_dtype", value),
-                     help="what the model computes in (bfloat16: half the memory of a big model); a memory "
-                          "decodes only in the dtype it was made in")(f)
+                     help="what the model computes in (bfloat16: half the memory of a big model; int8: "
+                          "weights in 8 bits, with bitsandbytes); a memory decodes only in the dtype it "
+                          "was made in")(f)
     f = click.option("--device", default=None, help="cpu, cuda, cuda:1 ..., or auto (spread over every GPU); "
                                                     "default: CUDA when present")(f)
     return click.option("--model", "-m", default=None, help=MODEL_HELP)(f)

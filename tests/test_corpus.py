@@ -145,7 +145,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signals are Linux's")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers in Linux's /proc")
 def test_a_killed_torchrun_launcher_leaves_no_worker_and_the_store_reopens(tiny_dir, tmp_path):
     data = write_csv(tmp_path / "c.csv", [HARD] * 6)
     store_dir = tmp_path / "store"

@@ -17,10 +17,12 @@ import torch
 
 from ..codec import MemoryCodec
 from ..errors import MemtokError
+from ..greedy import greedy
 from ..header import sha256_text
 from ..layout import Layout
 from ..memory import Memory
 from ..precision import DTYPES, framed, stored_form
+from ..verify import verify
 
 NOISE = (1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3)
 MOVED_TEMPLATE = "Recall: {memory}"
@@ -41,10 +43,6 @@ def run_memories(path: str | os.PathLike) -> Iterator[tuple[str, Memory]]:
                 yield mem_id, store[mem_id]
     else:
         raise MemtokError(f"{path} is neither an eval folder (with memories/) nor a store (with index.parquet)")
-
-
-def gives_text(codec: MemoryCodec, mem: Memory) -> bool:
-    return sha256_text(codec.decode(mem, check=False)) == mem.text_sha256
 
 
 def with_vectors(mem: Memory, vectors: torch.Tensor, dtype: str | None = None) -> Memory:
@@ -74,14 +72,43 @@ def moved(codec: MemoryCodec, mem: Memory, template: str) -> Memory:
                      "infix_ids": list(layout.infix_ids)})
 
 
+def decoded_ids(codec: MemoryCodec, mem: Memory) -> tuple[bool, list[list[int]]]:
+    """(does it give its text, each segment's greedy ids): `memtok decode`'s own computation."""
+    layout, pieces = Layout.of(mem), []
+    for vectors, n in mem.segment_vectors():
+        pieces.append(greedy(codec.lm, layout.with_k(len(vectors)), codec.inputs(vectors, mem.storage_dtype), n + 1))
+    text = "".join(codec.lm.detokenize(ids[:-1] if ids and ids[-1] == codec.lm.eos_id else ids) for ids in pieces)
+    return sha256_text(text) == mem.text_sha256, pieces
+
+
+def still_exact(codec: MemoryCodec, targets: list[list[int]], variants: dict[str, Memory]) -> dict[str, bool]:
+    """Whether each variant of a memory (same segments, same prompt) still decodes to `targets`: all
+    variants verified together, each stopped at its first wrong choice (`memtok.verify`)."""
+    names, kept = list(variants), dict.fromkeys(variants, True)
+    layout = Layout.of(variants[names[0]])
+    for s, seg_targets in enumerate(targets):
+        inputs = [codec.inputs(variants[n].segment_vectors()[s][0], variants[n].storage_dtype) for n in names]
+        for n, ok in zip(names, verify(codec.lm, layout, inputs, [seg_targets] * len(names))):
+            kept[n] = kept[n] and ok
+    return kept
+
+
 def probe_memory(codec: MemoryCodec, name: str, mem: Memory, noise: tuple[float, ...] = NOISE,
                  template: str = MOVED_TEMPLATE, seed: int = 0) -> dict:
-    """One memory's row: its margin, and whether its text comes back under each probe."""
+    """One memory's row: its margin, and whether its text comes back under each probe.
+
+    The memory is decoded once as `memtok decode` does; each probe then only has to give the same
+    ids, which a batched verification settles (a probe that breaks the text stops at its first
+    wrong token)."""
+    exact, targets = decoded_ids(codec, mem)
+    noisy_ = {f"noise {lv}": noisy(codec, mem, lv, seed) for lv in noise}
+    rounded_ = {dt: rounded(codec, mem, dt) for dt in DTYPES if dt != mem.storage_dtype}
+    kept = {**still_exact(codec, targets, {**noisy_, **rounded_}),
+            "moved": still_exact(codec, targets, {"moved": moved(codec, mem, template)})["moved"]} if exact else {}
     return {"memory": name, "tokens": mem.n_tokens, "k": mem.k, "made_exact": mem.exact, "margin": mem.min_margin,
-            "dtype": mem.storage_dtype, "exact": gives_text(codec, mem),
-            "noise": {str(level): gives_text(codec, noisy(codec, mem, level, seed)) for level in noise},
-            "rounded": {dt: gives_text(codec, rounded(codec, mem, dt)) for dt in DTYPES if dt != mem.storage_dtype},
-            "moved": gives_text(codec, moved(codec, mem, template))}
+            "dtype": mem.storage_dtype, "exact": exact,
+            "noise": {str(lv): kept.get(f"noise {lv}", False) for lv in noise},
+            "rounded": {dt: kept.get(dt, False) for dt in rounded_}, "moved": kept.get("moved", False)}
 
 
 def summarise_probe(rows: list[dict]) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -27,7 +27,7 @@ from ..runs.sources import Source
 from .shards import STORE_FORMAT
 from .writer import ShardWriter, done_rows, prepare, write_index
 
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
+DEATH_GRACE = 30.0  # seconds an orphaned worker is given to save its texts in flight
 
 
 def distributed() -> tuple[int, int]:
@@ -41,19 +41,20 @@ def distributed() -> tuple[int, int]:
 
 def _die_with_launcher() -> None:
     """A worker whose launcher was killed outright (SIGKILL) would run on alone, holding the store,
-    and a restart would be refused until it ended. On Linux, ask for SIGTERM when the launcher dies:
-    it stops the worker as Ctrl-C does, saving its texts in flight."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
+    and a restart would be refused until it ended; one waiting for the launcher's rendezvous would
+    wait half an hour. A watcher thread sees the launcher go: it stops the worker as Ctrl-C does
+    (SIGTERM: the texts in flight are saved), and kills it if it is still there `DEATH_GRACE`
+    seconds later (a worker blocked inside a collective or the rendezvous never sees SIGTERM)."""
+    launcher = os.getppid()
 
-    parent = os.getppid()
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the launcher died before the request was made
+    def watch() -> None:
+        while os.getppid() == launcher:
+            time.sleep(0.5)
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(DEATH_GRACE)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="memtok-launcher-watch", daemon=True).start()
 
 
 def rank_device(device: str | None) -> str | None:

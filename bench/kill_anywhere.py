@@ -6,7 +6,9 @@ workers at once (as a power cut would) or, every other time, the launcher alone 
 stop by themselves, or the next attempt finds the store locked and fails), so kills land in start-up, in
 optimisation, in writing parts, in packing shards and in writing the index. After the last kill
 the run is finished, and the store must hold every row exactly once, each exact memory decoding
-to its row's text, and nothing left over (parts, in-flight files, temporaries).
+to its row's text, and nothing left over (parts, in-flight files, temporaries). An attempt that
+finishes before its kill has its store checked the same way and removed, so that every kill has
+work to land in; it goes on until `--kills` kills have landed mid-run.
 
 Runs on the tiny model the test suite builds (tests/conftest.py), so the kills, not the model, are
 what takes the time; `--model` takes any other.
@@ -21,6 +23,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -119,21 +122,26 @@ def main() -> None:
     outcome, whole = attempt(command(data, work / "reference", model), None)
     assert outcome == "finished", outcome
     print(f"an uninterrupted run: {whole:.1f} s", file=sys.stderr)
-    log = []
-    for n in range(args.kills):
+    log, checks, store, codec = [], [], work / "store", MemoryCodec.from_pretrained(model, "cpu")
+    while sum(e["outcome"] == "killed" for e in log) < args.kills and len(log) < 3 * args.kills:
+        everything = len(log) % 2 == 0
         delay = rng.uniform(0.0, whole)
-        everything = n % 2 == 0
-        outcome, gone = attempt(command(data, work / "store", model), delay, everything)
+        outcome, gone = attempt(command(data, store, model), delay, everything)
         what = "launcher and workers" if everything else "launcher alone"
-        log.append({"kill": n + 1, "after seconds": round(delay, 2), "killed": what, "outcome": outcome,
+        log.append({"attempt": len(log) + 1, "after seconds": round(delay, 2), "killed": what, "outcome": outcome,
                     "workers gone after seconds": round(gone, 1) if outcome == "killed" else None})
-        print(f"kill {n + 1}/{args.kills} ({what}) after {delay:.1f} s: {outcome}"
+        print(f"attempt {len(log)} ({what}) after {delay:.1f} s: {outcome}"
               + (f", workers gone {gone:.1f} s later" if outcome == "killed" else ""), file=sys.stderr)
         if outcome.startswith("failed"):
             break
-    outcome, _ = attempt(command(data, work / "store", model), None)
-    result = {"uninterrupted seconds": round(whole, 1), "kills": log, "final run": outcome,
-              **check(work / "store", rows, MemoryCodec.from_pretrained(model, "cpu"))}
+        if outcome == "finished":  # the store is whole: check it, and start a new one for the next kills
+            checks.append(check(store, rows, codec))
+            shutil.rmtree(store)
+    outcome, _ = attempt(command(data, store, model), None)
+    checks.append(check(store, rows, codec))
+    result = {"uninterrupted seconds": round(whole, 1), "kills": log, "final run": outcome, "stores checked": checks,
+              "every store whole": all(c["each once"] and c["exact"] == c["exact decode to their text"]
+                                       and not c["leftover files"] for c in checks)}
     summary = {k: v for k, v in result.items() if k != "kills"}
     summary["landed mid-run"] = sum(e["outcome"] == "killed" for e in log)
     alone = [e["workers gone after seconds"] for e in log if e["killed"] == "launcher alone" and e["outcome"] == "killed"]

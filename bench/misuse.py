@@ -6,7 +6,10 @@
    questions with a memory's vectors before the chat (where a service would take `inputs_embeds`),
    and with a random vector of the same norm (the control).
 
-    python bench/misuse.py --memories docs/results/raschka1000-k1 --json docs/results/bench/misuse.json
+    python bench/misuse.py --parts repeat --memories docs/results/raschka100-k1-first50 \
+        --json docs/results/bench/misuse.json
+    python bench/misuse.py --parts prepend --memories docs/results/raschka100-k1-first50 \
+        docs/results/chunks-plan --json docs/results/bench/misuse-prepended.json
 """
 
 from __future__ import annotations
@@ -91,20 +94,33 @@ def main() -> None:
                                                   "../shared/data/paper/chunks.csv"])
     ap.add_argument("--limit", type=int, default=20)
     ap.add_argument("--memories", nargs="+", required=True, help="eval folders whose exact memories go in front")
-    ap.add_argument("--prepend", type=int, default=5, help="memories put in front of every question")
+    ap.add_argument("--prepend", type=int, default=5, help="memories of each folder put in front of every question")
+    ap.add_argument("--parts", default="repeat,prepend", help="which of the two measurements to run")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     codec = MemoryCodec.from_pretrained()
-    repeat = [repeat_rows(codec, d, args.limit) for d in args.data]
-    report(repeat, {k: (lambda r, k=k: r[k]) for k in repeat[0]}, args)
+    found: dict = {"args": vars(args)}
+    if "repeat" in args.parts:
+        found["repeat"] = [repeat_rows(codec, d, args.limit) for d in args.data]
+        report(found["repeat"], {k: (lambda r, k=k: r[k]) for k in found["repeat"][0]}, args)
+    if "prepend" in args.parts:
+        answered = [(q, ok) for q, ok in QUESTIONS
+                    if any(a.lower() in generate(codec, chat_ids(codec, q), None, 24).lower() for a in ok)]
+        found["questions"] = [q for q, _ in answered]
+        found["prepended"] = [row for folder in args.memories for row in prepended_rows(codec, folder, answered, args.prepend)]
+        report(found["prepended"], {k: (lambda r, k=k: r[k]) for k in found["prepended"][0]}, args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(found, indent=2))
 
-    answered = [(q, ok) for q, ok in QUESTIONS
-                if any(a.lower() in generate(codec, chat_ids(codec, q), None, 24).lower() for a in ok)]
-    mems = [m for folder in args.memories for m in map(Memory.load, sorted(Path(folder, "memories").glob("*.safetensors")))
-            if m.exact and m.model_fingerprint == codec.lm.fingerprint][:args.prepend]
+
+def prepended_rows(codec: MemoryCodec, folder: str, answered: list, n: int) -> list[dict]:
+    """How many of the `answered` questions stay answered right behind each of `folder`'s first `n`
+    exact memories, and behind random vectors of the same norms."""
+    mems = [m for m in map(Memory.load, sorted(Path(folder, "memories").glob("*.safetensors")))
+            if m.exact and m.model_fingerprint == codec.lm.fingerprint][:n]
     gen = torch.Generator().manual_seed(0)
-    rows = []
     real = [(memory_prefix(codec, m), len(m.segment_vectors()[0][0])) for m in mems]
+    rows = []
     for name, prefixes in (("a memory in front", [p for p, _ in real]),
                            ("random vectors of the memory's norms in front", [_random_like(p, k, gen) for p, k in real])):
         right = total = 0
@@ -112,12 +128,10 @@ def main() -> None:
             for q, ok in answered:
                 said = generate(codec, chat_ids(codec, q), before, 24).lower()
                 right, total = right + any(a.lower() in said for a in ok), total + 1
-        rows.append({"set-up": name, "memories": len(prefixes), "questions answered right alone": len(answered),
-                     "answers right": f"{right}/{total}", "share": round(right / total, 3) if total else None})
-    report(rows, {k: (lambda r, k=k: r[k]) for k in rows[0]}, args)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "repeat": repeat, "prepended": rows,
-                                               "questions": [q for q, _ in answered]}, indent=2))
+        rows.append({"memories of": Path(folder).name, "set-up": name, "memories": len(prefixes),
+                     "questions answered right alone": len(answered), "answers right": f"{right}/{total}",
+                     "share": round(right / total, 3) if total else None})
+    return rows
 
 
 def _random_like(prefix: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:

@@ -103,8 +103,9 @@ def encode_corpus(data: str, column: str | None, limit: int | None, rows: str | 
     torchrun --nproc-per-node 4 -m memtok encode-corpus texts.csv --out store/
     """
     from ..runs.sources import read_source
-    from ..store.corpus import rank_device, run_corpus
+    from ..store.corpus import rank_device, run_corpus, watch_launcher
 
+    watch_launcher()
     source = read_source(data, column, limit, rows, split)
     codec = load_codec(model, rank_device(device))
     s = run_corpus(codec, source, out, config, shard_size=shard_size, command=command_line())

@@ -28,27 +28,33 @@ from .shards import STORE_FORMAT
 from .writer import ShardWriter, done_rows, prepare, write_index
 
 DEATH_GRACE = 30.0  # seconds an orphaned worker is given to save its texts in flight
+_watching = False
 
 
 def distributed() -> tuple[int, int]:
     """(rank, world size); joins the process group a launcher set up through its environment."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        _die_with_launcher()
+        watch_launcher()
         dist.init_process_group("gloo")
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
-def _die_with_launcher() -> None:
+def watch_launcher() -> None:
     """A worker whose launcher was killed outright (SIGKILL) would run on alone, holding the store,
     and a restart would be refused until it ended; one waiting for the launcher's rendezvous would
     wait half an hour. A watcher thread sees the launcher go: it stops the worker as Ctrl-C does
     (SIGTERM: the texts in flight are saved), and kills it if it is still there `DEATH_GRACE`
-    seconds later (a worker blocked inside a collective or the rendezvous never sees SIGTERM)."""
-    launcher = os.getppid()
+    seconds later (a worker blocked inside a collective or the rendezvous never sees SIGTERM).
+    Started as early as the command can (before the model loads); a worker whose parent is
+    already init was orphaned before it could look."""
+    global _watching
+    if _watching or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    _watching, launcher = True, os.getppid()
 
     def watch() -> None:
-        while os.getppid() == launcher:
+        while os.getppid() == launcher != 1:
             time.sleep(0.5)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(DEATH_GRACE)

@@ -11,8 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from .errors import MemtokError
-from .header import MAX_K
-from .layout import PLACEHOLDER
+from .limits import MAX_K, PLACEHOLDER, check_template, k_ok
 from .precision import DTYPES, FRAMED, check_dtype, framed
 from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
 
@@ -59,15 +58,14 @@ class EncodeConfig:
                                                            "another framed one) and long segments"})
 
     def __post_init__(self) -> None:
-        if self.k not in (AUTO, PLAN) and not (type(self.k) is int and 1 <= self.k <= MAX_K):
+        if self.k not in (AUTO, PLAN) and not k_ok(self.k):
             raise MemtokError(f"k must be a number of vectors from 1 to {MAX_K}, 'plan' or 'auto', got {self.k!r}")
         if self.favour not in FAVOUR:
             raise MemtokError(f"favour must be one of {', '.join(FAVOUR)}, got {self.favour!r}")
         self.recipe = get_recipe(self.recipe)
         if self.max_steps is not None:
             self.recipe = self.recipe.replace(max_steps=self.max_steps)
-        if self.template.count(PLACEHOLDER) != 1:
-            raise MemtokError(f"template must contain {PLACEHOLDER} exactly once, got {self.template!r}")
+        check_template(self.template)
         check_dtype(self.dtype)
         if self.compact and self.dtype == "float32":
             self.dtype = COMPACT_DTYPE

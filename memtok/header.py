@@ -16,10 +16,10 @@ from collections.abc import Callable, Mapping
 import torch
 
 from .errors import MemtokError, NotAMemoryError
+from .limits import MAX_K, template_ok
 from .precision import STORAGE
 
 FORMAT_VERSION = 3  # 2: segments; 3: framed low-bit dtypes and text sizes
-MAX_K = 256  # vectors one optimisation (one segment) may have
 MAX_HIDDEN = 65536
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SOURCE = re.compile(r"hub:[\w./-]+(@[\w.-]+)?|sha256:[0-9a-f]{64}|package:[\w.-]+")
@@ -54,10 +54,6 @@ def _ids(v: object) -> bool:
     return isinstance(v, list) and len(v) <= 100_000 and all(type(i) is int and i >= 0 for i in v)
 
 
-def _template(v: object) -> bool:
-    return isinstance(v, str) and v.count("{memory}") == 1
-
-
 def _recipe(v: object) -> bool:
     return isinstance(v, dict) and isinstance(v.get("name"), str)
 
@@ -68,7 +64,7 @@ FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "memtok_version": (_printable, "a version string"),
     "model_name": (_printable, "a printable model name"),
     "model_fingerprint": (_hex64, "64 lowercase hex digits"),
-    "template": (_template, "a string with {memory} exactly once"),
+    "template": (template_ok, "a string with {memory} exactly once"),
     "prefix_ids": (_ids, "a list of token ids"),
     "infix_ids": (_ids, "a list of token ids"),
     "n_tokens": (_int(1), "a positive count of text tokens"),

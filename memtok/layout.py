@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING
 import torch
 
 from .errors import MemtokError
-from .header import MAX_K
+from .limits import PLACEHOLDER, check_k, check_template
 from .model import FrozenLM
 
 if TYPE_CHECKING:
     from .memory import Memory
 
-PLACEHOLDER = "{memory}"
 DEFAULT_TEMPLATE = PLACEHOLDER
 
 
@@ -34,10 +33,8 @@ class Layout:
     @classmethod
     def build(cls, lm: FrozenLM, template: str, k: int, bos: bool, specials: bool = False) -> Layout:
         """`specials`: the template's special tokens (a chat template's) are parsed as such, not spelt out."""
-        if template.count(PLACEHOLDER) != 1:
-            raise MemtokError(f"template must contain {PLACEHOLDER} exactly once, got {template!r}")
-        if not 1 <= k <= MAX_K:
-            raise MemtokError(f"number of memory vectors must be between 1 and {MAX_K}, got {k}")
+        check_template(template)
+        check_k(k)
         head, tail = template.split(PLACEHOLDER)
         prefix = ([lm.bos_id] if bos else []) + (lm.tokenize(head, specials) if head else [])
         return cls(tuple(prefix), tuple(lm.tokenize(tail, specials) if tail else ()), k,

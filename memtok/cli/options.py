@@ -8,7 +8,7 @@ from collections.abc import Callable
 import click
 
 from ..config import AUTO, FAVOUR, MAX_BATCH_TOKENS, PLAN, EncodeConfig
-from ..header import MAX_K
+from ..limits import MAX_K, k_ok
 from ..layout import DEFAULT_TEMPLATE
 from ..model import MODEL_DTYPES, QUANTISED
 from ..precision import DTYPES
@@ -53,7 +53,7 @@ class KType(click.ParamType):
     def convert(self, value, param, ctx):
         if value in (AUTO, PLAN) or isinstance(value, int):
             return value
-        if str(value).isdigit() and 1 <= int(value) <= MAX_K:
+        if str(value).isdigit() and k_ok(int(value)):
             return int(value)
         self.fail(f"{value!r} is neither 'plan', 'auto' nor a number of vectors from 1 to {MAX_K}", param, ctx)
 

@@ -80,13 +80,13 @@ def attempt(cmd: list[str], kill_after: float | None, everything: bool = True) -
         out, err = p.communicate(timeout=kill_after)
     except subprocess.TimeoutExpired:
         workers = descendants(p.pid)
+        killed = time.monotonic()
         for pid in [p.pid, *(workers if everything else [])]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        p.communicate()
-        killed = time.monotonic()
+        p.communicate()  # its workers hold its pipes: this returns when they are gone too
         while any(map(alive, workers)) and time.monotonic() - killed < 120:
             time.sleep(0.1)
         return "killed", time.monotonic() - killed

@@ -78,7 +78,7 @@ def test_a_stopped_run_resumes_without_redoing_or_losing_texts(stop, tiny_dir, t
     data = write_csv(tmp_path / "c.csv", corpus_rows)
     store_dir = tmp_path / "store"
     args = memtok_cmd("encode-corpus", str(data), "--out", str(store_dir), "--model", tiny_dir, "-k", "1",
-                      "--max-steps", "400", "--batch-size", "2", "--shard-size", "3", "--json")
+                      "--max-steps", "150", "--batch-size", "2", "--shard-size", "3", "--json")
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     parts = store_dir / "parts" / "r0"
     deadline = time.time() + 600  # generous: a loaded machine is slow to write its first parts

@@ -64,6 +64,14 @@ def folder_sha256(folder: str | os.PathLike) -> str:
     return hashlib.sha256("".join(f"{p.name}:{file_sha256(p)}\n" for p in files).encode()).hexdigest()
 
 
+def _weights_of(folder: Path) -> str | None:
+    """A folder's weights digest, or None where it is no model folder."""
+    try:
+        return folder_sha256(folder) if folder.is_dir() else None
+    except MemtokError:
+        return None
+
+
 def describe(model: str | None, path: str, gguf: str | None, revision: str | None) -> str:
     """The source of a model `load` was given as `model`, found at `path` (a folder, the folder of
     the `.gguf` file `gguf`, or a hub id loaded at `revision`, None for its main branch)."""
@@ -103,10 +111,7 @@ def find_model(name: str, source: str | None, near: Iterable[str | os.PathLike] 
     base = Path(name).name
     for folder in search_path(near):
         candidate = folder / base
-        if not candidate.exists():
-            continue
-        digest = file_sha256(candidate) if candidate.is_file() else folder_sha256(candidate)
-        if digest == pin:
+        if candidate.is_file() and file_sha256(candidate) == pin or _weights_of(candidate) == pin:
             return str(candidate)
     places = ", ".join(str(p) for p in search_path(near))
     raise MemtokError(f"this memory's model {name} (sha256 {pin[:12]}) is not here: looked in {places}; "

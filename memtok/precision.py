@@ -23,7 +23,6 @@ import torch
 from .errors import MemtokError
 
 
-
 @dataclass(frozen=True)
 class StorageDtype:
     """One storage dtype, all in one place: how it is saved, what it costs, how it is planned.
@@ -111,7 +110,7 @@ def check_dtype(dtype: str) -> str:
 
 
 def framed(dtype: str) -> bool:
-    return STORAGE[dtype].framed
+    return STORAGE[check_dtype(dtype)].framed
 
 
 def quantise(u: torch.Tensor, dtype: str) -> torch.Tensor:
@@ -154,7 +153,7 @@ def pack(stored: torch.Tensor, dtype: str) -> dict[str, torch.Tensor]:
     v = stored.detach().float().cpu()
     if framed(dtype):
         return _pack_levels(v, dtype)
-    if STORAGE[check_dtype(dtype)].scale:  # int8: absmax-scaled integers
+    if STORAGE[dtype].scale:  # int8: absmax-scaled integers
         scale = v.abs().amax(dim=-1).clamp_min(1e-12) / 127.0
         q = torch.round(v / scale[:, None]).clamp(-127, 127).to(torch.int8)
         return {"memory": q.contiguous(), "scale": scale.contiguous()}

@@ -6,7 +6,7 @@ A memory is verified in the arithmetic it was made in, and memtok refuses to dec
 guards against: for each dtype, encode the same texts (exact count, median steps, wall time), then
 decode every memory in every dtype and count how many give their text back.
 
-    python bench/model_dtypes.py --limit 6 --dtypes float32,bfloat16,int8 \\
+    python bench/model_dtypes.py --limit 4 --dtypes float32,bfloat16,int8 \\
         --json docs/results/bench/model-dtypes.json
 """
 

@@ -297,5 +297,5 @@ def load(model: str | None = None, device: str | None = None, dtype: str = "floa
     if not placement:
         lm.to(device or default_device())
     frozen = FrozenLM(lm, tok, name, functools.partial(describe, model, path, gguf, revision))
-    frozen.fingerprint  # noqa: B018 - taken as loaded: bitsandbytes repacks its 4-bit weights at the first pass
+    frozen.fingerprint  # noqa: B018 - taken before any pass: a quantised layer may repack its weights at its first
     return frozen

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from conftest import DEVICE, TEXTS
+from test_cli import run
 from test_eval import write_csv
 
 from memtok import MemoryCodec, ModelMismatchError
@@ -101,7 +102,7 @@ def test_a_stopped_run_resumes_without_redoing_or_losing_texts(stop, tiny_dir, t
     assert not list(parts.glob("*.safetensors"))  # all packed into shards
 
 
-def test_store_decode_cli_and_fingerprint_check(tiny_dir, other_tiny_dir, tmp_path):
+def test_store_decode_cli_and_fingerprint_check(tiny_dir, other_tiny_dir, tmp_path, capsysbinary):
     data = write_csv(tmp_path / "c.csv", TEXTS[:3])
     store_dir = tmp_path / "store"
     summary = finish(memtok_cmd("encode-corpus", str(data), "--out", str(store_dir), "--model", tiny_dir, "--json",
@@ -111,14 +112,14 @@ def test_store_decode_cli_and_fingerprint_check(tiny_dir, other_tiny_dir, tmp_pa
     # a corpus compressor shares context across texts; the summary says so by giving both
     assert 0 < summary["zstd_bytes_together"] < summary["zstd_bytes_each"] == sum(r["zstd_bytes"] for r in index)
     assert MemoryStore(store_dir)["000000000"].storage_dtype == "int4"
-    one = subprocess.run(memtok_cmd("decode", str(store_dir), "--id", "000000001"), capture_output=True, check=False)
-    assert one.returncode == 0 and one.stdout == TEXTS[1].encode()
+    code, out, err = run(["decode", str(store_dir), "--id", "000000001"], capsysbinary)  # the model the store names
+    assert code == 0 and out == TEXTS[1].encode(), err
     outdir = tmp_path / "texts"
-    every = subprocess.run(memtok_cmd("decode", str(store_dir), "--all", "-o", str(outdir)), capture_output=True, check=False)
-    assert every.returncode == 0, every.stderr
+    code, _, err = run(["decode", str(store_dir), "--all", "-o", str(outdir)], capsysbinary)
+    assert code == 0, err
     assert [(outdir / f"{i:09d}.txt").read_text() for i in range(3)] == TEXTS[:3]
-    missing = subprocess.run(memtok_cmd("decode", str(store_dir), "--id", "nope"), capture_output=True, check=False)
-    assert missing.returncode == 2 and b"no memory with id" in missing.stderr
+    code, _, err = run(["decode", str(store_dir), "--id", "nope"], capsysbinary)
+    assert code == 2 and "no memory with id" in err
     other = MemoryCodec.from_pretrained(other_tiny_dir, device=DEVICE)
     with pytest.raises(ModelMismatchError):
         MemoryStore(store_dir).decode(other, "000000000")

@@ -69,7 +69,7 @@ def test_eval_resumes_after_a_kill_without_redoing_or_losing_texts(tiny_dir, tmp
     texts = [t for pair in zip(TEXTS, [hard] * len(TEXTS)) for t in pair]
     data = write_csv(tmp_path / "d.csv", texts)
     out = tmp_path / "run"
-    args = ["eval", str(data), "--model", tiny_dir, "--out", str(out), "-k", "1", "--max-steps", "400", "--batch-size", "2"]
+    args = ["eval", str(data), "--model", tiny_dir, "--out", str(out), "-k", "1", "--max-steps", "150", "--batch-size", "2"]
     p = memtok(*args)
     results = out / "results.jsonl"
     deadline = time.time() + 120

@@ -26,23 +26,26 @@ def memtok(args, home, cwd):
                           check=False, timeout=300)
 
 
-def encoded(tiny_dir, tmp_path):
-    """(HF home, hub id, memory of TEXTS[0] made with the hub model), run elsewhere than the model's
-    folder: the id must not be taken for a path."""
+def test_a_hub_id_loads_from_the_cache_offline_and_keeps_its_commit(tiny_dir, other_tiny_dir, tmp_path):
     home = tmp_path / "hf"
     hub_id = hub_cache(tiny_dir, home)
     mem = tmp_path / "m.safetensors"
+    # run elsewhere than the model's folder: the id must not be taken for a path
     enc = memtok(["encode", TEXTS[0], "--model", hub_id, "-o", str(mem)], home, tmp_path)
     assert enc.returncode == 0, enc.stderr.decode()[-800:]
-    return home, hub_id, mem
-
-
-def test_a_hub_id_loads_from_the_cache_offline(tiny_dir, tmp_path):
-    home, hub_id, mem = encoded(tiny_dir, tmp_path)
     info = memtok(["info", str(mem), "--json"], home, tmp_path)
     assert b'"model_name": "memtok-test/tiny"' in info.stdout
+    assert f'"model_source": "hub:{hub_id}@{SNAPSHOT}"'.encode() in info.stdout
     dec = memtok(["decode", str(mem)], home, tmp_path)  # loads the model the memory names: the same id
     assert dec.returncode == 0 and dec.stdout == TEXTS[0].encode(), dec.stderr.decode()[-800:]
+    newer = "f" * 40  # the repository's main branch now holds other weights
+    repo = home / "hub" / "models--memtok-test--tiny"
+    shutil.copytree(other_tiny_dir, repo / "snapshots" / newer)
+    (repo / "refs" / "main").write_text(newer)
+    dec = memtok(["decode", str(mem)], home, tmp_path)  # found at the commit it was made with
+    assert dec.returncode == 0 and dec.stdout == TEXTS[0].encode(), dec.stderr.decode()[-800:]
+    latest = memtok(["decode", str(mem), "--model", hub_id], home, tmp_path)
+    assert latest.returncode == 2 and b"fingerprint" in latest.stderr
 
 
 def test_a_hub_id_that_is_nowhere_says_where_it_looked(tmp_path):
@@ -52,17 +55,3 @@ def test_a_hub_id_that_is_nowhere_says_where_it_looked(tmp_path):
     assert p.returncode == 2 and len(err.strip().splitlines()) == 1, err
     assert "neither a local folder nor in the Hugging Face cache" in err and "HF_HUB_OFFLINE" in err
     assert "model directory not found" not in err
-
-
-def test_a_memory_keeps_its_hub_commit_when_the_repository_moves_on(tiny_dir, other_tiny_dir, tmp_path):
-    home, hub_id, mem = encoded(tiny_dir, tmp_path)
-    info = memtok(["info", str(mem), "--json"], home, tmp_path)
-    assert f'"model_source": "hub:{hub_id}@{SNAPSHOT}"'.encode() in info.stdout
-    newer = "f" * 40  # the repository's main branch now holds other weights
-    repo = home / "hub" / "models--memtok-test--tiny"
-    shutil.copytree(other_tiny_dir, repo / "snapshots" / newer)
-    (repo / "refs" / "main").write_text(newer)
-    dec = memtok(["decode", str(mem)], home, tmp_path)  # found at the commit it was made with
-    assert dec.returncode == 0 and dec.stdout == TEXTS[0].encode(), dec.stderr.decode()[-800:]
-    latest = memtok(["decode", str(mem), "--model", hub_id], home, tmp_path)
-    assert latest.returncode == 2 and b"fingerprint" in latest.stderr

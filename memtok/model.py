@@ -52,6 +52,12 @@ class FrozenLM:
         return self.model.get_input_embeddings().weight.device
 
     @property
+    def quantised(self) -> bool:
+        """Weights quantised as loaded (bitsandbytes): LLM.int8 picks the columns it keeps in 16 bits
+        from the whole batch, so a row's logits depend on the rows beside it."""
+        return getattr(self.model, "hf_quantizer", None) is not None
+
+    @property
     def hidden_size(self) -> int:
         return self.model.get_input_embeddings().weight.shape[1]
 
@@ -194,9 +200,9 @@ def fingerprint(model: torch.nn.Module, tokenizer) -> str:
     computes = model.get_input_embeddings().weight.dtype
     if computes != torch.float32:
         h.update(f"computes in {computes}".encode())
-    quantised = getattr(model.config, "quantization_config", None)
-    if quantised is not None and getattr(model, "hf_quantizer", None) is not None:  # a GGUF file is dequantised
-        settings = quantised.to_dict() if hasattr(quantised, "to_dict") else quantised
+    if getattr(model, "hf_quantizer", None) is not None:  # quantised as loaded (a GGUF file is dequantised)
+        settings = model.config.quantization_config
+        settings = settings.to_dict() if hasattr(settings, "to_dict") else settings
         h.update(f"quantised {json.dumps(settings, sort_keys=True, default=str)}".encode())
     cfg = {k: v for k, v in model.config.to_dict().items()
            if not k.startswith("_") and k not in _VOLATILE_CONFIG_KEYS}

@@ -13,8 +13,12 @@ import torch
 
 # The tiny model's matrices are too small to gain from threads (the fast tier takes about twice as
 # long with two): one thread in this process. The real model's slow tests run `memtok` in
-# subprocesses, which keep torch's default.
+# subprocesses, which keep torch's default, except under pytest-xdist: there each worker has a
+# core of its own, and a subprocess taking both would slow the other worker's tests as much as it
+# gains (`OMP_NUM_THREADS=2 pytest -q -n 2`: 518 s so, 267 s with one thread each).
 torch.set_num_threads(1)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 # What the tiny model is briefly trained on. An untrained random model cannot carry a text from one
 # position to the next, so no memory vector could make it reproduce anything; a few seconds of

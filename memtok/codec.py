@@ -215,16 +215,21 @@ class MemoryCodec:
         texts = [self._decode_one(m, check, beams) for m in ([memories] if single else memories)]
         return texts[0] if single else texts
 
-    def _decode_one(self, mem: Memory, check: bool, beams: int) -> str:
+    def segment_ids(self, mem: Memory, beams: int = 1) -> list[list[int]]:
+        """Each segment's decoded token ids, up to and including its EOS: what `decode` reads."""
         self.check_decodable(mem)
-        layout, pieces = Layout.of(mem), []
+        layout = Layout.of(mem)
         run = greedy if beams == 1 else functools.partial(beam_decode, beams=beams)
-        for vectors, n in mem.segment_vectors():
-            ids = run(self.lm, layout.with_k(len(vectors)), self.inputs(vectors, mem.storage_dtype), max_new_tokens=n + 1)
-            if ids and ids[-1] == self.lm.eos_id:
-                ids = ids[:-1]
-            pieces.append(self.lm.detokenize(ids))
-        text = "".join(pieces)
+        return [run(self.lm, layout.with_k(len(vectors)), self.inputs(vectors, mem.storage_dtype), max_new_tokens=n + 1)
+                for vectors, n in mem.segment_vectors()]
+
+    def text_of(self, segment_ids: list[list[int]]) -> str:
+        """The text decoded segments make, each without its EOS."""
+        eos = self.lm.eos_id
+        return "".join(self.lm.detokenize(ids[:-1] if ids and ids[-1] == eos else ids) for ids in segment_ids)
+
+    def _decode_one(self, mem: Memory, check: bool, beams: int) -> str:
+        text = self.text_of(self.segment_ids(mem, beams))
         if check and sha256_text(text) != mem.text_sha256:
             made = "" if mem.exact else " (it was not exact when made)"
             made += f" (beam search of width {beams}: a memory is made for greedy decoding)" if beams > 1 else ""

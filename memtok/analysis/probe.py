@@ -17,7 +17,6 @@ import torch
 
 from ..codec import MemoryCodec
 from ..errors import MemtokError
-from ..greedy import greedy
 from ..header import sha256_text
 from ..layout import Layout
 from ..memory import Memory
@@ -72,15 +71,6 @@ def moved(codec: MemoryCodec, mem: Memory, template: str) -> Memory:
                      "infix_ids": list(layout.infix_ids)})
 
 
-def decoded_ids(codec: MemoryCodec, mem: Memory) -> tuple[bool, list[list[int]]]:
-    """(does it give its text, each segment's greedy ids): `memtok decode`'s own computation."""
-    layout, pieces = Layout.of(mem), []
-    for vectors, n in mem.segment_vectors():
-        pieces.append(greedy(codec.lm, layout.with_k(len(vectors)), codec.inputs(vectors, mem.storage_dtype), n + 1))
-    text = "".join(codec.lm.detokenize(ids[:-1] if ids and ids[-1] == codec.lm.eos_id else ids) for ids in pieces)
-    return sha256_text(text) == mem.text_sha256, pieces
-
-
 def still_exact(codec: MemoryCodec, targets: list[list[int]], variants: dict[str, Memory]) -> dict[str, bool]:
     """Whether each variant of a memory (same segments, same prompt) still decodes to `targets`: all
     variants verified together, each stopped at its first wrong choice (`memtok.verify`)."""
@@ -100,7 +90,8 @@ def probe_memory(codec: MemoryCodec, name: str, mem: Memory, noise: tuple[float,
     The memory is decoded once as `memtok decode` does; each probe then only has to give the same
     ids, which a batched verification settles (a probe that breaks the text stops at its first
     wrong token)."""
-    exact, targets = decoded_ids(codec, mem)
+    targets = codec.segment_ids(mem)  # `memtok decode`'s own computation
+    exact = sha256_text(codec.text_of(targets)) == mem.text_sha256
     noisy_ = {f"noise {lv}": noisy(codec, mem, lv, seed) for lv in noise}
     rounded_ = {dt: rounded(codec, mem, dt) for dt in DTYPES if dt != mem.storage_dtype}
     kept = {**still_exact(codec, targets, {**noisy_, **rounded_}),

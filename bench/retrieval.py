@@ -4,14 +4,16 @@ Queries from each text, built by rule (no model): an exact span from inside it (
 from a quarter of the way in), the same span with two words swapped for words of other texts, and
 a question naming the span's three longest words. Methods, each timed per query:
 
-- likelihood: `memtok.store.search.likelihood_scores` (the model's log-probability of the query
-  after each memory), scoring all query tokens, and skipping the first (`skip1`);
+- likelihood: the model's log-probability of each query token after each memory
+  (`memtok.store.search.token_logprobs`, one pass per query), scored every way in `SCORINGS` (the
+  mean, the mean without the first token, the mean of tokens standardised across the store);
 - vector: cosine between each memory's mean vector and a one-vector memory of the query (made
   with at most `--vector-steps` steps, its time counted);
 - decode + BM25: every memory decoded once (that time shared among the queries), then BM25;
 - BM25 and all-MiniLM-L6-v2 on the texts themselves (what having the texts buys).
 
-    python bench/retrieval.py runs/r100-learned --json docs/results/bench/retrieval-raschka100.json
+    python bench/retrieval.py docs/results/raschka100-k1-first50 docs/results/raschka100-k1-rows50-100 \
+        --json docs/results/bench/retrieval-raschka100-first100.json
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from rows import report
 
 from memtok import Memory, MemoryCodec
 from memtok.runs.sources import read_source
-from memtok.store.search import likelihood_scores, vector_scores
+from memtok.store.search import SCORINGS, best_per_memory, token_logprobs, vector_scores
 
 KINDS = ("span", "changed", "question")
 
@@ -66,18 +68,25 @@ def recall(ranked: list[int], want: int, n: int) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("folder", help="an eval folder with memories/ (its run.json names the data)")
+    ap.add_argument("folders", nargs="+", help="eval folders with memories/ of one data file (their run.json "
+                                                 "names it), searched as one store")
     ap.add_argument("--vector-steps", type=int, default=200)
     ap.add_argument("--vector-limit", type=int, default=20, help="queries of each kind for the vector method "
                                                                  "(each makes a memory of its query)")
+    ap.add_argument("--query-limit", type=int, default=None, help="queries of each kind for every method (from "
+                                                                  "the first texts; the store stays whole)")
     ap.add_argument("--scale", default="100,1000", help="store sizes at which to time the likelihood method")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    folder = Path(args.folder)
-    run = json.loads((folder / "run.json").read_text())
-    source = read_source(run["data"], rows=run.get("rows"))
-    mems = {int(p.stem): Memory.load(p) for p in sorted((folder / "memories").glob("*.safetensors"))}
-    texts = {i: source.texts[i - source.first] for i in mems}
+    mems, texts, runs = {}, {}, [json.loads((Path(f) / "run.json").read_text()) for f in args.folders]
+    if len({(r["data_sha256"], r["model_fingerprint"]) for r in runs}) > 1:
+        raise SystemExit("the folders differ in data or model")
+    for folder, run in zip(map(Path, args.folders), runs):
+        source = read_source(run["data"], rows=run.get("rows"))
+        for p in sorted((folder / "memories").glob("*.safetensors")):
+            mems[int(p.stem)] = Memory.load(p)
+            texts[int(p.stem)] = source.texts[int(p.stem) - source.first]
+    run = runs[0]
     codec = MemoryCodec.from_pretrained(run["model"])
     order = sorted(mems)
     memories = [mems[i] for i in order]
@@ -108,9 +117,21 @@ def main() -> None:
 
         return by_scores(util.cos_sim(embedder.encode(q, convert_to_tensor=True), doc_vectors)[0].tolist())
 
+    logp_seconds: dict[str, float] = {}
+
+    def likelihood(scoring: str):
+        def rank(q: str) -> list[int]:
+            if q not in passes:  # one pass per query, read by every scoring
+                began = time.perf_counter()
+                passes[q] = token_logprobs(codec, memories, q)
+                logp_seconds[q] = time.perf_counter() - began
+            owners, logp = passes[q]
+            return by_scores(best_per_memory(owners, SCORINGS[scoring](logp), len(memories)))
+        return rank
+
+    passes: dict[str, tuple] = {}
     methods = {
-        "likelihood": lambda q: by_scores(likelihood_scores(codec, memories, q)),
-        "likelihood skip1": lambda q: by_scores(likelihood_scores(codec, memories, q, skip=1)),
+        **{f"likelihood {name}": likelihood(name) for name in SCORINGS},
         "vector": lambda q: by_scores(vector_scores(codec, memories, q, max_steps=args.vector_steps)),
         "decode + BM25": bm25_ranker(decoded),
         "BM25 on texts": bm25_ranker([texts[i] for i in order]),
@@ -119,12 +140,14 @@ def main() -> None:
     rows = []
     for name, rank in methods.items():
         for kind in KINDS:
-            mine = [q for q in qs if q[0] == kind][:args.vector_limit if name == "vector" else None]
+            mine = [q for q in qs if q[0] == kind][:args.vector_limit if name == "vector" else args.query_limit]
             began = time.perf_counter()
             ranked = [(rank(q), i) for _, i, q in mine]
             per_query = (time.perf_counter() - began) / len(mine)
+            if name.startswith("likelihood"):  # the pass's time, whichever scoring ran it first
+                per_query = statistics.fmean(logp_seconds[q] for _, _, q in mine)
             if name == "decode + BM25":
-                per_query += decode_seconds / len(qs)
+                per_query += decode_seconds / len(mine) / len(KINDS)
             rows.append({"method": name, "queries": kind, "n": len(mine),
                          "recall@1": round(statistics.fmean(recall(r, i, 1) for r, i in ranked), 3),
                          "recall@5": round(statistics.fmean(recall(r, i, 5) for r, i in ranked), 3),
@@ -133,10 +156,11 @@ def main() -> None:
     for size in map(int, args.scale.split(",")):
         many = (memories * (size // len(memories) + 1))[:size]
         began = time.perf_counter()
-        likelihood_scores(codec, many, qs[0][2])
+        token_logprobs(codec, many, qs[0][2])
         scale.append({"memories": size, "seconds per query": round(time.perf_counter() - began, 3)})
     report(rows, {k: (lambda r, k=k: r[k]) for k in rows[0]}, args)
-    print(json.dumps({"scale": scale, "decode_seconds": round(decode_seconds, 2), "memories": len(memories)}))
+    print(json.dumps({"scale": scale, "decode_seconds": round(decode_seconds, 2), "memories": len(memories),
+                      "segments": sum(max(1, len(m.segments)) for m in memories)}))
     if args.json:
         data = json.loads(Path(args.json).read_text())
         data.update(scale=scale, decode_seconds=round(decode_seconds, 2), examples=qs[:6])

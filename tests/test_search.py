@@ -39,6 +39,27 @@ def test_likelihood_is_the_models_own_score_of_the_query_after_each_memory(tiny_
         assert got == pytest.approx(-alone.nats / len(ids), abs=1e-4)
     hits = memories.search(tiny_codec, query, top_n=3)
     assert [h.score for h in hits] == sorted(batched, reverse=True)[:3]
+    skipped = likelihood_scores(tiny_codec, mems, query, batch_size=3, scoring="skip1")
+    for mem, got in zip(mems, skipped):  # the first token read, not scored
+        layout, vectors = Layout.of(mem), tiny_codec.inputs(mem.vectors, mem.storage_dtype)
+        rest = score(tiny_codec.lm, layout, ids, vectors).nats - score(tiny_codec.lm, layout, ids[:1], vectors).nats
+        assert got == pytest.approx(-rest / (len(ids) - 1), abs=1e-4)
+
+
+def test_standardised_scoring_ignores_what_every_memory_predicts_alike():
+    """`z` ranks by how far each token's log-probability stands from the store's: a token all
+    segments predict alike adds nothing, and scaling or shifting one token's column changes nothing."""
+    import torch
+
+    from memtok.store.search import SCORINGS, best_per_memory
+
+    logp = torch.tensor([[-1.0, -5.0, -2.0], [-3.0, -5.0, -1.0], [-2.0, -5.0, -4.0]])
+    z = SCORINGS["z"](logp)
+    moved = logp.clone()
+    moved[:, 0] = moved[:, 0] * 4 - 7
+    assert torch.allclose(SCORINGS["z"](moved), z, atol=1e-6)
+    assert torch.allclose(z, SCORINGS["z"](logp[:, [0, 2]]) * 2 / 3, atol=1e-6)
+    assert best_per_memory([0, 1, 1], z, 2) == [z[0].item(), max(z[1:]).item()]
 
 
 def test_hits_decode_and_the_vector_method_ranks_every_memory(tiny_codec, store):
@@ -52,12 +73,14 @@ def test_hits_decode_and_the_vector_method_ranks_every_memory(tiny_codec, store)
         memories.search(tiny_codec, "x", method="bm25")
     with pytest.raises(MemtokError, match="empty query"):
         memories.search(tiny_codec, "  ")
+    with pytest.raises(MemtokError, match="unknown scoring"):
+        memories.search(tiny_codec, "x", scoring="max")
 
 
 def test_search_command_prints_ranked_json_and_changes_nothing(tiny_dir, store, capsysbinary):
     before = {p.name: p.stat().st_mtime_ns for p in store.rglob("*")}
-    code, out, err = run(["search", str(store), TEXTS[5], "-n", "2", "--json", "--decode", "--model", tiny_dir],
-                         capsysbinary)
+    code, out, err = run(["search", str(store), TEXTS[5], "-n", "2", "--json", "--decode", "--scoring", "z",
+                          "--model", tiny_dir], capsysbinary)
     assert code == 0, err
     hits = [json.loads(line) for line in out.decode().splitlines()]
     assert [h["rank"] for h in hits] == [1, 2] and "2 of 8 memories" in err

@@ -147,12 +147,15 @@ def _floats(text: str) -> tuple[float, ...]:
 @click.option("--method", type=click.Choice(["likelihood", "vector"]), default="likelihood", show_default=True,
               help="likelihood: the model's probability of the query after each memory; vector: cosine with a "
                    "memory made of the query")
+@click.option("--scoring", type=click.Choice(["mean", "skip1", "z"]), default="mean", show_default=True,
+              help="likelihood: mean log-probability of the query's tokens; skip1: of all but the first; z: "
+                   "of each token's standardised across the store")
 @click.option("--decode", "decode_hits", is_flag=True, help="decode each hit and show its text")
 @click.option("--batch-size", "-b", type=click.IntRange(1, 4096), default=64, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the hits as JSON lines")
 @model_options
-def search(store: str, query: str, top_n: int, method: str, decode_hits: bool, batch_size: int, as_json: bool,
-           model: str | None, device: str | None) -> None:
+def search(store: str, query: str, top_n: int, method: str, scoring: str, decode_hits: bool, batch_size: int,
+           as_json: bool, model: str | None, device: str | None) -> None:
     """The memories of STORE most likely to hold QUERY, without their texts.
 
     \b
@@ -165,7 +168,8 @@ def search(store: str, query: str, top_n: int, method: str, decode_hits: bool, b
     memories = MemoryStore(store)
     codec = load_codec(memory_model(model, memories.info["model"], memories.info.get("model_source"), store), device)
     started = time.perf_counter()
-    hits = memories.search(codec, query, top_n, method, batch_size, decode_hits, show_progress_bar=True)
+    hits = memories.search(codec, query, top_n, method, batch_size, decode_hits, show_progress_bar=True,
+                           scoring=scoring)
     for rank, h in enumerate(hits, 1):
         if as_json:
             click.echo(json.dumps({"rank": rank, "id": h.id, "score": h.score, **({"text": h.text} if decode_hits else {})},

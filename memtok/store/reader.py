@@ -66,14 +66,17 @@ class MemoryStore:
         return codec.decode(self[mem_id])
 
     def search(self, codec, query: str, top_n: int = 5, method: str = "likelihood", batch_size: int = 64,
-               decode: bool = False, show_progress_bar: bool = False) -> list:
-        """The `top_n` memories most likely to hold `query`, best first (`memtok.store.search`), as
-        `Hit`s with their scores (and decoded texts with `decode`)."""
+               decode: bool = False, show_progress_bar: bool = False, scoring: str = "mean") -> list:
+        """The `top_n` memories most likely to hold `query`, best first (`memtok.store.search`; the
+        likelihood method's `scoring` is one of its `SCORINGS`), as `Hit`s with their scores (and
+        decoded texts with `decode`)."""
         from ..progress import progress
-        from .search import METHODS, Hit, likelihood_scores, top, vector_scores
+        from .search import METHODS, SCORINGS, Hit, likelihood_scores, top, vector_scores
 
         if method not in METHODS:
             raise MemtokError(f"unknown search method {method!r}; choose one of {', '.join(METHODS)}")
+        if scoring not in SCORINGS:
+            raise MemtokError(f"unknown scoring {scoring!r}; choose one of {', '.join(SCORINGS)}")
         ids = [i for i in self if self.record(i)["status"] != "failed"]
         if not ids:
             raise MemtokError(f"{self.root} holds no memories to search")
@@ -83,7 +86,7 @@ class MemoryStore:
         bar = progress(sum(max(1, len(m.segments)) for m in memories), "searching", "segment",
                        disable=not show_progress_bar)
         try:
-            scores = likelihood_scores(codec, memories, query, batch_size, bar.update) if method == "likelihood" \
+            scores = likelihood_scores(codec, memories, query, batch_size, bar.update, scoring) if method == "likelihood" \
                 else vector_scores(codec, memories, query)
         finally:
             bar.close()

@@ -42,11 +42,11 @@ def query_ids(codec: MemoryCodec, query: str) -> list[int]:
 
 
 @torch.no_grad()
-def likelihood_scores(codec: MemoryCodec, memories: Sequence[Memory], query: str, batch_size: int = 64,
-                      on_batch: Callable[[int], None] | None = None, skip: int = 0) -> list[float]:
-    """Per memory: the best of its segments' mean log-probability of the query's tokens after the
-    segment's vectors, in the memory's prompt; the first `skip` query tokens are read but not scored
-    (right after its vectors a memory predicts its text's first token, not a passage's)."""
+def token_logprobs(codec: MemoryCodec, memories: Sequence[Memory], query: str, batch_size: int = 64,
+                   on_batch: Callable[[int], None] | None = None) -> tuple[list[int], torch.Tensor]:
+    """The model's log-probability of each query token after each segment's vectors, in the
+    memory's prompt: which memory each segment is of, and a [segments, query tokens] tensor. Every
+    way of scoring reads this one pass."""
     lm, ids = codec.lm, query_ids(codec, query)
     q = lm.embed(torch.tensor(ids, device=lm.device))
     # every segment of every memory, grouped by what shares a batch: the prompt and K
@@ -55,23 +55,59 @@ def likelihood_scores(codec: MemoryCodec, memories: Sequence[Memory], query: str
         for vectors, _ in mem.segment_vectors():
             groups[(tuple(mem.prefix_ids), tuple(mem.infix_ids), len(vectors))].append(
                 (i, codec.inputs(vectors, mem.storage_dtype)))
-    best = [-float("inf")] * len(memories)
+    owners, rows = [], []
+    weight = lm.model.get_input_embeddings().weight
+    target = torch.tensor(ids, device=lm.device)
     for (prefix, infix, k), items in groups.items():
         layout = Layout(prefix, infix, k)
         for start in range(0, len(items), batch_size):
             part = items[start:start + batch_size]
-            weight = lm.model.get_input_embeddings().weight
             context = torch.stack([layout.context(lm, v.to(weight.device, weight.dtype)) for _, v in part])
             x = torch.cat([context, q[:-1].expand(len(part), -1, -1)], dim=1)
             logits = lm.model(inputs_embeds=x, use_cache=False).logits[:, context.shape[1] - 1:].float()
-            target = torch.tensor(ids, device=lm.device).expand(len(part), -1)
-            scored = -F.cross_entropy(logits.transpose(1, 2), target, reduction="none")
-            logp = scored[:, min(skip, len(ids) - 1):].mean(1)
-            for (i, _), score in zip(part, logp.tolist()):
-                best[i] = max(best[i], score)
+            rows.append(-F.cross_entropy(logits.transpose(1, 2), target.expand(len(part), -1), reduction="none").cpu())
+            owners += [i for i, _ in part]
             if on_batch is not None:
                 on_batch(len(part))
+    return owners, torch.cat(rows)
+
+
+def _mean(logp: torch.Tensor) -> torch.Tensor:
+    return logp.mean(1)
+
+
+def _skip1(logp: torch.Tensor) -> torch.Tensor:
+    """Right after its vectors a memory predicts its text's first token, not a passage's."""
+    return logp[:, min(1, logp.shape[1] - 1):].mean(1)
+
+
+def _z(logp: torch.Tensor) -> torch.Tensor:
+    """Each token's log-probability standardised across the store's segments, then averaged: a
+    token every memory predicts alike (read from the query itself) weighs no more than one only
+    the right memory predicts."""
+    spread = logp.std(0, unbiased=False).clamp_min(1e-6)
+    return ((logp - logp.mean(0)) / spread).mean(1)
+
+
+SCORINGS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"mean": _mean, "skip1": _skip1, "z": _z}
+
+
+def best_per_memory(owners: Sequence[int], segment_scores: torch.Tensor, n: int) -> list[float]:
+    """A memory cut into segments scores as its best segment, since a passage lives in one."""
+    best = [-float("inf")] * n
+    for i, s in zip(owners, segment_scores.tolist()):
+        best[i] = max(best[i], s)
     return best
+
+
+def likelihood_scores(codec: MemoryCodec, memories: Sequence[Memory], query: str, batch_size: int = 64,
+                      on_batch: Callable[[int], None] | None = None, scoring: str = "mean") -> list[float]:
+    """Per memory: its best segment's score of the query's tokens (`SCORINGS`; 'mean', the default,
+    is the mean log-probability)."""
+    if scoring not in SCORINGS:
+        raise MemtokError(f"unknown scoring {scoring!r}; choose one of {', '.join(SCORINGS)}")
+    owners, logp = token_logprobs(codec, memories, query, batch_size, on_batch)
+    return best_per_memory(owners, SCORINGS[scoring](logp), len(memories))
 
 
 def mean_vector(codec: MemoryCodec, mem: Memory) -> torch.Tensor:

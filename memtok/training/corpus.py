@@ -24,12 +24,18 @@ def pydoc_topics() -> Iterator[str]:
         yield topics[name]
 
 
-def chatterbot_dialogues() -> Iterator[str]:
-    """The lines of chatterbot-corpus's YAML files, one document per file (many languages)."""
+def chatterbot_files(language: str = "*") -> list[Path]:
+    """chatterbot-corpus's YAML files (of one language, a folder name such as 'spanish'); none when
+    it is not installed."""
     spec = importlib.util.find_spec("chatterbot_corpus")
     if spec is None or spec.origin is None:
-        return
-    for path in sorted(Path(spec.origin).parent.rglob("*.yml")):
+        return []
+    return sorted((Path(spec.origin).parent / "data").glob(f"{language}/*.yml"))
+
+
+def chatterbot_dialogues() -> Iterator[str]:
+    """The lines of chatterbot-corpus's YAML files, one document per file (many languages)."""
+    for path in chatterbot_files():
         lines = [ln.strip().lstrip("- ").strip() for ln in path.read_text(encoding="utf-8").splitlines()]
         text = " ".join(ln for ln in lines if ln and not ln.endswith(":") and not ln.startswith("#"))
         if text:

@@ -23,6 +23,7 @@ import json
 import random
 import statistics
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from rows import report
@@ -34,10 +35,12 @@ from memtok.store.search import SCORINGS, best_per_memory, token_logprobs, vecto
 KINDS = ("span", "changed", "question")
 
 
-def queries(codec: MemoryCodec, texts: dict[int, str], seed: int = 0) -> list[tuple[str, int, str]]:
-    """(kind, index of the text it comes from, query) for every text."""
+def queries(codec: MemoryCodec, texts: dict[int, str], seed: int = 0, words_from: Iterable[str] = ()
+            ) -> list[tuple[str, int, str]]:
+    """(kind, index of the text it comes from, query) for every text; changed words come from
+    `words_from` (by default, the texts)."""
     rng = random.Random(seed)
-    words = sorted({w for t in texts.values() for w in t.split() if w.isalpha() and len(w) > 3})
+    words = sorted({w for t in (words_from or texts.values()) for w in t.split() if w.isalpha() and len(w) > 3})
     out = []
     for i, text in texts.items():
         ids = codec.lm.tokenize(text)
@@ -73,8 +76,9 @@ def main() -> None:
     ap.add_argument("--vector-steps", type=int, default=200)
     ap.add_argument("--vector-limit", type=int, default=20, help="queries of each kind for the vector method "
                                                                  "(each makes a memory of its query)")
-    ap.add_argument("--query-limit", type=int, default=None, help="queries of each kind for every method (from "
-                                                                  "the first texts; the store stays whole)")
+    ap.add_argument("--query-limit", type=int, default=None, help="queries of each kind for every method, from "
+                                                                  "texts spread evenly through the store (which "
+                                                                  "stays whole)")
     ap.add_argument("--scale", default="100,1000", help="store sizes at which to time the likelihood method")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -90,7 +94,9 @@ def main() -> None:
     codec = MemoryCodec.from_pretrained(run["model"])
     order = sorted(mems)
     memories = [mems[i] for i in order]
-    qs = queries(codec, texts)
+    asked = order if args.query_limit is None else \
+        sorted({order[j * len(order) // args.query_limit] for j in range(min(args.query_limit, len(order)))})
+    qs = queries(codec, {i: texts[i] for i in asked}, words_from=texts.values())
 
     import bm25s
 
@@ -140,7 +146,7 @@ def main() -> None:
     rows = []
     for name, rank in methods.items():
         for kind in KINDS:
-            mine = [q for q in qs if q[0] == kind][:args.vector_limit if name == "vector" else args.query_limit]
+            mine = [q for q in qs if q[0] == kind][:args.vector_limit if name == "vector" else None]
             began = time.perf_counter()
             ranked = [(rank(q), i) for _, i, q in mine]
             per_query = (time.perf_counter() - began) / len(mine)
@@ -153,7 +159,7 @@ def main() -> None:
                          "recall@5": round(statistics.fmean(recall(r, i, 5) for r, i in ranked), 3),
                          "seconds per query": round(per_query, 3)})
     scale = []
-    for size in map(int, args.scale.split(",")):
+    for size in [int(n) for n in args.scale.split(",") if n]:
         many = (memories * (size // len(memories) + 1))[:size]
         began = time.perf_counter()
         token_logprobs(codec, many, qs[0][2])

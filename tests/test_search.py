@@ -33,13 +33,13 @@ def test_likelihood_is_the_models_own_score_of_the_query_after_each_memory(tiny_
     mems = [memories[i] for i in memories]
     query = "ran to the park"
     ids = tiny_codec.lm.tokenize(query)
-    batched = likelihood_scores(tiny_codec, mems, query, batch_size=3)
+    batched = likelihood_scores(tiny_codec, mems, query, batch_size=3, scoring="mean")
     for mem, got in zip(mems, batched):
         alone = score(tiny_codec.lm, Layout.of(mem), ids, tiny_codec.inputs(mem.vectors, mem.storage_dtype))
         assert got == pytest.approx(-alone.nats / len(ids), abs=1e-4)
-    hits = memories.search(tiny_codec, query, top_n=3)
+    hits = memories.search(tiny_codec, query, top_n=3, scoring="mean")
     assert [h.score for h in hits] == sorted(batched, reverse=True)[:3]
-    skipped = likelihood_scores(tiny_codec, mems, query, batch_size=3, scoring="skip1")
+    skipped = likelihood_scores(tiny_codec, mems, query, batch_size=3)  # the default: skip1
     for mem, got in zip(mems, skipped):  # the first token read, not scored
         layout, vectors = Layout.of(mem), tiny_codec.inputs(mem.vectors, mem.storage_dtype)
         rest = score(tiny_codec.lm, layout, ids, vectors).nats - score(tiny_codec.lm, layout, ids[:1], vectors).nats

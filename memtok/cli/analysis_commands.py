@@ -147,9 +147,9 @@ def _floats(text: str) -> tuple[float, ...]:
 @click.option("--method", type=click.Choice(["likelihood", "vector"]), default="likelihood", show_default=True,
               help="likelihood: the model's probability of the query after each memory; vector: cosine with a "
                    "memory made of the query")
-@click.option("--scoring", type=click.Choice(["mean", "skip1", "z"]), default="mean", show_default=True,
-              help="likelihood: mean log-probability of the query's tokens; skip1: of all but the first; z: "
-                   "of each token's standardised across the store")
+@click.option("--scoring", type=click.Choice(["mean", "skip1", "z"]), default="skip1", show_default=True,
+              help="likelihood: the mean log-probability of the query's tokens (mean), of all but the first "
+                   "(skip1), or of each token's standardised across the store (z)")
 @click.option("--decode", "decode_hits", is_flag=True, help="decode each hit and show its text")
 @click.option("--batch-size", "-b", type=click.IntRange(1, 4096), default=64, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the hits as JSON lines")

@@ -66,7 +66,7 @@ class MemoryStore:
         return codec.decode(self[mem_id])
 
     def search(self, codec, query: str, top_n: int = 5, method: str = "likelihood", batch_size: int = 64,
-               decode: bool = False, show_progress_bar: bool = False, scoring: str = "mean") -> list:
+               decode: bool = False, show_progress_bar: bool = False, scoring: str = "skip1") -> list:
         """The `top_n` memories most likely to hold `query`, best first (`memtok.store.search`; the
         likelihood method's `scoring` is one of its `SCORINGS`), as `Hit`s with their scores (and
         decoded texts with `decode`)."""

@@ -4,8 +4,9 @@ Two ways, both read-only over a store's memories:
 
 - `likelihood` (query likelihood, as UPR and LLM rankers score a document by the model's
   probability of the query given it): the frozen model reads a memory's vectors in their own
-  prompt and then the query; the score is the mean log-probability of the query's tokens. A memory
-  cut into segments scores as its best segment, since a passage lives in one of them.
+  prompt and then the query; the score is the mean log-probability of the query's tokens but the
+  first (`SCORINGS` has the others). A memory cut into segments scores as its best segment, since a
+  passage lives in one of them.
 - `vector`: the query is itself made into a memory (one vector) and compared by cosine with each
   memory's mean input vector. Equally good solutions for one text may lie far apart, so this
   tests whether the vectors carry the text's content at all.
@@ -101,9 +102,9 @@ def best_per_memory(owners: Sequence[int], segment_scores: torch.Tensor, n: int)
 
 
 def likelihood_scores(codec: MemoryCodec, memories: Sequence[Memory], query: str, batch_size: int = 64,
-                      on_batch: Callable[[int], None] | None = None, scoring: str = "mean") -> list[float]:
-    """Per memory: its best segment's score of the query's tokens (`SCORINGS`; 'mean', the default,
-    is the mean log-probability)."""
+                      on_batch: Callable[[int], None] | None = None, scoring: str = "skip1") -> list[float]:
+    """Per memory: its best segment's score of the query's tokens (`SCORINGS`; the default, 'skip1',
+    found a passage first most often in `bench/retrieval.py`)."""
     if scoring not in SCORINGS:
         raise MemtokError(f"unknown scoring {scoring!r}; choose one of {', '.join(SCORINGS)}")
     owners, logp = token_logprobs(codec, memories, query, batch_size, on_batch)

@@ -16,7 +16,7 @@ from memtok.runs.migrate import command_for, upgrade
 from memtok.runs.sources import Source
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
-FOLDERS = sorted(p.parent for p in RESULTS.glob("*/run.json"))
+FOLDERS = sorted(p.parent for p in RESULTS.glob("*/run.json") if (p.parent / "report.md").exists())  # not in flight
 
 
 def settings_of_command(command: str, pinned: dict) -> dict:

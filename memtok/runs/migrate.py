@@ -52,6 +52,8 @@ def command_for(pinned: dict, folder: str | None = None) -> str:
     folder = folder or pinned_out(pinned)
     capacity = "lengths" in d
     args = ["memtok", "capacity" if capacity else "eval", d["data"], "--limit", str(d["n_texts"])]
+    args += ["--rows", d["rows"]] if d.get("rows") else []
+    args += ["--split", d["split"]] if d.get("split") else []
     if capacity:
         args += ["--lengths", ",".join(map(str, d["lengths"])), "-k", ",".join(map(str, d["k"]
                  if isinstance(d["k"], list) else [d["k"]]))]

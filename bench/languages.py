@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shlex
 import statistics
 from pathlib import Path
 
@@ -83,7 +84,10 @@ def main() -> None:
         config = EncodeConfig(k=1, batch_size=args.batch_size, max_steps=args.max_steps)
         for language, path in data.items():
             folder = out / model / language
-            run_eval(codec, read_source(str(path)), folder, config, command=f"bench/languages.py {language}")
+            same = shlex.join(["memtok", "eval", str(path), "-k", "1", "--batch-size", str(args.batch_size),
+                               *(["--max-steps", str(args.max_steps)] if args.max_steps else []),
+                               "--model", model, "--out", str(folder)])  # what this cell is, as one command
+            run_eval(codec, read_source(str(path)), folder, config, command=same)
             results = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
             results = [r for r in results if not r.get("failed")]
             steps = [r["steps"] for r in results]

@@ -92,9 +92,14 @@ class EncodeRun:
         return pieces
 
     def start(self) -> deque[Job]:
-        """The queue of first tries, longest first: the long texts start early and the short ones
-        fill the tail. Retries join it as tries settle."""
-        for key in sorted(range(len(self.pieces)), key=lambda j: -len(self.pieces[j].targets)):
+        """The queue of first tries, text by text, the text with the longest piece first: the long
+        texts start early and the short ones fill the tail, and a text's pieces run together, so
+        texts finish (and an eval records them) one after another, not all at the end, and a run
+        stopped part-way loses only the settled pieces of the texts in flight. Retries join the
+        queue as tries settle."""
+        longest = [max(len(p.targets) for p in group) for group in self.of_text]
+        for key in sorted(range(len(self.pieces)), key=lambda j: (-longest[self.pieces[j].text_index],
+                                                                  self.pieces[j].text_index)):
             p = self.pieces[key]
             first = self.policy.first(p)
             self.queue.append(Job(key, p.targets, first.k, max_steps=first.max_steps))

@@ -123,6 +123,7 @@ def main() -> None:
 
         return by_scores(util.cos_sim(embedder.encode(q, convert_to_tensor=True), doc_vectors)[0].tolist())
 
+    passes: dict[str, tuple] = {}  # query -> (owners, per-token log-probabilities)
     logp_seconds: dict[str, float] = {}
 
     def likelihood(scoring: str):
@@ -135,7 +136,6 @@ def main() -> None:
             return by_scores(best_per_memory(owners, SCORINGS[scoring](logp), len(memories)))
         return rank
 
-    passes: dict[str, tuple] = {}
     methods = {
         **{f"likelihood {name}": likelihood(name) for name in SCORINGS},
         "vector": lambda q: by_scores(vector_scores(codec, memories, q, max_steps=args.vector_steps)),

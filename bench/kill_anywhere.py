@@ -47,8 +47,8 @@ def command(data: Path, store: Path, model: str) -> list[str]:
 
 
 def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (Linux /proc): torchrun's workers lead sessions of their own, out of
-    reach of a signal to the launcher's process group."""
+    """Every process below `pid` (Linux /proc): torchrun's workers call setsid and so leave
+    the launcher's process group, out of reach of a signal sent to it."""
     children = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:

@@ -1,5 +1,5 @@
 """How far batched greedy decoding's logits drift from one-by-one decoding: the evidence behind
-`memtok.verify.SAFE_MARGIN`.
+`memtok.greedy.SAFE_MARGIN`.
 
 A batched verdict stands only where every greedy choice won by at least SAFE_MARGIN logits, so the
 margin must dwarf the largest difference between the logits of a row decoded in a batch and the
@@ -19,10 +19,9 @@ import time
 
 import torch
 
-from memtok.greedy import _cache_arg, greedy
+from memtok.greedy import SAFE_MARGIN, _cache_arg, greedy
 from memtok.layout import Layout
 from memtok.model import FrozenLM, load
-from memtok.verify import SAFE_MARGIN
 
 
 def random_smollm2(device: str) -> FrozenLM:

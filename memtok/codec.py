@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -16,7 +15,7 @@ from .checkpoint import Checkpoint
 from .config import EncodeConfig
 from .encoding import EncodeRun, layout_for, target_ids
 from .errors import DecodeMismatchError, MemtokError
-from .greedy import greedy
+from .greedy import greedy, greedy_many
 from .header import sha256_text
 from .layout import Layout
 from .memory import Memory
@@ -198,11 +197,14 @@ class MemoryCodec:
         """The model's input vectors for a memory's stored values (a framed dtype's live in the model's frame)."""
         return model_inputs(stored, dtype, self.lm.frame if framed(dtype) else None)
 
-    def decode(self, memories: Memory | Sequence[Memory], check: bool = True, beams: int = 1) -> str | list[str]:
+    def decode(self, memories: Memory | Sequence[Memory], check: bool = True, beams: int = 1,
+               batch_size: int = 32, show_progress_bar: bool | None = None) -> str | list[str]:
         """Greedy decoding from the vectors alone, checked against the text's recorded sha256.
 
-        With `beams` > 1, beam search of that width instead (`memtok.beam`): a memory is made for
-        greedy decoding, and beam search may leave its text.
+        Many memories decode in batches of `batch_size` segments, with the very result each gives
+        alone (`memtok.greedy.greedy_many`). With `beams` > 1, beam search of that width instead
+        (`memtok.beam`), one memory at a time: a memory is made for greedy decoding, and beam
+        search may leave its text.
 
         A memory decodes exactly only in the numerics it was verified in (and with its vectors as
         saved), so the result is compared with the memory's `text_sha256`: on a mismatch this raises
@@ -210,33 +212,52 @@ class MemoryCodec:
         another model, or one that does not fit this model, is refused before decoding.
         """
         single = isinstance(memories, Memory)
+        mems = [memories] if single else list(memories)
         if beams < 1:
             raise MemtokError(f"a beam search needs at least one beam, got {beams}")
-        texts = [self._decode_one(m, check, beams) for m in ([memories] if single else memories)]
+        if beams == 1:
+            segments = self._greedy_segments(mems, batch_size, self._show(show_progress_bar) and not single)
+        else:
+            segments = [self.segment_ids(m, beams) for m in mems]
+        texts = [self.text_of(s) for s in segments]
+        for mem, text in zip(mems, texts):
+            if check and sha256_text(text) != mem.text_sha256:
+                made = "" if mem.exact else " (it was not exact when made)"
+                made += f" (beam search of width {beams}: a memory is made for greedy decoding)" if beams > 1 else ""
+                raise DecodeMismatchError(
+                    f"the decoded text does not match the memory's text_sha256{made}: a memory decodes exactly "
+                    f"only with the vectors, device, precision and software it was verified with", text)
         return texts[0] if single else texts
 
     def segment_ids(self, mem: Memory, beams: int = 1) -> list[list[int]]:
         """Each segment's decoded token ids, up to and including its EOS: what `decode` reads."""
+        if beams == 1:
+            return self._greedy_segments([mem], 32, False)[0]
         self.check_decodable(mem)
         layout = Layout.of(mem)
-        run = greedy if beams == 1 else functools.partial(beam_decode, beams=beams)
-        return [run(self.lm, layout.with_k(len(vectors)), self.inputs(vectors, mem.storage_dtype), max_new_tokens=n + 1)
+        return [beam_decode(self.lm, layout.with_k(len(vectors)), self.inputs(vectors, mem.storage_dtype), beams,
+                            max_new_tokens=n + 1)
                 for vectors, n in mem.segment_vectors()]
+
+    def _greedy_segments(self, mems: list[Memory], batch_size: int, show: bool) -> list[list[list[int]]]:
+        """Every segment of every memory, decoded greedily many at a time; grouped back per memory."""
+        jobs, owners = [], []
+        for j, mem in enumerate(mems):
+            self.check_decodable(mem)
+            for vectors, n in mem.segment_vectors():
+                jobs.append((Layout.of(mem), self.inputs(vectors, mem.storage_dtype), n + 1))
+                owners.append(j)
+        with closing(progress(len(jobs), "decoding", "segment", disable=not show)) as bar:
+            ids = greedy_many(self.lm, jobs, batch_size, bar.update)
+        out: list[list[list[int]]] = [[] for _ in mems]
+        for j, seg in zip(owners, ids):
+            out[j].append(seg)
+        return out
 
     def text_of(self, segment_ids: list[list[int]]) -> str:
         """The text decoded segments make, each without its EOS."""
         eos = self.lm.eos_id
         return "".join(self.lm.detokenize(ids[:-1] if ids and ids[-1] == eos else ids) for ids in segment_ids)
-
-    def _decode_one(self, mem: Memory, check: bool, beams: int) -> str:
-        text = self.text_of(self.segment_ids(mem, beams))
-        if check and sha256_text(text) != mem.text_sha256:
-            made = "" if mem.exact else " (it was not exact when made)"
-            made += f" (beam search of width {beams}: a memory is made for greedy decoding)" if beams > 1 else ""
-            raise DecodeMismatchError(
-                f"the decoded text does not match the memory's text_sha256{made}: a memory decodes exactly only "
-                f"with the vectors, device, precision and software it was verified with", text)
-        return text
 
     def check_decodable(self, mem: Memory) -> None:
         """What the file's own checks cannot know: that it was made with this model and fits it."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from conftest import TEXTS
 
+import memtok.greedy
 import memtok.verify
-from memtok.greedy import greedy, greedy_batch
+from memtok.greedy import greedy, greedy_batch, greedy_many
 from memtok.layout import Layout
 from memtok.recipes import get_recipe
 from memtok.verify import verify
@@ -59,3 +60,30 @@ def test_decoding_against_targets_stops_at_the_first_wrong_choice(tiny_codec):
     # a right memory runs to the end of its targets
     ids, _ = greedy_batch(tiny_codec.lm, layout, torch.stack(vectors), len(targets[1]), [targets[0], targets[1]])
     assert ids[1].tolist() == targets[1]
+
+
+def test_many_memories_decode_in_batches_to_what_each_gives_alone(tiny_codec, monkeypatch):
+    lm = tiny_codec.lm
+    one, t1, layout = memories(tiny_codec, TEXTS[:3])
+    two, t2, _ = memories(tiny_codec, TEXTS[3:5], k=2)
+    noisy = one[0] + 3 * one[0].std() * torch.randn(one[0].shape, generator=torch.Generator().manual_seed(0))
+    # each row's own budget: a memory of another, longer text, and one cut short of its EOS
+    jobs = [(layout, m, len(t)) for m, t in zip(one + two, t1 + t2)] + \
+        [(layout, noisy, len(t1[0])), (layout, one[1], len(t1[1]) - 2)]
+    alone = [greedy(lm, lay.with_k(len(m)), m, n) for lay, m, n in jobs]
+    assert alone[:5] == t1 + t2 and alone[5] != t1[0] and alone[6] == t1[1][:-2]
+    calls = []
+    monkeypatch.setattr(memtok.greedy, "greedy", lambda *a: calls.append(a) or greedy(*a))
+    done = []
+    assert greedy_many(lm, jobs, batch_size=4, done=done.append) == alone
+    assert sum(done) == len(jobs)
+    assert len(calls) < len(jobs)  # most rows stood batched; below the safe margin a row is decoded alone
+    monkeypatch.setattr(memtok.greedy, "SAFE_MARGIN", float("inf"))
+    calls.clear()
+    assert greedy_many(lm, jobs, batch_size=4) == alone
+    assert len(calls) == len(jobs)
+
+
+def test_codec_decodes_a_list_as_it_decodes_each(tiny_codec):
+    mems = tiny_codec.encode(TEXTS[:4], k=1, batch_size=4) + [tiny_codec.encode(TEXTS[5], k=2)]
+    assert tiny_codec.decode(mems, batch_size=3) == [tiny_codec.decode(m) for m in mems] == TEXTS[:4] + [TEXTS[5]]

@@ -13,6 +13,8 @@ import click
 from ..config import EncodeConfig
 from ..errors import MemtokError
 from .main import cli, load_codec, memory_model
+
+DECODE_CHUNK = 256  # memories a store's --all decodes together: enough to batch, few enough to hold
 from .options import encode_options, log_steps_option, model_options
 
 
@@ -126,11 +128,11 @@ def _decode_checked(codec, mem, out: str | None, unchecked: bool, beams: int = 1
 
 
 def _decode_store(path, out, mem_id, all_, unchecked, model, device, beams) -> None:
-    from pathlib import Path
-
     from ..errors import DecodeMismatchError
+    from ..header import sha256_text
     from ..progress import progress
     from ..store import MemoryStore
+    from .textio import write_text
 
     store = MemoryStore(path)
     store_model = memory_model(model, store.info["model"], store.info.get("model_source"), path)
@@ -146,12 +148,16 @@ def _decode_store(path, out, mem_id, all_, unchecked, model, device, beams) -> N
     codec = load_codec(store_model, device)
     mismatched = []
     bar = progress(len(ids), "decoding", "text")
-    for i in ids:
-        try:
-            _decode_checked(codec, store[i], str(Path(out) / f"{i}.txt"), unchecked, beams)
-        except DecodeMismatchError:
-            mismatched.append(i)
-        bar.update(1)
+    for start in range(0, len(ids), DECODE_CHUNK):  # a chunk's memories decode together, bounded in memory
+        chunk = ids[start:start + DECODE_CHUNK]
+        mems = [store[i] for i in chunk]
+        for i, mem, text in zip(chunk, mems, codec.decode(mems, check=False, beams=beams, show_progress_bar=False)):
+            matches = sha256_text(text) == mem.text_sha256
+            if matches or unchecked:
+                write_text(text, str(Path(out) / f"{i}.txt"))
+            if not matches:
+                mismatched.append(i)
+        bar.update(len(chunk))
     bar.close()
     skipped = len(store) - len(ids)
     click.echo(f"decoded {len(ids) - len(mismatched)} memories ({skipped} failed texts skipped) -> {out}", err=True)

@@ -92,5 +92,6 @@ class MemoryStore:
             bar.close()
         hits = top(ids, scores, top_n)
         if decode:
-            hits = [Hit(h.id, h.score, codec.decode(self[h.id], check=False)) for h in hits]
+            texts = codec.decode([self[h.id] for h in hits], check=False, show_progress_bar=False)
+            hits = [Hit(h.id, h.score, text) for h, text in zip(hits, texts)]
         return hits

@@ -92,6 +92,23 @@ def test_eval_resumes_after_a_kill_without_redoing_or_losing_texts(tiny_dir, tmp
     assert summary["resumed_with"] == len(before) and summary["encoded_now"] == len(texts) - len(before)
 
 
+def test_a_stop_between_writing_a_result_and_remembering_it_is_reported_as_the_file_holds_it(
+        tiny_codec, tmp_path, monkeypatch):
+    from memtok.runs.evaluate import run_eval
+
+    def append_then_stop(self, record):
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        raise KeyboardInterrupt  # SIGTERM's handler, landing after the write
+    monkeypatch.setattr(ResultsLog, "append", append_then_stop)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(tiny_codec, read_source(str(write_csv(tmp_path / "d.csv", TEXTS[:2]))), out,
+                 EncodeConfig(k=1, batch_size=1), show_progress_bar=False)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and summary["overall"]["n"] == summary["encoded_now"] == 1
+
+
 def test_sigterm_stops_eval_with_the_report_of_the_texts_it_finished(tiny_dir, tmp_path):
     hard = "zebra quantum fjord"
     texts = [t for pair in zip(TEXTS, [hard] * len(TEXTS)) for t in pair]

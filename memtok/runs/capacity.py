@@ -60,6 +60,7 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
             token_ids = {source.first + i: codec.lm.tokenize(t) for i, t in enumerate(source.texts)}
             _run_cells(codec, configs, log, token_ids, sorted(lengths), eos, show_progress_bar, log_steps, beams)
         except KeyboardInterrupt:
+            log.reread()
             write(interrupted=True)
             raise
         return write()

@@ -64,6 +64,7 @@ def run_eval(codec: MemoryCodec, source: Source, out: str | Path, config: Encode
         try:
             _encode_pending(codec, source, out, log, pending, config, show_progress_bar, log_steps, beams)
         except KeyboardInterrupt:
+            log.reread()
             _write(out, run, log, rows, resumed, started, interrupted=True)
             raise
         return _write(out, run, log, rows, resumed, started)

@@ -67,10 +67,14 @@ class ResultsLog:
         self.path = Path(path)
         self.key = key
         self.records: list[dict] = []
-        if self.path.exists():
-            self._recover()
+        self.reread()
 
-    def _recover(self) -> None:
+    def reread(self) -> None:
+        """The records as the file holds them: what a rerun resumes from. An interruption can land
+        between writing a line and remembering it, so a stopped run's report reads the file again."""
+        self.records = []
+        if not self.path.exists():
+            return
         raw = self.path.read_bytes()
         complete = raw[: raw.rfind(b"\n") + 1]  # a final line without its newline was cut short
         if len(complete) != len(raw):

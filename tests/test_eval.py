@@ -153,6 +153,22 @@ def test_a_folder_resumes_under_a_newer_recipe_field_left_off_and_names_a_change
         pin_settings(path, {"k": "plan", "recipe": {"name": "memtok", "lr": 0.1}})
 
 
+def test_a_rerun_records_its_free_settings_so_the_folder_names_its_latest_command(tmp_path):
+    from memtok.runs.folder import FREE, pin_settings
+
+    path = tmp_path / "run.json"
+    free = (*FREE, "lengths")
+    pin_settings(path, {"k": [1], "lengths": [32, 64], "batch_size": 10, "command": "first"}, free)
+    pin_settings(path, {"k": [1], "lengths": [32], "batch_size": 4, "command": "second"}, free)
+    assert json.loads(path.read_text()) == {"k": [1], "lengths": [32], "batch_size": 4, "command": "second"}
+    with pytest.raises(MemtokError, match=r"\(k\)"):
+        pin_settings(path, {"k": [2], "lengths": [32], "batch_size": 4, "command": "third"}, free)
+    assert json.loads(path.read_text())["command"] == "second"
+    path.write_text(json.dumps({"tokens": [1], "lengths": [32], "batch_size": 4, "command": "old"}))
+    pin_settings(path, {"k": [1], "lengths": [32], "batch_size": 4, "command": "renamed"}, free)
+    assert json.loads(path.read_text()) == {"k": [1], "lengths": [32], "batch_size": 4, "command": "renamed"}
+
+
 def test_sources_read_csv_jsonl_and_text_blocks(tmp_path):
     assert read_source(str(write_csv(tmp_path / "a.csv", TEXTS)), limit=3).texts == TEXTS[:3]
     (tmp_path / "b.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in TEXTS[:2]) + "\n")

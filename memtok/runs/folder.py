@@ -19,7 +19,7 @@ from ..config import SPEED_ONLY, EncodeConfig
 from ..errors import MemtokError
 from ..files import atomic_write, lock_folder, sweep_temporaries
 from ..model import FrozenLM
-from .migrate import upgrade
+from .migrate import RENAMED, upgrade
 from .sources import Source
 
 # The texts in flight when a run stopped (`memtok.checkpoint`), taken up by the next run.
@@ -48,16 +48,22 @@ def _flat(settings: dict) -> dict:
 
 def pin_settings(path: Path, settings: dict, free: Iterable[str] = FREE) -> None:
     """Record a job's settings on its first run; refuse a rerun that differs in any but the `free`
-    ones, rather than mix results."""
+    ones, rather than mix results. A rerun's free settings (its command, batch size, lengths) are
+    recorded over the earlier run's: the report describes the latest run, and its resume command is
+    read from this file."""
     if path.exists():
-        before, now = _flat(upgrade(json.loads(path.read_text()))), _flat(upgrade(settings))
+        pinned = json.loads(path.read_text())
+        before, now = _flat(upgrade(pinned)), _flat(upgrade(settings))
         # an option newer than the folder, left off (False, 0 or None), is the behaviour the folder was made with
         changed = [k for k in sorted(set(before) | set(now)) if k not in free and before.get(k) != now.get(k)
                    and (k in before or now[k] not in (False, None))]
         if changed:
             raise MemtokError(f"{path.parent} holds results made with other settings ({', '.join(changed)}); "
                               f"use another --out")
-        return
+        renamed = {RENAMED.get(k, k): v for k, v in pinned.items()}
+        settings = {**renamed, **{k: v for k, v in settings.items() if k in free}}
+        if settings == pinned:
+            return
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(settings, indent=2, sort_keys=True)))
 

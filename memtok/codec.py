@@ -15,7 +15,7 @@ from .checkpoint import Checkpoint
 from .config import EncodeConfig
 from .encoding import EncodeRun, layout_for, target_ids
 from .errors import DecodeMismatchError, MemtokError
-from .greedy import greedy, greedy_many
+from .greedy import greedy_many
 from .header import sha256_text
 from .layout import Layout
 from .memory import Memory

@@ -13,9 +13,9 @@ import click
 from ..config import EncodeConfig
 from ..errors import MemtokError
 from .main import cli, load_codec, memory_model
+from .options import encode_options, log_steps_option, model_options
 
 DECODE_CHUNK = 256  # memories a store's --all decodes together: enough to batch, few enough to hold
-from .options import encode_options, log_steps_option, model_options
 
 
 @cli.command()

@@ -6,8 +6,10 @@ no text over twice that),
 the first such text of each file in turn until `--per-language` texts. The same characters are
 more tokens in some scripts than in others, and the table says how many.
 
-Each (model, language) is an `eval` folder under `--out` (the language's texts as a CSV beside
-them), so the run resumes where it stopped: run the same command again.
+All languages' texts are one CSV (`--out`/data/languages.csv, a `language` column beside `chunk`)
+and each model one `eval` folder under `--out`, so every language shares the model's batches (a
+language's few texts alone would keep the batch mostly empty) and the run resumes where it
+stopped: run the same command again.
 
     python bench/languages.py --models smollm2-135m,gemma3-270m --per-language 5 --out runs/languages \\
         --json docs/results/bench/languages.json
@@ -51,12 +53,12 @@ def texts_of(language: str, chars: int, n: int) -> list[str]:
     return picked[:n]
 
 
-def write_csv(path: Path, texts: list[str]) -> Path:
+def write_csv(path: Path, texts: dict[str, list[str]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, ["chunk"])
+        w = csv.DictWriter(f, ["language", "chunk"])
         w.writeheader()
-        w.writerows({"chunk": t} for t in texts)
+        w.writerows({"language": language, "chunk": t} for language, ts in texts.items() for t in ts)
     return path
 
 
@@ -72,31 +74,34 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     out = Path(args.out)
-    data = {}
+    texts = {}
     for language in args.languages.split(","):
-        texts = texts_of(language, args.chars, args.per_language)
-        if not texts:
+        texts[language] = texts_of(language, args.chars, args.per_language)
+        if not texts[language]:
             raise SystemExit(f"no {language} text: is chatterbot-corpus installed (pip install 'memtok[train]')?")
-        data[language] = write_csv(out / "data" / f"{language}.csv", texts)
+    path = write_csv(out / "data" / "languages.csv", texts)
+    language_of = [language for language, ts in texts.items() for _ in ts]
     rows = []
     for model in args.models.split(","):
         codec = MemoryCodec.from_pretrained(model)
         config = EncodeConfig(k=1, batch_size=args.batch_size, max_steps=args.max_steps)
-        for language, path in data.items():
-            folder = out / model / language
-            same = shlex.join(["memtok", "eval", str(path), "-k", "1", "--batch-size", str(args.batch_size),
-                               *(["--max-steps", str(args.max_steps)] if args.max_steps else []),
-                               "--model", model, "--out", str(folder)])  # what this cell is, as one command
-            run_eval(codec, read_source(str(path)), folder, config, command=same)
-            results = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
-            results = [r for r in results if not r.get("failed")]
-            steps = [r["steps"] for r in results]
-            rows.append({"model": model, "language": language, "texts": len(results),
-                         "median tokens": statistics.median(r["tokens"] for r in results),
-                         "exact": sum(r["exact"] for r in results),
-                         "mean token accuracy": round(statistics.fmean(r["token_accuracy"] for r in results), 4),
+        folder = out / model
+        same = shlex.join(["memtok", "eval", str(path), "-k", "1", "--batch-size", str(args.batch_size),
+                           *(["--max-steps", str(args.max_steps)] if args.max_steps else []),
+                           "--model", model, "--out", str(folder)])  # what this model's run is, as one command
+        run_eval(codec, read_source(str(path)), folder, config, command=same)
+        results = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+        for language in texts:
+            done = [r for r in results if language_of[r["index"]] == language and not r.get("failed")]
+            if not done:
+                continue
+            steps = [r["steps"] for r in done]
+            rows.append({"model": model, "language": language, "texts": len(done),
+                         "median tokens": statistics.median(r["tokens"] for r in done),
+                         "exact": sum(r["exact"] for r in done),
+                         "mean token accuracy": round(statistics.fmean(r["token_accuracy"] for r in done), 4),
                          "median steps": statistics.median(steps), "max steps": max(steps),
-                         "seconds": round(sum(r["seconds"] for r in results), 1)})
+                         "seconds": round(sum(r["seconds"] for r in done), 1)})
     report(rows, {"model": lambda r: r["model"], "language": lambda r: r["language"],
                   "median tokens": lambda r: r["median tokens"],
                   "exact": lambda r: f"{r['exact']}/{r['texts']}",

@@ -21,6 +21,7 @@ import argparse
 import csv
 import json
 import shlex
+import signal
 import statistics
 from pathlib import Path
 
@@ -73,6 +74,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/languages")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # as `memtok eval`: a kill saves the texts in flight
     out = Path(args.out)
     texts = {}
     for language in args.languages.split(","):

@@ -11,7 +11,7 @@ and each model one `eval` folder under `--out`, so every language shares the mod
 language's few texts alone would keep the batch mostly empty) and the run resumes where it
 stopped: run the same command again.
 
-    python bench/languages.py --models smollm2-135m,gemma3-270m --per-language 5 --out runs/languages \\
+    python bench/languages.py --models smollm2-135m,gemma3-270m --per-language 3 --max-steps 1000 --out runs/languages \\
         --json docs/results/bench/languages.json
 """
 

@@ -8,8 +8,8 @@ learned start must be installed for the model (memtok/starts/ or MEMTOK_STARTS).
         --recipes memtok:init=mean,memtok:init=learned --json docs/results/bench/learned-start.json
 
 Sets: r100 (raschka_chunks_100, K=1, the paper's protocol), r1000 and chunks (the default encode,
-32-token segments), r1000-l64 (the first 64 tokens of raschka_chunks_1000 in one vector, no EOS),
-r1000-compact (--compact).
+32-token segments), r1000-compact (--compact), and any of r100, r1000 or chunks with -lN (each
+text's first N tokens plus EOS in one vector, `memtok capacity`'s cell: r1000-l64, chunks-l32).
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ from memtok import MemoryCodec
 from memtok.runs.sources import read_source
 
 DATA = "../shared/data/paper"
+FILES = {"r100": f"{DATA}/raschka_chunks_100.csv", "r1000": f"{DATA}/raschka_chunks_1000.csv",
+         "chunks": f"{DATA}/chunks.csv"}
 SETS = {
-    "r100": (f"{DATA}/raschka_chunks_100.csv", {"k": 1}),
-    "r1000": (f"{DATA}/raschka_chunks_1000.csv", {}),
-    "chunks": (f"{DATA}/chunks.csv", {}),
-    "r1000-compact": (f"{DATA}/raschka_chunks_1000.csv", {"compact": True}),
+    "r100": (FILES["r100"], {"k": 1}),
+    "r1000": (FILES["r1000"], {}),
+    "chunks": (FILES["chunks"], {}),
+    "r1000-compact": (FILES["r1000"], {"compact": True}),
 }
 
 
@@ -52,12 +54,12 @@ def run_texts(codec: MemoryCodec, texts: list[str], recipe: str, options: dict) 
 
 
 def run_ids(codec: MemoryCodec, texts: list[str], recipe: str, length: int) -> dict:
-    """The first `length` tokens of each text in one vector, without EOS (`memtok capacity`'s cell)."""
+    """The first `length` tokens of each text plus EOS in one vector (`memtok capacity`'s cell)."""
     from contextlib import closing
 
     from memtok import EncodeConfig
 
-    targets = [ids[:length] for ids in map(codec.lm.tokenize, texts) if len(ids) >= length]
+    targets = [ids[:length] + [codec.lm.eos_id] for ids in map(codec.lm.tokenize, texts) if len(ids) >= length]
     starts: list[float] = []
     began = time.perf_counter()
     config = codec.check(EncodeConfig(k=1, recipe=recipe))
@@ -83,9 +85,9 @@ def main() -> None:
     rows = []
     for name in args.sets.split(","):
         for recipe in args.recipes.split(","):
-            if name.startswith("r1000-l"):
-                texts = read_source(f"{DATA}/raschka_chunks_1000.csv", limit=args.limit).texts
-                row = run_ids(codec, texts, recipe, int(name.split("-l")[1]))
+            if "-l" in name:
+                base, length = name.rsplit("-l", 1)
+                row = run_ids(codec, read_source(FILES[base], limit=args.limit).texts, recipe, int(length))
             else:
                 data, options = SETS[name]
                 row = run_texts(codec, read_source(data, limit=args.limit).texts, recipe, options)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from functools import partial
 
 from rows import report
 
@@ -38,39 +39,44 @@ def p90(xs: list[int]) -> int:
     return sorted(xs)[max(0, round(0.9 * len(xs)) - 1)]
 
 
+def row(exact: list[bool], steps: list[int], wall: float, starts: list[float], start: str) -> dict:
+    return {"exact": f"{sum(exact)}/{len(exact)}", "median steps": statistics.median(steps),
+            "p90 steps": p90(steps), "wall seconds": round(wall, 1),
+            "start accuracy": round(statistics.fmean(starts), 4), "start": start}
+
+
+def first_steps(starts: list[float]):
+    """An on_step callback that keeps each text's token accuracy at step 0, the start's own."""
+    return lambda info: starts.extend(p.accuracy for p in info.texts if p.step == 0)
+
+
 def run_texts(codec: MemoryCodec, texts: list[str], recipe: str, options: dict) -> dict:
     starts: list[float] = []
-
-    def on_step(info) -> None:
-        starts.extend(p.accuracy for p in info.texts if p.step == 0)
-
     began = time.perf_counter()
-    mems = codec.encode(texts, recipe=recipe, show_progress_bar=True, on_step=on_step, **options)
+    mems = codec.encode(texts, recipe=recipe, show_progress_bar=True, on_step=first_steps(starts), **options)
     wall = time.perf_counter() - began
-    steps = [m.steps for m in mems]
-    return {"exact": f"{sum(m.exact for m in mems)}/{len(mems)}", "median steps": statistics.median(steps),
-            "p90 steps": p90(steps), "wall seconds": round(wall, 1),
-            "start accuracy": round(statistics.fmean(starts), 4), "start": mems[0].start}
+    return row([m.exact for m in mems], [m.steps for m in mems], wall, starts, mems[0].start)
 
 
-def run_ids(codec: MemoryCodec, texts: list[str], recipe: str, length: int) -> dict:
-    """The first `length` tokens of each text plus EOS in one vector (`memtok capacity`'s cell)."""
+def cut(codec: MemoryCodec, texts: list[str], length: int) -> list[list[int]]:
+    """The first `length` tokens of each text long enough, plus EOS (`memtok capacity`'s cell)."""
+    return [ids[:length] + [codec.lm.eos_id] for ids in map(codec.lm.tokenize, texts) if len(ids) >= length]
+
+
+def run_ids(codec: MemoryCodec, targets: list[list[int]], recipe: str) -> dict:
+    """Each target in one vector."""
     from contextlib import closing
 
     from memtok import EncodeConfig
 
-    targets = [ids[:length] + [codec.lm.eos_id] for ids in map(codec.lm.tokenize, texts) if len(ids) >= length]
     starts: list[float] = []
     began = time.perf_counter()
     config = codec.check(EncodeConfig(k=1, recipe=recipe))
-    with closing(codec.encode_ids(targets, config, show_progress_bar=True,
-                                  on_step=lambda info: starts.extend(p.accuracy for p in info.texts if p.step == 0))) as it:
+    with closing(codec.encode_ids(targets, config, show_progress_bar=True, on_step=first_steps(starts))) as it:
         results = list(it)
     wall = time.perf_counter() - began
-    steps = [r.steps for _, r, _ in results]
-    return {"exact": f"{sum(e for _, _, e in results)}/{len(results)}", "median steps": statistics.median(steps),
-            "p90 steps": p90(steps), "wall seconds": round(wall, 1),
-            "start accuracy": round(statistics.fmean(starts), 4), "start": codec.lm.start_name(config.recipe.init.value)}
+    return row([e for _, _, e in results], [r.steps for _, r, _ in results], wall, starts,
+               codec.lm.start_name(config.recipe.init.value))
 
 
 def main() -> None:
@@ -84,14 +90,16 @@ def main() -> None:
     codec = MemoryCodec.from_pretrained(args.model)
     rows = []
     for name in args.sets.split(","):
+        if "-l" in name:
+            base, length = name.rsplit("-l", 1)
+            targets = cut(codec, read_source(FILES[base], limit=args.limit).texts, int(length))
+            run = partial(run_ids, codec, targets)
+        else:
+            data, options = SETS[name]
+            texts = read_source(data, limit=args.limit).texts
+            run = partial(run_texts, codec, texts, options=options)
         for recipe in args.recipes.split(","):
-            if "-l" in name:
-                base, length = name.rsplit("-l", 1)
-                row = run_ids(codec, read_source(FILES[base], limit=args.limit).texts, recipe, int(length))
-            else:
-                data, options = SETS[name]
-                row = run_texts(codec, read_source(data, limit=args.limit).texts, recipe, options)
-            rows.append({"set": name, "recipe": recipe, **row})
+            rows.append({"set": name, "recipe": recipe, **run(recipe)})
             print(rows[-1], flush=True)
     report(rows, {k: (lambda r, k=k: r[k]) for k in rows[0]}, args)
 

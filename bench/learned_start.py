@@ -1,8 +1,10 @@
 """The learned start against the mean start, side by side in one process on the same texts.
 
-For each set of texts and each recipe: exact count, median and p90 steps, wall time of the encode
-call, and the start's own token accuracy before any step (step 0 of each text's curve). The
-learned start must be installed for the model (memtok/starts/ or MEMTOK_STARTS).
+For each set of texts and each recipe: exact count, median, p90, largest and total steps, wall time
+of the encode call, and the start's own token accuracy before any step (step 0 of each text's
+curve). What the wall time is made of comes with it: the forward-and-backward passes, seconds per
+pass, and the segments tried again with one more vector (their failed tries' steps are in the
+text's steps). The learned start must be installed for the model (memtok/starts/ or MEMTOK_STARTS).
 
     python bench/learned_start.py --sets r100,r1000,chunks --limit 20 \\
         --recipes memtok:init=mean,memtok:init=learned --json docs/results/bench/learned-start.json
@@ -39,23 +41,33 @@ def p90(xs: list[int]) -> int:
     return sorted(xs)[max(0, round(0.9 * len(xs)) - 1)]
 
 
-def row(exact: list[bool], steps: list[int], wall: float, starts: list[float], start: str) -> dict:
+class Passes:
+    """An on_step callback that counts the passes and keeps each text's token accuracy at step 0,
+    the start's own."""
+
+    def __init__(self) -> None:
+        self.count, self.starts = 0, []
+
+    def __call__(self, info) -> None:
+        self.count += 1
+        self.starts.extend(p.accuracy for p in info.texts if p.step == 0)
+
+
+def row(exact: list[bool], steps: list[int], wall: float, passes: Passes, start: str, retried: int = 0) -> dict:
     return {"exact": f"{sum(exact)}/{len(exact)}", "median steps": statistics.median(steps),
-            "p90 steps": p90(steps), "wall seconds": round(wall, 1),
-            "start accuracy": round(statistics.fmean(starts), 4), "start": start}
-
-
-def first_steps(starts: list[float]):
-    """An on_step callback that keeps each text's token accuracy at step 0, the start's own."""
-    return lambda info: starts.extend(p.accuracy for p in info.texts if p.step == 0)
+            "p90 steps": p90(steps), "max steps": max(steps), "total steps": sum(steps),
+            "wall seconds": round(wall, 1), "passes": passes.count,
+            "seconds per pass": round(wall / max(1, passes.count), 3), "retried segments": retried,
+            "start accuracy": round(statistics.fmean(passes.starts), 4), "start": start}
 
 
 def run_texts(codec: MemoryCodec, texts: list[str], recipe: str, options: dict) -> dict:
-    starts: list[float] = []
+    passes = Passes()
     began = time.perf_counter()
-    mems = codec.encode(texts, recipe=recipe, show_progress_bar=True, on_step=first_steps(starts), **options)
+    mems = codec.encode(texts, recipe=recipe, show_progress_bar=True, on_step=passes, **options)
     wall = time.perf_counter() - began
-    return row([m.exact for m in mems], [m.steps for m in mems], wall, starts, mems[0].start)
+    retried = sum(len(s.get("tried", [])) > 1 for m in mems for s in m.segments)
+    return row([m.exact for m in mems], [m.steps for m in mems], wall, passes, mems[0].start, retried)
 
 
 def cut(codec: MemoryCodec, texts: list[str], length: int) -> list[list[int]]:
@@ -69,13 +81,13 @@ def run_ids(codec: MemoryCodec, targets: list[list[int]], recipe: str) -> dict:
 
     from memtok import EncodeConfig
 
-    starts: list[float] = []
+    passes = Passes()
     began = time.perf_counter()
     config = codec.check(EncodeConfig(k=1, recipe=recipe))
-    with closing(codec.encode_ids(targets, config, show_progress_bar=True, on_step=first_steps(starts))) as it:
+    with closing(codec.encode_ids(targets, config, show_progress_bar=True, on_step=passes)) as it:
         results = list(it)
     wall = time.perf_counter() - began
-    return row([e for _, _, e in results], [r.steps for _, r, _ in results], wall, starts,
+    return row([e for _, _, e in results], [r.steps for _, r, _ in results], wall, passes,
                codec.lm.start_name(config.recipe.init.value))
 
 

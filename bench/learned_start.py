@@ -53,11 +53,13 @@ class Passes:
         self.starts.extend(p.accuracy for p in info.texts if p.step == 0)
 
 
-def row(exact: list[bool], steps: list[int], wall: float, passes: Passes, start: str, retried: int = 0) -> dict:
+def row(exact: list[bool], steps: list[int], wall: float, passes: Passes, start: str, retried: int = 0,
+        restarted: int = 0) -> dict:
     return {"exact": f"{sum(exact)}/{len(exact)}", "median steps": statistics.median(steps),
             "p90 steps": p90(steps), "max steps": max(steps), "total steps": sum(steps),
             "wall seconds": round(wall, 1), "passes": passes.count,
             "seconds per pass": round(wall / max(1, passes.count), 3), "retried segments": retried,
+            "restarted segments": restarted,
             "start accuracy": round(statistics.fmean(passes.starts), 4), "start": start}
 
 
@@ -67,7 +69,8 @@ def run_texts(codec: MemoryCodec, texts: list[str], recipe: str, options: dict) 
     mems = codec.encode(texts, recipe=recipe, show_progress_bar=True, on_step=passes, **options)
     wall = time.perf_counter() - began
     retried = sum(len(s.get("tried", [])) > 1 for m in mems for s in m.segments)
-    return row([m.exact for m in mems], [m.steps for m in mems], wall, passes, mems[0].start, retried)
+    restarted = sum(s.get("restarts", 0) > 0 for m in mems for s in m.segments)
+    return row([m.exact for m in mems], [m.steps for m in mems], wall, passes, mems[0].start, retried, restarted)
 
 
 def cut(codec: MemoryCodec, texts: list[str], length: int) -> list[list[int]]:
@@ -88,7 +91,7 @@ def run_ids(codec: MemoryCodec, targets: list[list[int]], recipe: str) -> dict:
         results = list(it)
     wall = time.perf_counter() - began
     return row([e for _, _, e in results], [r.steps for _, r, _ in results], wall, passes,
-               codec.lm.start_name(config.recipe.init.value))
+               codec.lm.start_name(config.recipe.init.value), restarted=sum(r.restarts > 0 for _, r, _ in results))
 
 
 def main() -> None:

@@ -46,6 +46,10 @@ class SlotState:
     best: list[float] | None = None  # the best standing so far (`memtok.optimise._Judged`), and its vectors
     best_vectors: torch.Tensor | None = None
     shared_seconds: float = 0.0  # its share of the passes it was in (`memtok.optimise.Optimised.seconds`)
+    restarts: int = 0  # new starts after a stall (`memtok.recipes.Recipe.restart_after`)
+    steps_before: int = 0  # steps spent before the latest start
+    start_best: float = -1.0  # the latest start's best accuracy, and the steps since it
+    stalled: int = 0
 
 
 def text_key(targets: list[int], k: int, max_steps: int) -> str:
@@ -105,7 +109,8 @@ class Checkpoint:
                 tensors[f"{key}.best"] = s.best_vectors
             texts[key] = {"params": len(s.params), "moments": [len(m) for m in s.moments], "step": s.step,
                           "span": s.span, "since_best": s.since_best, "seconds": s.seconds, "best": s.best,
-                          "shared_seconds": s.shared_seconds}
+                          "shared_seconds": s.shared_seconds, "restarts": s.restarts,
+                          "steps_before": s.steps_before, "start_best": s.start_best, "stalled": s.stalled}
         header = {"version": VERSION, "settings": self.settings, "texts": texts}
         tensors = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in tensors.items()}
         atomic_write(self.path, lambda tmp: save_file(tensors, tmp, metadata={HEADER_KEY: json.dumps(header)}))
@@ -127,7 +132,9 @@ class Checkpoint:
                     moments=[[get(f"{key}.moment.{i}.{j}") for j in range(n)] for i, n in enumerate(t["moments"])],
                     step=t["step"], span=t["span"], since_best=t["since_best"], seconds=t["seconds"], best=t["best"],
                     best_vectors=get(f"{key}.best") if t["best"] is not None else None,
-                    shared_seconds=t.get("shared_seconds", t["seconds"]))
+                    shared_seconds=t.get("shared_seconds", t["seconds"]), restarts=t.get("restarts", 0),
+                    steps_before=t.get("steps_before", 0), start_best=t.get("start_best", -1.0),
+                    stalled=t.get("stalled", 0))
                     for key, t in header["texts"].items()}
         except (SafetensorError, OSError, KeyError, TypeError, ValueError) as exc:
             set_aside(self.path, f"unreadable checkpoint: {exc}")

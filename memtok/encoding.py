@@ -131,7 +131,8 @@ class EncodeRun:
         pieces, lm, config = self.of_text[i], self.lm, self.config
         n = [len(p.targets) for p in pieces]
         segments = [{"k": len(p.result.vectors), "tokens": len(p.targets) - 1, "steps": p.steps,
-                     **({} if config.fixed else {"tried": p.tried})} for p in pieces]
+                     **({} if config.fixed else {"tried": p.tried}),
+                     **({} if config.recipe.restart_after is None else {"restarts": p.restarts})} for p in pieces]
         return Memory(
             vectors=torch.cat([p.result.vectors for p in pieces]), model_name=lm.name, model_source=lm.source,
             model_fingerprint=lm.fingerprint, template=self.layout.template or config.template,

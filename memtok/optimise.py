@@ -62,6 +62,7 @@ class Optimised:
     # growing target (`Recipe.grow_tokens`), targets not yet in play count as wrong
     converged: bool  # every argmax right with at least the recipe's margin
     targets: list[int]  # the job's, which greedy decoding must give
+    restarts: int = 0  # new starts after a stall (`Recipe.restart_after`)
 
 
 @dataclass
@@ -75,6 +76,7 @@ class TextStep:
     accuracy: float
     margin: float
     done: bool  # its last pass: exact with the recipe's margin, or out of steps or patience
+    restarts: int = 0  # new starts so far (`Recipe.restart_after`): the first pass of each sees its start
 
 
 @dataclass
@@ -151,11 +153,13 @@ class LowRankVectors:
         return self.start + self.z @ self.w.T
 
 
-def learned(start: torch.Tensor, recipe: Recipe, scale: float) -> FullVectors | LowRankVectors:
+def learned(start: torch.Tensor, recipe: Recipe, scale: float, restarts: int = 0) -> FullVectors | LowRankVectors:
     """The parameters of one text's vectors, in float32 whatever the model's dtype: Adam's small
-    steps would vanish in bfloat16's 8 bits of mantissa."""
+    steps would vanish in bfloat16's 8 bits of mantissa. Each restart draws a new factorisation."""
     start = start.float()
-    return LowRankVectors(start, recipe.rank, recipe.seed, scale, recipe.z_scale) if recipe.rank else FullVectors(start)
+    if not recipe.rank:
+        return FullVectors(start)
+    return LowRankVectors(start, recipe.rank, recipe.seed + restarts, scale, recipe.z_scale)
 
 
 class _Slot:
@@ -170,8 +174,9 @@ class _Slot:
         self.span = min(recipe.grow_tokens or len(job.targets), len(job.targets))
         with torch.no_grad():
             self.text_emb = lm.embed(self.targets[:-1])  # [n - 1, d]: EOS is only predicted
-        start = initial_vectors(lm, recipe, job.k, job.targets[:-1])
-        self.learned = learned(start, recipe, lm.embedding_std)
+        self.scale, self.mean = lm.embedding_std, lm.embedding_mean
+        self.restarts, self.steps_before = 0, 0  # starts over after a stall, and the steps spent before
+        self.learned = learned(initial_vectors(lm, recipe, job.k, job.targets[:-1]), recipe, self.scale)
         self.opts = [VectorOptimizer(recipe) for _ in self.learned.params]
         self.dtype = dtype
         self.frame = lm.frame if framed(dtype) else None
@@ -179,11 +184,12 @@ class _Slot:
         self.shared_seconds = 0.0  # this text's share of each pass it was in
         self.best: _Best | None = None
         self.since_best = 0
+        self.start_best, self.stalled = -1.0, 0  # this start's best accuracy, and the steps since it
         self._weights: torch.Tensor | None = None
 
     @property
     def steps(self) -> int:
-        return self.opts[0].step
+        return self.steps_before + self.opts[0].step
 
     def position_weights(self, recipe: Recipe) -> torch.Tensor:
         """[n] loss weights of this text's targets: the first two and the last one (EOS) may weigh
@@ -216,13 +222,29 @@ class _Slot:
             self.best, self.since_best = _Best(judged, self.stored()), 0
         else:
             self.since_best += 1
+        if judged.accuracy > self.start_best:
+            self.start_best, self.stalled = judged.accuracy, 0
+        else:
+            self.stalled += 1
 
-    def update(self, clip: float) -> None:
-        if clip:  # one norm over this text's parameters, as torch.nn.utils.clip_grad_norm_
-            torch.nn.utils.clip_grad_norm_(self.learned.params, clip)
+    def restart(self, recipe: Recipe, restarts: int) -> None:
+        """Start again from the mean embedding with the `restarts`-th new factorisation and a fresh
+        optimiser: a run stuck with a token or two wrong can take hundreds of steps to get out, where
+        a new start is often exact in a few dozen. The best vectors so far are kept."""
+        self.steps_before, self.restarts = self.steps, restarts
+        self.learned = learned(self.mean.expand(self.job.k, -1), recipe, self.scale, restarts)
+        self.opts = [VectorOptimizer(recipe) for _ in self.learned.params]
+        self.start_best, self.stalled = -1.0, 0
+
+    def update(self, recipe: Recipe) -> None:
+        """One optimiser step, then a new start if this one has stalled (`Recipe.restart_after`)."""
+        if recipe.clip:  # one norm over this text's parameters, as torch.nn.utils.clip_grad_norm_
+            torch.nn.utils.clip_grad_norm_(self.learned.params, recipe.clip)
         for p, opt in zip(self.learned.params, self.opts, strict=True):
             opt.update(p, p.grad)
             p.grad = None
+        if recipe.restart_after is not None and self.stalled >= recipe.restart_after:
+            self.restart(recipe, self.restarts + 1)
 
     def key(self) -> str:
         return text_key(self.job.targets, self.job.k, self.max_steps)
@@ -232,15 +254,19 @@ class _Slot:
         best = self.best
         return SlotState([p.detach() for p in self.learned.params], [opt.moments() for opt in self.opts],
                          self.steps, self.span, self.since_best, time.perf_counter() - self.started,
-                         list(best.judged) if best else None, best.vectors if best else None, self.shared_seconds)
+                         list(best.judged) if best else None, best.vectors if best else None, self.shared_seconds,
+                         self.restarts, self.steps_before, self.start_best, self.stalled)
 
-    def take_up(self, state: SlotState) -> None:
+    def take_up(self, state: SlotState, recipe: Recipe) -> None:
         """Go on from a checkpoint's `state` of this same text."""
+        if state.restarts:
+            self.restart(recipe, state.restarts)
         with torch.no_grad():
             for p, saved in zip(self.learned.params, state.params, strict=True):
                 p.copy_(saved)
+        self.steps_before, self.start_best, self.stalled = state.steps_before, state.start_best, state.stalled
         for opt, moments in zip(self.opts, state.moments, strict=True):
-            opt.restore(state.step, moments)
+            opt.restore(state.step - state.steps_before, moments)
         self.span, self.since_best = state.span, state.since_best
         self.started = time.perf_counter() - state.seconds
         self.shared_seconds = state.shared_seconds
@@ -255,7 +281,7 @@ class _Slot:
             vectors = self.stored()
         return Optimised(self.job.key, vectors.float().cpu(), self.steps, self.shared_seconds,
                          time.perf_counter() - self.started, judged.loss, judged.margin, judged.accuracy, converged,
-                         self.job.targets)
+                         self.job.targets, self.restarts)
 
 
 # --- one forward pass ----------------------------------------------------------------------------
@@ -357,7 +383,8 @@ def _share(slots: list[_Slot], since: float) -> float:
 def _step_info(slots: list[_Slot], judged: list[_Judged], still: list[_Slot], done: int, waiting: int) -> StepInfo:
     """A pass's standing, per text and overall, once it is settled which texts are done."""
     going = {id(s) for s in still}
-    curve = [TextStep(s.job.key, s.job.k, s.steps, j.loss, j.accuracy, j.margin, id(s) not in going)
+    curve = [TextStep(s.job.key, s.job.k, s.steps, j.loss, j.accuracy, j.margin, id(s) not in going,
+                      s.restarts)
              for s, j in zip(slots, judged)]
     return StepInfo(len(slots), done, done + waiting + len(still), sum(j.loss for j in judged) / len(judged),
                     sum(j.accuracy for j in judged) / len(judged), curve)
@@ -414,7 +441,7 @@ def optimise(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: Iterable[
                 job = queue.popleft()
                 slot = _Slot(lm, job, recipe, config.dtype, layout.with_k(job.k).first_target)
                 if checkpoint is not None and (state := checkpoint.take(slot.key())) is not None:
-                    slot.take_up(state)
+                    slot.take_up(state, recipe)
                 slots.append(slot)
 
             # 2. forward, and judge each text on these logits, i.e. on the vectors that produced them
@@ -432,7 +459,7 @@ def optimise(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: Iterable[
             if still:
                 per_text.sum().backward()
                 for s in still:
-                    s.update(recipe.clip)
+                    s.update(recipe)
                 _share(still, began)
             slots = still
             # a pass with no backward keeps its graph (activations) alive through the next forward otherwise

@@ -63,6 +63,7 @@ class Piece:
     tried: list[int] = field(default_factory=list)  # K of each try, in order
     outcomes: dict[int, bool] = field(default_factory=dict)  # K -> exact
     steps: int = 0
+    restarts: int = 0  # new starts after a stall, over all its tries (`Recipe.restart_after`)
     seconds: float = 0.0  # its share of the run's wall time (`Optimised.seconds`)
     elapsed_seconds: float = 0.0
     result: Optimised | None = None  # the smallest exact try, else the latest
@@ -73,6 +74,7 @@ class Piece:
         self.tried.append(k)
         self.outcomes[k] = exact
         self.steps += result.steps
+        self.restarts += result.restarts
         self.seconds += result.seconds
         self.elapsed_seconds += result.elapsed_seconds
         if not self.exact or (exact and k < len(self.result.vectors)):

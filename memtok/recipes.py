@@ -46,6 +46,10 @@ class Recipe:
     final_lr_ratio: float = field(default=0.1, metadata={"help": "cosine schedule: last rate / lr"})
     max_steps: int = field(default=2000, metadata={"help": "give up on a text after this many updates"})
     patience: int | None = field(default=None, metadata={"help": "give up after this many steps without a better accuracy"})
+    restart_after: int | None = field(default=None, metadata={"help": "start again from the mean embedding, with "
+                                                                      "a new random factorisation, after this many "
+                                                                      "steps without a better accuracy since the "
+                                                                      "last start; the steps go on counting"})
     init: Init = field(default=Init.MEAN, metadata={"help": "starting point of the vectors"})
     rank: int = field(default=0, metadata={"help": "learn the vectors as start + z @ W.T, with z [K, rank] and "
                                                    "W [d, rank] both learned; 0: learn the vectors themselves"})
@@ -83,6 +87,8 @@ class Recipe:
                               f"the weights > 0")
         if self.min_margin < 0:
             raise MemtokError(f"recipe {self.name}: min_margin must be >= 0, got {self.min_margin}")
+        if self.restart_after is not None and self.restart_after < 1:
+            raise MemtokError(f"recipe {self.name}: restart_after must be at least 1, got {self.restart_after}")
 
     def replace(self, **changes) -> Recipe:
         return dataclasses.replace(self, **changes)

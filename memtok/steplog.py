@@ -30,7 +30,7 @@ class StepLog:
     def __call__(self, info: StepInfo) -> None:
         rows = [{**self.label(p.key), "k": p.k, "step": p.step, "loss": round(p.loss, 5),
                  "accuracy": round(p.accuracy, 5), "margin": round(p.margin, 4) if math.isfinite(p.margin) else None,
-                 "done": p.done}
+                 "done": p.done, "restarts": p.restarts}
                 for p in info.texts if p.step % self.every == 0 or p.done]
         if rows:
             self._file.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))

@@ -31,9 +31,9 @@ class Stopped:
     """The slow text's optimisation with one vector, stopped by Ctrl-C on pass `at` (before that
     pass's update) with a checkpoint at `path`."""
 
-    def __init__(self, codec, path, at: int) -> None:
+    def __init__(self, codec, path, at: int, config: EncodeConfig | None = None) -> None:
         self.lm, self.path = codec.lm, path
-        self.layout, self.config = Layout.build(self.lm, "{memory}", 1, True), EncodeConfig(k=1)
+        self.layout, self.config = Layout.build(self.lm, "{memory}", 1, True), config or EncodeConfig(k=1)
         self.job = Job(0, codec.target_ids(SLOW_TEXT), 1)
         with pytest.raises(KeyboardInterrupt):
             list(optimise(self.lm, self.layout, self.config, [self.job], Stop(at), self.checkpoint()))

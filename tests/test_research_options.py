@@ -31,6 +31,7 @@ def test_a_recipe_spec_changes_the_named_fields_and_only_those():
     ("nosuch:lr=1", "choose one of memtok"),
     ("memtok:init=zeros", "not a valid Init"),
     ("memtok:rank=-1", "rank must be between"),
+    ("memtok:restart_after=0", "restart_after must be at least 1"),
     ("memtok:lr=nan", "lr takes float"),
 ])
 def test_a_bad_recipe_spec_is_refused_with_what_is_valid(spec, says):

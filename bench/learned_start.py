@@ -3,8 +3,9 @@
 For each set of texts and each recipe: exact count, median, p90, largest and total steps, wall time
 of the encode call, and the start's own token accuracy before any step (step 0 of each text's
 curve). What the wall time is made of comes with it: the forward-and-backward passes, seconds per
-pass, and the segments tried again with one more vector (their failed tries' steps are in the
-text's steps). The learned start must be installed for the model (memtok/starts/ or MEMTOK_STARTS).
+pass, the segments tried again with one more vector (their failed tries' steps are in the
+text's steps), and those that started again after a stall (`restart_after` in a recipe). The
+learned start must be installed for the model (memtok/starts/ or MEMTOK_STARTS).
 
     python bench/learned_start.py --sets r100,r1000,chunks --limit 20 \\
         --recipes memtok:init=mean,memtok:init=learned --json docs/results/bench/learned-start.json

@@ -113,7 +113,7 @@ def test_clipping_bounds_each_texts_step(tiny_codec):
         slot = _Slot(lm, job, MEMTOK_SGD, "float32", first_target=1)  # SGD at lr 10 on the vector itself
         before = slot.learned.vectors().detach().clone()
         slot.learned.params[0].grad = torch.full_like(before, 100.0)
-        slot.update(clip)
+        slot.update(MEMTOK_SGD.replace(clip=clip))
         moved = float((slot.learned.vectors().detach() - before).norm())
         if bound is None:  # unclipped: lr x the gradient's norm
             assert moved == pytest.approx(10 * 100.0 * before.numel() ** 0.5, rel=1e-5)

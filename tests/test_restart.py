@@ -4,14 +4,11 @@
 from __future__ import annotations
 
 import pytest
-from conftest import TEXTS
-from test_checkpoint import Stopped
+from test_checkpoint import SLOW_TEXT, Stopped
 
 from memtok import EncodeConfig
 from memtok.layout import Layout
 from memtok.optimise import Job, optimise
-
-SLOW_TEXT = TEXTS[0]  # about 20 steps with one vector on the tiny model
 
 
 class Curve:

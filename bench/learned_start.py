@@ -25,6 +25,7 @@ from functools import partial
 from rows import report
 
 from memtok import MemoryCodec
+from memtok.recipes import get_recipe
 from memtok.runs.sources import read_source
 
 DATA = "../shared/data/paper"
@@ -79,8 +80,8 @@ def cut(codec: MemoryCodec, texts: list[str], length: int) -> list[list[int]]:
     return [ids[:length] + [codec.lm.eos_id] for ids in map(codec.lm.tokenize, texts) if len(ids) >= length]
 
 
-def run_ids(codec: MemoryCodec, targets: list[list[int]], recipe: str) -> dict:
-    """Each target in one vector."""
+def encode_ids(codec: MemoryCodec, targets: list[list[int]], recipe: str) -> tuple[list, float, Passes]:
+    """Each target in one vector: the (index, result, exact) of each, the wall time, the passes."""
     from contextlib import closing
 
     from memtok import EncodeConfig
@@ -90,9 +91,14 @@ def run_ids(codec: MemoryCodec, targets: list[list[int]], recipe: str) -> dict:
     config = codec.check(EncodeConfig(k=1, recipe=recipe))
     with closing(codec.encode_ids(targets, config, show_progress_bar=True, on_step=passes)) as it:
         results = list(it)
-    wall = time.perf_counter() - began
+    return results, time.perf_counter() - began, passes
+
+
+def run_ids(codec: MemoryCodec, targets: list[list[int]], recipe: str) -> dict:
+    """Each target in one vector."""
+    results, wall, passes = encode_ids(codec, targets, recipe)
     return row([e for _, _, e in results], [r.steps for _, r, _ in results], wall, passes,
-               codec.lm.start_name(config.recipe.init.value), restarted=sum(r.restarts > 0 for _, r, _ in results))
+               codec.lm.start_name(get_recipe(recipe).init.value), restarted=sum(r.restarts > 0 for _, r, _ in results))
 
 
 def main() -> None:

@@ -128,8 +128,9 @@ MEMTOK_BF16 = MEMTOK.replace(name="memtok-bf16", bf16=True)
 
 # The default from the model's learned start (`memtok train-start`; the mean embedding for a model
 # without one), started again from the mean after 60 steps without a better accuracy: a learned
-# start now and then lands in a trap that holds one token wrong for hundreds of steps. Not the
-# default: its figures are mixed (docs/performance.md, "A learned start").
+# start now and then lands in a trap that holds one token wrong for hundreds of steps. For short
+# segments (the default plan's); not the default: with --compact and at 128 tokens it is far slower
+# than the mean start (docs/performance.md, "A learned start").
 MEMTOK_LEARNED = MEMTOK.replace(name="memtok-learned", init=Init.LEARNED, restart_after=60)
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (MEMTOK, MEMTOK_BF16, MEMTOK_LEARNED, MEMTOK_SGD, PAPER, KURATOV)}

@@ -72,13 +72,14 @@ class MemoryCodec:
 
     def check(self, config: EncodeConfig | None = None, **options) -> EncodeConfig:
         """`config` (or one made from `options`, or `config` with `options` changed), refused here if
-        it does not fit this model: the checks to make before any work, or any file a run pins its
-        settings in."""
+        it does not fit this model, with its recipe decided for this model (`EncodeConfig.for_model`):
+        the checks to make before any work, or any file a run pins its settings in."""
         if config is None:
             config = EncodeConfig.from_options(**options)
         elif options:
             EncodeConfig.from_options(**options)  # names the unknown ones
             config = config.replace(**options)
+        config = config.for_model(self.lm.learned_start is not None)
         self.room(config)
         return config
 

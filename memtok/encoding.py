@@ -80,8 +80,10 @@ class EncodeRun:
     def describe(self) -> str:
         """How the texts were cut, for a person to read."""
         n, longest = len(self.pieces), max(len(p.targets) - 1 for p in self.pieces)
+        recipe = self.config.recipe
+        start = f", from {self.lm.start_name(recipe.init.value)}" if recipe.init.value == "learned" else ""
         return (f"{n} segment{'s' * (n > 1)} of at most {self.limit} tokens (cut at natural boundaries), "
-                f"{self.policy.describe(longest)}")
+                f"{self.policy.describe(longest)}; recipe {recipe.name}{start}")
 
     def _cut(self) -> list[Piece]:
         """Each text, cut where it must be (or where asked) into pieces that fit the model."""

@@ -33,7 +33,7 @@ class Stopped:
 
     def __init__(self, codec, path, at: int, config: EncodeConfig | None = None) -> None:
         self.lm, self.path = codec.lm, path
-        self.layout, self.config = Layout.build(self.lm, "{memory}", 1, True), config or EncodeConfig(k=1)
+        self.layout, self.config = Layout.build(self.lm, "{memory}", 1, True), config or EncodeConfig(k=1, recipe="memtok")
         self.job = Job(0, codec.target_ids(SLOW_TEXT), 1)
         with pytest.raises(KeyboardInterrupt):
             list(optimise(self.lm, self.layout, self.config, [self.job], Stop(at), self.checkpoint()))
@@ -71,7 +71,7 @@ def test_a_stopped_encode_saves_the_text_in_flight_and_the_next_call_finishes_it
     with pytest.raises(KeyboardInterrupt):
         tiny_codec.encode([SLOW_TEXT, FAST_TEXT], k=1, batch_size=2, on_result=stop, checkpoint=path,
                           show_progress_bar=False)
-    config = EncodeConfig(k=1, batch_size=2)
+    config = EncodeConfig(k=1, recipe="memtok", batch_size=2)
     saved = Checkpoint(path, tiny_codec.lm, layout_for(tiny_codec.lm, config), config).waiting
     # the slow text was updated on the pass that found the fast one exact, before the fast one's memory came out
     assert [s.step for s in saved.values()] == [tiny_codec.encode(FAST_TEXT, k=1).steps + 1]

@@ -88,8 +88,8 @@ def test_jobs_of_different_k_share_a_batch_as_if_alone(tiny_codec):
     lm = tiny_codec.lm
     layout = Layout.build(lm, "{memory}", 1, MEMTOK.bos)
     jobs = [Job(i, tiny_codec.target_ids(t), k) for i, (t, k) in enumerate(zip(TEXTS[:4], (1, 3, 2, 1)))]
-    alone = {j.key: next(optimise(lm, layout, EncodeConfig(), [j])) for j in jobs}
-    together = {r.key: r for r in optimise(lm, layout, EncodeConfig(batch_size=4), jobs)}
+    alone = {j.key: next(optimise(lm, layout, EncodeConfig(recipe="memtok"), [j])) for j in jobs}
+    together = {r.key: r for r in optimise(lm, layout, EncodeConfig(recipe="memtok", batch_size=4), jobs)}
     for key, a in alone.items():
         b = together[key]
         assert a.steps == b.steps and a.converged and b.converged and len(b.vectors) == jobs[key].k
@@ -181,7 +181,7 @@ def test_a_token_budget_bounds_every_forward_pass(tiny_codec):
     targets = tiny_codec.target_ids(TEXTS[4])
     positions = 1 + 1 + len(targets) - 1  # BOS, the vector, the text (EOS is only predicted)
     infos = []
-    config = EncodeConfig(max_steps=3, batch_size=8, max_batch_tokens=2 * positions + 1)
+    config = EncodeConfig(recipe="memtok", max_steps=3, batch_size=8, max_batch_tokens=2 * positions + 1)
     results = list(optimise(lm, layout, config, [Job(i, targets, 1) for i in range(6)], on_step=infos.append))
     assert len(results) == 6 and max(i.active for i in infos) == 2
     text = " ".join(TEXTS[:3])

@@ -8,6 +8,7 @@ from test_cli import run
 from test_eval import write_csv
 
 from memtok import RECIPES, EncodeConfig, MemtokError
+from memtok.recipes import LEARNED_DEFAULT
 
 
 @pytest.mark.parametrize("options", [
@@ -17,13 +18,27 @@ from memtok import RECIPES, EncodeConfig, MemtokError
      "batch_size": 2, "max_batch_tokens": 64, "keep_text": True},
 ])
 def test_to_dict_is_plain_json_with_the_overrides_applied(options):
-    config = EncodeConfig(**options)
+    config = EncodeConfig(**options).for_model(learned_start=False)
     d = config.to_dict()
     assert json.loads(json.dumps(d)) == d
     assert d["recipe"] == config.recipe.to_dict() and "max_steps" not in d
     if "max_steps" in options:
         assert d["recipe"]["max_steps"] == options["max_steps"]
-    assert EncodeConfig(**options).replace().to_dict() == d  # replace re-checks and keeps the overrides
+    assert config.replace().to_dict() == d  # replace re-checks and keeps the overrides
+
+
+@pytest.mark.parametrize("options, learned", [
+    ({}, True), ({"dtype": "float16"}, False), ({"k": 1}, False), ({"k": "auto"}, False), ({"favour": "bytes"}, False),
+    ({"compact": True}, False), ({"dtype": "int8"}, False), ({"segment_tokens": 20}, False),
+    ({"template": "Recall: {memory}"}, False), ({"chat": True}, False),
+])
+def test_the_learned_start_is_the_default_only_on_the_plans_short_float_segments(options, learned):
+    """Where the learned start was measured to pay; everywhere else, and on a model without one, `memtok`."""
+    config = EncodeConfig(max_steps=300, **options)
+    assert config.recipe is None and config.for_model(learned_start=False).recipe.name == "memtok"
+    chosen = config.for_model(learned_start=True).recipe
+    assert chosen.name == (LEARNED_DEFAULT if learned else "memtok") and chosen.max_steps == 300
+    assert EncodeConfig(recipe="memtok", **options).for_model(learned_start=True).recipe.name == "memtok"  # as asked
 
 
 @pytest.mark.parametrize("options, message", [
@@ -47,7 +62,7 @@ def test_unknown_options_are_refused_with_the_valid_ones(tiny_codec):
 
 def test_a_config_and_options_combine(tiny_codec):
     mem = tiny_codec.encode(TEXTS[0], EncodeConfig(k=2, max_steps=300), keep_text=True)
-    assert mem.k == 2 and mem.text == TEXTS[0] and mem.recipe == EncodeConfig(max_steps=300).recipe.to_dict()
+    assert mem.k == 2 and mem.text == TEXTS[0] and mem.recipe == EncodeConfig(max_steps=300).for_model(False).recipe.to_dict()
 
 
 def test_every_command_builds_the_config_python_would(tiny_dir, tmp_path, capsysbinary):

@@ -7,6 +7,7 @@ import torch
 from conftest import TEXTS
 
 from memtok import Memory, MemoryCodec, MemtokError
+from memtok.recipes import LEARNED_DEFAULT
 from memtok.start import LearnedStart, find_start
 from memtok.training.start_training import TrainConfig, train_start
 
@@ -44,6 +45,20 @@ def test_a_trained_start_takes_fewer_steps_than_the_mean(trained, monkeypatch):
     assert statistics.median(m.steps for m in learned) < statistics.median(m.steps for m in mean)
     assert learned[0].start == codec.lm.start_name("learned") != "mean" and mean[0].start == "mean"
     assert codec.decode(learned) == TEXTS  # decoding needs nothing of the start
+
+
+def test_the_default_plan_starts_from_the_models_learned_start(trained, monkeypatch):
+    codec, _, out, _ = trained
+    monkeypatch.setenv("MEMTOK_STARTS", str(out))
+    codec.lm.__dict__.pop("learned_start", None)
+    try:
+        mem = codec.encode(TEXTS[0])
+        fixed = codec.encode(TEXTS[0], k=1, max_steps=1)
+    finally:
+        codec.lm.__dict__.pop("learned_start", None)
+    assert mem.exact and mem.recipe["name"] == LEARNED_DEFAULT and mem.recipe["init"] == "learned"
+    assert mem.start == codec.lm.start_name("learned") != "mean"
+    assert fixed.recipe["name"] == "memtok" and fixed.start == "mean"  # a fixed K keeps the default recipe
 
 
 def test_without_a_start_for_the_model_learned_falls_back_to_the_mean(tiny_codec, monkeypatch, tmp_path):

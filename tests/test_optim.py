@@ -171,5 +171,5 @@ def test_a_long_optimisation_is_verified_at_once_rather_than_held_for_a_full_bat
     for at_once, expected in ((float("inf"), [2]), (0.0, [1, 1])):  # 0: every result counts as long
         monkeypatch.setattr(optimise_module, "VERIFY_AT_ONCE_SECONDS", at_once)
         batches.clear()
-        verdicts = list(optimise_verified(lm, layout, EncodeConfig(batch_size=4, max_steps=40), deque(jobs)))
+        verdicts = list(optimise_verified(lm, layout, EncodeConfig(recipe="memtok", batch_size=4, max_steps=40), deque(jobs)))
         assert batches == expected and len(verdicts) == 2

@@ -37,8 +37,9 @@ def eval_(data: str, column: str | None, limit: int | None, rows: str | None, sp
     from ..runs.sources import read_source
 
     source = read_source(data, column, limit, rows, split)
-    out = out or f"eval-{Path(data).stem}-{config.recipe.name}-k{config.k}"
     codec = load_codec(model, device)
+    config = codec.check(config)
+    out = out or f"eval-{Path(data).stem}-{config.recipe.name}-k{config.k}"
     s = run_eval(codec, source, out, config, command=command_line(), log_steps=log_steps, beams=beams or [])
     o = s["overall"]
     click.echo(f"{o['exact']}/{o['n']} exact, mean token accuracy {o['mean_token_accuracy']:.4f}, "

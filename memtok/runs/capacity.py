@@ -44,7 +44,7 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
         if max(lengths) + eos > codec.room(cfg) + 1:
             raise MemtokError(f"length {max(lengths)} with {k} memory vectors does not fit the context of "
                               f"{codec.lm.name} ({codec.lm.context_length})")
-    run = settings(codec.lm, config, source, command, k=sorted(ks), lengths=sorted(lengths), eos=eos)
+    run = settings(codec.lm, configs[min(ks)], source, command, k=sorted(ks), lengths=sorted(lengths), eos=eos)
     # more K or lengths extend a run: the cells already there are what they were
     with run_folder(out, run, key="key", free=(*FREE, "k", "lengths")) as log:
         started, before = time.perf_counter(), len(log.records)

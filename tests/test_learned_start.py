@@ -54,10 +54,12 @@ def test_the_default_plan_starts_from_the_models_learned_start(trained, monkeypa
     try:
         mem = codec.encode(TEXTS[0])
         fixed = codec.encode(TEXTS[0], k=1, max_steps=1)
+        plan = codec.plan(TEXTS[0])
     finally:
         codec.lm.__dict__.pop("learned_start", None)
     assert mem.exact and mem.recipe["name"] == LEARNED_DEFAULT and mem.recipe["init"] == "learned"
     assert mem.start == codec.lm.start_name("learned") != "mean"
+    assert plan.endswith(f"; recipe {LEARNED_DEFAULT}, from {mem.start}")  # encode's plan line says so
     assert fixed.recipe["name"] == "memtok" and fixed.start == "mean"  # a fixed K keeps the default recipe
 
 

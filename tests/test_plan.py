@@ -56,6 +56,7 @@ def test_encode_says_how_it_cut_the_text(tiny_dir, tmp_path, capsysbinary):
     assert code in (0, 1), err
     plan = next(line for line in err.splitlines() if line.startswith("plan: "))
     assert "segments of at most 32 tokens" in plan and "one vector per 32 tokens" in plan
+    assert plan.endswith("; recipe memtok")  # the tiny model has no learned start
 
 
 def test_a_fixed_k_beyond_what_was_measured_is_told():

@@ -25,7 +25,8 @@ def settings_of_command(command: str, pinned: dict) -> dict:
     name = args[0]
     params = cli.commands[name].make_context(name, args[1:]).params
     made = config_of(params, many_k=name == "capacity")
-    lm = SimpleNamespace(name=pinned["model"], fingerprint=pinned["model_fingerprint"], source=None)
+    lm = SimpleNamespace(name=pinned["model"], fingerprint=pinned["model_fingerprint"], source=None,
+                         start_name=lambda init: pinned.get("start", init))  # the start the folder began from
     source = Source(params["data"], [""] * params["limit"], pinned["data_sha256"], params["rows"], params["split"])
     extra = {"k": sorted(made["ks"]), "lengths": sorted(params["lengths"]), "eos": params["eos"]} \
         if name == "capacity" else {}

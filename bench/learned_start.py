@@ -25,7 +25,6 @@ from functools import partial
 from rows import report
 
 from memtok import MemoryCodec
-from memtok.recipes import get_recipe
 from memtok.runs.sources import read_source
 
 DATA = "../shared/data/paper"
@@ -98,7 +97,7 @@ def run_ids(codec: MemoryCodec, targets: list[list[int]], recipe: str) -> dict:
     """Each target in one vector."""
     results, wall, passes = encode_ids(codec, targets, recipe)
     return row([e for _, _, e in results], [r.steps for _, r, _ in results], wall, passes,
-               codec.lm.start_name(get_recipe(recipe).init.value), restarted=sum(r.restarts > 0 for _, r, _ in results))
+               codec.resolve(k=1, recipe=recipe).start_name, restarted=sum(r.restarts > 0 for _, r, _ in results))
 
 
 def main() -> None:

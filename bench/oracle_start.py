@@ -25,8 +25,10 @@ import torch
 from learned_start import FILES, encode_ids, row, run_ids
 from rows import report
 
+import memtok.resolved
 from memtok import MemoryCodec
 from memtok.model import FrozenLM
+from memtok.start import find_start
 from memtok.runs.sources import read_source
 
 
@@ -79,14 +81,15 @@ def main() -> None:
     mean = lm.embedding_mean.float()
     rows = [{"recipe": "memtok", "toward solution (median)": 0.0, **solved}]
     print(rows[-1], flush=True)
-    shipped = lm.learned_start
+    shipped = find_start(lm)
     if shipped is not None:
         starts = shipped.vectors(lm, [t[:-1] for t in targets])[:, 0].float()
         parts = sorted(toward(s, solutions[tuple(t[:-1])][0], mean) for s, t in zip(starts, targets))
         rows.append({"start": shipped.name, "toward solution (median)": round(parts[len(parts) // 2], 4)})
         print(rows[-1], flush=True)
     for fraction in map(float, args.fractions.split(",")):
-        lm.learned_start = PlacedStart(solutions, fraction, mean)  # what init=learned now reads
+        placed = PlacedStart(solutions, fraction, mean)
+        memtok.resolved.find_start = lambda _lm, placed=placed: placed  # what an encode with init=learned reads
         for recipe in args.recipes.split(","):
             rows.append({"recipe": recipe, "toward solution (median)": fraction, **run_ids(codec, targets, recipe)})
             print(rows[-1], flush=True)

@@ -23,10 +23,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .config import EncodeConfig
 from .files import atomic_write, set_aside
-from .layout import Layout
 from .model import FrozenLM
+from .resolved import Resolved
 
 logger = logging.getLogger(__name__)
 HEADER_KEY = "memtok.checkpoint"
@@ -57,20 +56,12 @@ def text_key(targets: list[int], k: int, max_steps: int) -> str:
     return hashlib.sha256(json.dumps([targets, k, max_steps]).encode()).hexdigest()[:32]
 
 
-def settings_key(lm: FrozenLM, layout: Layout, config: EncodeConfig) -> str:
-    """What a saved state is only valid under."""
-    made = [lm.fingerprint, config.recipe.to_dict(), config.dtype, layout.prefix_ids, layout.infix_ids]
-    if config.recipe.init.value == "learned":  # a state only goes on from the start it began at
-        made.append(lm.start_name("learned"))
-    return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()[:32]
-
-
 class Checkpoint:
     """The texts in flight of one run: those read at its start, until taken up, and those saved at its stop."""
 
-    def __init__(self, path: str | Path, lm: FrozenLM, layout: Layout, config: EncodeConfig) -> None:
+    def __init__(self, path: str | Path, lm: FrozenLM, resolved: Resolved) -> None:
         self.path = Path(path)
-        self.settings = settings_key(lm, layout, config)
+        self.settings = resolved.checkpoint_key(lm)
         self.device = lm.device
         self.waiting: dict[str, SlotState] = self._read() if self.path.exists() else {}
         if self.waiting:

@@ -13,7 +13,7 @@ import torch
 from .beam import beam_decode, departs
 from .checkpoint import Checkpoint
 from .config import EncodeConfig
-from .encoding import EncodeRun, layout_for, target_ids
+from .encoding import EncodeRun, target_ids
 from .errors import DecodeMismatchError, MemtokError
 from .greedy import greedy_many
 from .header import sha256_text
@@ -23,6 +23,7 @@ from .model import FrozenLM, load
 from .optimise import Job, Optimised, StepInfo, optimise_verified
 from .precision import framed, model_inputs
 from .progress import progress, show_steps
+from .resolved import Resolved, decide_recipe, layout_for
 from .score import Score, score
 
 logger = logging.getLogger(__name__)
@@ -72,16 +73,21 @@ class MemoryCodec:
 
     def check(self, config: EncodeConfig | None = None, **options) -> EncodeConfig:
         """`config` (or one made from `options`, or `config` with `options` changed), refused here if
-        it does not fit this model, with its recipe decided for this model (`EncodeConfig.for_model`):
-        the checks to make before any work, or any file a run pins its settings in."""
+        it does not fit this model, with its recipe decided for this model
+        (`memtok.recipes.default_recipe`): the checks to make before any work, or any file a run pins
+        its settings in."""
         if config is None:
             config = EncodeConfig.from_options(**options)
         elif options:
             EncodeConfig.from_options(**options)  # names the unknown ones
             config = config.replace(**options)
-        config = config.for_model(self.lm.learned_start is not None)
+        config = decide_recipe(self.lm, config)
         self.room(config)
         return config
+
+    def resolve(self, config: EncodeConfig | None = None, **options) -> Resolved:
+        """What an encode with `config` runs with on this model (checked): its recipe, layout and start."""
+        return Resolved.of(self.lm, self.check(config, **options))
 
     def room(self, config: EncodeConfig) -> int:
         """Text tokens one segment may hold beside the config's vectors, in the context and in one pass."""
@@ -121,18 +127,18 @@ class MemoryCodec:
         """
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
-        config = self.check(config, **options)
+        resolved = self.resolve(config, **options)
         if not texts:
             return []
-        run = EncodeRun(self.lm, texts, config)
+        run = EncodeRun(self.lm, texts, resolved)
         out: list[Memory | None] = [None] * len(texts)
         bar = progress(len(texts), "encoding", "text", disable=not self._show(show_progress_bar))
-        saved = self._checkpoint(checkpoint, run.layout, config)
+        saved = self._checkpoint(checkpoint, resolved)
         try:
             # exact: greedy decoding gave the piece's ids and EOS, which `target_ids` checked
             # detokenize back to the piece byte for byte
             steps = _with_labels(show_steps(bar), on_step, run.label)
-            with closing(optimise_verified(self.lm, run.layout, config, run.start(), steps, saved)) as tries:
+            with closing(optimise_verified(self.lm, resolved, run.start(), steps, saved)) as tries:
                 for result, exact in tries:
                     i = run.settle(result, exact)
                     if i is None:
@@ -150,7 +156,7 @@ class MemoryCodec:
     def plan(self, texts: str | Sequence[str], config: EncodeConfig | None = None, **options) -> str:
         """How `encode` will cut these texts and choose their vectors, in words (no optimisation)."""
         texts = [texts] if isinstance(texts, str) else list(texts)
-        return EncodeRun(self.lm, texts, self.check(config, **options)).describe()
+        return EncodeRun(self.lm, texts, self.resolve(config, **options)).describe()
 
     def encode_ids(self, targets: Sequence[list[int]], config: EncodeConfig, show_progress_bar: bool | None = None,
                    desc: str = "encoding", checkpoint: str | Path | None = None,
@@ -162,14 +168,13 @@ class MemoryCodec:
         stopping early."""
         if not config.fixed:
             raise MemtokError(f"encode_ids takes a number of vectors, not {config.k!r}")
-        config = self.check(config)
-        layout = layout_for(self.lm, config)
+        resolved = self.resolve(config)
         jobs = deque(Job(i, list(t), config.k) for i, t in enumerate(targets))
         bar = progress(len(jobs), desc, "text", disable=not self._show(show_progress_bar) or not jobs)
-        saved = self._checkpoint(checkpoint, layout, config)
+        saved = self._checkpoint(checkpoint, resolved)
         try:
             steps = _with_labels(show_steps(bar), on_step, lambda key: {"text": key})
-            with closing(optimise_verified(self.lm, layout, config, jobs, steps, saved)) as tries:
+            with closing(optimise_verified(self.lm, resolved, jobs, steps, saved)) as tries:
                 for result, exact in tries:
                     bar.update(1)
                     yield result.key, result, exact
@@ -178,8 +183,8 @@ class MemoryCodec:
         if saved is not None:
             saved.finish()
 
-    def _checkpoint(self, path: str | Path | None, layout: Layout, config: EncodeConfig) -> Checkpoint | None:
-        return None if path is None else Checkpoint(path, self.lm, layout, config)
+    def _checkpoint(self, path: str | Path | None, resolved: Resolved) -> Checkpoint | None:
+        return None if path is None else Checkpoint(path, self.lm, resolved)
 
     def score(self, targets: list[int], config: EncodeConfig, vectors: torch.Tensor | None = None) -> Score:
         """Teacher-forced score of `targets` in the config's layout, after `vectors` (stored values of

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .errors import MemtokError
 from .limits import MAX_K, PLACEHOLDER, check_template, k_ok
 from .precision import DTYPES, FRAMED, check_dtype, framed
-from .recipes import DEFAULT_RECIPE, LEARNED_DEFAULT, Recipe, get_recipe
+from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
 
 AUTO = "auto"  # the fewest vectors per segment, by search
 PLAN = "plan"  # vectors and segments from the capacity measured per vector (`memtok.plan`)
@@ -30,7 +30,7 @@ class EncodeConfig:
     """How to encode: checked on creation; the model-dependent checks are `MemoryCodec.check`'s.
 
     Example:
-        >>> EncodeConfig(k="auto", max_steps=500).for_model(learned_start=True).recipe.max_steps
+        >>> EncodeConfig(k=1, recipe="memtok:lr=0.1", max_steps=500).recipe.max_steps
         500
     """
 
@@ -39,7 +39,8 @@ class EncodeConfig:
     favour: str = field(default="steps", metadata={"help": "with k='plan': 'steps' (short segments, fast) or "
                                                            "'bytes' (long segments, fewer vectors)"})
     recipe: str | Recipe | None = field(default=None, metadata={"help": "a recipe name or a `Recipe`; None: the "
-                                                                  "default for the model (`for_model`)"})
+                                                                  "default for the model "
+                                                                  "(`memtok.recipes.default_recipe`)"})
     max_steps: int | None = field(default=None, metadata={"help": "overrides the recipe's step limit"})
     template: str = field(default=PLACEHOLDER, metadata={"help": "prompt around the vectors, e.g. "
                                                                  "'Recall: {memory}'"})
@@ -65,7 +66,7 @@ class EncodeConfig:
             raise MemtokError(f"favour must be one of {', '.join(FAVOUR)}, got {self.favour!r}")
         if self.recipe is not None:
             self.recipe = get_recipe(self.recipe)
-        if self.max_steps is not None:  # checked now, whichever recipe `for_model` decides on
+        if self.max_steps is not None:  # checked now, whichever recipe the default turns out to be
             limited = get_recipe(self.recipe or DEFAULT_RECIPE).replace(max_steps=self.max_steps)
             self.recipe = limited if self.recipe is not None else None
         check_template(self.template)
@@ -93,15 +94,12 @@ class EncodeConfig:
     def replace(self, **changes) -> EncodeConfig:
         return dataclasses.replace(self, **changes)
 
-    def for_model(self, learned_start: bool) -> EncodeConfig:
-        """This config with its recipe decided: as given, else `memtok`, or `LEARNED_DEFAULT` for the
-        default plan's short float32 segments on a model with a learned start (`learned_start`): the
-        only cells where that start was measured to pay (docs/performance.md, "A learned start")."""
-        if self.recipe is not None:
-            return self
-        short = self.k == PLAN and self.favour == "steps" and self.segment_tokens is None and self.dtype == "float32"
-        plain = self.template == PLACEHOLDER and not self.chat  # the layout the start was trained in
-        return self.replace(recipe=LEARNED_DEFAULT if learned_start and short and plain else DEFAULT_RECIPE)
+    @property
+    def plain_plan(self) -> bool:
+        """The default plan's short float32 segments with nothing around the memory: where a learned
+        start was measured to pay (`memtok.recipes.default_recipe`)."""
+        return (self.k == PLAN and self.favour == "steps" and self.segment_tokens is None
+                and self.dtype == "float32" and self.template == PLACEHOLDER and not self.chat)
 
     def to_dict(self) -> dict:
         """Plain JSON types, the recipe in full with `max_steps` applied (so `max_steps` is not repeated)."""

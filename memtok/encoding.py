@@ -9,16 +9,15 @@ from collections import deque
 
 import torch
 
-from .auto_k import max_auto_k
-from .config import EncodeConfig
 from .errors import MemtokError
 from .header import sha256_text
-from .layout import Layout
 from .memory import Memory
 from .model import FrozenLM
 from .optimise import Job, Optimised
+from .resolved import Resolved
 from .plan import FixedK, Piece, PlannedK, SmallestK
 from .precision import STORAGE
+from .recipes import Init
 from .score import entropy_bits
 from .segment import split_text
 from .sizes import text_sizes
@@ -36,17 +35,9 @@ def target_ids(lm: FrozenLM, text: str) -> list[int]:
     return ids + [lm.eos_id]
 
 
-def layout_for(lm: FrozenLM, config: EncodeConfig, k: int | None = None) -> Layout:
-    """The layout of `k` vectors (default: the config's K, or the most a search or a plan may try)."""
-    if k is None:
-        k = config.k if config.fixed else max_auto_k(lm.context_length)
-    if config.chat:  # the chat template brings its own start, so no BOS of the recipe's before it
-        return Layout.build(lm, lm.chat_template(config.template), k, bos=False, specials=True)
-    return Layout.build(lm, config.template, k, config.recipe.bos)
-
-
-def k_policy(lm: FrozenLM, config: EncodeConfig, layout: Layout) -> FixedK | PlannedK | SmallestK:
+def k_policy(lm: FrozenLM, resolved: Resolved) -> FixedK | PlannedK | SmallestK:
     """How the segments of this encode call get their vectors."""
+    config, layout = resolved.config, resolved.layout
     if config.fixed:
         return FixedK(config.k, lm.hidden_size)
     if config.auto:
@@ -59,10 +50,10 @@ def k_policy(lm: FrozenLM, config: EncodeConfig, layout: Layout) -> FixedK | Pla
 class EncodeRun:
     """The pieces of a list of texts, their job queue, and which texts are complete."""
 
-    def __init__(self, lm: FrozenLM, texts: list[str], config: EncodeConfig) -> None:
-        self.lm, self.texts, self.config = lm, texts, config
-        self.layout = layout_for(lm, config)
-        self.policy = k_policy(lm, config, self.layout)
+    def __init__(self, lm: FrozenLM, texts: list[str], resolved: Resolved) -> None:
+        self.lm, self.texts, self.resolved, self.config = lm, texts, resolved, resolved.config
+        self.layout = resolved.layout
+        self.policy = k_policy(lm, resolved)
         self.limit = self.segment_limit()
         self.pieces = self._cut()
         self.of_text: list[list[Piece]] = [[] for _ in texts]
@@ -81,7 +72,7 @@ class EncodeRun:
         """How the texts were cut, for a person to read."""
         n, longest = len(self.pieces), max(len(p.targets) - 1 for p in self.pieces)
         recipe = self.config.recipe
-        start = f", from {self.lm.start_name(recipe.init.value)}" if recipe.init.value == "learned" else ""
+        start = f", from {self.resolved.start_name}" if recipe.init is Init.LEARNED else ""
         return (f"{n} segment{'s' * (n > 1)} of at most {self.limit} tokens (cut at natural boundaries), "
                 f"{self.policy.describe(longest)}; recipe {recipe.name}{start}")
 
@@ -148,5 +139,5 @@ class EncodeRun:
             token_accuracy=sum(p.result.token_accuracy * m for p, m in zip(pieces, n)) / sum(n),
             exact=all(p.exact for p in pieces), text=self.texts[i] if config.keep_text else None,
             storage_dtype=config.dtype, segments=segments, text_sizes=text_sizes(self.texts[i]),
-            start=lm.start_name(config.recipe.init.value),
+            start=self.resolved.start_name,
             entropy_bits=round(entropy_bits(lm, self.layout, target_ids(lm, self.texts[i])), 2))

@@ -167,19 +167,6 @@ class FrozenLM:
             return torch.cat([self.embed(torch.arange(s, min(n, s + 8192), device=self.device)).float()
                               for s in range(0, n, 8192)])
 
-    @functools.cached_property
-    def learned_start(self):  # -> memtok.start.LearnedStart | None
-        """The learned start installed for exactly this model (`memtok.start.find_start`), if any."""
-        from .start import find_start
-
-        return find_start(self)
-
-    def start_name(self, init: str) -> str:
-        """What a memory made with recipe init `init` started from: the learned start's name, or the init."""
-        if init == "learned":
-            return self.learned_start.name if self.learned_start is not None else "mean (no learned start installed)"
-        return init
-
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:

@@ -22,12 +22,12 @@ import torch.utils.checkpoint
 from torch.nn.utils.rnn import pad_sequence
 
 from .checkpoint import Checkpoint, SlotState, text_key
-from .config import EncodeConfig
-from .layout import Layout
 from .model import FrozenLM
 from .optim import VectorOptimizer
 from .precision import framed, model_inputs, stored_form, straight_through
 from .recipes import Init, Recipe
+from .resolved import Resolved
+from .start import LearnedStart
 from .verify import verify
 
 IGNORE = -100
@@ -109,15 +109,17 @@ class _Best(NamedTuple):
 
 # --- what each text learns -----------------------------------------------------------------------
 
-def initial_vectors(lm: FrozenLM, recipe: Recipe, k: int, text_ids: list[int]) -> torch.Tensor:
-    """The recipe's starting point for one text's [K, d] vectors; the same whatever the batch."""
+def initial_vectors(lm: FrozenLM, recipe: Recipe, start: LearnedStart | None, k: int,
+                    text_ids: list[int]) -> torch.Tensor:
+    """The recipe's starting point for one text's [K, d] vectors; the same whatever the batch.
+    `Init.LEARNED` reads `start`, and starts from the mean without one."""
     weight = lm.model.get_input_embeddings().weight
     if recipe.init is Init.TEXT:
         vec = lm.embed(torch.tensor(text_ids, device=lm.device)).mean(0)
         return vec.expand(k, -1).clone()
-    if recipe.init is Init.LEARNED and lm.learned_start is not None:
+    if recipe.init is Init.LEARNED and start is not None:
         with torch.no_grad():
-            return lm.learned_start.vectors(lm, [text_ids], k)[0].clone()
+            return start.vectors(lm, [text_ids], k)[0].clone()
     if recipe.init in (Init.MEAN, Init.LEARNED):
         return lm.embedding_mean.expand(k, -1).clone()
     gen = torch.Generator().manual_seed(recipe.seed)
@@ -165,10 +167,12 @@ def learned(start: torch.Tensor, recipe: Recipe, scale: float, restarts: int = 0
 class _Slot:
     """One text in the batch: its targets, its learned vectors, their optimisers and its best so far."""
 
-    def __init__(self, lm: FrozenLM, job: Job, recipe: Recipe, dtype: str, first_target: int) -> None:
+    def __init__(self, lm: FrozenLM, job: Job, resolved: Resolved) -> None:
+        recipe, dtype = resolved.recipe, resolved.config.dtype
         self.job = job
         self.max_steps = job.max_steps or recipe.max_steps
-        self.first_target = first_target  # input position whose logits predict targets[0]
+        # input position whose logits predict targets[0]
+        self.first_target = resolved.layout.with_k(job.k).first_target
         self.targets = torch.tensor(job.targets, dtype=torch.long, device=lm.device)  # [n]
         # targets in play: all, or a prefix that grows by `grow_tokens` each time it is solved
         self.span = min(recipe.grow_tokens or len(job.targets), len(job.targets))
@@ -176,7 +180,8 @@ class _Slot:
             self.text_emb = lm.embed(self.targets[:-1])  # [n - 1, d]: EOS is only predicted
         self.scale, self.mean = lm.embedding_std, lm.embedding_mean
         self.restarts, self.steps_before = 0, 0  # starts over after a stall, and the steps spent before
-        self.learned = learned(initial_vectors(lm, recipe, job.k, job.targets[:-1]), recipe, self.scale)
+        self.learned = learned(initial_vectors(lm, recipe, resolved.start, job.k, job.targets[:-1]), recipe,
+                               self.scale)
         self.opts = [VectorOptimizer(recipe) for _ in self.learned.params]
         self.dtype = dtype
         self.frame = lm.frame if framed(dtype) else None
@@ -411,12 +416,12 @@ def _settle(slots: list[_Slot], judged: list[_Judged], recipe: Recipe) -> tuple[
 
 # --- the loop ------------------------------------------------------------------------------------
 
-def optimise(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: Iterable[Job],
+def optimise(lm: FrozenLM, resolved: Resolved, jobs: Iterable[Job],
              on_step: Callable[[StepInfo], None] | None = None, checkpoint: Checkpoint | None = None
              ) -> Iterator[Optimised]:
     """Yield an `Optimised` for each job, in the order they finish.
 
-    `jobs` is consumed as slots free up (at most `config.batch_size` texts and
+    `jobs` is consumed as slots free up (at most the config's `batch_size` texts and
     `config.max_batch_tokens` padded positions in a pass); when it is a deque, jobs the caller
     appends while iterating (a retry with more vectors, say) join the same batch. Jobs may differ
     in K: each text's targets are aligned to its own first target position. With a storage dtype
@@ -425,7 +430,7 @@ def optimise(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: Iterable[
     from where it stopped, and the texts in flight are saved there when the loop is stopped (an
     exception, or the generator closed before its end).
     """
-    recipe, dev = config.recipe, lm.device
+    config, layout, recipe, dev = resolved.config, resolved.layout, resolved.recipe, lm.device
     with torch.no_grad():
         prefix = lm.embed(torch.tensor(layout.prefix_ids, dtype=torch.long, device=dev))
         infix = lm.embed(torch.tensor(layout.infix_ids, dtype=torch.long, device=dev))
@@ -439,7 +444,7 @@ def optimise(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: Iterable[
             while (queue and len(slots) < config.batch_size
                    and _fits(slots, queue[0], prompt, config.max_batch_tokens)):
                 job = queue.popleft()
-                slot = _Slot(lm, job, recipe, config.dtype, layout.with_k(job.k).first_target)
+                slot = _Slot(lm, job, resolved)
                 if checkpoint is not None and (state := checkpoint.take(slot.key())) is not None:
                     slot.take_up(state, recipe)
                 slots.append(slot)
@@ -471,22 +476,24 @@ def optimise(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: Iterable[
         raise
 
 
-def optimise_verified(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: deque[Job],
+def optimise_verified(lm: FrozenLM, resolved: Resolved, jobs: deque[Job],
                       on_step: Callable[[StepInfo], None] | None = None, checkpoint: Checkpoint | None = None
                       ) -> Iterator[tuple[Optimised, bool]]:
     """`optimise`, each result with its verdict (greedy decoding gives exactly its targets), verified
-    `config.batch_size` results at a time, or at once after a long optimisation.
+    the config's `batch_size` results at a time, or at once after a long optimisation.
 
     Jobs the caller appends to `jobs` while iterating (a retry with more vectors) are run too, even
     when they come from the last verdicts, after the optimiser had run dry. Stopped early, it saves
     the texts in flight to `checkpoint` (results optimised but not yet verified, each under
     `VERIFY_AT_ONCE_SECONDS`, are done again).
     """
+    config = resolved.config
+
     def judged(done: list[Optimised]) -> Iterator[tuple[Optimised, bool]]:
         began = time.perf_counter()
         frame = lm.frame if framed(config.dtype) else None
         inputs = [model_inputs(e.vectors, config.dtype, frame) for e in done]
-        verdicts = verify(lm, layout, inputs, [e.targets for e in done])
+        verdicts = verify(lm, resolved.layout, inputs, [e.targets for e in done])
         share = (time.perf_counter() - began) / len(done)
         for e in done:  # the verification's time is shared among its results, as a pass's is
             e.seconds += share
@@ -495,7 +502,7 @@ def optimise_verified(lm: FrozenLM, layout: Layout, config: EncodeConfig, jobs: 
     while True:
         pending: list[Optimised] = []
         # closed however this generator ends, so that the texts in flight reach the checkpoint now
-        with closing(optimise(lm, layout, config, jobs, on_step, checkpoint)) as results:
+        with closing(optimise(lm, resolved, jobs, on_step, checkpoint)) as results:
             for result in results:
                 pending.append(result)
                 if len(pending) >= config.batch_size or result.seconds >= VERIFY_AT_ONCE_SECONDS:

@@ -126,21 +126,24 @@ MEMTOK_SGD = Recipe(name="memtok-sgd", optimizer=Optimizer.SGD, lr=10.0, max_ste
 # default should give the same memory on every machine.
 MEMTOK_BF16 = MEMTOK.replace(name="memtok-bf16", bf16=True)
 
-# The default from the model's learned start (`memtok train-start`; the mean embedding for a model
-# without one), started again from the mean after 60 steps without a better accuracy: a learned
-# start now and then lands in a trap that holds one token wrong for hundreds of steps. For short
-# segments (the default plan's, which get it at lr 0.3: `LEARNED_DEFAULT`); with --compact and at
-# 128 tokens it is far slower than the mean start (docs/performance.md, "A learned start").
-MEMTOK_LEARNED = MEMTOK.replace(name="memtok-learned", init=Init.LEARNED, restart_after=60)
+# The default plan's recipe on a model with a learned start (`memtok train-start`; the mean embedding
+# for a model without one), at lr 0.3, started again from the mean after 60 steps without a better
+# accuracy: a learned start now and then lands in a trap that holds one token wrong for hundreds of
+# steps. On the default encode of the first 10 texts of raschka_chunks_1000 it took 0.72x the steps
+# and 0.68x the wall time of `memtok`; with --compact and at 128 tokens the learned start is slower
+# than the mean (docs/performance.md), so `default_recipe` gives it only to the default plan.
+MEMTOK_LEARNED = MEMTOK.replace(name="memtok-learned", init=Init.LEARNED, lr=0.3, restart_after=60)
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (MEMTOK, MEMTOK_BF16, MEMTOK_LEARNED, MEMTOK_SGD, PAPER, KURATOV)}
 DEFAULT_RECIPE = MEMTOK.name
-# What the default plan's segments (at most 32 tokens, float storage, no prompt around the memory)
-# get instead of `memtok` when the model has a learned start: the start it was trained for, at a
-# faster rate. On the default encode of the first 10 texts of raschka_chunks_1000 it took 0.73x the
-# steps of `memtok` (docs/performance.md, "A learned start"); with --compact and at 128 tokens the
-# learned start was slower, so everything else keeps `memtok`.
-LEARNED_DEFAULT = "memtok-learned:lr=0.3"
+
+
+def default_recipe(plain_plan: bool, learned_start: bool) -> Recipe:
+    """The recipe of an encode that names none: `memtok-learned` for the default plan's short float32
+    segments with no prompt around the memory (`plain_plan`) on a model with a learned start installed
+    (`learned_start`), the only cells where that start was measured to pay; `memtok` everywhere else.
+    A run folder pins what it chose, so a start installed later never changes what the folder resumes with."""
+    return MEMTOK_LEARNED if plain_plan and learned_start else RECIPES[DEFAULT_RECIPE]
 
 
 def _field_value(name: str, text: str) -> object:

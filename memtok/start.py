@@ -7,7 +7,8 @@ exact optimisation then goes on from there, so a text still ends exact or is rep
 Decoding needs nothing of it: a memory records the start it came from only for the record.
 
 The network is saved as a `.safetensors` file whose header names the model fingerprint it was
-trained for, so it is only ever used with that model (`find_start`).
+trained for, so it is only ever used with that model (`find_start`). This module is the learned
+start's one home: the network, its file, where it is looked for, and the name memories record.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from safetensors.torch import save_file
 from .errors import MemtokError
 from .files import atomic_write
 from .model import FrozenLM
+from .recipes import Init
 
 START_FORMAT = "memtok-start"
 SHIPPED = Path(__file__).resolve().parent / "starts"  # the starts that ship with memtok
@@ -120,7 +122,8 @@ def start_dirs() -> list[Path]:
 
 
 def find_start(lm: FrozenLM) -> LearnedStart | None:
-    """The learned start trained for exactly this model, if one is installed; None otherwise."""
+    """The learned start trained for exactly this model, if one is installed; None otherwise. Looked
+    up anew on each call (a header read per file): an encode resolves it once (`memtok.resolved`)."""
     for folder in start_dirs():
         for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
             try:
@@ -133,3 +136,14 @@ def find_start(lm: FrozenLM) -> LearnedStart | None:
                 start.net.to(lm.device)
                 return start
     return None
+
+
+# What a memory made with `Init.LEARNED` records when no start was installed for its model.
+NO_START = "mean (no learned start installed)"
+
+
+def start_name(init: Init, start: LearnedStart | None) -> str:
+    """What a memory made with recipe init `init` started from: the learned start's name, or the init."""
+    if init is Init.LEARNED:
+        return start.name if start is not None else NO_START
+    return init.value

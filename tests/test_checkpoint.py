@@ -6,8 +6,9 @@ import pytest
 from conftest import TEXTS
 
 from memtok import EncodeConfig
+from memtok.resolved import Resolved
 from memtok.checkpoint import Checkpoint
-from memtok.encoding import layout_for
+from memtok.resolved import layout_for
 from memtok.layout import Layout
 from memtok.optimise import Job, optimise
 
@@ -36,22 +37,22 @@ class Stopped:
         self.layout, self.config = Layout.build(self.lm, "{memory}", 1, True), config or EncodeConfig(k=1, recipe="memtok")
         self.job = Job(0, codec.target_ids(SLOW_TEXT), 1)
         with pytest.raises(KeyboardInterrupt):
-            list(optimise(self.lm, self.layout, self.config, [self.job], Stop(at), self.checkpoint()))
+            list(optimise(self.lm, Resolved(self.config, self.layout), [self.job], Stop(at), self.checkpoint()))
 
     def checkpoint(self, config: EncodeConfig | None = None) -> Checkpoint:
-        return Checkpoint(self.path, self.lm, self.layout, config or self.config)
+        return Checkpoint(self.path, self.lm, Resolved(config or self.config, self.layout))
 
 
 def test_a_stopped_text_goes_on_from_its_step_and_ends_as_the_unstopped_run_does(tiny_codec, tmp_path):
     run = Stopped(tiny_codec, tmp_path / "in-flight.safetensors", at=8)  # 7 updates made
     lm, layout, config, job, path = run.lm, run.layout, run.config, run.job, run.path
-    whole = next(optimise(lm, layout, config, [job]))
+    whole = next(optimise(lm, Resolved(config, layout), [job]))
     assert whole.converged and whole.steps > 8
     assert path.exists()
 
     resumed, passes = run.checkpoint(), Stop()
     assert len(resumed.waiting) == 1
-    again = next(optimise(lm, layout, config, [job], passes, resumed))
+    again = next(optimise(lm, Resolved(config, layout), [job], passes, resumed))
     # the same trajectory from update 7 on: same total steps, one pass per step from there and the last judgement
     assert again.converged and again.steps == whole.steps and passes.calls == whole.steps - 7 + 1
     assert again.seconds >= 0 and not resumed.waiting
@@ -72,7 +73,7 @@ def test_a_stopped_encode_saves_the_text_in_flight_and_the_next_call_finishes_it
         tiny_codec.encode([SLOW_TEXT, FAST_TEXT], k=1, batch_size=2, on_result=stop, checkpoint=path,
                           show_progress_bar=False)
     config = EncodeConfig(k=1, recipe="memtok", batch_size=2)
-    saved = Checkpoint(path, tiny_codec.lm, layout_for(tiny_codec.lm, config), config).waiting
+    saved = Checkpoint(path, tiny_codec.lm, Resolved(config, layout_for(tiny_codec.lm, config))).waiting
     # the slow text was updated on the pass that found the fast one exact, before the fast one's memory came out
     assert [s.step for s in saved.values()] == [tiny_codec.encode(FAST_TEXT, k=1).steps + 1]
 
@@ -95,6 +96,6 @@ def test_a_checkpoint_is_taken_up_only_under_its_settings_and_a_damaged_one_is_s
 def test_states_a_run_did_not_reach_are_kept_for_the_run_that_will(tiny_codec, tmp_path):
     run = Stopped(tiny_codec, tmp_path / "in-flight.safetensors", at=3)
     other = run.checkpoint()  # a run of another text: the slow text's state stays
-    next(optimise(run.lm, run.layout, run.config, [Job(0, tiny_codec.target_ids(FAST_TEXT), 1)], checkpoint=other))
+    next(optimise(run.lm, Resolved(run.config, run.layout), [Job(0, tiny_codec.target_ids(FAST_TEXT), 1)], checkpoint=other))
     other.finish()
     assert len(run.checkpoint().waiting) == 1

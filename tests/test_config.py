@@ -8,7 +8,7 @@ from test_cli import run
 from test_eval import write_csv
 
 from memtok import RECIPES, EncodeConfig, MemtokError
-from memtok.recipes import LEARNED_DEFAULT
+from memtok.recipes import MEMTOK_LEARNED, default_recipe
 
 
 @pytest.mark.parametrize("options", [
@@ -18,7 +18,8 @@ from memtok.recipes import LEARNED_DEFAULT
      "batch_size": 2, "max_batch_tokens": 64, "keep_text": True},
 ])
 def test_to_dict_is_plain_json_with_the_overrides_applied(options):
-    config = EncodeConfig(**options).for_model(learned_start=False)
+    config = EncodeConfig(**options)
+    config = config.replace(recipe=config.recipe or default_recipe(config.plain_plan, learned_start=False))
     d = config.to_dict()
     assert json.loads(json.dumps(d)) == d
     assert d["recipe"] == config.recipe.to_dict() and "max_steps" not in d
@@ -35,10 +36,10 @@ def test_to_dict_is_plain_json_with_the_overrides_applied(options):
 def test_the_learned_start_is_the_default_only_on_the_plans_short_float_segments(options, learned):
     """Where the learned start was measured to pay; everywhere else, and on a model without one, `memtok`."""
     config = EncodeConfig(max_steps=300, **options)
-    assert config.recipe is None and config.for_model(learned_start=False).recipe.name == "memtok"
-    chosen = config.for_model(learned_start=True).recipe
-    assert chosen.name == (LEARNED_DEFAULT if learned else "memtok") and chosen.max_steps == 300
-    assert EncodeConfig(recipe="memtok", **options).for_model(learned_start=True).recipe.name == "memtok"  # as asked
+    assert config.recipe is None and config.plain_plan == learned
+    assert default_recipe(config.plain_plan, learned_start=False).name == "memtok"
+    chosen = config.replace(recipe=default_recipe(config.plain_plan, learned_start=True)).recipe
+    assert chosen.name == (MEMTOK_LEARNED.name if learned else "memtok") and chosen.max_steps == 300
 
 
 @pytest.mark.parametrize("options, message", [
@@ -62,7 +63,7 @@ def test_unknown_options_are_refused_with_the_valid_ones(tiny_codec):
 
 def test_a_config_and_options_combine(tiny_codec):
     mem = tiny_codec.encode(TEXTS[0], EncodeConfig(k=2, max_steps=300), keep_text=True)
-    assert mem.k == 2 and mem.text == TEXTS[0] and mem.recipe == EncodeConfig(max_steps=300).for_model(False).recipe.to_dict()
+    assert mem.k == 2 and mem.text == TEXTS[0] and mem.recipe == RECIPES["memtok"].replace(max_steps=300).to_dict()
 
 
 def test_every_command_builds_the_config_python_would(tiny_dir, tmp_path, capsysbinary):

@@ -7,8 +7,8 @@ import torch
 from conftest import TEXTS
 
 from memtok import Memory, MemoryCodec, MemtokError
-from memtok.recipes import LEARNED_DEFAULT
-from memtok.start import LearnedStart, find_start
+from memtok.recipes import MEMTOK_LEARNED
+from memtok.start import NO_START, LearnedStart, find_start
 from memtok.training.start_training import TrainConfig, train_start
 
 
@@ -34,43 +34,50 @@ def test_training_lowers_the_loss_below_the_mean_start(trained):
 def test_a_trained_start_takes_fewer_steps_than_the_mean(trained, monkeypatch):
     codec, _, out, _ = trained
     monkeypatch.setenv("MEMTOK_STARTS", str(out))
-    codec.lm.__dict__.pop("learned_start", None)  # looked up again under MEMTOK_STARTS
-    try:
-        assert codec.lm.learned_start is not None and codec.lm.learned_start.model_fingerprint == codec.lm.fingerprint
-        mean = codec.encode(TEXTS, k=1, recipe="memtok:init=mean")
-        learned = codec.encode(TEXTS, k=1, recipe="memtok:init=learned:z_scale=0")
-    finally:
-        codec.lm.__dict__.pop("learned_start", None)
+    start = find_start(codec.lm)
+    assert start is not None and start.model_fingerprint == codec.lm.fingerprint
+    mean = codec.encode(TEXTS, k=1, recipe="memtok:init=mean")
+    learned = codec.encode(TEXTS, k=1, recipe="memtok:init=learned:z_scale=0")
     assert all(m.exact for m in mean + learned)
     assert statistics.median(m.steps for m in learned) < statistics.median(m.steps for m in mean)
-    assert learned[0].start == codec.lm.start_name("learned") != "mean" and mean[0].start == "mean"
+    assert learned[0].start == start.name != "mean" and mean[0].start == "mean"
     assert codec.decode(learned) == TEXTS  # decoding needs nothing of the start
 
 
 def test_the_default_plan_starts_from_the_models_learned_start(trained, monkeypatch):
     codec, _, out, _ = trained
     monkeypatch.setenv("MEMTOK_STARTS", str(out))
-    codec.lm.__dict__.pop("learned_start", None)
-    try:
-        mem = codec.encode(TEXTS[0])
-        fixed = codec.encode(TEXTS[0], k=1, max_steps=1)
-        plan = codec.plan(TEXTS[0])
-    finally:
-        codec.lm.__dict__.pop("learned_start", None)
-    assert mem.exact and mem.recipe["name"] == LEARNED_DEFAULT and mem.recipe["init"] == "learned"
-    assert mem.start == codec.lm.start_name("learned") != "mean"
-    assert plan.endswith(f"; recipe {LEARNED_DEFAULT}, from {mem.start}")  # encode's plan line says so
+    mem = codec.encode(TEXTS[0])
+    fixed = codec.encode(TEXTS[0], k=1, max_steps=1)
+    plan = codec.plan(TEXTS[0])
+    assert mem.exact and mem.recipe == MEMTOK_LEARNED.to_dict()
+    assert mem.start == find_start(codec.lm).name != "mean"
+    assert plan.endswith(f"; recipe {MEMTOK_LEARNED.name}, from {mem.start}")  # encode's plan line says so
     assert fixed.recipe["name"] == "memtok" and fixed.start == "mean"  # a fixed K keeps the default recipe
 
 
 def test_without_a_start_for_the_model_learned_falls_back_to_the_mean(tiny_codec, monkeypatch, tmp_path):
     monkeypatch.setenv("MEMTOK_STARTS", str(tmp_path))  # empty: no start for this model
-    tiny_codec.lm.__dict__.pop("learned_start", None)
-    try:
-        mem = tiny_codec.encode(TEXTS[0], k=1, recipe="memtok:init=learned")
-    finally:
-        tiny_codec.lm.__dict__.pop("learned_start", None)
-    assert mem.exact and mem.start.startswith("mean")
+    mem = tiny_codec.encode(TEXTS[0], k=1, recipe="memtok:init=learned")
+    assert mem.exact and mem.start == NO_START
+
+
+def test_a_start_installed_later_never_changes_what_a_folder_resumes_with(trained, monkeypatch, tmp_path):
+    """A folder begun without a start pins `memtok`; once a start is installed, the same command (no
+    --recipe) goes on with `memtok`, where a new folder would take the start."""
+    from memtok.runs.evaluate import run_eval
+    from memtok.runs.sources import Source
+
+    codec, _, out, _ = trained
+    source = Source("texts", TEXTS[:2], "0" * 64)
+    monkeypatch.setenv("MEMTOK_STARTS", str(tmp_path / "none"))
+    first = run_eval(codec, Source("texts", TEXTS[:1], "0" * 64), tmp_path / "run", show_progress_bar=False)
+    assert first["run"]["recipe"]["name"] == "memtok" and "start" not in first["run"]
+    monkeypatch.setenv("MEMTOK_STARTS", str(out))
+    resumed = run_eval(codec, source, tmp_path / "run", show_progress_bar=False)
+    assert resumed["run"]["recipe"] == first["run"]["recipe"] and resumed["resumed_with"] == 1
+    fresh = run_eval(codec, source, tmp_path / "fresh", show_progress_bar=False)
+    assert fresh["run"]["recipe"]["init"] == "learned" and fresh["run"]["start"] == find_start(codec.lm).name
 
 
 def test_a_stopped_training_run_goes_on_where_it_stopped(tiny_dir, tmp_path):

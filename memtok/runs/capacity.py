@@ -25,7 +25,7 @@ from ..config import EncodeConfig
 from ..errors import MemtokError
 from ..steplog import StepLog
 from .beams import beam_summary, beam_table
-from .folder import CHECKPOINT, FREE, STEPS, ResultsLog, run_folder, settings, write_outputs
+from .folder import CHECKPOINT, FREE, STEPS, ResultsLog, with_pinned_recipe, run_folder, settings, write_outputs
 from .migrate import command_for
 from .plots import plot_capacity
 from .sources import Source
@@ -39,12 +39,14 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
     """Run every (K, length) cell not yet in `out/results.jsonl`; write summary.json, report.md, capacity.png
     (also for the texts finished when the run is interrupted by Ctrl-C or SIGTERM)."""
     out = Path(out)
+    config = with_pinned_recipe(config, out / "run.json")
     configs = {k: codec.check(config.replace(k=k)) for k in sorted(ks)}
     for k, cfg in configs.items():
         if max(lengths) + eos > codec.room(cfg) + 1:
             raise MemtokError(f"length {max(lengths)} with {k} memory vectors does not fit the context of "
                               f"{codec.lm.name} ({codec.lm.context_length})")
-    run = settings(codec.lm, configs[min(ks)], source, command, k=sorted(ks), lengths=sorted(lengths), eos=eos)
+    run = settings(codec.lm, codec.resolve(configs[min(ks)]), source, command, k=sorted(ks), lengths=sorted(lengths),
+                   eos=eos)
     # more K or lengths extend a run: the cells already there are what they were
     with run_folder(out, run, key="key", free=(*FREE, "k", "lengths")) as log:
         started, before = time.perf_counter(), len(log.records)

@@ -20,7 +20,7 @@ from ..files import set_aside
 from ..memory import Memory
 from ..steplog import StepLog, read_steps
 from .beams import beam_summary, beam_table
-from .folder import CHECKPOINT, STEPS, ResultsLog, run_folder, settings, write_outputs
+from .folder import CHECKPOINT, STEPS, ResultsLog, with_pinned_recipe, run_folder, settings, write_outputs
 from .migrate import command_for
 from .plots import plot_eval, plot_steps
 from .sources import Source
@@ -54,8 +54,9 @@ def run_eval(codec: MemoryCodec, source: Source, out: str | Path, config: Encode
     With `beams`, each memory is also decoded by beam search of each width, and its record says
     where that leaves the text (`beams`: width -> first differing character, None when exact)."""
     out = Path(out)
-    config = codec.check(config or EncodeConfig())
-    run = settings(codec.lm, config, source, command)
+    resolved = codec.resolve(with_pinned_recipe(config or EncodeConfig(), out / "run.json"))
+    config = resolved.config
+    run = settings(codec.lm, resolved, source, command)
     with run_folder(out, run) as log:
         log.drop(_lost_memories(out, log))
         rows = range(source.first, source.first + len(source.texts))  # what results are numbered by

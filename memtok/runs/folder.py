@@ -19,6 +19,8 @@ from ..config import SPEED_ONLY, EncodeConfig
 from ..errors import MemtokError
 from ..files import atomic_write, lock_folder, sweep_temporaries
 from ..model import FrozenLM
+from ..recipes import Init, parse_recipe, recipe_spec
+from ..resolved import Resolved
 from .migrate import RENAMED, upgrade
 from .sources import Source
 
@@ -32,12 +34,24 @@ STEPS = "steps.jsonl"
 FREE = ("command", "n_texts", "model", "model_source", "recipe.name", *SPEED_ONLY)
 
 
-def settings(lm: FrozenLM, config: EncodeConfig, source: Source, command: str, **extra) -> dict:
-    """What a run's results depend on (and how it was started), as plain JSON."""
-    start = {"start": lm.start_name("learned")} if config.recipe.init.value == "learned" else {}
+def settings(lm: FrozenLM, resolved: Resolved, source: Source, command: str, **extra) -> dict:
+    """What a run's results depend on (and how it was started), as plain JSON: the config with its
+    recipe decided, and the learned start that recipe began from."""
+    config = resolved.config
+    start = {"start": resolved.start_name} if config.recipe.init is Init.LEARNED else {}
     return {"model": lm.name, "model_source": lm.source, "model_fingerprint": lm.fingerprint, **config.to_dict(), **start, "data": source.name,
             "data_sha256": source.sha256, **source.pinned(), "n_texts": len(source.texts), "command": command,
             **extra}
+
+
+def with_pinned_recipe(config: EncodeConfig, pinned: Path) -> EncodeConfig:
+    """`config` with the recipe the folder's settings file `pinned` holds, when the command names
+    none: the default is decided once, on a folder's first run, so a learned start installed since
+    never changes what a folder resumes with."""
+    if config.recipe is not None or not pinned.exists():
+        return config
+    recipe = json.loads(pinned.read_text()).get("recipe")
+    return config.replace(recipe=parse_recipe(recipe_spec(recipe))) if isinstance(recipe, dict) else config
 
 
 def _flat(settings: dict) -> dict:

@@ -22,7 +22,7 @@ from ..codec import MemoryCodec
 from ..config import EncodeConfig
 from ..errors import MemtokError
 from ..files import lock_folder
-from ..runs.folder import pin_settings, settings
+from ..runs.folder import pin_settings, with_pinned_recipe, settings
 from ..runs.sources import Source
 from .shards import STORE_FORMAT
 from .writer import ShardWriter, done_rows, prepare, write_index
@@ -92,8 +92,9 @@ def run_corpus(codec: MemoryCodec, source: Source, out: str | Path, config: Enco
     """Encode the rows of `source` not yet in the store at `out`; returns counts for the whole store."""
     root = Path(out)
     rank, world = distributed()
-    config = codec.check(config or EncodeConfig())
-    pinned = {"format": STORE_FORMAT, **settings(codec.lm, config, source, command)}
+    resolved = codec.resolve(with_pinned_recipe(config or EncodeConfig(), root / "store.json"))
+    config = resolved.config
+    pinned = {"format": STORE_FORMAT, **settings(codec.lm, resolved, source, command)}
     with ExitStack() as held:
         _lock_on_rank_0(root, rank, held)
         if rank == 0:  # rank 0 pins the settings and readies the folder; the others then check against it

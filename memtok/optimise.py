@@ -28,7 +28,7 @@ from .precision import framed, model_inputs, stored_form, straight_through
 from .recipes import Init, Recipe
 from .resolved import Resolved
 from .start import LearnedStart
-from .verify import verify
+from .greedy import verify
 
 IGNORE = -100
 HEAD_CHUNK = 256  # target positions whose logits [chunk, vocab] exist at once

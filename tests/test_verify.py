@@ -6,11 +6,9 @@ import torch
 from conftest import TEXTS
 
 import memtok.greedy
-import memtok.verify
-from memtok.greedy import greedy, greedy_batch, greedy_many
+from memtok.greedy import greedy, greedy_batch, greedy_many, verify
 from memtok.layout import Layout
 from memtok.recipes import get_recipe
-from memtok.verify import verify
 
 
 def memories(codec, texts, k=1):
@@ -40,15 +38,14 @@ def test_verdicts_match_decoding_alone_for_right_wrong_and_mixed_k(tiny_codec, m
     alone = [greedy(lm, layout.with_k(len(m)), m, len(t)) == t for m, t in zip(mems, targets)]
     assert alone == [True] * 5 + [False, False]
     calls = []
-    decoded_alone = memtok.verify.decoded_alone
-    monkeypatch.setattr(memtok.verify, "decoded_alone", lambda *a: calls.append(a) or decoded_alone(*a))
+    monkeypatch.setattr(memtok.greedy, "greedy", lambda *a: calls.append(a) or greedy(*a))
     assert verify(lm, layout, mems, targets) == alone
     # every batched verdict here won by a wide margin: no memory needed decoding alone
     assert calls == []
-    # below the safe margin, a memory is decoded alone, and the verdict is the same
-    monkeypatch.setattr(memtok.verify, "SAFE_MARGIN", float("inf"))
+    # below the safe margin, a memory is decoded alone (against its targets), and the verdict is the same
+    monkeypatch.setattr(memtok.greedy, "SAFE_MARGIN", float("inf"))
     assert verify(lm, layout, mems, targets) == alone
-    assert len(calls) == len(mems)
+    assert len(calls) == len(mems) and all(c[4] is not None for c in calls)
 
 
 def test_decoding_against_targets_stops_at_the_first_wrong_choice(tiny_codec):

@@ -28,8 +28,8 @@ from rows import report
 import memtok.resolved
 from memtok import MemoryCodec
 from memtok.model import FrozenLM
-from memtok.start import find_start
 from memtok.runs.sources import read_source
+from memtok.start import find_start
 
 
 @dataclass

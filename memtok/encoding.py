@@ -14,10 +14,10 @@ from .header import sha256_text
 from .memory import Memory
 from .model import FrozenLM
 from .optimise import Job, Optimised
-from .resolved import Resolved
 from .plan import FixedK, Piece, PlannedK, SmallestK
 from .precision import STORAGE
 from .recipes import Init
+from .resolved import Resolved
 from .score import entropy_bits
 from .segment import split_text
 from .sizes import text_sizes

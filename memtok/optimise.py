@@ -22,13 +22,13 @@ import torch.utils.checkpoint
 from torch.nn.utils.rnn import pad_sequence
 
 from .checkpoint import Checkpoint, SlotState, text_key
+from .greedy import verify
 from .model import FrozenLM
 from .optim import VectorOptimizer
 from .precision import framed, model_inputs, stored_form, straight_through
 from .recipes import Init, Recipe
 from .resolved import Resolved
 from .start import LearnedStart
-from .greedy import verify
 
 IGNORE = -100
 HEAD_CHUNK = 256  # target positions whose logits [chunk, vocab] exist at once
@@ -347,24 +347,34 @@ def _fits(slots: list[_Slot], job: Job, prompt: int, budget: int) -> bool:
     return (len(slots) + 1) * longest <= budget
 
 
-def _forward(lm: FrozenLM, slots: list[_Slot], prefix: torch.Tensor, infix: torch.Tensor,
-             recipe: Recipe) -> tuple[list[_Judged], torch.Tensor]:
-    """Each text's standing on one padded forward pass, and the per-text losses to back-propagate."""
+def padded_pass(lm: FrozenLM, seqs: list[torch.Tensor], targets: list[torch.Tensor], first: list[int],
+                bf16: bool = False) -> tuple[torch.Tensor, ...]:
+    """One right-padded forward pass over the input sequences `seqs` [L_j, d], row j's `targets[j]`
+    predicted from its input position `first[j]` on (right padding keeps every row's positions and
+    attention as when alone). Returns `score_positions`' (cross-entropy, right, margin) at every
+    target position, row by row, with the row of each position and each row's count of targets:
+    the pass an encode's batch and the learned start's training both make."""
     dev = lm.device
-    # right padding keeps every text's positions and attention as when alone
-    vectors = [s.input_vectors() for s in slots]
-    seqs = [torch.cat([prefix, v.to(prefix.dtype), infix, s.text_emb[:s.span - 1]]) for v, s in zip(vectors, slots)]
     lengths = torch.tensor([len(x) for x in seqs], device=dev)
     x = pad_sequence(seqs, batch_first=True)
     mask = (torch.arange(x.shape[1], device=dev)[None] < lengths[:, None]).long()
-    first = min(s.first_target for s in slots)
+    lo = min(first)
     # [B, N]: row j's targets start at its own first target; positions before it and padding are ignored
-    tgt = pad_sequence([F.pad(s.targets[:s.span], (s.first_target - first, 0), value=IGNORE) for s in slots],
+    tgt = pad_sequence([F.pad(t, (f - lo, 0), value=IGNORE) for t, f in zip(targets, first)],
                        batch_first=True, padding_value=IGNORE)
     valid = tgt != IGNORE
-    ce, right, margin = score_positions(lm, x, mask, first, valid, tgt, recipe.bf16)
-    rows, n = valid.nonzero()[:, 0], valid.sum(1)
-    zeros = torch.zeros(len(slots), device=dev)
+    ce, right, margin = score_positions(lm, x, mask, lo, valid, tgt, bf16)
+    return ce, right, margin, valid.nonzero()[:, 0], valid.sum(1)
+
+
+def _forward(lm: FrozenLM, slots: list[_Slot], prefix: torch.Tensor, infix: torch.Tensor,
+             recipe: Recipe) -> tuple[list[_Judged], torch.Tensor]:
+    """Each text's standing on one padded forward pass, and the per-text losses to back-propagate."""
+    vectors = [s.input_vectors() for s in slots]
+    seqs = [torch.cat([prefix, v.to(prefix.dtype), infix, s.text_emb[:s.span - 1]]) for v, s in zip(vectors, slots)]
+    ce, right, margin, rows, n = padded_pass(lm, seqs, [s.targets[:s.span] for s in slots],
+                                             [s.first_target for s in slots], recipe.bf16)
+    zeros = torch.zeros(len(slots), device=lm.device)
     n_right = [int(r) for r in zeros.index_add(0, rows, right.float()).tolist()]
     accuracy = [r / len(s.targets) for r, s in zip(n_right, slots)]
     min_margin = torch.full_like(zeros, torch.inf).scatter_reduce(0, rows, margin, "amin").tolist()

@@ -6,11 +6,10 @@ import pytest
 from conftest import TEXTS
 
 from memtok import EncodeConfig
-from memtok.resolved import Resolved
 from memtok.checkpoint import Checkpoint
-from memtok.resolved import layout_for
 from memtok.layout import Layout
 from memtok.optimise import Job, optimise
+from memtok.resolved import Resolved, layout_for
 
 SLOW_TEXT = TEXTS[0]  # about 20 steps with one vector on the tiny model
 FAST_TEXT = TEXTS[1]  # a few steps

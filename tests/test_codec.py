@@ -5,11 +5,11 @@ import torch
 from conftest import TEXTS
 
 from memtok import EncodeConfig, Memory, MemtokError
-from memtok.resolved import Resolved
 from memtok.greedy import greedy
 from memtok.layout import Layout
 from memtok.optimise import Job, optimise
 from memtok.recipes import MEMTOK, MEMTOK_SGD
+from memtok.resolved import Resolved
 
 UNSEEN = "zebra quantum fjord"  # the tiny model never saw it: no single vector makes it exact
 

@@ -63,11 +63,11 @@ def test_the_vocabulary_penalty_pulls_memories_towards_tokens(tiny_codec):
 
 
 def test_probe_sees_large_noise_break_memories_and_tiny_noise_keep_them(tiny_dir, tiny_codec, tmp_path, capsysbinary):
-    from memtok.runs.evaluate import run_eval
-    from memtok.runs.sources import read_source
     from test_eval import write_csv
 
     from memtok import EncodeConfig
+    from memtok.runs.evaluate import run_eval
+    from memtok.runs.sources import read_source
 
     data = write_csv(tmp_path / "d.csv", TEXTS[:4])
     run_eval(tiny_codec, read_source(str(data)), tmp_path / "run", EncodeConfig(k=1), show_progress_bar=False)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import TEXTS
 
-from memtok import Memory, MemoryCodec, MemtokError
+from memtok import MemoryCodec, MemtokError
 from memtok.recipes import MEMTOK_LEARNED
 from memtok.start import NO_START, LearnedStart, find_start
 from memtok.training.start_training import TrainConfig, train_start

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from memtok.optim import VectorOptimizer
-from memtok.resolved import Resolved
 from memtok.recipes import KURATOV, MEMTOK, MEMTOK_SGD, PAPER, Optimizer, Schedule
+from memtok.resolved import Resolved
 
 
 def _run_ours(recipe, p0, grads):

@@ -72,7 +72,7 @@ def test_a_texts_pieces_are_queued_together_the_text_with_the_longest_piece_firs
     from memtok.encoding import EncodeRun
 
     texts = [" ".join(TEXTS[:2]), " ".join(TEXTS[2:5]), TEXTS[5], " ".join(TEXTS[6:])]
-    run = EncodeRun(tiny_codec.lm, texts, tiny_codec.check(EncodeConfig(k=1, segment_tokens=6)))
+    run = EncodeRun(tiny_codec.lm, texts, tiny_codec.resolve(EncodeConfig(k=1, segment_tokens=6)))
     order = [run.pieces[job.key].text_index for job in run.start()]
     runs = [t for j, t in enumerate(order) if j == 0 or order[j - 1] != t]
     assert sorted(runs) == sorted(set(order)) == list(range(len(texts)))  # each text's pieces in one run

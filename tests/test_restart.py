@@ -7,9 +7,9 @@ import pytest
 from test_checkpoint import SLOW_TEXT, Stopped
 
 from memtok import EncodeConfig
-from memtok.resolved import Resolved
 from memtok.layout import Layout
 from memtok.optimise import Job, optimise
+from memtok.resolved import Resolved
 
 
 class Curve:

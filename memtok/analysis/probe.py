@@ -17,11 +17,11 @@ import torch
 
 from ..codec import MemoryCodec
 from ..errors import MemtokError
+from ..greedy import verify
 from ..header import sha256_text
 from ..layout import Layout
 from ..memory import Memory
 from ..precision import DTYPES, framed, stored_form
-from ..greedy import verify
 
 NOISE = (1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3)
 MOVED_TEMPLATE = "Recall: {memory}"

@@ -8,11 +8,11 @@ from collections.abc import Callable
 import click
 
 from ..config import AUTO, FAVOUR, MAX_BATCH_TOKENS, PLAN, EncodeConfig
-from ..limits import MAX_K, k_ok
+from ..errors import MemtokError
 from ..layout import DEFAULT_TEMPLATE
+from ..limits import MAX_K, k_ok
 from ..model import MODEL_DTYPES, QUANTISED
 from ..precision import DTYPES
-from ..errors import MemtokError
 from ..recipes import DEFAULT_RECIPE, MEMTOK_LEARNED, RECIPES, parse_recipe
 
 MODEL_HELP = ("hub id, local model directory, .gguf file, or a model that ships in a package: smollm2-135m "

@@ -12,15 +12,15 @@ import statistics
 import time
 from pathlib import Path
 
+from ..beam import departs
 from ..codec import MemoryCodec
 from ..config import EncodeConfig
-from ..beam import departs
 from ..errors import MemtokError
 from ..files import set_aside
 from ..memory import Memory
 from ..steplog import StepLog, read_steps
 from .beams import beam_summary, beam_table
-from .folder import CHECKPOINT, STEPS, ResultsLog, with_pinned_recipe, run_folder, settings, write_outputs
+from .folder import CHECKPOINT, STEPS, ResultsLog, run_folder, settings, with_pinned_recipe, write_outputs
 from .migrate import command_for
 from .plots import plot_eval, plot_steps
 from .sources import Source

@@ -22,7 +22,7 @@ from ..codec import MemoryCodec
 from ..config import EncodeConfig
 from ..errors import MemtokError
 from ..files import lock_folder
-from ..runs.folder import pin_settings, with_pinned_recipe, settings
+from ..runs.folder import pin_settings, settings, with_pinned_recipe
 from ..runs.sources import Source
 from .shards import STORE_FORMAT
 from .writer import ShardWriter, done_rows, prepare, write_index

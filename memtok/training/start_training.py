@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch.nn.utils.rnn import pad_sequence
 
 from ..errors import MemtokError
 from ..files import atomic_write
+from ..layout import Layout
+from ..limits import PLACEHOLDER
 from ..model import FrozenLM
-from ..optimise import IGNORE, score_positions
+from ..optimise import padded_pass
 from ..start import LearnedStart, StartNet, feature_layers
 
 
@@ -48,16 +48,10 @@ def reconstruction(lm: FrozenLM, vectors: torch.Tensor, texts: list[list[int]]
     """Per text: mean cross-entropy of its tokens and EOS after [BOS, its vector] (with a gradient to
     the vectors), targets right, and targets. `vectors` is [B, 1, d]."""
     dev = lm.device
-    bos = lm.embed(torch.tensor([lm.bos_id], device=dev))
-    seqs = [torch.cat([bos, v, lm.embed(torch.tensor(t, device=dev))]) for v, t in zip(vectors, texts)]
-    lengths = torch.tensor([len(s) for s in seqs], device=dev)
-    x = pad_sequence(seqs, batch_first=True)
-    mask = (torch.arange(x.shape[1], device=dev)[None] < lengths[:, None]).long()
-    tgt = pad_sequence([torch.tensor(t + [lm.eos_id], device=dev) for t in texts], batch_first=True,
-                       padding_value=IGNORE)
-    valid = tgt != IGNORE
-    ce, right, _ = score_positions(lm, x, mask, 1, valid, tgt, bf16=False)
-    rows, n = valid.nonzero()[:, 0], valid.sum(1)
+    layout = Layout.build(lm, PLACEHOLDER, 1, bos=True)  # the default encode's: the BOS, then the vector
+    seqs = [torch.cat([layout.context(lm, v), lm.embed(torch.tensor(t, device=dev))]) for v, t in zip(vectors, texts)]
+    targets = [torch.tensor(t + [lm.eos_id], device=dev) for t in texts]
+    ce, right, _, rows, n = padded_pass(lm, seqs, targets, [layout.first_target] * len(texts))
     zeros = torch.zeros(len(texts), device=dev)
     return zeros.index_add(0, rows, ce) / n, zeros.index_add(0, rows, right.float()), n.float()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 
 import pytest
 import torch
@@ -19,6 +20,12 @@ import torch
 torch.set_num_threads(1)
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
+
+# The suite sees only the starts that ship with memtok (a test that wants another sets MEMTOK_STARTS
+# itself), and keeps its model cache apart from the user's (the embedded model's fp32 folder is
+# built there once and shared by the test runs of this machine).
+os.environ.pop("MEMTOK_STARTS", None)
+os.environ["MEMTOK_CACHE"] = os.path.join(tempfile.gettempdir(), "memtok-test-cache")
 
 # What the tiny model is briefly trained on. An untrained random model cannot carry a text from one
 # position to the next, so no memory vector could make it reproduce anything; a few seconds of
@@ -127,10 +134,3 @@ def other_tiny_dir(tmp_path_factory) -> str:
             p.add_(0.01)
     model.save_pretrained(path)
     return path
-
-
-@pytest.fixture(scope="session")
-def smol_codec():
-    from memtok import MemoryCodec
-
-    return MemoryCodec.from_pretrained(None, device="cpu")

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pytest
 from conftest import LINES, TEXTS
+from helpers import HARD_FOR_ONE, SGD
 
 import memtok.auto_k
 from memtok.auto_k import KPlanner
 from memtok.memory import Memory
 from memtok.segment import split_text
-
-HARD_FOR_ONE = TEXTS[2]  # "a dog ran in the park.": under plain SGD one vector needs ~276 steps, two ~13
-SGD = "memtok-sgd"  # the planner is tested on an optimiser whose difficulties these texts pin down
 
 
 def test_auto_grows_to_the_first_k_that_is_exact(tiny_codec):

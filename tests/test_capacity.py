@@ -6,8 +6,7 @@ import json
 
 import pytest
 from conftest import TEXTS
-from test_cli import run
-from test_eval import write_csv
+from helpers import run, write_csv
 
 from memtok import EncodeConfig, MemtokError
 from memtok.runs.capacity import run_capacity

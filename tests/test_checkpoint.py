@@ -3,43 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import TEXTS
+from helpers import FAST_TEXT, SLOW_TEXT, Stop, Stopped
 
 from memtok import EncodeConfig
 from memtok.checkpoint import Checkpoint
-from memtok.layout import Layout
 from memtok.optimise import Job, optimise
 from memtok.resolved import Resolved, layout_for
-
-SLOW_TEXT = TEXTS[0]  # about 20 steps with one vector on the tiny model
-FAST_TEXT = TEXTS[1]  # a few steps
-
-
-class Stop:
-    """An `on_step` that counts the passes and raises KeyboardInterrupt (Ctrl-C) on pass `at`."""
-
-    def __init__(self, at: int | None = None) -> None:
-        self.at, self.calls = at, 0
-
-    def __call__(self, info) -> None:
-        self.calls += 1
-        if self.calls == self.at:
-            raise KeyboardInterrupt
-
-
-class Stopped:
-    """The slow text's optimisation with one vector, stopped by Ctrl-C on pass `at` (before that
-    pass's update) with a checkpoint at `path`."""
-
-    def __init__(self, codec, path, at: int, config: EncodeConfig | None = None) -> None:
-        self.lm, self.path = codec.lm, path
-        self.layout, self.config = Layout.build(self.lm, "{memory}", 1, True), config or EncodeConfig(k=1, recipe="memtok")
-        self.job = Job(0, codec.target_ids(SLOW_TEXT), 1)
-        with pytest.raises(KeyboardInterrupt):
-            list(optimise(self.lm, Resolved(self.config, self.layout), [self.job], Stop(at), self.checkpoint()))
-
-    def checkpoint(self, config: EncodeConfig | None = None) -> Checkpoint:
-        return Checkpoint(self.path, self.lm, Resolved(config or self.config, self.layout))
 
 
 def test_a_stopped_text_goes_on_from_its_step_and_ends_as_the_unstopped_run_does(tiny_codec, tmp_path):

@@ -6,23 +6,7 @@ import sys
 
 import pytest
 from conftest import DEVICE, TEXTS
-
-from memtok.cli import main
-
-
-def run(args, capsysbinary, stdin: bytes | None = None, monkeypatch=None):
-    """Run `memtok ARGS` in this process; returns (exit code, stdout bytes, stderr text)."""
-    if stdin is not None:
-        import io
-
-        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsysbinary.readouterr()
-    return code, out, err.decode()
+from helpers import run
 
 
 def test_encode_decode_round_trip_is_byte_exact(tiny_dir, tmp_path, capsysbinary, monkeypatch):
@@ -138,6 +122,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_no_file(case, files, tiny_dir, 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # a subprocess
 def test_real_process_pipes_and_exit_codes(tiny_dir, tmp_path):
     """The installed entry point, as a shell runs it."""
     mem = tmp_path / "p.safetensors"

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from test_cli import run
+from helpers import run
 
 from memtok import MemtokError
 from memtok.runs.compare import compare

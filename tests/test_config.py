@@ -4,8 +4,7 @@ import json
 
 import pytest
 from conftest import TEXTS
-from test_cli import run
-from test_eval import write_csv
+from helpers import run, write_csv
 
 from memtok import RECIPES, EncodeConfig, MemtokError
 from memtok.recipes import MEMTOK_LEARNED, default_recipe

@@ -1,6 +1,5 @@
 """`memtok encode-corpus`: a resumable store, two processes under torchrun, reading back."""
 
-import json
 import signal
 import subprocess
 import sys
@@ -11,8 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from conftest import DEVICE, TEXTS
-from test_cli import run
-from test_eval import write_csv
+from helpers import finish, memtok_cmd, run, write_csv
 
 from memtok import MemoryCodec, ModelMismatchError
 from memtok.errors import MemtokError
@@ -22,19 +20,6 @@ from memtok.store.corpus import rank_device
 HARD = "zebra quantum fjord"
 # Two texts no memory can make exact (recorded as such) and one too long for the tiny model's context.
 CORPUS = TEXTS + [HARD, "", TEXTS[0] + " " + TEXTS[1]]  # "": a row that cannot be encoded
-
-
-def memtok_cmd(*args, nproc: int = 1):
-    if nproc == 1:
-        return [sys.executable, "-m", "memtok", *args]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
-            "-m", "memtok", *args]
-
-
-def finish(cmd, timeout=300):
-    p = subprocess.run(cmd, capture_output=True, check=False, timeout=timeout)
-    assert p.returncode == 0, p.stderr.decode()[-1500:]
-    return json.loads(p.stdout.decode().strip().splitlines()[-1])
 
 
 def check_store(store_dir, codec, n):
@@ -51,6 +36,7 @@ def check_store(store_dir, codec, n):
     return index
 
 
+@pytest.mark.slow  # a subprocess
 def test_two_processes_under_torchrun_build_one_store(tiny_dir, tiny_codec, tmp_path):
     data = write_csv(tmp_path / "c.csv", CORPUS)
     store_dir = tmp_path / "store"
@@ -74,6 +60,7 @@ def test_a_rank_without_a_gpu_of_its_own_is_refused(monkeypatch):
 
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "terminated"])
+@pytest.mark.slow  # a subprocess
 def test_a_stopped_run_resumes_without_redoing_or_losing_texts(stop, tiny_dir, tiny_codec, tmp_path):
     corpus_rows = [t for pair in zip(TEXTS, [HARD] * len(TEXTS)) for t in pair]
     data = write_csv(tmp_path / "c.csv", corpus_rows)
@@ -147,6 +134,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers in Linux's /proc")
+@pytest.mark.slow  # a subprocess
 def test_a_killed_torchrun_launcher_leaves_no_worker_and_the_store_reopens(tiny_dir, tmp_path):
     data = write_csv(tmp_path / "c.csv", [HARD] * 6)
     store_dir = tmp_path / "store"

@@ -5,9 +5,7 @@ import dataclasses
 import pytest
 import torch
 from conftest import TEXTS
-from test_cli import run
-from test_corpus import finish, memtok_cmd
-from test_eval import write_csv
+from helpers import finish, memtok_cmd, run, write_csv
 
 from memtok import Memory
 from memtok.errors import DecodeMismatchError
@@ -47,6 +45,7 @@ def test_decode_command_writes_nothing_on_a_mismatch(tiny_codec, memory, tmp_pat
     assert code == 1 and out.read_text() != TEXTS[2]
 
 
+@pytest.mark.slow  # a subprocess
 def test_store_decode_checks_every_memory(tiny_dir, tiny_codec, tmp_path, capsysbinary):
     from memtok.store import MemoryStore
     from memtok.store.shards import write_shard

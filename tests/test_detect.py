@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 from conftest import TEXTS
+from helpers import run
 from safetensors.torch import save_file
-from test_cli import run
 
 from memtok.analysis.detect import THRESHOLD, detect, snapped
 from memtok.optimise import vocab_distance
@@ -63,7 +63,7 @@ def test_the_vocabulary_penalty_pulls_memories_towards_tokens(tiny_codec):
 
 
 def test_probe_sees_large_noise_break_memories_and_tiny_noise_keep_them(tiny_dir, tiny_codec, tmp_path, capsysbinary):
-    from test_eval import write_csv
+    from helpers import write_csv
 
     from memtok import EncodeConfig
     from memtok.runs.evaluate import run_eval

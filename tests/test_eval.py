@@ -1,33 +1,19 @@
 """`memtok eval` on the tiny model: outputs, data formats, and resuming after a kill."""
 
-import csv
 import json
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 from conftest import TEXTS
+from helpers import memtok, write_csv
 
 from memtok import EncodeConfig, MemtokError
 from memtok.runs.folder import ResultsLog
 from memtok.runs.sources import read_source
 
 
-def write_csv(path, texts, column="chunk"):
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["id", column])
-        w.writeheader()
-        w.writerows({"id": i, column: t} for i, t in enumerate(texts))
-    return path
-
-
-def memtok(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "memtok", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, **kw)
-
-
+@pytest.mark.slow  # a subprocess
 def test_eval_writes_results_summary_report_and_plots(tiny_dir, tmp_path):
     data = write_csv(tmp_path / "d.csv", TEXTS + ["zebra quantum fjord"])
     out = tmp_path / "run"
@@ -64,6 +50,7 @@ def test_eval_writes_results_summary_report_and_plots(tiny_dir, tmp_path):
     assert codec.decode(Memory.load(out / "memories" / "000005.safetensors")) == (TEXTS + ["zebra quantum fjord"])[5]
 
 
+@pytest.mark.slow  # a subprocess
 def test_eval_resumes_after_a_kill_without_redoing_or_losing_texts(tiny_dir, tmp_path):
     hard = "zebra quantum fjord"  # each gives up after --max-steps: slow enough to kill mid-run
     texts = [t for pair in zip(TEXTS, [hard] * len(TEXTS)) for t in pair]
@@ -109,6 +96,7 @@ def test_a_stop_between_writing_a_result_and_remembering_it_is_reported_as_the_f
     assert summary["interrupted"] and summary["overall"]["n"] == summary["encoded_now"] == 1
 
 
+@pytest.mark.slow  # a subprocess
 def test_sigterm_stops_eval_with_the_report_of_the_texts_it_finished(tiny_dir, tmp_path):
     hard = "zebra quantum fjord"
     texts = [t for pair in zip(TEXTS, [hard] * len(TEXTS)) for t in pair]

@@ -53,6 +53,7 @@ def tokenizer():
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.slow  # eleven models built and trained here: ~45 s in all
 def test_a_family_round_trips_from_one_vector(family, tokenizer, tmp_path):
     config_class, model_class, sizes = _families()[family]
     torch.manual_seed(0)

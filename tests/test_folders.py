@@ -9,8 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import TEXTS
-from test_cli import run
-from test_eval import write_csv
+from helpers import run, write_csv
 
 from memtok import EncodeConfig, MemtokError, NotAMemoryError
 from memtok.files import atomic_write, lock_folder

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 from conftest import TEXTS
+from helpers import run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
-from test_cli import run
 
 from memtok import Memory, MemtokError, NotAMemoryError
 from memtok.precision import pack

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from conftest import TEXTS
 
 SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
@@ -26,6 +27,7 @@ def memtok(args, home, cwd):
                           check=False, timeout=300)
 
 
+@pytest.mark.slow  # a subprocess
 def test_a_hub_id_loads_from_the_cache_offline_and_keeps_its_commit(tiny_dir, other_tiny_dir, tmp_path):
     home = tmp_path / "hf"
     hub_id = hub_cache(tiny_dir, home)
@@ -48,6 +50,7 @@ def test_a_hub_id_loads_from_the_cache_offline_and_keeps_its_commit(tiny_dir, ot
     assert latest.returncode == 2 and b"fingerprint" in latest.stderr
 
 
+@pytest.mark.slow  # a subprocess
 def test_a_hub_id_that_is_nowhere_says_where_it_looked(tmp_path):
     home = tmp_path / "hf"
     p = memtok(["encode", "hello", "--model", "HuggingFaceTB/SmolLM2-360M"], home, tmp_path)

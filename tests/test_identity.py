@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 from conftest import TEXTS
-from test_cli import run
+from helpers import run
 
 from memtok import Memory, MemtokError
 from memtok.identity import describe, file_sha256, find_model

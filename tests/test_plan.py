@@ -4,8 +4,7 @@ try, and no fixed K given more text than it can hold."""
 from __future__ import annotations
 
 from conftest import TEXTS
-from test_auto_k import HARD_FOR_ONE, SGD
-from test_cli import run
+from helpers import HARD_FOR_ONE, SGD, run
 
 from memtok import EncodeConfig
 from memtok.plan import TOKENS_PER_VECTOR, most_tokens

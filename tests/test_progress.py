@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import TEXTS
 
 from memtok.progress import PlainProgress, progress
@@ -24,6 +25,7 @@ def test_a_log_gets_plain_lines_at_the_interval():
     assert log.getvalue().count("\n") == 1
 
 
+@pytest.mark.slow  # a subprocess
 def test_encode_into_a_log_file_writes_no_carriage_returns(tiny_dir, tmp_path):
     with open(tmp_path / "log.txt", "wb") as log:
         p = subprocess.run([sys.executable, "-m", "memtok", "encode", " ".join(TEXTS[:2]), "--model", tiny_dir,

@@ -5,8 +5,7 @@ import time
 
 import pytest
 from conftest import TEXTS
-from test_cli import run
-from test_eval import write_csv
+from helpers import run, write_csv
 
 from memtok import EncodeConfig, MemtokError
 from memtok.recipes import MEMTOK, PAPER, parse_recipe, recipe_spec
@@ -141,8 +140,6 @@ def test_split_is_for_hub_datasets(tmp_path):
 @pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
 def test_a_model_loaded_in_another_dtype_makes_memories_only_that_dtype_decodes(dtype, tiny_dir, tiny_codec, tmp_path,
                                                                                 capsysbinary):
-    if dtype == "int8":
-        pytest.importorskip("bitsandbytes")
     mem = tmp_path / f"{dtype}.safetensors"
     code, _, err = run(["encode", TEXTS[0], "-o", str(mem), "--model", tiny_dir, "-k", "1", "--model-dtype",
                         dtype], capsysbinary)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from test_checkpoint import SLOW_TEXT, Stopped
+from helpers import SLOW_TEXT, Stopped
 
 from memtok import EncodeConfig
 from memtok.layout import Layout

@@ -4,8 +4,7 @@ import json
 
 import pytest
 from conftest import TEXTS
-from test_cli import run
-from test_eval import write_csv
+from helpers import run, write_csv
 
 from memtok import EncodeConfig, MemtokError
 from memtok.runs.sources import read_source
@@ -38,7 +37,7 @@ def test_likelihood_is_the_models_own_score_of_the_query_after_each_memory(tiny_
         alone = score(tiny_codec.lm, Layout.of(mem), ids, tiny_codec.inputs(mem.vectors, mem.storage_dtype))
         assert got == pytest.approx(-alone.nats / len(ids), abs=1e-4)
     hits = memories.search(tiny_codec, query, top_n=3, scoring="mean")
-    assert [h.score for h in hits] == sorted(batched, reverse=True)[:3]
+    assert len(hits) == 3 and [h.score for h in hits] == sorted(batched, reverse=True)[:3]
     skipped = likelihood_scores(tiny_codec, mems, query, batch_size=3)  # the default: skip1
     for mem, got in zip(mems, skipped):  # the first token read, not scored
         layout, vectors = Layout.of(mem), tiny_codec.inputs(mem.vectors, mem.storage_dtype)
@@ -65,7 +64,7 @@ def test_standardised_scoring_ignores_what_every_memory_predicts_alike():
 def test_hits_decode_and_the_vector_method_ranks_every_memory(tiny_codec, store):
     memories = MemoryStore(store)
     hits = memories.search(tiny_codec, TEXTS[3], top_n=2, decode=True)
-    assert all(h.text == TEXTS[int(h.id)] for h in hits)
+    assert len(hits) == 2 and all(h.text == TEXTS[int(h.id)] for h in hits)
     ranked = memories.search(tiny_codec, TEXTS[3], top_n=100, method="vector")
     # a cosine in float32 may pass 1 by a few units of its last place
     assert sorted(h.id for h in ranked) == sorted(memories) and all(abs(h.score) <= 1 + 1e-6 for h in ranked)

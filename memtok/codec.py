@@ -13,7 +13,7 @@ import torch
 from .beam import beam_decode, departs
 from .checkpoint import Checkpoint
 from .config import EncodeConfig
-from .encoding import EncodeRun, target_ids
+from .encode_run import EncodeRun, target_ids
 from .errors import DecodeMismatchError, MemtokError
 from .greedy import greedy_many
 from .header import sha256_text
@@ -138,7 +138,7 @@ class MemoryCodec:
             # exact: greedy decoding gave the piece's ids and EOS, which `target_ids` checked
             # detokenize back to the piece byte for byte
             steps = _with_labels(show_steps(bar), on_step, run.label)
-            with closing(optimise_verified(self.lm, resolved, run.start(), steps, saved)) as tries:
+            with closing(optimise_verified(self.lm, resolved, run.first_tries(), steps, saved)) as tries:
                 for result, exact in tries:
                     i = run.settle(result, exact)
                     if i is None:

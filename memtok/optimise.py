@@ -24,11 +24,11 @@ from torch.nn.utils.rnn import pad_sequence
 from .checkpoint import Checkpoint, SlotState, text_key
 from .greedy import verify
 from .model import FrozenLM
-from .optim import VectorOptimizer
 from .precision import framed, model_inputs, stored_form, straight_through
 from .recipes import Init, Recipe
 from .resolved import Resolved
 from .start import LearnedStart
+from .vector_optimizer import VectorOptimizer
 
 IGNORE = -100
 HEAD_CHUNK = 256  # target positions whose logits [chunk, vocab] exist at once

@@ -14,8 +14,8 @@ from helpers import finish, memtok_cmd, run, write_csv
 
 from memtok import MemoryCodec, ModelMismatchError
 from memtok.errors import MemtokError
+from memtok.runs.encode_corpus import rank_device
 from memtok.store import MemoryStore
-from memtok.store.corpus import rank_device
 
 HARD = "zebra quantum fjord"
 # Two texts no memory can make exact (recorded as such) and one too long for the tiny model's context.

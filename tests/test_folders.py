@@ -13,10 +13,10 @@ from helpers import run, write_csv
 
 from memtok import EncodeConfig, MemtokError, NotAMemoryError
 from memtok.files import atomic_write, lock_folder
+from memtok.runs.encode_corpus import run_corpus
 from memtok.runs.evaluate import run_eval
 from memtok.runs.sources import read_source
 from memtok.store import MemoryStore
-from memtok.store.corpus import run_corpus
 from memtok.store.writer import ShardWriter
 
 QUIET = {"show_progress_bar": False}

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from memtok.optim import VectorOptimizer
 from memtok.recipes import KURATOV, MEMTOK, MEMTOK_SGD, PAPER, Optimizer, Schedule
 from memtok.resolved import Resolved
+from memtok.vector_optimizer import VectorOptimizer
 
 
 def _run_ours(recipe, p0, grads):

@@ -6,8 +6,12 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "memtok"
-BUILT_ON_THE_CORE = ("runs", "store", "cli", "training", "analysis")  # subpackages; everything else in memtok/ is the core
+# Each layer may import the layers before it, never one after: core <- store <- runs <- analysis <- cli.
+LAYERS = ("core", "store", "runs", "analysis", "cli")
+# training (a learned start) stands on the core alone, and only the commands use it
+BESIDE = {"training": ("core",)}
 MAX_FUNCTION_LINES = 60
+MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__main__.py")  # `python -m memtok` runs the CLI
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -24,19 +28,60 @@ def imported_modules(path: Path) -> set[str]:
     return {n for n in names if n == "memtok" or n.startswith("memtok.")}
 
 
+def layer(module: str) -> str:
+    """The layer of a dotted memtok module name: its subpackage, or the core."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and (PACKAGE / parts[1]).is_dir() else "core"
+
+
+def dotted(path: Path) -> str:
+    rel = path.relative_to(PACKAGE).with_suffix("")
+    return ".".join(["memtok", *(rel.parts[:-1] if rel.name == "__init__" else rel.parts)])
+
+
+def allowed(source: str) -> tuple[str, ...]:
+    """The layers a module of layer `source` may import."""
+    if source in BESIDE:
+        return (*BESIDE[source], source)
+    return LAYERS[: LAYERS.index(source) + 1] + (tuple(BESIDE) if source == "cli" else ())
+
+
 def test_imported_modules_resolves_relative_imports():
-    """The check below is only as good as this parser: it must see `..runs` from a subpackage."""
-    sample = PACKAGE / "store" / "corpus.py"
-    assert "memtok.runs.folder" in imported_modules(sample) and "memtok.codec" in imported_modules(sample)
+    """The checks below are only as good as this parser: it must see `..store` from a subpackage and
+    a lazy import inside a function."""
+    sample = PACKAGE / "runs" / "encode_corpus.py"
+    assert {"memtok.store.writer", "memtok.codec", "memtok.runs.folder"} <= imported_modules(sample)
+    assert "memtok.runs.evaluate" in imported_modules(PACKAGE / "cli" / "run_commands.py")  # imported lazily
+    assert layer("memtok.store.writer") == "store" and layer("memtok.codec") == "core" and layer("memtok") == "core"
 
 
-CORE = sorted(p for p in PACKAGE.glob("*.py") if p.name != "__main__.py")  # `python -m memtok` runs the CLI
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_each_layer_imports_only_the_layers_before_it(path):
+    source = layer(dotted(path))
+    banned = sorted(n for n in imported_modules(path) if layer(n) not in allowed(source))
+    assert not banned, f"{path.relative_to(PACKAGE)} ({source}) imports {banned}"
 
 
-@pytest.mark.parametrize("path", CORE, ids=lambda p: p.name)
-def test_the_core_imports_nothing_built_on_it(path):
-    banned = {n for n in imported_modules(path) if n.split(".")[1:2] and n.split(".")[1] in BUILT_ON_THE_CORE}
-    assert not banned, f"{path.name} (core) imports {sorted(banned)}"
+def test_no_modules_import_each_other_even_lazily():
+    """No cycle of any length between memtok's modules: each can be read, and tested, with only
+    what it imports."""
+    graph = {dotted(p): {n for n in imported_modules(p) if n != dotted(p)} for p in MODULES}
+    graph = {m: {n for n in deps if n in graph} for m, deps in graph.items()}
+    done, path = set(), []
+
+    def visit(m: str) -> None:
+        if m in path:
+            raise AssertionError(f"import cycle: {' -> '.join(path[path.index(m):] + [m])}")
+        if m in done:
+            return
+        path.append(m)
+        for n in sorted(graph[m]):
+            visit(n)
+        path.pop()
+        done.add(m)
+
+    for m in sorted(graph):
+        visit(m)
 
 
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))

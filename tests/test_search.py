@@ -7,9 +7,9 @@ from conftest import TEXTS
 from helpers import run, write_csv
 
 from memtok import EncodeConfig, MemtokError
+from memtok.runs.encode_corpus import run_corpus
 from memtok.runs.sources import read_source
 from memtok.store import MemoryStore
-from memtok.store.corpus import run_corpus
 
 
 @pytest.fixture(scope="module")

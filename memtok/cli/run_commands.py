@@ -102,8 +102,8 @@ def encode_corpus(data: str, column: str | None, limit: int | None, rows: str | 
     memtok encode-corpus texts.csv --out store/
     torchrun --nproc-per-node 4 -m memtok encode-corpus texts.csv --out store/
     """
+    from ..runs.encode_corpus import rank_device, run_corpus, watch_launcher
     from ..runs.sources import read_source
-    from ..store.corpus import rank_device, run_corpus, watch_launcher
 
     watch_launcher()
     source = read_source(data, column, limit, rows, split)

@@ -33,8 +33,8 @@ def train_start_command(out: str, steps: int, batch_size: int, lr: float, width:
     """
     from ..progress import progress
     from ..runs.sources import read_rows, read_source
-    from ..training.corpus import training_pieces
     from ..training.start_training import TrainConfig, train_start
+    from ..training.texts import training_pieces
 
     if tokens[0] > tokens[1]:
         raise click.BadParameter(f"the shortest piece ({tokens[0]}) is longer than the longest ({tokens[1]})",

@@ -24,7 +24,7 @@ from ..codec import MemoryCodec
 from ..config import EncodeConfig
 from ..errors import MemtokError
 from ..steplog import StepLog
-from .beams import beam_summary, beam_table
+from .beam_summary import beam_summary, beam_table
 from .folder import CHECKPOINT, FREE, STEPS, ResultsLog, run_folder, settings, with_pinned_recipe, write_outputs
 from .migrate import command_for
 from .plots import plot_capacity

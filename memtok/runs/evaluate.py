@@ -19,7 +19,7 @@ from ..errors import MemtokError
 from ..files import set_aside
 from ..memory import Memory
 from ..steplog import StepLog, read_steps
-from .beams import beam_summary, beam_table
+from .beam_summary import beam_summary, beam_table
 from .folder import CHECKPOINT, STEPS, ResultsLog, run_folder, settings, with_pinned_recipe, write_outputs
 from .migrate import command_for
 from .plots import plot_eval, plot_steps

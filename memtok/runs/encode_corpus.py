@@ -22,10 +22,10 @@ from ..codec import MemoryCodec
 from ..config import EncodeConfig
 from ..errors import MemtokError
 from ..files import lock_folder
-from ..runs.folder import pin_settings, settings, with_pinned_recipe
-from ..runs.sources import Source
-from .shards import STORE_FORMAT
-from .writer import ShardWriter, done_rows, prepare, write_index
+from ..store.shards import STORE_FORMAT
+from ..store.writer import ShardWriter, done_rows, prepare, write_index
+from .folder import pin_settings, settings, with_pinned_recipe
+from .sources import Source
 
 DEATH_GRACE = 30.0  # seconds an orphaned worker is given to save its texts in flight
 _watching = False

@@ -84,7 +84,7 @@ class EncodeRun:
             pieces += [Piece(i, piece, target_ids(self.lm, piece)) for piece in split_text(self.lm, text, self.limit)]
         return pieces
 
-    def start(self) -> deque[Job]:
+    def first_tries(self) -> deque[Job]:
         """The queue of first tries, text by text, the text with the longest piece first: the long
         texts start early and the short ones fill the tail, and a text's pieces run together, so
         texts finish (and an eval records them) one after another, not all at the end, and a run

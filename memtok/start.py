@@ -103,7 +103,10 @@ class LearnedStart:
                 if meta.get("format") != START_FORMAT:
                     raise MemtokError(f"{path} is not a memtok start file")
                 tensors = {k: f.get_tensor(k).float() for k in f.keys()}
-                layers = tuple(int(i) for i in json.loads(meta["layers"]))
+                layers = json.loads(meta["layers"])
+                if not (isinstance(layers, list) and layers and all(type(i) is int and i >= 0 for i in layers)):
+                    raise ValueError(f"its layers {meta['layers'][:40]!r} are not depths of a model")
+                layers = tuple(layers)
                 width = int(meta["width"])
                 hidden = tensors["down.weight"].shape[0]
                 net = StartNet(hidden, layers, width)
@@ -133,6 +136,10 @@ def find_start(lm: FrozenLM) -> LearnedStart | None:
                 continue
             if meta.get("format") == START_FORMAT and meta.get("model_fingerprint") == lm.fingerprint:
                 start = LearnedStart.load(path)
+                depth, hidden = lm.model.config.num_hidden_layers, start.net.down.weight.shape[0]
+                if max(start.net.layers) > depth or hidden != lm.hidden_size:
+                    raise MemtokError(f"start file {path} names {lm.name} but does not fit it (layers "
+                                      f"{list(start.net.layers)} of {depth}, width {hidden} of {lm.hidden_size})")
                 start.net.to(lm.device)
                 return start
     return None

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
@@ -63,6 +63,12 @@ class Optimised:
     converged: bool  # every argmax right with at least the recipe's margin
     targets: list[int]  # the job's, which greedy decoding must give
     restarts: int = 0  # new starts after a stall (`Recipe.restart_after`)
+    ended: float = field(default_factory=time.perf_counter)  # when it was made (`time.perf_counter`)
+
+    @property
+    def began(self) -> float:
+        """When its first pass was (on `time.perf_counter`'s clock)."""
+        return self.ended - self.elapsed_seconds
 
 
 @dataclass

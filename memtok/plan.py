@@ -65,7 +65,8 @@ class Piece:
     steps: int = 0
     restarts: int = 0  # new starts after a stall, over all its tries (`Recipe.restart_after`)
     seconds: float = 0.0  # its share of the run's wall time (`Optimised.seconds`)
-    elapsed_seconds: float = 0.0
+    began: float | None = None  # its first try's first pass, and its last try's last (`Optimised.began`, `.ended`)
+    ended: float | None = None
     result: Optimised | None = None  # the smallest exact try, else the latest
     exact: bool = False
 
@@ -76,7 +77,8 @@ class Piece:
         self.steps += result.steps
         self.restarts += result.restarts
         self.seconds += result.seconds
-        self.elapsed_seconds += result.elapsed_seconds
+        self.began = result.began if self.began is None else min(self.began, result.began)
+        self.ended = result.ended if self.ended is None else max(self.ended, result.ended)
         if not self.exact or (exact and k < len(self.result.vectors)):
             self.result, self.exact = result, exact
 

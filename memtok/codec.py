@@ -133,24 +133,18 @@ class MemoryCodec:
         run = EncodeRun(self.lm, texts, resolved)
         out: list[Memory | None] = [None] * len(texts)
         bar = progress(len(texts), "encoding", "text", disable=not self._show(show_progress_bar))
-        saved = self._checkpoint(checkpoint, resolved)
-        try:
+        tries = self._verified(resolved, run.first_tries(), bar, on_step, run.label, checkpoint)
+        with closing(bar), closing(tries):  # closed at once however the loop ends: the texts in flight are saved
             # exact: greedy decoding gave the piece's ids and EOS, which `target_ids` checked
             # detokenize back to the piece byte for byte
-            steps = _with_labels(show_steps(bar), on_step, run.label)
-            with closing(optimise_verified(self.lm, resolved, run.first_tries(), steps, saved)) as tries:
-                for result, exact in tries:
-                    i = run.settle(result, exact)
-                    if i is None:
-                        continue
-                    out[i] = run.memory(i)
-                    bar.update(1)
-                    if on_result is not None:
-                        on_result(i, out[i])
-        finally:
-            bar.close()
-        if saved is not None:
-            saved.finish()
+            for result, exact in tries:
+                i = run.settle(result, exact)
+                if i is None:
+                    continue
+                out[i] = run.memory(i)
+                bar.update(1)
+                if on_result is not None:
+                    on_result(i, out[i])
         return out[0] if single else out
 
     def plan(self, texts: str | Sequence[str], config: EncodeConfig | None = None, **options) -> str:
@@ -171,20 +165,23 @@ class MemoryCodec:
         resolved = self.resolve(config)
         jobs = deque(Job(i, list(t), config.k) for i, t in enumerate(targets))
         bar = progress(len(jobs), desc, "text", disable=not self._show(show_progress_bar) or not jobs)
-        saved = self._checkpoint(checkpoint, resolved)
-        try:
-            steps = _with_labels(show_steps(bar), on_step, lambda key: {"text": key})
-            with closing(optimise_verified(self.lm, resolved, jobs, steps, saved)) as tries:
-                for result, exact in tries:
-                    bar.update(1)
-                    yield result.key, result, exact
-        finally:
-            bar.close()
+        tries = self._verified(resolved, jobs, bar, on_step, lambda key: {"text": key}, checkpoint)
+        with closing(bar), closing(tries):
+            for result, exact in tries:
+                bar.update(1)
+                yield result.key, result, exact
+
+    def _verified(self, resolved: Resolved, jobs: deque[Job], bar, on_step: Callable[[StepInfo], None] | None,
+                  label: Callable[[object], dict], checkpoint: str | Path | None) -> Iterator[tuple[Optimised, bool]]:
+        """The one driver of `encode` and `encode_ids`: `optimise_verified` with the progress display,
+        the caller's `on_step` (jobs known by `label`) and the checkpoint, which keeps the texts in
+        flight if the iteration stops early and only states never reached if it ends."""
+        saved = None if checkpoint is None else Checkpoint(checkpoint, self.lm, resolved)
+        with closing(optimise_verified(self.lm, resolved, jobs, _with_labels(show_steps(bar), on_step, label),
+                                       saved)) as tries:
+            yield from tries
         if saved is not None:
             saved.finish()
-
-    def _checkpoint(self, path: str | Path | None, resolved: Resolved) -> Checkpoint | None:
-        return None if path is None else Checkpoint(path, self.lm, resolved)
 
     def score(self, targets: list[int], config: EncodeConfig, vectors: torch.Tensor | None = None) -> Score:
         """Teacher-forced score of `targets` in the config's layout, after `vectors` (stored values of
@@ -239,24 +236,28 @@ class MemoryCodec:
         """Each segment's decoded token ids, up to and including its EOS: what `decode` reads."""
         if beams == 1:
             return self._greedy_segments([mem], 32, False)[0]
-        self.check_decodable(mem)
-        layout = Layout.of(mem)
-        return [beam_decode(self.lm, layout.with_k(len(vectors)), self.inputs(vectors, mem.storage_dtype), beams,
-                            max_new_tokens=n + 1)
-                for vectors, n in mem.segment_vectors()]
+        return [beam_decode(self.lm, layout, inputs, beams, max_new_tokens=n + 1)
+                for _, layout, inputs, n in self.segments([mem])]
+
+    def segments(self, mems: Sequence[Memory]) -> list[tuple[int, Layout, torch.Tensor, int]]:
+        """Every segment of every memory, each memory checked first (`check_decodable`): (the
+        memory's index, the layout its segment sat in, with the segment's K, the segment's model
+        inputs, its text tokens). What decoding and search batch by layout."""
+        out = []
+        for j, mem in enumerate(mems):
+            self.check_decodable(mem)
+            layout = Layout.of(mem)
+            out += [(j, layout.with_k(len(vectors)), self.inputs(vectors, mem.storage_dtype), n)
+                    for vectors, n in mem.segment_vectors()]
+        return out
 
     def _greedy_segments(self, mems: list[Memory], batch_size: int, show: bool) -> list[list[list[int]]]:
         """Every segment of every memory, decoded greedily many at a time; grouped back per memory."""
-        jobs, owners = [], []
-        for j, mem in enumerate(mems):
-            self.check_decodable(mem)
-            for vectors, n in mem.segment_vectors():
-                jobs.append((Layout.of(mem), self.inputs(vectors, mem.storage_dtype), n + 1))
-                owners.append(j)
-        with closing(progress(len(jobs), "decoding", "segment", disable=not show)) as bar:
-            ids = greedy_many(self.lm, jobs, batch_size, bar.update)
+        segments = self.segments(mems)
+        with closing(progress(len(segments), "decoding", "segment", disable=not show)) as bar:
+            ids = greedy_many(self.lm, [(layout, v, n + 1) for _, layout, v, n in segments], batch_size, bar.update)
         out: list[list[list[int]]] = [[] for _ in mems]
-        for j, seg in zip(owners, ids):
+        for (j, *_), seg in zip(segments, ids):
             out[j].append(seg)
         return out
 

@@ -85,7 +85,7 @@ class FrozenLM:
         """The token placed before the memory: the BOS if the model has one, else the EOS.
 
         Small models given a memory vector at position 0 rarely get the first text tokens right
-        (docs/results.md: the paper's layout); a real token in front of it acts as the attention
+        (docs/results/README.md: the paper's layout); a real token in front of it acts as the attention
         sink they were trained with.
         """
         bos = self.tokenizer.bos_token_id

@@ -50,17 +50,14 @@ def token_logprobs(codec: MemoryCodec, memories: Sequence[Memory], query: str, b
     way of scoring reads this one pass."""
     lm, ids = codec.lm, query_ids(codec, query)
     q = lm.embed(torch.tensor(ids, device=lm.device))
-    # every segment of every memory, grouped by what shares a batch: the prompt and K
-    groups: dict[tuple, list[tuple[int, torch.Tensor]]] = defaultdict(list)
-    for i, mem in enumerate(memories):
-        for vectors, _ in mem.segment_vectors():
-            groups[(tuple(mem.prefix_ids), tuple(mem.infix_ids), len(vectors))].append(
-                (i, codec.inputs(vectors, mem.storage_dtype)))
+    # every segment of every memory, grouped by what shares a batch: its layout (the prompt and K)
+    groups: dict[Layout, list[tuple[int, torch.Tensor]]] = defaultdict(list)
+    for i, layout, inputs, _ in codec.segments(memories):
+        groups[layout].append((i, inputs))
     owners, rows = [], []
     weight = lm.model.get_input_embeddings().weight
     target = torch.tensor(ids, device=lm.device)
-    for (prefix, infix, k), items in groups.items():
-        layout = Layout(prefix, infix, k)
+    for layout, items in groups.items():
         for start in range(0, len(items), batch_size):
             part = items[start:start + batch_size]
             context = torch.stack([layout.context(lm, v.to(weight.device, weight.dtype)) for _, v in part])

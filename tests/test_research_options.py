@@ -94,15 +94,15 @@ def test_step_log_refuses_a_period_below_one(tmp_path):
 
 
 def test_seconds_per_text_add_up_to_the_runs_wall_time(tiny_codec):
-    """Texts optimised side by side share each pass: their seconds add up to about the call's wall
-    time, where each one's first-to-last-pass time (`elapsed_seconds`) counts the shared passes again."""
+    """Texts optimised side by side share each pass: their seconds add up to at most the call's wall
+    time, while each one's first-to-last-pass time (`elapsed_seconds`) lies within it too."""
     texts = TEXTS[:6]
     started = time.perf_counter()
     mems = tiny_codec.encode(texts, k=1, batch_size=6, max_steps=300)
     wall = time.perf_counter() - started
     shared = sum(m.seconds for m in mems)
     assert 0 < shared <= wall  # every second counted once at most (the rest: the cut, sizes, the bound)
-    assert sum(m.elapsed_seconds for m in mems) > shared  # the raw figure counts a shared pass once per text
+    assert all(0 < m.elapsed_seconds <= wall for m in mems)
 
 
 def test_a_row_range_is_a_slice():

@@ -9,22 +9,24 @@ at each thread count, with the alone run's tokens fed to both (so positions line
 the mean input embedding plus seeded noise: the numerics, not exactness, are measured.
 
     python bench/batched_vs_single.py                         # embedded model, threads 1,2
+    python bench/batched_vs_single.py --model-dtype bfloat16 --json docs/results/bench/batched-vs-single-bf16.json
     python bench/batched_vs_single.py --device cuda --random-weights   # a GPU, SmolLM2's shape
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import torch
 
 from memtok.greedy import SAFE_MARGIN, _cache_arg, greedy
 from memtok.layout import Layout
-from memtok.model import FrozenLM, load
+from memtok.model import MODEL_DTYPES, FrozenLM, load
 
 
-def random_smollm2(device: str) -> FrozenLM:
+def random_smollm2(device: str, dtype: str = "float32") -> FrozenLM:
     """SmolLM2-135M's architecture with random weights, for a machine without the embedded model."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -32,7 +34,7 @@ def random_smollm2(device: str) -> FrozenLM:
 
     cfg = LlamaConfig.from_pretrained(embedded_model_dir())
     torch.manual_seed(0)
-    model = LlamaForCausalLM(cfg).requires_grad_(False).eval().to(device)
+    model = LlamaForCausalLM(cfg).requires_grad_(False).eval().to(device, MODEL_DTYPES[dtype])
     return FrozenLM(model, AutoTokenizer.from_pretrained(embedded_model_dir()), "random SmolLM2-135M")
 
 
@@ -61,18 +63,22 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=32, help="decoding steps per memory")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--random-weights", action="store_true")
+    ap.add_argument("--model-dtype", default="float32", choices=list(MODEL_DTYPES))
+    ap.add_argument("--json", default=None, help="write the rows here")
     args = ap.parse_args()
-    lm = random_smollm2(args.device) if args.random_weights else load(None, args.device)
+    lm = random_smollm2(args.device, args.model_dtype) if args.random_weights else \
+        load(None, args.device, args.model_dtype)
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     layout = Layout.build(lm, "{memory}", 1, bos=True)
     gen = torch.Generator().manual_seed(0)
     noise = torch.randn(max(sizes), 1, lm.hidden_size, generator=gen) * lm.embedding_std
-    memories = (lm.embedding_mean.cpu() + noise).to(lm.device)
+    memories = (lm.embedding_mean.float().cpu() + noise).to(lm.device, lm.embedding_mean.dtype)
     threads = [int(t) for t in args.threads.split(",")] if args.device == "cpu" else [torch.get_num_threads()]
-    print(f"model {lm.name} on {args.device}; SAFE_MARGIN {SAFE_MARGIN}; {args.tokens} tokens per memory\n")
+    print(f"model {lm.name} on {args.device} in {args.model_dtype}; SAFE_MARGIN {SAFE_MARGIN}; "
+          f"{args.tokens} tokens per memory\n")
     print("| threads | batch | largest logit difference | largest margin difference | smallest margin seen | s |")
     print("|---|---|---|---|---|---|")
-    worst = 0.0
+    worst, rows = 0.0, []
     for n in threads:
         torch.set_num_threads(n)
         alone_ids = []  # each memory's own greedy decoding (memtok's), padded with EOS: the tokens to feed
@@ -87,10 +93,16 @@ def main() -> None:
             diff = float((batched - ref).abs().max())
             mdiff = float((margins(batched) - margins(ref)).abs().max())
             worst = max(worst, diff)
+            rows.append({"threads": n, "batch": b, "logit_diff": diff, "margin_diff": mdiff,
+                         "smallest_margin": float(margins(ref).min()),
+                         "largest_logit": float(ref.abs().max())})
             print(f"| {n} | {b} | {diff:.3g} | {mdiff:.3g} | {float(margins(ref).min()):.3g} | "
                   f"{time.perf_counter() - started:.1f} |", flush=True)
     print(f"\nlargest logit difference {worst:.3g}: SAFE_MARGIN is {SAFE_MARGIN / worst:.0f}x it" if worst else
           "\nno difference at all")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -218,34 +218,67 @@ def check_takes_vectors(model: torch.nn.Module, name: str) -> None:
 
 
 MODEL_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# weights held in 8 bits by bitsandbytes (LLM.int8), the rest in float32: about a quarter of an fp32
-# model's memory. Not 4-bit: bitsandbytes 0.50 registers no autograd kernel for its 4-bit CPU
-# matrix-vector path, and on the tiny test model the gradient reaching the input vectors was 0.0
-# where a finite difference gave 0.34 (docs/models.md)
-QUANTISED = ("int8",)
+# weights held in few bits by bitsandbytes: `int8` (LLM.int8, the rest in float32: about a quarter of an
+# fp32 model's memory) and `nf4` (4-bit NormalFloat with bfloat16 compute, the paper's own loading of
+# Llama 3.1 8B). nf4 only on CUDA: bitsandbytes' 4-bit CPU path repacks its weights for a
+# matrix-vector kernel with no autograd, and on the tiny test model the gradient reaching the input
+# vectors was 0.0 where a finite difference gave 0.34 (docs/models.md)
+QUANTISED = ("int8", "nf4")
 
 
-def _quantisation(dtype: str) -> dict:
-    """from_pretrained's arguments for a bitsandbytes-quantised model."""
+def _quantisation(dtype: str, device: str) -> dict:
+    """from_pretrained's arguments for a bitsandbytes-quantised model, refused where it cannot work."""
     import importlib.util
     import logging
 
+    on_cuda = torch.cuda.is_available() and (device == "auto" or device.startswith("cuda"))
+    if dtype == "nf4" and not on_cuda:
+        raise MemtokError("--model-dtype nf4 needs a CUDA GPU: bitsandbytes' 4-bit path on a CPU gives no gradient "
+                          "to the input vectors, so no memory could be optimised (use bfloat16 or int8 here)")
     if importlib.util.find_spec("bitsandbytes") is None:
         raise MemtokError(f"--model-dtype {dtype} needs bitsandbytes: pip install bitsandbytes")
     from transformers import BitsAndBytesConfig
 
     # said at every pass: what int8 matrix products always do, not news
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    if dtype == "nf4":
+        return {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                          bnb_4bit_compute_dtype=torch.bfloat16),
+                "dtype": torch.bfloat16}
     return {"quantization_config": BitsAndBytesConfig(load_in_8bit=True), "dtype": torch.float32}
+
+
+def pin_numerics() -> None:
+    """Matrix products in the arithmetic a memory is verified in, whatever else the process set: no
+    TF32 for float32, and no reduced-precision reductions in bfloat16 or float16 (cuBLAS allows both
+    by default for 16-bit, and picks its kernels by shape, so a verdict could rest on rounding that
+    a decode of another batch shape does not repeat)."""
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
+    torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
+
+
+def _placement(device: str | None, dtype: str) -> dict:
+    """Where from_pretrained puts the weights: spread by accelerate (`auto`), straight onto one GPU
+    (not through host memory: eight ranks would each hold a full fp32 copy there), or, on a CPU, loaded
+    and left there."""
+    device = device or default_device()
+    if dtype in QUANTISED:
+        return {"device_map": device}
+    if device == "auto":
+        return {"device_map": "auto"}
+    return {"device_map": {"": device}} if device.startswith("cuda") else {}
 
 
 def load(model: str | None = None, device: str | None = None, dtype: str = "float32") -> FrozenLM:
     """Load `model`: None (the embedded default), a `.gguf` file, a local directory or a hub id.
 
-    `dtype` is what the model computes in (bfloat16 halves a big model's memory; `int8` holds its
-    weights in 8 bits through bitsandbytes; memories made in it are verified in it,
-    and refused by a model loaded in another dtype). `device="auto"`
-    spreads the model over every GPU there is (accelerate's `device_map="auto"`).
+    `dtype` is what the model computes in (bfloat16 halves a big model's memory; `int8` and `nf4`
+    hold its weights in 8 or 4 bits through bitsandbytes, nf4 on CUDA only; memories made in it are
+    verified in it, and refused by a model loaded in another dtype). `device="auto"` spreads the
+    model over every GPU there is (accelerate's `device_map="auto"`).
     """
     if dtype not in MODEL_DTYPES and dtype not in QUANTISED:
         raise MemtokError(f"model dtype must be one of {', '.join([*MODEL_DTYPES, *QUANTISED])}, got {dtype!r}")
@@ -266,10 +299,9 @@ def load(model: str | None = None, device: str | None = None, dtype: str = "floa
         if hub is not None and hub["revision"]:
             path, revision = hub["id"], hub["revision"]
     kwargs = {"gguf_file": gguf} if gguf else {"revision": revision} if revision else {}
-    placement = {"device_map": "auto"} if device == "auto" else {}
-    if dtype in QUANTISED:  # a quantised model is placed as it loads, never moved after
-        weights = _quantisation(dtype)
-        placement = {"device_map": "auto" if device == "auto" else device or default_device()}
+    placement = _placement(device, dtype)
+    if dtype in QUANTISED:
+        weights = _quantisation(dtype, device or default_device())
     else:
         weights = {"dtype": MODEL_DTYPES[dtype]}
     try:
@@ -289,6 +321,7 @@ def load(model: str | None = None, device: str | None = None, dtype: str = "floa
     lm.eval()
     if not placement:
         lm.to(device or default_device())
+    pin_numerics()
     frozen = FrozenLM(lm, tok, name, functools.partial(describe, model, path, gguf, revision))
     frozen.fingerprint  # noqa: B018 - taken before any pass: a quantised layer may repack its weights at its first
     return frozen

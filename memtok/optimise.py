@@ -9,6 +9,7 @@ judges each result by greedy decoding, a batch of results at a time.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -30,6 +31,7 @@ from .resolved import Resolved
 from .start import LearnedStart
 from .vector_optimizer import VectorOptimizer
 
+logger = logging.getLogger(__name__)
 IGNORE = -100
 HEAD_CHUNK = 256  # target positions whose logits [chunk, vocab] exist at once
 # a result that took this long to optimise is verified at once, with any waiting, rather than held for a
@@ -453,12 +455,14 @@ def optimise(lm: FrozenLM, resolved: Resolved, jobs: Iterable[Job],
     prompt = len(layout.prefix_ids) + len(layout.infix_ids)
     queue = jobs if isinstance(jobs, deque) else deque(jobs)
     slots: list[_Slot] = []
-    done = 0
+    parked: deque[_Slot] = deque()  # texts set aside, with their state, after running out of memory
+    limit, done = config.batch_size, 0
     try:
-        while queue or slots:
-            # 1. refill free slots from the queue, within the batch's size and token budget
-            while (queue and len(slots) < config.batch_size
-                   and _fits(slots, queue[0], prompt, config.max_batch_tokens)):
+        while queue or slots or parked:
+            # 1. refill free slots: texts set aside first, then the queue, within the batch's size and token budget
+            while parked and len(slots) < limit:
+                slots.append(parked.popleft())
+            while queue and len(slots) < limit and _fits(slots, queue[0], prompt, config.max_batch_tokens):
                 job = queue.popleft()
                 slot = _Slot(lm, job, resolved)
                 if checkpoint is not None and (state := checkpoint.take(slot.key())) is not None:
@@ -467,29 +471,59 @@ def optimise(lm: FrozenLM, resolved: Resolved, jobs: Iterable[Job],
 
             # 2. forward, and judge each text on these logits, i.e. on the vectors that produced them
             began = time.perf_counter()
-            judged, per_text = _forward(lm, slots, prefix, infix, recipe)
+            try:
+                judged, per_text = _forward(lm, slots, prefix, infix, recipe)
+            except torch.OutOfMemoryError as exc:
+                slots, limit = _back_off(slots, parked, exc)
+                continue
             began = _share(slots, began)
 
             # 3. the texts that are done leave their slots
             still, finished = _settle(slots, judged, recipe)
             done += len(finished)
             if on_step is not None:
-                on_step(_step_info(slots, judged, still, done, len(queue)))
+                on_step(_step_info(slots, judged, still, done, len(queue) + len(parked)))
 
             # 4. backward and update the texts still in play; each text's loss only reaches its own vectors
             if still:
-                per_text.sum().backward()
-                for s in still:
-                    s.update(recipe)
-                _share(still, began)
+                try:
+                    _backward(per_text)
+                except torch.OutOfMemoryError as exc:  # no update made: the texts go on from where they were
+                    still, limit = _back_off(still, parked, exc)
+                else:
+                    for s in still:
+                        s.update(recipe)
+                    _share(still, began)
             slots = still
             # a pass with no backward keeps its graph (activations) alive through the next forward otherwise
             del per_text
             yield from finished
     except BaseException:  # stopped: Ctrl-C, SIGTERM, an error, or closed by the caller
         if checkpoint is not None:
-            checkpoint.save({s.key(): s.snapshot() for s in slots})
+            checkpoint.save({s.key(): s.snapshot() for s in [*slots, *parked]})
         raise
+
+
+def _backward(per_text: torch.Tensor) -> None:
+    per_text.sum().backward()
+
+
+def _back_off(slots: list[_Slot], parked: deque[_Slot], exc: BaseException) -> tuple[list[_Slot], int]:
+    """After running out of memory in a pass: half the texts go on, the others wait (their vectors,
+    moments and steps kept) and take the next free slots; the batch stays at that size from then on.
+    A lone text that does not fit is the error itself."""
+    if len(slots) <= 1:
+        raise exc
+    keep = len(slots) // 2
+    for s in slots:
+        for p in s.learned.params:
+            p.grad = None
+    parked.extendleft(reversed(slots[keep:]))
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    logger.warning("out of memory with %d texts in a pass: going on with at most %d at a time, the others "
+                   "waiting with their state", len(slots), keep)
+    return slots[:keep], keep
 
 
 def optimise_verified(lm: FrozenLM, resolved: Resolved, jobs: deque[Job],

@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from contextlib import ExitStack
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -28,15 +29,20 @@ from .folder import pin_settings, settings, with_pinned_recipe
 from .sources import Source
 
 DEATH_GRACE = 30.0  # seconds an orphaned worker is given to save its texts in flight
+# How long a rank waits at a barrier for the others: the last barrier waits for the slowest rank's
+# last text, hours on a big model, where torch's default is 30 minutes. A rank that dies does not
+# leave the others waiting that long: its launcher stops them all.
+GROUP_TIMEOUT = timedelta(days=2)
 _watching = False
 
 
 def distributed() -> tuple[int, int]:
-    """(rank, world size); joins the process group a launcher set up through its environment."""
+    """(rank, world size); joins the process group a launcher set up through its environment. The
+    ranks exchange only a barrier and a few counts, on CPU tensors: gloo, whatever they encode on."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         watch_launcher()
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", timeout=GROUP_TIMEOUT)
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
@@ -64,12 +70,18 @@ def watch_launcher() -> None:
 
 
 def rank_device(device: str | None) -> str | None:
-    """Each rank on its own GPU (LOCAL_RANK), as torchrun expects."""
-    if device is None and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+    """Each rank on its own GPU (LOCAL_RANK), as torchrun expects, made the rank's current device so
+    that nothing of it lands on GPU 0; `--device cuda` means the rank's own GPU too. `auto` (one
+    model spread over every GPU) is refused when there are several ranks: each would spread over all."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and device == "auto":
+        raise MemtokError("--device auto spreads one model over every GPU, but each of the processes torchrun "
+                          "started takes a GPU of its own: leave --device out, or give cuda")
+    if device in (None, "cuda") and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
         local, gpus = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
         if local >= gpus:
             raise MemtokError(f"process {local} of this node has no GPU of its own ({gpus} here): start at most "
                               f"{gpus} per node, or pass --device cpu")
+        torch.cuda.set_device(local)
         return f"cuda:{local}"
     return device
 

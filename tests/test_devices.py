@@ -1,0 +1,120 @@
+"""What a GPU user's run depends on, shown on a CPU: each torchrun rank on a GPU of its own, a long
+wait at barriers, weights loaded straight onto their GPU, pinned matmul numerics, 4-bit refused
+where it cannot work, and a pass that runs out of memory halving the batch instead of ending the run."""
+
+import logging
+from datetime import timedelta
+
+import pytest
+import torch
+from conftest import TEXTS
+from helpers import run
+
+import memtok.optimise
+from memtok import MemoryCodec, MemtokError
+from memtok.runs import encode_corpus
+from memtok.runs.encode_corpus import rank_device
+
+
+@pytest.fixture
+def four_gpus(monkeypatch):
+    """A node with four GPUs, as torch would report it; `set_device` calls are recorded."""
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    return chosen
+
+
+def test_each_torchrun_rank_takes_a_gpu_of_its_own_and_makes_it_current(four_gpus, monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert rank_device(None) == rank_device("cuda") == "cuda:2" and four_gpus == [2, 2]
+    assert rank_device("cpu") == "cpu" and rank_device("cuda:3") == "cuda:3"  # as asked
+    monkeypatch.setenv("LOCAL_RANK", "4")
+    with pytest.raises(MemtokError, match="no GPU of its own"):
+        rank_device(None)
+
+
+def test_auto_is_refused_when_torchrun_started_several_processes(four_gpus, monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(MemtokError, match="each of the processes torchrun started takes a GPU of its own"):
+        rank_device("auto")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert rank_device("auto") == "auto"  # one process may spread its model
+
+
+def test_the_ranks_wait_at_barriers_for_hours_not_torchs_half_hour(monkeypatch):
+    joined = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(encode_corpus, "watch_launcher", lambda: None)
+    monkeypatch.setattr(encode_corpus.dist, "is_initialized", lambda: "backend" in joined)
+    monkeypatch.setattr(encode_corpus.dist, "init_process_group", lambda backend, **kw: joined.update(backend=backend,
+                                                                                                       **kw))
+    monkeypatch.setattr(encode_corpus.dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(encode_corpus.dist, "get_world_size", lambda: 2)
+    assert encode_corpus.distributed() == (1, 2)
+    assert joined["backend"] == "gloo" and joined["timeout"] >= timedelta(days=1)
+
+
+def test_nf4_is_refused_on_a_cpu_with_one_line_saying_why(tiny_dir, capsysbinary):
+    code, out, err = run(["encode", TEXTS[0], "--model", tiny_dir, "--model-dtype", "nf4", "--device", "cpu"],
+                         capsysbinary)
+    assert code == 2 and out == b"" and err.count("\n") == 1
+    assert "nf4 needs a CUDA GPU" in err and "no gradient" in err
+
+
+def test_loading_pins_the_matmul_numerics_a_memory_is_verified_in(tiny_dir):
+    matmul = torch.backends.cuda.matmul
+    for flag in ("allow_tf32", "allow_bf16_reduced_precision_reduction", "allow_fp16_reduced_precision_reduction"):
+        setattr(matmul, flag, True)  # what another library in the process may have set (loading resets them)
+    MemoryCodec.from_pretrained(tiny_dir, device="cpu")
+    assert not (matmul.allow_tf32 or matmul.allow_bf16_reduced_precision_reduction
+                or matmul.allow_fp16_reduced_precision_reduction)
+    assert torch.get_float32_matmul_precision() == "highest"
+
+
+def test_weights_load_straight_onto_the_gpu_they_run_on(tiny_dir, monkeypatch):
+    """Not through host memory (eight ranks would each hold a full fp32 copy there), and never moved after."""
+    from transformers import AutoModelForCausalLM
+
+    real, asked = AutoModelForCausalLM.from_pretrained, {}
+
+    def loaded(path, **kwargs):
+        asked.update(kwargs)
+        return real(path, dtype=kwargs["dtype"])  # on the CPU: this machine has no GPU to put it on
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", loaded)
+    monkeypatch.setattr(torch.nn.Module, "to", lambda *a, **k: pytest.fail("a model placed as it loads is moved"))
+    MemoryCodec.from_pretrained(tiny_dir, device="cuda:1")
+    assert asked["device_map"] == {"": "cuda:1"}
+
+
+def test_running_out_of_memory_halves_the_batch_and_goes_on(tiny_codec, monkeypatch, caplog):
+    """A pass of more than two texts runs out of memory (forward or backward, as a GPU would): the
+    batch halves, the texts set aside keep their state, and every text ends as it would have."""
+    plain = tiny_codec.encode(TEXTS[:6], k=1, batch_size=6, max_steps=300)
+    forward, backward, sizes = memtok.optimise._forward, memtok.optimise._backward, []
+
+    def small_forward(lm, slots, *args):
+        sizes.append(len(slots))
+        if len(slots) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(lm, slots, *args)
+
+    def small_backward(per_text):
+        if len(per_text) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        backward(per_text)
+
+    monkeypatch.setattr(memtok.optimise, "_forward", small_forward)
+    monkeypatch.setattr(memtok.optimise, "_backward", small_backward)
+    with caplog.at_level(logging.WARNING, logger="memtok.optimise"):
+        backed_off = tiny_codec.encode(TEXTS[:6], k=1, batch_size=6, max_steps=300)
+    assert [m.steps for m in backed_off] == [m.steps for m in plain] and all(m.exact for m in backed_off)
+    assert sizes[0] == 6 and max(sizes[1:]) <= 3 and max(sizes[-10:]) <= 1  # 6 -> 3 (forward) -> 1 (backward)
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "out of memory with 6 texts in a pass", "out of memory with 3 texts in a pass"]
+    with pytest.raises(torch.OutOfMemoryError):  # a lone text that does not fit is the error itself
+        monkeypatch.setattr(memtok.optimise, "_forward", lambda *a: (_ for _ in ()).throw(torch.OutOfMemoryError()))
+        tiny_codec.encode(TEXTS[0], k=1)

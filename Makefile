@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup demo test test-fast bench
+.PHONY: setup demo test test-fast bench gpu-check
 
 setup: $(VENV)/.memtok-installed
 
@@ -32,3 +32,8 @@ test-fast: setup
 # The recipes side by side on the paper's short chunks (reads ../shared/data, beside the project).
 bench: setup
 	$(PY) bench/recipes.py --data ../shared/data/paper/raschka_chunks_100.csv --limit 20 --recipes paper@bos,kuratov,memtok
+
+# What only a CUDA GPU shows (docs/trust.md): run on a lent GPU machine, with its own Python; says so
+# and exits 0 where there is no CUDA.
+gpu-check:
+	scripts/gpu_check.sh

@@ -11,6 +11,7 @@ the mean input embedding plus seeded noise: the numerics, not exactness, are mea
     python bench/batched_vs_single.py                         # embedded model, threads 1,2
     python bench/batched_vs_single.py --model-dtype bfloat16 --json docs/results/bench/batched-vs-single-bf16.json
     python bench/batched_vs_single.py --device cuda --random-weights   # a GPU, SmolLM2's shape
+    python bench/batched_vs_single.py --device cuda --random-weights --shape llama-3.1-8b --model-dtype bfloat16
 """
 
 from __future__ import annotations
@@ -20,22 +21,11 @@ import json
 import time
 
 import torch
+from random_models import SHAPES, random_lm
 
 from memtok.greedy import SAFE_MARGIN, _cache_arg, greedy
 from memtok.layout import Layout
 from memtok.model import MODEL_DTYPES, FrozenLM, load
-
-
-def random_smollm2(device: str, dtype: str = "float32") -> FrozenLM:
-    """SmolLM2-135M's architecture with random weights, for a machine without the embedded model."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from memtok.embedded import embedded_model_dir
-
-    cfg = LlamaConfig.from_pretrained(embedded_model_dir())
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(cfg).requires_grad_(False).eval().to(device, MODEL_DTYPES[dtype])
-    return FrozenLM(model, AutoTokenizer.from_pretrained(embedded_model_dir()), "random SmolLM2-135M")
 
 
 @torch.no_grad()
@@ -62,11 +52,12 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2", help="torch CPU thread counts to try")
     ap.add_argument("--tokens", type=int, default=32, help="decoding steps per memory")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--random-weights", action="store_true")
+    ap.add_argument("--random-weights", action="store_true", help="random weights in the shape of --shape")
+    ap.add_argument("--shape", default="smollm2-135m", choices=list(SHAPES))
     ap.add_argument("--model-dtype", default="float32", choices=list(MODEL_DTYPES))
     ap.add_argument("--json", default=None, help="write the rows here")
     args = ap.parse_args()
-    lm = random_smollm2(args.device, args.model_dtype) if args.random_weights else \
+    lm = random_lm(args.shape, args.device, args.model_dtype) if args.random_weights else \
         load(None, args.device, args.model_dtype)
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     layout = Layout.build(lm, "{memory}", 1, bos=True)

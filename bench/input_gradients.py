@@ -9,6 +9,9 @@ central finite difference of the same loaded model (int8 also rounds its activat
 difference is the noisier).
 
     python bench/input_gradients.py --json docs/results/bench/input-gradients.json
+    python bench/input_gradients.py --device cuda --random-weights --kinds float32,bfloat16,nf4   # a GPU
+
+On CUDA the 4-bit weights compute in bfloat16 (memtok's `--model-dtype nf4`); on a CPU in float32.
 """
 
 from __future__ import annotations
@@ -22,37 +25,53 @@ from rows import report
 from memtok.embedded import embedded_model_dir
 
 
-def load(path: str, kind: str):
+def load(path: str, kind: str, device: str):
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     if kind == "int8":
         return AutoModelForCausalLM.from_pretrained(path, quantization_config=BitsAndBytesConfig(load_in_8bit=True),
-                                                    device_map="cpu")
+                                                    device_map=device)
     if kind == "nf4":
-        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
-        return AutoModelForCausalLM.from_pretrained(path, quantization_config=config, device_map="cpu")
-    return AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, kind))
+        compute = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute)
+        return AutoModelForCausalLM.from_pretrained(path, quantization_config=config, device_map=device)
+    return AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, kind)).to(device)
+
+
+def random_model_dir() -> str:
+    """SmolLM2-135M's shape with random weights, as a folder bitsandbytes can quantise while loading."""
+    import tempfile
+
+    from random_models import random_lm
+
+    lm = random_lm("smollm2-135m", "cpu")
+    path = tempfile.mkdtemp(prefix="random-smollm2-")
+    lm.model.save_pretrained(path)
+    lm.tokenizer.save_pretrained(path)
+    return path
 
 
 def input_gradient(model, ids: list[int]) -> torch.Tensor:
     """d(next-token loss summed over positions) / d(input vectors), [n, d] float32."""
-    x = model.get_input_embeddings()(torch.tensor([ids])).detach().float().requires_grad_(True)
+    dev = model.get_input_embeddings().weight.device
+    x = model.get_input_embeddings()(torch.tensor([ids], device=dev)).detach().float().requires_grad_(True)
     logits = model(inputs_embeds=x.to(model.get_input_embeddings().weight.dtype)).logits[0, :-1].float()
-    torch.nn.functional.cross_entropy(logits, torch.tensor(ids[1:]), reduction="sum").backward()
+    torch.nn.functional.cross_entropy(logits, torch.tensor(ids[1:], device=dev), reduction="sum").backward()
     return x.grad[0]
 
 
 def finite_difference(model, ids: list[int], grad: torch.Tensor, along: torch.Tensor,
                       eps: float = 1e-3) -> tuple[float, float]:
     """(autograd `grad`, central difference) of the model's loss along the direction `along`."""
-    x = model.get_input_embeddings()(torch.tensor([ids])).detach().float()
+    dev = model.get_input_embeddings().weight.device
+    x = model.get_input_embeddings()(torch.tensor([ids], device=dev)).detach().float()
     d = (along / along.norm() * eps * x.norm())[None]
     dtype = model.get_input_embeddings().weight.dtype
 
     def loss(v):
         logits = model(inputs_embeds=v.to(dtype)).logits[0, :-1].float()
-        return torch.nn.functional.cross_entropy(logits, torch.tensor(ids[1:]), reduction="sum")
+        return torch.nn.functional.cross_entropy(logits, torch.tensor(ids[1:], device=dev), reduction="sum")
 
     with torch.no_grad():
         return float((grad * d[0]).sum()), float((loss(x + d) - loss(x - d)) / 2)
@@ -61,14 +80,17 @@ def finite_difference(model, ids: list[int], grad: torch.Tensor, along: torch.Te
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kinds", default="float32,bfloat16,int8,nf4")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--random-weights", action="store_true", help="SmolLM2-135M's shape with random weights, "
+                                                                  "saved to a temporary folder (no embedded model)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    path = embedded_model_dir()
+    path = random_model_dir() if args.random_weights else embedded_model_dir()
     ids = [1, 504, 2365, 6354, 335, 253, 5482, 30]  # a short sentence's tokens: several positions, several matmuls
-    truth = input_gradient(load(path, "float32").requires_grad_(False), ids)
+    truth = input_gradient(load(path, "float32", args.device).requires_grad_(False), ids).float()
     rows = []
     for kind in args.kinds.split(","):
-        model = load(path, kind).requires_grad_(False)
+        model = load(path, kind, args.device).requires_grad_(False)
         grad = input_gradient(model, ids)
         autograd, difference = finite_difference(model, ids, grad, truth)
         rows.append({"weights": kind, "cosine": round(float(torch.nn.functional.cosine_similarity(

@@ -12,9 +12,11 @@ from its targets) won by `SAFE_MARGIN`; any other row is decoded alone.
 Why the margin suffices: a batched matrix product is not bit for bit the single one that
 `memtok decode` runs (on SmolLM2-135M on a 2-core CPU, logits differ by up to 7.3e-4 between batch
 sizes 1 and 8-64, at 1 and 2 threads: `bench/batched_vs_single.py`, docs/trust.md), so where every
-choice won by far more than that, the single decoding makes the same choices. A quantised model's
-rows are always decoded alone: 8-bit weights choose their 16-bit columns from the whole batch (of 4
-memories verified in a batch with 8-bit weights, one did not decode alone, `bench/model_dtypes.py`).
+choice won by far more than that, the single decoding makes the same choices. That holds for float32
+weights only (`batches_exactly`): in bfloat16 a batch of 32 moved margins by up to 0.75 logits, and
+8-bit weights choose their 16-bit columns from the whole batch (of 4 memories verified in a batch
+with 8-bit weights, one did not decode alone, `bench/model_dtypes.py`); such models decode every
+row alone.
 Decoding one memory at a time reads every weight once per token for each of them; a batch reads
 them once per token for all.
 """
@@ -30,7 +32,15 @@ import torch
 from .layout import Layout
 from .model import FrozenLM
 
-SAFE_MARGIN = 0.1  # logits; 138x the largest batched-vs-single logit difference measured (7.3e-4)
+SAFE_MARGIN = 0.1  # logits; 138x the largest batched-vs-single logit difference measured in float32 (7.3e-4)
+
+
+def batches_exactly(lm: FrozenLM) -> bool:
+    """Whether a batched row whose every choice won by `SAFE_MARGIN` makes the choices it makes alone:
+    measured for float32 weights (margins moved by at most 1.9e-4 between batch sizes). In bfloat16 and
+    float16 they moved by up to 0.75 logits between batch 1 and batch 32 on a CPU, and quantised
+    weights depend on the batch itself (docs/trust.md), so such models decode every row alone."""
+    return lm.model.get_input_embeddings().weight.dtype == torch.float32 and not lm.quantised
 
 
 def _cache_arg(model: torch.nn.Module) -> str:
@@ -95,7 +105,7 @@ def greedy_many(lm: FrozenLM, jobs: Sequence[tuple[Layout, torch.Tensor, int]], 
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
             wanted = None if targets is None else [targets[i] for i in chunk]
-            if len(chunk) > 1 and not lm.quantised:  # a quantised model's batch moves logits beyond any margin
+            if len(chunk) > 1 and batches_exactly(lm):
                 ids, margins = greedy_batch(lm, layout, torch.stack([jobs[i][1] for i in chunk]),
                                             max(jobs[i][2] for i in chunk), wanted)
                 for j, i in enumerate(chunk):

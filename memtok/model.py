@@ -154,7 +154,8 @@ class FrozenLM:
         x = self.embed(torch.arange(min(8, self.model.config.vocab_size), device=self.device))[None]
         with torch.no_grad():
             whole = self.model(inputs_embeds=x, use_cache=False).logits
-            split = head(decoder(inputs_embeds=x, use_cache=False).last_hidden_state)
+            # a head on another GPU than the last layer (`--device auto`) gives its logits there
+            split = head(decoder(inputs_embeds=x, use_cache=False).last_hidden_state).to(whole.device)
         # the same operations on the same inputs: only a different kernel choice could round differently
         close = torch.allclose(whole, split, rtol=0, atol=64 * torch.finfo(whole.dtype).eps * float(whole.abs().max()))
         return (decoder, head) if close else None

@@ -313,15 +313,18 @@ def vocab_distance(lm: FrozenLM, vectors: torch.Tensor) -> torch.Tensor:
 
 def _judge(head: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor,
            t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per position: cross-entropy, argmax right, margin (target logit - best other logit)."""
+    """Per position: cross-entropy, argmax right, margin (target logit - best other logit), on the
+    device of `h`. A model spread over GPUs (`--device auto`) may keep its head on another GPU than
+    its last layer: the logits come back there, and the targets go to them."""
     logits = head(h).float()
+    t = t.to(logits.device)
     ce = F.cross_entropy(logits, t, reduction="none")
     with torch.no_grad():
-        top2 = logits.topk(2, dim=-1)
-        right = top2.indices[:, 0] == t
-        rival = torch.where(right, top2.values[:, 1], top2.values[:, 0])
-        margin = logits.gather(-1, t[:, None])[:, 0] - rival
-    return ce, right, margin
+        values, indices = logits.topk(2, dim=-1)
+        best, runner_up = values.unbind(-1)
+        right = indices.select(-1, 0) == t
+        margin = logits.gather(-1, t.unsqueeze(-1)).squeeze(-1) - torch.where(right, runner_up, best)
+    return ce.to(h.device), right.to(h.device), margin.to(h.device)
 
 
 def score_positions(lm: FrozenLM, x: torch.Tensor, mask: torch.Tensor, first: int, valid: torch.Tensor,
@@ -442,33 +445,24 @@ def optimise(lm: FrozenLM, resolved: Resolved, jobs: Iterable[Job],
     `jobs` is consumed as slots free up (at most the config's `batch_size` texts and
     `config.max_batch_tokens` padded positions in a pass); when it is a deque, jobs the caller
     appends while iterating (a retry with more vectors, say) join the same batch. Jobs may differ
-    in K: each text's targets are aligned to its own first target position. With a storage dtype
-    below float32 every forward pass sees the vectors rounded to it, so the exactness judged here
-    is that of the memory as it will be saved. With a `checkpoint`, a text saved there goes on
-    from where it stopped, and the texts in flight are saved there when the loop is stopped (an
-    exception, or the generator closed before its end).
+    in K. With a storage dtype below float32 every forward pass sees the vectors rounded to it, so
+    the exactness judged here is that of the memory as saved. With a `checkpoint`, a text saved
+    there goes on from where it stopped, and the texts in flight are saved there when the loop is
+    stopped (an exception, or the generator closed before its end). A pass that runs out of memory
+    halves the batch (`_back_off`).
     """
     config, layout, recipe, dev = resolved.config, resolved.layout, resolved.recipe, lm.device
     with torch.no_grad():
         prefix = lm.embed(torch.tensor(layout.prefix_ids, dtype=torch.long, device=dev))
         infix = lm.embed(torch.tensor(layout.infix_ids, dtype=torch.long, device=dev))
     prompt = len(layout.prefix_ids) + len(layout.infix_ids)
-    queue = jobs if isinstance(jobs, deque) else deque(jobs)
-    slots: list[_Slot] = []
+    queue, slots = jobs if isinstance(jobs, deque) else deque(jobs), []
     parked: deque[_Slot] = deque()  # texts set aside, with their state, after running out of memory
     limit, done = config.batch_size, 0
     try:
         while queue or slots or parked:
             # 1. refill free slots: texts set aside first, then the queue, within the batch's size and token budget
-            while parked and len(slots) < limit:
-                slots.append(parked.popleft())
-            while queue and len(slots) < limit and _fits(slots, queue[0], prompt, config.max_batch_tokens):
-                job = queue.popleft()
-                slot = _Slot(lm, job, resolved)
-                if checkpoint is not None and (state := checkpoint.take(slot.key())) is not None:
-                    slot.take_up(state, recipe)
-                slots.append(slot)
-
+            _refill(lm, resolved, slots, parked, queue, limit, prompt, checkpoint)
             # 2. forward, and judge each text on these logits, i.e. on the vectors that produced them
             began = time.perf_counter()
             try:
@@ -502,6 +496,19 @@ def optimise(lm: FrozenLM, resolved: Resolved, jobs: Iterable[Job],
         if checkpoint is not None:
             checkpoint.save({s.key(): s.snapshot() for s in [*slots, *parked]})
         raise
+
+
+def _refill(lm: FrozenLM, resolved: Resolved, slots: list[_Slot], parked: deque[_Slot], queue: deque[Job],
+            limit: int, prompt: int, checkpoint: Checkpoint | None) -> None:
+    """Fill free slots: texts set aside first, then jobs from the queue (each taking up a saved state
+    of its text, if the checkpoint has one), within `limit` texts and the token budget."""
+    while parked and len(slots) < limit:
+        slots.append(parked.popleft())
+    while queue and len(slots) < limit and _fits(slots, queue[0], prompt, resolved.config.max_batch_tokens):
+        slot = _Slot(lm, queue.popleft(), resolved)
+        if checkpoint is not None and (state := checkpoint.take(slot.key())) is not None:
+            slot.take_up(state, resolved.recipe)
+        slots.append(slot)
 
 
 def _backward(per_text: torch.Tensor) -> None:

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import torch
 from conftest import DEVICE, TEXTS
 from helpers import finish, memtok_cmd, run, write_csv
 
 from memtok import MemoryCodec, ModelMismatchError
-from memtok.errors import MemtokError
 from memtok.store import MemoryStore
 
 HARD = "zebra quantum fjord"

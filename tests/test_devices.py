@@ -118,3 +118,35 @@ def test_running_out_of_memory_halves_the_batch_and_goes_on(tiny_codec, monkeypa
     with pytest.raises(torch.OutOfMemoryError):  # a lone text that does not fit is the error itself
         monkeypatch.setattr(memtok.optimise, "_forward", lambda *a: (_ for _ in ()).throw(torch.OutOfMemoryError()))
         tiny_codec.encode(TEXTS[0], k=1)
+
+
+def test_a_head_on_another_gpu_than_the_decoder_gets_its_targets_there():
+    """`--device auto` over two GPUs may put the output head on the second: its logits come back
+    there (accelerate moves a submodule's input, not its output), and the loss, argmax and margin
+    must be made there and handed back on the decoder's device. Fake tensors stand for two GPUs:
+    they carry a device and refuse to mix them, as CUDA does, on a machine without one."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from memtok.optimise import _judge
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        weight = torch.randn(32, 8, device="cuda:1")
+        states = torch.randn(5, 8, device="cuda:0")  # the decoder's, on the first GPU
+        targets = torch.randint(0, 32, (5,), device="cuda:0")
+        # the head as accelerate dispatches it: its input moved to its own device, its output left there
+        ce, right, margin = _judge(lambda h: h.to("cuda:1") @ weight.T, states, targets)
+        assert {ce.device, right.device, margin.device} == {torch.device("cuda:0")}
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_a_16_bit_model_verifies_and_decodes_every_memory_alone(dtype, tiny_dir, monkeypatch):
+    """In 16 bits a batch moves margins far beyond `SAFE_MARGIN` (0.75 logits in bfloat16 between
+    batch 1 and 32, docs/trust.md), so no batched verdict or decoding stands: every row alone."""
+    import memtok.greedy
+
+    codec = MemoryCodec.from_pretrained(tiny_dir, device="cpu", dtype=dtype)
+    rows, batch = [], memtok.greedy.greedy_batch
+    monkeypatch.setattr(memtok.greedy, "greedy_batch", lambda lm, layout, vectors, *a: rows.append(len(vectors))
+                        or batch(lm, layout, vectors, *a))
+    mems = codec.encode(TEXTS[:4], k=1, batch_size=4, max_steps=300)
+    assert codec.decode(mems, check=False) and rows and set(rows) == {1}

@@ -1,0 +1,67 @@
+"""Round trips on a GPU that the CPU suite cannot make: a model in bfloat16 on CUDA, and a model split
+over two devices (its head on another device than its decoder, as `--device auto` may place a big
+model), each encoding texts and decoding them back exactly. Part of `make gpu-check`.
+
+    python bench/gpu_round_trips.py --json gpu-check/round-trips.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from memtok import MemoryCodec
+from memtok.model import FrozenLM, pin_numerics
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from conftest import TEXTS, _fit, build_tiny_model_dir, build_tokenizer  # noqa: E402 - the suite's tiny models
+
+
+def round_trip(codec: MemoryCodec, name: str) -> dict:
+    mems = codec.encode(TEXTS[:4], k=1, batch_size=4, max_steps=500)
+    decoded = codec.decode(mems, check=False)
+    row = {"case": name, "exact": sum(m.exact for m in mems), "texts": len(mems),
+           "decoded_back": sum(d == t for d, t in zip(decoded, TEXTS)), "steps": [m.steps for m in mems]}
+    print(row, flush=True)
+    return row
+
+
+def split_model(device: str) -> FrozenLM:
+    """The tiny model, untied, its decoder on `device` and its head on the CPU through accelerate's
+    dispatch: the head's logits come back on the CPU."""
+    from accelerate import dispatch_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=False)
+    model = LlamaForCausalLM(config)
+    _fit(model, tok, TEXTS)
+    model = dispatch_model(model.requires_grad_(False).eval(), device_map={"model": device, "lm_head": "cpu"})
+    pin_numerics()
+    return FrozenLM(model, tok, "tiny, split over two devices")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    tiny = build_tiny_model_dir(tempfile.mkdtemp(prefix="tiny-"))
+    rows = [round_trip(MemoryCodec.from_pretrained(tiny, device=args.device, dtype="bfloat16"), "bfloat16"),
+            round_trip(MemoryCodec.from_pretrained(tiny, device="auto"), "device auto"),
+            round_trip(MemoryCodec(split_model(args.device)), "decoder on the GPU, head on the CPU")]
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0 if all(r["decoded_back"] == r["exact"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

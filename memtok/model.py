@@ -25,6 +25,9 @@ from .precision import Frame
 # A Hugging Face hub id: "name" or "owner/name", optionally "@revision" (a commit, branch or tag);
 # what is not a local folder and has this form goes to the hub
 HUB_ID = re.compile(r"(?P<id>(?!\.)[\w.-]+(/(?!\.)[\w.-]+)?)(@(?P<revision>[\w.-]+))?")
+# Config keys of models whose logits are more than head(decoder(x)): soft-capping (Gemma 2) or scaling
+# (Cohere, Granite). Such models get their logits whole.
+LOGIT_CHANGES = ("final_logit_softcapping", "logit_scale", "logits_scaling")
 # Config keys that say how a model was loaded, not what it computes.
 _VOLATILE_CONFIG_KEYS = {"transformers_version", "quantization_config", "dtype", "torch_dtype",
                          "architectures", "use_cache"}
@@ -149,7 +152,10 @@ class FrozenLM:
         be made a few positions at a time; None for models that change them further (soft-capping,
         scaling), which then get their logits whole. Checked once on a few positions."""
         decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
-        if decoder is None or head is None:
+        cfg = self.model.config
+        # a change the numbers below could miss: in 16 bits a soft cap at 30 moves a logit of 3 by less
+        # than the tolerance, which is 64 of its rounding steps
+        if decoder is None or head is None or any(getattr(cfg, key, None) for key in LOGIT_CHANGES):
             return None
         x = self.embed(torch.arange(min(8, self.model.config.vocab_size), device=self.device))[None]
         with torch.no_grad():
@@ -184,6 +190,11 @@ def fingerprint(model: torch.nn.Module, tokenizer) -> str:
     model stored in bfloat16 has the same weights loaded in float32 or bfloat16, but not the same
     arithmetic, and a memory is exact only in the arithmetic it was verified in.
     """
+    offloaded = [name for name, p in model.named_parameters() if p.device.type == "meta"]
+    if offloaded:  # accelerate left them on disk or in host memory, to be brought in pass by pass
+        raise MemtokError(f"{len(offloaded)} weights of this model did not fit the GPUs and were offloaded "
+                          f"({offloaded[0]}, ...): memtok needs every weight on a device, to fingerprint the model "
+                          f"and to optimise through it; use more GPUs or --model-dtype bfloat16 or nf4")
     h = hashlib.sha256()
     computes = model.get_input_embeddings().weight.dtype
     if computes != torch.float32:

@@ -42,7 +42,7 @@ def score(lm: FrozenLM, layout: Layout, targets: list[int], vectors: torch.Tenso
     wrong = [] if len(context) else [0]
     if scored:
         x = torch.cat([context, lm.embed(torch.tensor(targets[:-1], dtype=torch.long, device=lm.device))])
-        logits = lm.model(inputs_embeds=x[None]).logits[0, -len(scored):].float()
+        logits = lm.model(inputs_embeds=x[None], use_cache=False).logits[0, -len(scored):].float()
         tgt = torch.tensor(scored, device=lm.device)
         nats += F.cross_entropy(logits, tgt, reduction="sum").item()
         offset = len(targets) - len(scored)

@@ -150,3 +150,34 @@ def test_a_16_bit_model_verifies_and_decodes_every_memory_alone(dtype, tiny_dir,
                         or batch(lm, layout, vectors, *a))
     mems = codec.encode(TEXTS[:4], k=1, batch_size=4, max_steps=300)
     assert codec.decode(mems, check=False) and rows and set(rows) == {1}
+
+
+def test_a_soft_capped_model_gets_its_logits_whole_in_16_bits():
+    """Gemma 2 caps its logits (30 tanh(x / 30)); in bfloat16 the cap moves small logits by less than
+    any tolerance of 16-bit rounding, so only the config can say the head is not the last step."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    from memtok.model import FrozenLM
+
+    tok = __import__("conftest").build_tokenizer()
+    config = Gemma2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, head_dim=16, final_logit_softcapping=30.0)
+    torch.manual_seed(0)
+    model = Gemma2ForCausalLM(config).to(torch.bfloat16).requires_grad_(False).eval()
+    assert FrozenLM(model, tok, "tiny gemma2").split_head is None
+    uncapped = Gemma2ForCausalLM(Gemma2Config(**{**config.to_dict(), "final_logit_softcapping": None}))
+    assert FrozenLM(uncapped.requires_grad_(False).eval(), tok, "tiny gemma2, no cap").split_head is not None
+
+
+def test_weights_offloaded_off_every_device_are_refused_with_one_line(tiny_dir):
+    """accelerate's `auto` puts what does not fit the GPUs on the meta device, to be brought in pass by
+    pass: memtok could neither fingerprint it nor optimise through it at speed."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from memtok.model import fingerprint
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    model.lm_head.weight = torch.nn.Parameter(torch.empty_like(model.lm_head.weight, device="meta"))
+    with pytest.raises(MemtokError, match="did not fit the GPUs and were offloaded") as refused:
+        fingerprint(model, AutoTokenizer.from_pretrained(tiny_dir))
+    assert "\n" not in str(refused.value)

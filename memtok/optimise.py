@@ -32,7 +32,6 @@ from .start import LearnedStart
 from .vector_optimizer import VectorOptimizer
 
 logger = logging.getLogger(__name__)
-IGNORE = -100
 HEAD_CHUNK = 256  # target positions whose logits [chunk, vocab] exist at once
 # a result that took this long to optimise is verified at once, with any waiting, rather than held for a
 # full batch: greedy decoding costs seconds, and a run killed in between would lose the minutes
@@ -327,11 +326,12 @@ def _judge(head: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor,
     return ce.to(h.device), right.to(h.device), margin.to(h.device)
 
 
-def score_positions(lm: FrozenLM, x: torch.Tensor, mask: torch.Tensor, first: int, valid: torch.Tensor,
+def score_positions(lm: FrozenLM, x: torch.Tensor, mask: torch.Tensor, first: int, where: torch.Tensor,
                     targets: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`_judge` at every valid target position (flattened, row by row) of the batch `x`, from input
-    position `first` on. The logits are made `HEAD_CHUNK` positions at a time and remade during the
-    backward pass (checkpointing), so memory holds one chunk of [positions, vocabulary], not all."""
+    """`_judge` at each target position of the batch `x`: `where` [2, n] holds each target's row and
+    its input position counted from `first`, `targets` [n] the ids, row by row. The logits are made
+    `HEAD_CHUNK` positions at a time and remade during the backward pass (checkpointing), so memory
+    holds one chunk of [positions, vocabulary], not all."""
     dev = x.device
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
         if lm.split_head is not None:
@@ -340,7 +340,7 @@ def score_positions(lm: FrozenLM, x: torch.Tensor, mask: torch.Tensor, first: in
         else:
             head = torch.nn.Identity()
             states = lm.model(inputs_embeds=x, attention_mask=mask, use_cache=False).logits[:, first:]
-        states, t = states[valid], targets[valid]
+        states, t = states[where[0], where[1]], targets
         if len(t) <= HEAD_CHUNK:  # one chunk: nothing to save by remaking its logits
             return _judge(head, states, t)
         parts = [torch.utils.checkpoint.checkpoint(_judge, head, states[c:c + HEAD_CHUNK], t[c:c + HEAD_CHUNK],
@@ -364,18 +364,18 @@ def padded_pass(lm: FrozenLM, seqs: list[torch.Tensor], targets: list[torch.Tens
     predicted from its input position `first[j]` on (right padding keeps every row's positions and
     attention as when alone). Returns `score_positions`' (cross-entropy, right, margin) at every
     target position, row by row, with the row of each position and each row's count of targets:
-    the pass an encode's batch and the learned start's training both make."""
+    the pass an encode's batch and the learned start's training both make. Where the targets sit
+    is known here, on the host, so nothing is read back from the device to find them."""
     dev = lm.device
     lengths = torch.tensor([len(x) for x in seqs], device=dev)
     x = pad_sequence(seqs, batch_first=True)
     mask = (torch.arange(x.shape[1], device=dev)[None] < lengths[:, None]).long()
     lo = min(first)
-    # [B, N]: row j's targets start at its own first target; positions before it and padding are ignored
-    tgt = pad_sequence([F.pad(t, (f - lo, 0), value=IGNORE) for t, f in zip(targets, first)],
-                       batch_first=True, padding_value=IGNORE)
-    valid = tgt != IGNORE
-    ce, right, margin = score_positions(lm, x, mask, lo, valid, tgt, bf16)
-    return ce, right, margin, valid.nonzero()[:, 0], valid.sum(1)
+    rows = [j for j, t in enumerate(targets) for _ in range(len(t))]
+    columns = [f - lo + i for t, f in zip(targets, first) for i in range(len(t))]
+    where = torch.tensor([rows, columns], device=dev)
+    ce, right, margin = score_positions(lm, x, mask, lo, where, torch.cat(targets), bf16)
+    return ce, right, margin, where[0], torch.tensor([len(t) for t in targets], device=dev)
 
 
 def _forward(lm: FrozenLM, slots: list[_Slot], prefix: torch.Tensor, infix: torch.Tensor,
@@ -386,16 +386,18 @@ def _forward(lm: FrozenLM, slots: list[_Slot], prefix: torch.Tensor, infix: torc
     ce, right, margin, rows, n = padded_pass(lm, seqs, [s.targets[:s.span] for s in slots],
                                              [s.first_target for s in slots], recipe.bf16)
     zeros = torch.zeros(len(slots), device=lm.device)
-    n_right = [int(r) for r in zeros.index_add(0, rows, right.float()).tolist()]
-    accuracy = [r / len(s.targets) for r, s in zip(n_right, slots)]
-    min_margin = torch.full_like(zeros, torch.inf).scatter_reduce(0, rows, margin, "amin").tolist()
+    right_count = zeros.index_add(0, rows, right.float())
+    min_margin = torch.full_like(zeros, torch.inf).scatter_reduce(0, rows, margin, "amin")
     weight = 1.0 + recipe.wrong_weight * (~right).float()
-    if recipe.first_weight != 1.0 or recipe.eos_weight != 1.0:  # valid positions are each text's targets, in order
+    if recipe.first_weight != 1.0 or recipe.eos_weight != 1.0:  # the positions are each text's targets, in order
         weight = weight * torch.cat([s.position_weights(recipe)[:s.span] for s in slots])
     per_text = zeros.index_add(0, rows, ce * weight) / n
     if recipe.vocab_weight:
         per_text = per_text + recipe.vocab_weight * torch.stack([vocab_distance(lm, v) for v in vectors])
-    return [_Judged(*j) for j in zip(accuracy, min_margin, per_text.tolist(), n_right)], per_text
+    # the step's one read from the device: what each text's standing needs
+    n_right, margins, losses = torch.stack([right_count, min_margin, per_text.detach()]).tolist()
+    judged = [_Judged(r / len(s.targets), m, loss, int(r)) for r, m, loss, s in zip(n_right, margins, losses, slots)]
+    return judged, per_text
 
 
 def _share(slots: list[_Slot], since: float) -> float:

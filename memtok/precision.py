@@ -130,7 +130,18 @@ def stored_form(vectors: torch.Tensor, dtype: str, frame: Frame | None) -> torch
         return quantise(frame.coordinates(v.float()), dtype)
     if dtype == "float32":
         return v
-    return unpack(pack(v, dtype)).to(v.device)
+    return _rounded(v, dtype)
+
+
+def _rounded(v: torch.Tensor, dtype: str) -> torch.Tensor:
+    """float32 values of `v` as `pack` then `unpack` give them, made on `v`'s own device: every step
+    rounds every text's vectors, and a trip through host memory would stop a GPU each time. The same
+    IEEE operations as `pack`, so the same bits (`tests/test_memory_file.py` checks)."""
+    v = v.float()
+    if STORAGE[dtype].scale:  # int8: absmax-scaled integers
+        scale = v.abs().amax(dim=-1).clamp_min(1e-12) / 127.0
+        return torch.round(v / scale[:, None]).clamp(-127, 127).to(torch.int8).float() * scale[:, None]
+    return v.to(getattr(torch, dtype)).float()
 
 
 def model_inputs(stored: torch.Tensor, dtype: str, frame: Frame | None) -> torch.Tensor:

@@ -181,3 +181,30 @@ def test_weights_offloaded_off_every_device_are_refused_with_one_line(tiny_dir):
     with pytest.raises(MemtokError, match="did not fit the GPUs and were offloaded") as refused:
         fingerprint(model, AutoTokenizer.from_pretrained(tiny_dir))
     assert "\n" not in str(refused.value)
+
+
+def test_a_step_reads_from_the_device_once(tiny_codec, monkeypatch):
+    """Each read of a GPU tensor on the host waits for the GPU: memtok's step makes one, for every
+    text's standing together (where the targets sit is known on the host, not read from a mask). The
+    model's own reads (transformers checks its attention mask for padding) are not counted."""
+    import sys
+
+    package = str(__import__("pathlib").Path(__import__("memtok").__file__).parent)
+    from memtok import EncodeConfig
+    from memtok.layout import Layout
+    from memtok.optimise import Job, optimise
+    from memtok.resolved import Resolved
+
+    lm = tiny_codec.lm
+    resolved = Resolved(EncodeConfig(k=1, recipe="memtok", max_steps=5, batch_size=2),
+                        Layout.build(lm, "{memory}", 1, True))
+    jobs = [Job(i, tiny_codec.target_ids(t), 1) for i, t in enumerate(TEXTS[:2])]
+    reads, passes = [], []
+    for name in ("tolist", "item", "nonzero", "__bool__"):
+        real = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _real=real, _name=name, **k:
+                            (sys._getframe(1).f_code.co_filename.startswith(package) and reads.append(_name))
+                            or _real(self, *a, **k))
+    results = list(optimise(lm, resolved, jobs, on_step=passes.append))
+    monkeypatch.undo()
+    assert len(results) == 2 and len(passes) >= 5 and reads == ["tolist"] * len(passes)

@@ -174,3 +174,16 @@ def test_compact_refuses_a_dtype_that_is_not_low_bit():
     assert EncodeConfig(compact=True).dtype == "int4" and EncodeConfig(compact=True, dtype="binary").dtype == "binary"
     with pytest.raises(MemtokError, match="low-bit"):
         EncodeConfig(compact=True, dtype="float16")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "int8"])
+def test_a_step_rounds_on_the_vectors_own_device_to_the_bits_the_file_holds(dtype, monkeypatch):
+    """Every step rounds every text's vectors to the storage dtype: on a GPU a trip through host
+    memory would stop it each time. The rounding made on the device is what saving then loading gives,
+    bit for bit (the file's values are what the optimiser saw)."""
+    from memtok.precision import pack, stored_form, unpack
+
+    v = torch.randn(4, 577, generator=torch.Generator().manual_seed(0)) * 3
+    saved = unpack(pack(v, dtype))
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda *a, **k: pytest.fail("rounding went through host memory"))
+    assert torch.equal(stored_form(v, dtype, None), saved)

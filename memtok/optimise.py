@@ -10,6 +10,7 @@ judges each result by greedy decoding, a batch of results at a time.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -197,6 +198,7 @@ class _Slot:
         self.best: _Best | None = None
         self.since_best = 0
         self.start_best, self.stalled = -1.0, 0  # this start's best accuracy, and the steps since it
+        self.finite = True  # whether the latest pass's loss was a number
         self._weights: torch.Tensor | None = None
 
     @property
@@ -230,6 +232,7 @@ class _Slot:
         self.span = min(self.span + tokens, len(self.targets))
 
     def keep_if_best(self, judged: _Judged) -> None:
+        self.finite = math.isfinite(judged.loss)
         if self.best is None or judged.accuracy > self.best.judged.accuracy:
             self.best, self.since_best = _Best(judged, self.stored()), 0
         else:
@@ -249,7 +252,14 @@ class _Slot:
         self.start_best, self.stalled = -1.0, 0
 
     def update(self, recipe: Recipe) -> None:
-        """One optimiser step, then a new start if this one has stalled (`Recipe.restart_after`)."""
+        """One optimiser step, then a new start if this one has stalled (`Recipe.restart_after`). A
+        loss that is not finite (a float16 model overflows) would put NaN into the vectors and the
+        moments for good: that start is dropped for a new one, the best vectors so far kept."""
+        if not self.finite:
+            for p in self.learned.params:
+                p.grad = None
+            self.restart(recipe, self.restarts + 1)
+            return
         if recipe.clip:  # one norm over this text's parameters, as torch.nn.utils.clip_grad_norm_
             torch.nn.utils.clip_grad_norm_(self.learned.params, recipe.clip)
         for p, opt in zip(self.learned.params, self.opts, strict=True):

@@ -208,3 +208,29 @@ def test_a_step_reads_from_the_device_once(tiny_codec, monkeypatch):
     results = list(optimise(lm, resolved, jobs, on_step=passes.append))
     monkeypatch.undo()
     assert len(results) == 2 and len(passes) >= 5 and reads == ["tolist"] * len(passes)
+
+
+def test_a_loss_that_overflows_starts_the_text_again_instead_of_poisoning_it(tiny_codec, monkeypatch):
+    """A float16 model can overflow to an infinite or NaN loss; its gradient would put NaN into the
+    text's vectors and moments for good. The text starts again (a new factorisation from the mean),
+    and the others in the batch are untouched."""
+    forward, hit = memtok.optimise._forward, []
+
+    def overflowing(lm, slots, *args):
+        judged, per_text = forward(lm, slots, *args)
+        if not hit and slots[0].steps == 3:  # once, for the first text, after three updates
+            hit.append(slots[0].job.key)
+            poison = torch.ones_like(per_text)
+            poison[0] = float("nan")
+            judged[0] = judged[0]._replace(loss=float("nan"))
+            per_text = per_text * poison
+        return judged, per_text
+
+    monkeypatch.setattr(memtok.optimise, "_forward", overflowing)
+    from memtok import EncodeConfig
+
+    targets = [tiny_codec.target_ids(t) for t in TEXTS[:2]]
+    results = {i: (r, exact) for i, r, exact in tiny_codec.encode_ids(targets, EncodeConfig(k=1, batch_size=2,
+                                                                                         max_steps=300))}
+    assert hit and all(exact and torch.isfinite(r.vectors).all() for r, exact in results.values())
+    assert {i: r.restarts for i, (r, _) in results.items()} == {hit[0]: 1, 1 - hit[0]: 0}

@@ -13,7 +13,8 @@ Why the margin suffices: a batched matrix product is not bit for bit the single 
 `memtok decode` runs (on SmolLM2-135M on a 2-core CPU, logits differ by up to 7.3e-4 between batch
 sizes 1 and 8-64, at 1 and 2 threads: `bench/batched_vs_single.py`, docs/trust.md), so where every
 choice won by far more than that, the single decoding makes the same choices. That holds for float32
-weights only (`batches_exactly`): in bfloat16 a batch of 32 moved margins by up to 0.75 logits, and
+weights only (`batches_exactly`): in bfloat16 a batch of 32 moved margins by up to 0.75 logits, in
+float16 any batch moved them by 0.0625, and
 8-bit weights choose their 16-bit columns from the whole batch (of 4 memories verified in a batch
 with 8-bit weights, one did not decode alone, `bench/model_dtypes.py`); such models decode every
 row alone.
@@ -37,9 +38,10 @@ SAFE_MARGIN = 0.1  # logits; 138x the largest batched-vs-single logit difference
 
 def batches_exactly(lm: FrozenLM) -> bool:
     """Whether a batched row whose every choice won by `SAFE_MARGIN` makes the choices it makes alone:
-    measured for float32 weights (margins moved by at most 1.9e-4 between batch sizes). In bfloat16 and
-    float16 they moved by up to 0.75 logits between batch 1 and batch 32 on a CPU, and quantised
-    weights depend on the batch itself (docs/trust.md), so such models decode every row alone."""
+    measured for float32 weights (margins moved by at most 1.9e-4 between batch sizes). On a CPU, in
+    bfloat16 they moved by up to 0.75 logits from batch 32 on, in float16 by 0.0625 from batch 2 on
+    (logits by up to 0.164), and quantised weights depend on the batch itself (docs/trust.md), so
+    such models decode every row alone."""
     return lm.model.get_input_embeddings().weight.dtype == torch.float32 and not lm.quantised
 
 

@@ -22,7 +22,7 @@ COMPACT_DTYPE = "int4"  # what `compact=True` stores unless told otherwise (docs
 MAX_BATCH_TOKENS = 1024  # input positions in one forward pass: what bounds memory, whatever the texts
 # Fields that change neither a memory nor whether it is exact, only how fast it comes: a resumed
 # run may change them.
-SPEED_ONLY = ("batch_size", "max_batch_tokens")
+SPEED_ONLY = ("batch_size", "max_batch_tokens", "recompute_layers")
 
 
 @dataclass
@@ -54,6 +54,10 @@ class EncodeConfig:
     batch_size: int = field(default=8, metadata={"help": "texts optimised side by side"})
     max_batch_tokens: int = field(default=MAX_BATCH_TOKENS, metadata={"help": "input positions in one forward "
                                                                               "pass, what bounds memory"})
+    recompute_layers: bool = field(default=False, metadata={"help": "recompute each layer's activations in the "
+                                                                    "backward pass instead of keeping them: "
+                                                                    "less memory for long texts on big models, "
+                                                                    "one more forward pass a step"})
     keep_text: bool = field(default=False, metadata={"help": "store the text in the memory (else its sha256)"})
     compact: bool = field(default=False, metadata={"help": "the smallest exact memory: low-bit levels in the "
                                                            f"model's frame ({COMPACT_DTYPE} unless `dtype` names "

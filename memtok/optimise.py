@@ -28,6 +28,7 @@ from .greedy import verify
 from .model import FrozenLM
 from .precision import framed, model_inputs, stored_form, straight_through
 from .recipes import Init, Recipe
+from .recompute import layers_recomputed
 from .resolved import Resolved
 from .start import LearnedStart
 from .vector_optimizer import VectorOptimizer
@@ -463,6 +464,12 @@ def optimise(lm: FrozenLM, resolved: Resolved, jobs: Iterable[Job],
     stopped (an exception, or the generator closed before its end). A pass that runs out of memory
     halves the batch (`_back_off`).
     """
+    with layers_recomputed(lm, resolved.config.recompute_layers):
+        yield from _optimise(lm, resolved, jobs, on_step, checkpoint)
+
+
+def _optimise(lm: FrozenLM, resolved: Resolved, jobs: Iterable[Job], on_step: Callable[[StepInfo], None] | None,
+              checkpoint: Checkpoint | None) -> Iterator[Optimised]:
     config, layout, recipe, dev = resolved.config, resolved.layout, resolved.recipe, lm.device
     with torch.no_grad():
         prefix = lm.embed(torch.tensor(layout.prefix_ids, dtype=torch.long, device=dev))

@@ -234,3 +234,22 @@ def test_a_loss_that_overflows_starts_the_text_again_instead_of_poisoning_it(tin
                                                                                          max_steps=300))}
     assert hit and all(exact and torch.isfinite(r.vectors).all() for r, exact in results.values())
     assert {i: r.restarts for i, (r, _) in results.items()} == {hit[0]: 1, 1 - hit[0]: 0}
+
+
+def test_recomputed_layers_keep_nothing_for_the_backward_and_change_nothing(tiny_codec, monkeypatch):
+    """`recompute_layers` runs each decoder layer again in the backward pass (so its activations need
+    not be kept): the same steps and the same vectors, bit for bit, one more layer pass per update."""
+    from memtok.recompute import decoder_layers
+
+    layer = decoder_layers(tiny_codec.lm)[0]
+    cls, calls = type(layer), []
+    real = cls.forward
+    monkeypatch.setattr(cls, "forward", lambda self, *a, **k: (self is layer and calls.append(torch.is_grad_enabled()))
+                        or real(self, *a, **k))
+    plain = tiny_codec.encode(TEXTS[:2], k=1, batch_size=2, max_steps=300)
+    with_grad, calls[:] = calls.count(True), []
+    recomputed = tiny_codec.encode(TEXTS[:2], k=1, batch_size=2, max_steps=300, recompute_layers=True)
+    assert [m.steps for m in recomputed] == [m.steps for m in plain]
+    assert all(torch.equal(a.vectors, b.vectors) for a, b in zip(recomputed, plain))
+    assert calls.count(True) > 1.5 * with_grad  # every pass with an update ran the layer again in its backward
+    assert "forward" not in vars(layer)  # the layer's own forward again afterwards

@@ -146,6 +146,9 @@ _COMMON = [
                  help="texts optimised side by side"),
     click.option("--max-batch-tokens", type=click.IntRange(2), default=MAX_BATCH_TOKENS, show_default=True,
                  help="input positions in one forward pass, what bounds memory use"),
+    click.option("--recompute-layers", is_flag=True,
+                 help="recompute each layer's activations in the backward pass instead of keeping them: less "
+                      "memory for long texts on big models, one more forward pass a step"),
 ]
 _TEXT_ONLY = [
     click.option("--favour", type=click.Choice(FAVOUR), default="steps", show_default=True,
@@ -159,4 +162,4 @@ _TEXT_ONLY = [
                                                  "model's frame (or --dtype ternary/binary), long segments"),
 ]
 _FIELDS = ("k", "favour", "recipe", "max_steps", "template", "chat", "dtype", "batch_size", "max_batch_tokens",
-           "segment_tokens", "keep_text", "compact")
+           "recompute_layers", "segment_tokens", "keep_text", "compact")

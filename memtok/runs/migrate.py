@@ -71,5 +71,6 @@ def command_for(pinned: dict, folder: str | None = None) -> str:
     args += ["--model", d["model"]] if d["model"] != DEFAULT_MODEL else []
     args += ["--batch-size", str(d["batch_size"])]
     args += ["--max-batch-tokens", str(d["max_batch_tokens"])] if d["max_batch_tokens"] != MAX_BATCH_TOKENS else []
+    args += ["--recompute-layers"] if d.get("recompute_layers") else []
     args += ["--out", folder]
     return shlex.join(args)

@@ -31,7 +31,7 @@ from .recipes import Init, Recipe
 from .recompute import layers_recomputed
 from .resolved import Resolved
 from .start import LearnedStart
-from .vector_optimizer import VectorOptimizer
+from .vector_optimizer import VectorOptimizer, update_many
 
 logger = logging.getLogger(__name__)
 HEAD_CHUNK = 256  # target positions whose logits [chunk, vocab] exist at once
@@ -251,23 +251,6 @@ class _Slot:
         self.learned = learned(self.mean.expand(self.job.k, -1), recipe, self.scale, restarts)
         self.opts = [VectorOptimizer(recipe) for _ in self.learned.params]
         self.start_best, self.stalled = -1.0, 0
-
-    def update(self, recipe: Recipe) -> None:
-        """One optimiser step, then a new start if this one has stalled (`Recipe.restart_after`). A
-        loss that is not finite (a float16 model overflows) would put NaN into the vectors and the
-        moments for good: that start is dropped for a new one, the best vectors so far kept."""
-        if not self.finite:
-            for p in self.learned.params:
-                p.grad = None
-            self.restart(recipe, self.restarts + 1)
-            return
-        if recipe.clip:  # one norm over this text's parameters, as torch.nn.utils.clip_grad_norm_
-            torch.nn.utils.clip_grad_norm_(self.learned.params, recipe.clip)
-        for p, opt in zip(self.learned.params, self.opts, strict=True):
-            opt.update(p, p.grad)
-            p.grad = None
-        if recipe.restart_after is not None and self.stalled >= recipe.restart_after:
-            self.restart(recipe, self.restarts + 1)
 
     def key(self) -> str:
         return text_key(self.job.targets, self.job.k, self.max_steps)
@@ -504,8 +487,7 @@ def _optimise(lm: FrozenLM, resolved: Resolved, jobs: Iterable[Job], on_step: Ca
                 except torch.OutOfMemoryError as exc:  # no update made: the texts go on from where they were
                     still, limit = _back_off(still, parked, exc)
                 else:
-                    for s in still:
-                        s.update(recipe)
+                    update(still, recipe)
                     _share(still, began)
             slots = still
             # a pass with no backward keeps its graph (activations) alive through the next forward otherwise
@@ -515,6 +497,30 @@ def _optimise(lm: FrozenLM, resolved: Resolved, jobs: Iterable[Job], on_step: Ca
         if checkpoint is not None:
             checkpoint.save({s.key(): s.snapshot() for s in [*slots, *parked]})
         raise
+
+
+def update(slots: list[_Slot], recipe: Recipe) -> None:
+    """One optimiser step for each of these texts (`vector_optimizer.update_many`: a few kernels for
+    all, each text with its own moments and step), then a new start for any that has stalled
+    (`Recipe.restart_after`). A loss that is not finite (a float16 model overflows) would put NaN into
+    a text's vectors and moments for good: that start is dropped for a new one, its best kept."""
+    going = []
+    for s in slots:
+        if not s.finite:
+            for p in s.learned.params:
+                p.grad = None
+            s.restart(recipe, s.restarts + 1)
+            continue
+        if recipe.clip:  # one norm over this text's parameters, as torch.nn.utils.clip_grad_norm_
+            torch.nn.utils.clip_grad_norm_(s.learned.params, recipe.clip)
+        going.append(s)
+    params = [p for s in going for p in s.learned.params]
+    update_many([opt for s in going for opt in s.opts], params, [p.grad for p in params])
+    for s in going:
+        for p in s.learned.params:
+            p.grad = None
+        if recipe.restart_after is not None and s.stalled >= recipe.restart_after:
+            s.restart(recipe, s.restarts + 1)
 
 
 def _refill(lm: FrozenLM, resolved: Resolved, slots: list[_Slot], parked: deque[_Slot], queue: deque[Job],

@@ -2,7 +2,8 @@
 
 Each text in a batch owns its vectors, its moments and its step count, so it learns exactly as it
 would alone and a slot refilled with a new text starts from a clean state. The Adam arithmetic is
-torch.optim.Adam/AdamW's, written against one tensor (tests pin it to torch's).
+torch.optim.Adam/AdamW's, written against one tensor (tests pin it to torch's); `update_many` makes
+the same updates for every text of a step in a few multi-tensor kernels, not several per text.
 """
 
 from __future__ import annotations
@@ -63,3 +64,33 @@ class VectorOptimizer:
         bc2 = 1 - b2 ** self.step
         denom = (self._v.sqrt() / math.sqrt(bc2)).add_(self.eps)
         p.addcdiv_(self._m, denom, value=-lr / bc1)
+
+
+@torch.no_grad()
+def update_many(opts: list[VectorOptimizer], params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+    """`opts[i].update(params[i], grads[i])` for every i, the optimisers all of one recipe: Adam's in
+    torch's multi-tensor (`_foreach`) kernels, which apply the same operations tensor by tensor (a
+    test pins the bits), with each tensor's own step, rate and bias corrections."""
+    if not opts:
+        return
+    r, eps = opts[0].recipe, opts[0].eps
+    if r.optimizer is Optimizer.SGD:  # a kernel or two a tensor already
+        for opt, p, g in zip(opts, params, grads, strict=True):
+            opt.update(p, g)
+        return
+    lrs = [opt.lr() for opt in opts]
+    for opt, p in zip(opts, params, strict=True):
+        opt.step += 1
+        if opt._m is None:
+            opt._m, opt._v = torch.zeros_like(p), torch.zeros_like(p)
+    b1, b2 = r.betas
+    ms, vs = [opt._m for opt in opts], [opt._v for opt in opts]
+    if r.optimizer is Optimizer.ADAMW:
+        torch._foreach_mul_(params, [1 - lr * r.weight_decay for lr in lrs])
+    torch._foreach_lerp_(ms, grads, 1 - b1)
+    torch._foreach_mul_(vs, b2)
+    torch._foreach_addcmul_(vs, grads, grads, value=1 - b2)
+    denom = torch._foreach_sqrt(vs)
+    torch._foreach_div_(denom, [math.sqrt(1 - b2 ** opt.step) for opt in opts])
+    torch._foreach_add_(denom, eps)
+    torch._foreach_addcdiv_(params, ms, denom, [-lr / (1 - b1 ** opt.step) for lr, opt in zip(lrs, opts)])

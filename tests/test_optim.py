@@ -108,7 +108,7 @@ def test_warm_up_ramps_the_rate_then_the_schedule_runs_over_the_rest():
 def test_clipping_bounds_each_texts_step(tiny_codec):
     from memtok import EncodeConfig
     from memtok.layout import Layout
-    from memtok.optimise import Job, _Slot
+    from memtok.optimise import Job, _Slot, update
 
     lm = tiny_codec.lm
     resolved = Resolved(EncodeConfig(k=1, recipe=MEMTOK_SGD), Layout.build(lm, "{memory}", 1, bos=False))
@@ -117,7 +117,7 @@ def test_clipping_bounds_each_texts_step(tiny_codec):
         slot = _Slot(lm, job, resolved)  # SGD at lr 10 on the vector itself
         before = slot.learned.vectors().detach().clone()
         slot.learned.params[0].grad = torch.full_like(before, 100.0)
-        slot.update(MEMTOK_SGD.replace(clip=clip))
+        update([slot], MEMTOK_SGD.replace(clip=clip))
         moved = float((slot.learned.vectors().detach() - before).norm())
         if bound is None:  # unclipped: lr x the gradient's norm
             assert moved == pytest.approx(10 * 100.0 * before.numel() ** 0.5, rel=1e-5)
@@ -177,3 +177,25 @@ def test_a_long_optimisation_is_verified_at_once_rather_than_held_for_a_full_bat
         batches.clear()
         verdicts = list(optimise_verified(lm, Resolved(EncodeConfig(recipe="memtok", batch_size=4, max_steps=40), layout), deque(jobs)))
         assert batches == expected and len(verdicts) == 2
+
+
+@pytest.mark.parametrize("recipe", [MEMTOK, KURATOV, MEMTOK.replace(warmup_steps=3, schedule=Schedule.COSINE),
+                                    MEMTOK_SGD.replace(momentum=0.9)], ids=["adam", "adamw", "cosine", "sgd"])
+def test_many_tensors_update_at_once_to_the_bits_of_one_at_a_time(recipe):
+    """Every text of a step in a few multi-tensor kernels: each with its own step count (texts join
+    the batch at different times), the same bits as updating them one by one."""
+    from memtok.vector_optimizer import update_many
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(1, 64), (32, 2), (3, 64)]
+    alone = [torch.randn(s, generator=gen) for s in shapes]
+    together = [p.clone() for p in alone]
+    one, many = [VectorOptimizer(recipe) for _ in shapes], [VectorOptimizer(recipe) for _ in shapes]
+    for t in range(6):
+        grads = [torch.randn(s, generator=gen) for s in shapes]
+        moving = [i for i in range(len(shapes)) if t >= i]  # the i-th tensor joins at step i
+        for i in moving:
+            one[i].update(alone[i], grads[i])
+        update_many([many[i] for i in moving], [together[i] for i in moving], [grads[i] for i in moving])
+    assert all(torch.equal(a, b) for a, b in zip(alone, together))
+    assert [o.step for o in one] == [o.step for o in many]

@@ -50,6 +50,14 @@ def _cache_arg(model: torch.nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+def _last_logits_only(model: torch.nn.Module) -> dict:
+    """The prefill's logits for its last position only, where the model can: for the whole context they
+    would be [rows, context, vocabulary], gigabytes for long prompts of a big vocabulary."""
+    parameters = inspect.signature(model.forward).parameters
+    return {"logits_to_keep": 1} if "logits_to_keep" in parameters else \
+        {"num_logits_to_keep": 1} if "num_logits_to_keep" in parameters else {}
+
+
 @torch.no_grad()
 def greedy_batch(lm: FrozenLM, layout: Layout, vectors: torch.Tensor, max_new_tokens: int,
                  targets: list[list[int]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,7 +69,7 @@ def greedy_batch(lm: FrozenLM, layout: Layout, vectors: torch.Tensor, max_new_to
     vectors = vectors.to(weight.device, weight.dtype)
     context = torch.stack([layout.context(lm, v) for v in vectors])
     arg = _cache_arg(lm.model)
-    out = lm.model(inputs_embeds=context, use_cache=True)
+    out = lm.model(inputs_embeds=context, use_cache=True, **_last_logits_only(lm.model))
     ids, margins = [], []
     ended = torch.zeros(len(vectors), dtype=torch.bool, device=weight.device)
     expected = None

@@ -253,3 +253,18 @@ def test_recomputed_layers_keep_nothing_for_the_backward_and_change_nothing(tiny
     assert all(torch.equal(a.vectors, b.vectors) for a, b in zip(recomputed, plain))
     assert calls.count(True) > 1.5 * with_grad  # every pass with an update ran the layer again in its backward
     assert "forward" not in vars(layer)  # the layer's own forward again afterwards
+
+
+def test_the_prefill_makes_logits_for_its_last_position_only(tiny_codec, monkeypatch):
+    """Decoding needs the prefill's last logits: for the whole context they would be [rows, context,
+    vocabulary], gigabytes for a long prompt and a big vocabulary."""
+    import functools
+
+    model, asked = tiny_codec.lm.model, []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", functools.wraps(forward)(lambda *a, **k: asked.append(k) or forward(*a, **k)))
+    mem = tiny_codec.encode(TEXTS[0], k=1)
+    monkeypatch.undo()
+    prefills = [k for k in asked if "inputs_embeds" in k and k.get("use_cache")]
+    assert mem.exact and prefills and all(k.get("logits_to_keep") == 1 for k in prefills)
+    assert tiny_codec.decode(mem) == TEXTS[0]

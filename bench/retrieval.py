@@ -7,13 +7,15 @@ a question naming the span's three longest words. Methods, each timed per query:
 - likelihood: the model's log-probability of each query token after each memory
   (`memtok.store.search.token_logprobs`, one pass per query), scored every way in `SCORINGS` (the
   mean, the mean without the first token, the mean of tokens standardised across the store);
-- vector: cosine between each memory's mean vector and a one-vector memory of the query (made
-  with at most `--vector-steps` steps, its time counted);
+- vector, when the memories were made with `--semantic`: the query's code against each memory's
+  component in the semantic subspace (`memtok.semantic`), and beside it the same teacher on the
+  texts themselves (what keeping the texts would buy with that embedder);
 - decode + BM25: every memory decoded once (that time shared among the queries), then BM25;
 - BM25 and all-MiniLM-L6-v2 on the texts themselves (what having the texts buys).
 
     python bench/retrieval.py docs/results/raschka100-k1-first50 docs/results/raschka100-k1-rows50-100 \
         --json docs/results/bench/retrieval-raschka100-first100.json
+    python bench/retrieval.py runs/r100-semantic --scale "" --json docs/results/bench/retrieval-semantic-r100.json
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import torch
 from rows import report
 
 from memtok import Memory, MemoryCodec
 from memtok.runs.sources import read_source
+from memtok.semantic import SemanticSpace
 from memtok.store.search import SCORINGS, best_per_memory, token_logprobs, vector_scores
 
 KINDS = ("span", "changed", "question")
@@ -73,9 +77,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+", help="eval folders with memories/ of one data file (their run.json "
                                                  "names it), searched as one store")
-    ap.add_argument("--vector-steps", type=int, default=200)
-    ap.add_argument("--vector-limit", type=int, default=20, help="queries of each kind for the vector method "
-                                                                 "(each makes a memory of its query)")
     ap.add_argument("--query-limit", type=int, default=None, help="queries of each kind for every method, from "
                                                                   "texts spread evenly through the store (which "
                                                                   "stays whole)")
@@ -136,9 +137,18 @@ def main() -> None:
             return by_scores(best_per_memory(owners, SCORINGS[scoring](logp), len(memories)))
         return rank
 
+    space = SemanticSpace.of(codec.lm)
+    text_codes = space.codes(codec.lm, [codec.lm.tokenize(texts[i]) for i in order])
+
+    def teacher_on_texts(q: str) -> list[int]:
+        code = space.codes(codec.lm, [codec.lm.tokenize(q)])[0]
+        return by_scores(torch.nn.functional.cosine_similarity(text_codes, code[None], dim=1).tolist())
+
+    semantic = {"vector (semantic memories)": lambda q: by_scores(vector_scores(codec, memories, q)),
+                "the same teacher on texts": teacher_on_texts} if all(m.semantic for m in memories) else {}
     methods = {
         **{f"likelihood {name}": likelihood(name) for name in SCORINGS},
-        "vector": lambda q: by_scores(vector_scores(codec, memories, q, max_steps=args.vector_steps)),
+        **semantic,
         "decode + BM25": bm25_ranker(decoded),
         "BM25 on texts": bm25_ranker([texts[i] for i in order]),
         "MiniLM on texts": minilm_rank,
@@ -146,7 +156,7 @@ def main() -> None:
     rows = []
     for name, rank in methods.items():
         for kind in KINDS:
-            mine = [q for q in qs if q[0] == kind][:args.vector_limit if name == "vector" else None]
+            mine = [q for q in qs if q[0] == kind]
             began = time.perf_counter()
             ranked = [(rank(q), i) for _, i, q in mine]
             per_query = (time.perf_counter() - began) / len(mine)

@@ -54,6 +54,8 @@ class EncodeConfig:
     batch_size: int = field(default=8, metadata={"help": "texts optimised side by side"})
     max_batch_tokens: int = field(default=MAX_BATCH_TOKENS, metadata={"help": "input positions in one forward "
                                                                               "pass, what bounds memory"})
+    semantic: bool = field(default=False, metadata={"help": "make each memory's vectors also a sentence embedding "
+                                                            "of its text (`memtok.semantic`), for a vector search"})
     recompute_layers: bool = field(default=False, metadata={"help": "recompute each layer's activations in the "
                                                                     "backward pass instead of keeping them: "
                                                                     "less memory for long texts on big models, "

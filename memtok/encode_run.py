@@ -141,4 +141,5 @@ class EncodeRun:
             exact=all(p.exact for p in pieces), text=self.texts[i] if config.keep_text else None,
             storage_dtype=config.dtype, segments=segments, text_sizes=text_sizes(self.texts[i]),
             start=self.resolved.start_name,
+            semantic=None if self.resolved.semantic is None else self.resolved.semantic.describe(),
             entropy_bits=round(entropy_bits(lm, self.layout, target_ids(lm, self.texts[i])), 2))

@@ -80,6 +80,9 @@ FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "storage_dtype": (lambda v: isinstance(v, str) and v in STORAGE, f"one of {', '.join(STORAGE)}"),
 }
 OPTIONAL = {"memtok_version": "unknown", "storage_dtype": "float32", "format_version": 1}
+# a semantic memory's space (`memtok.semantic.SemanticSpace.describe`)
+SEMANTIC: dict[str, Callable[[object], bool]] = {"teacher": _printable, "layer": _int(0, 100_000),
+                                                 "rank": _int(1, MAX_HIDDEN), "seed": _int(0), "scale": _number(0, 1e9)}
 SIZE_NAMES = ("utf8", "gzip", "xz", "zstd")
 
 
@@ -121,8 +124,8 @@ def _sizes(header: dict, where: str) -> dict:
 
 
 def _record(header: dict, where: str) -> dict:
-    """The optional fields of how a memory was made: its raw optimisation time, its start and where
-    its model came from."""
+    """The optional fields of how a memory was made: its raw optimisation time, its start, where its
+    model came from, and a semantic memory's space."""
     elapsed, start, source = header.get("elapsed_seconds"), header.get("start"), header.get("model_source")
     if elapsed is not None and not _number(0)(elapsed):
         raise NotAMemoryError(f"{where}: 'elapsed_seconds' must be a non-negative number")
@@ -130,7 +133,11 @@ def _record(header: dict, where: str) -> dict:
         raise NotAMemoryError(f"{where}: 'start' must be a printable name")
     if source is not None and not (_printable(source) and _SOURCE.fullmatch(source)):
         raise NotAMemoryError(f"{where}: 'model_source' must be hub:<id>[@<commit>], sha256:<hex> or package:<name>")
-    return {"elapsed_seconds": elapsed, "start": start, "model_source": source}
+    semantic = header.get("semantic")
+    if semantic is not None and not (isinstance(semantic, dict) and set(semantic) == set(SEMANTIC)
+                                     and all(SEMANTIC[k](v) for k, v in semantic.items())):
+        raise NotAMemoryError(f"{where}: 'semantic' must describe a space: {', '.join(SEMANTIC)}")
+    return {"elapsed_seconds": elapsed, "start": start, "model_source": source, "semantic": semantic}
 
 
 def _segments(header: dict, n_tokens: int, where: str) -> list[dict]:

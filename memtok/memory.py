@@ -59,6 +59,7 @@ class Memory:
     elapsed_seconds: float | None = None
     start: str | None = None  # what its optimisation started from: a learned start's name, or the recipe's init
     model_source: str | None = None  # where its model came from, pinned (`memtok.identity`), to find it again
+    semantic: dict | None = None  # for a semantic memory, the space its code is in (`memtok.semantic`)
     memtok_version: str = __version__
     format_version: int = FORMAT_VERSION
 

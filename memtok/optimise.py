@@ -191,6 +191,9 @@ class _Slot:
         self.restarts, self.steps_before = 0, 0  # starts over after a stall, and the steps spent before
         self.learned = learned(initial_vectors(lm, recipe, resolved.start, job.k, job.targets[:-1]), recipe,
                                self.scale)
+        # semantic memories: the text's code fixed in its subspace, the optimiser moving in the rest
+        self.space = resolved.semantic
+        self.code = None if self.space is None else self.space.codes(lm, [job.targets[:-1]])[0]
         self.opts = [VectorOptimizer(recipe) for _ in self.learned.params]
         self.dtype = dtype
         self.frame = lm.frame if framed(dtype) else None
@@ -215,14 +218,19 @@ class _Slot:
             self._weights[-1] = recipe.eos_weight
         return self._weights
 
+    def vectors(self) -> torch.Tensor:
+        """The text's vectors as learned, with its code in place for a semantic memory."""
+        v = self.learned.vectors()
+        return v if self.space is None else self.space.pin(v, self.code)
+
     def input_vectors(self) -> torch.Tensor:
         """What the forward pass sees: the vectors as they will be saved, with a gradient to the parameters."""
-        return straight_through(self.learned.vectors(), self.dtype, self.frame)
+        return straight_through(self.vectors(), self.dtype, self.frame)
 
     def stored(self) -> torch.Tensor:
         """The vectors as they would be saved (for a framed dtype, its levels times scales): what this
         step's forward pass saw."""
-        return stored_form(self.learned.vectors(), self.dtype, self.frame).clone()
+        return stored_form(self.vectors(), self.dtype, self.frame).clone()
 
     def solved(self, judged: _Judged, min_margin: float) -> bool:
         """Whether every target in play is right with at least `min_margin`."""

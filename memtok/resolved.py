@@ -18,6 +18,7 @@ from .config import EncodeConfig
 from .layout import Layout
 from .model import FrozenLM
 from .recipes import Init, Recipe, default_recipe
+from .semantic import SemanticSpace
 from .start import LearnedStart, find_start, start_name
 
 
@@ -44,13 +45,14 @@ class Resolved:
     config: EncodeConfig
     layout: Layout
     start: LearnedStart | None = None  # read when the recipe's init is `Init.LEARNED`
+    semantic: SemanticSpace | None = None  # where the memories keep their text's code, with `config.semantic`
 
     @classmethod
     def of(cls, lm: FrozenLM, config: EncodeConfig) -> Resolved:
         """`config` (checked) resolved on `lm`: its recipe, its layout, and its learned start if it uses one."""
         config = decide_recipe(lm, config)
         start = find_start(lm) if config.recipe.init is Init.LEARNED else None
-        return cls(config, layout_for(lm, config), start)
+        return cls(config, layout_for(lm, config), start, SemanticSpace.of(lm) if config.semantic else None)
 
     @property
     def recipe(self) -> Recipe:
@@ -63,9 +65,11 @@ class Resolved:
 
     def checkpoint_key(self, lm: FrozenLM) -> str:
         """What a saved optimisation state is only valid under: the model, recipe, storage dtype,
-        prompt and, for a learned start, that start."""
+        prompt and, for a learned start, that start; for semantic memories, their space."""
         made = [lm.fingerprint, self.recipe.to_dict(), self.config.dtype, self.layout.prefix_ids,
                 self.layout.infix_ids]
         if self.recipe.init is Init.LEARNED:  # a state only goes on from the start it began at
             made.append(self.start_name)
+        if self.semantic is not None:
+            made.append(self.semantic.describe())
         return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()[:32]

@@ -146,6 +146,9 @@ _COMMON = [
                  help="texts optimised side by side"),
     click.option("--max-batch-tokens", type=click.IntRange(2), default=MAX_BATCH_TOKENS, show_default=True,
                  help="input positions in one forward pass, what bounds memory use"),
+    click.option("--semantic", is_flag=True,
+                 help="make each memory's vectors also a sentence embedding of its text, for `memtok search "
+                      "--method vector` (docs/retrieval.md)"),
     click.option("--recompute-layers", is_flag=True,
                  help="recompute each layer's activations in the backward pass instead of keeping them: less "
                       "memory for long texts on big models, one more forward pass a step"),
@@ -162,4 +165,4 @@ _TEXT_ONLY = [
                                                  "model's frame (or --dtype ternary/binary), long segments"),
 ]
 _FIELDS = ("k", "favour", "recipe", "max_steps", "template", "chat", "dtype", "batch_size", "max_batch_tokens",
-           "recompute_layers", "segment_tokens", "keep_text", "compact")
+           "semantic", "recompute_layers", "segment_tokens", "keep_text", "compact")

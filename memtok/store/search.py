@@ -7,9 +7,9 @@ Two ways, both read-only over a store's memories:
   prompt and then the query; the score is the mean log-probability of the query's tokens but the
   first (`SCORINGS` has the others). A memory cut into segments scores as its best segment, since a
   passage lives in one of them.
-- `vector`: the query is itself made into a memory (one vector) and compared by cosine with each
-  memory's mean input vector. Equally good solutions for one text may lie far apart, so this
-  tests whether the vectors carry the text's content at all.
+- `vector`, for memories made with `--semantic`: the query's code (the model's own embedding of
+  it, `memtok.semantic`) against each memory's component in the semantic subspace, by cosine; the
+  best segment's is the memory's. No model pass over the memories at all.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ..codec import MemoryCodec
 from ..errors import MemtokError
 from ..layout import Layout
 from ..memory import Memory
+from ..semantic import SemanticSpace
 
 METHODS = ("likelihood", "vector")
 
@@ -108,19 +109,18 @@ def likelihood_scores(codec: MemoryCodec, memories: Sequence[Memory], query: str
     return best_per_memory(owners, SCORINGS[scoring](logp), len(memories))
 
 
-def mean_vector(codec: MemoryCodec, mem: Memory) -> torch.Tensor:
-    return codec.inputs(mem.vectors, mem.storage_dtype).float().mean(0)
-
-
-def vector_scores(codec: MemoryCodec, memories: Sequence[Memory], query: str, max_steps: int | None = None
-                  ) -> list[float]:
-    """Per memory: the cosine between its mean input vector and that of a one-vector memory of the
-    query (made with at most `max_steps` steps: the recipe's by default)."""
-    query_ids(codec, query)
-    probe = codec.encode(query, k=1, max_steps=max_steps, show_progress_bar=False)
-    q = mean_vector(codec, probe)
-    keys = torch.stack([mean_vector(codec, m) for m in memories])
-    return F.cosine_similarity(keys, q[None], dim=1).tolist()
+def vector_scores(codec: MemoryCodec, memories: Sequence[Memory], query: str) -> list[float]:
+    """Per semantic memory (`memtok.semantic`): the cosine between the query's code and its best
+    segment's component in the semantic subspace. No pass of the model over the memories: one over
+    the query, for its code. A memory made without `--semantic`, or in another space, is refused."""
+    space = SemanticSpace.of(codec.lm)
+    if any(m.semantic != space.describe() for m in memories):
+        raise MemtokError("--method vector needs memories made with --semantic (and this model's semantic space); "
+                          "these are not: use --method likelihood")
+    code = space.codes(codec.lm, [query_ids(codec, query)])[0]
+    owners, keys = zip(*[(i, space.component(inputs)) for i, _, inputs, _ in codec.segments(memories)])
+    cosines = F.cosine_similarity(torch.stack(keys), code[None], dim=1)
+    return best_per_memory(list(owners), cosines, len(memories))
 
 
 def top(ids: Sequence[str], scores: Sequence[float], n: int) -> list[Hit]:

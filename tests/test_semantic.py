@@ -1,0 +1,58 @@
+"""Semantic memories: still exact, their vectors carrying their text's code, and a vector search
+that finds a text's memory from its own words without texts or decoding."""
+
+import json
+
+import pytest
+import torch
+from conftest import TEXTS
+from helpers import run, write_csv
+
+from memtok import EncodeConfig, Memory
+from memtok.runs.encode_corpus import run_corpus
+from memtok.runs.sources import read_source
+from memtok.semantic import SemanticSpace
+from memtok.store import MemoryStore
+
+
+@pytest.fixture(scope="module")
+def semantic_store(tiny_codec, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("semantic")
+    data = write_csv(folder / "d.csv", TEXTS)
+    run_corpus(tiny_codec, read_source(str(data)), folder / "store", EncodeConfig(k=1, semantic=True),
+               show_progress_bar=False)
+    return folder / "store"
+
+
+def test_a_semantic_memory_is_exact_and_holds_its_texts_code(tiny_codec, tmp_path):
+    mems = tiny_codec.encode(TEXTS, k=1, batch_size=8, semantic=True)
+    space = SemanticSpace.of(tiny_codec.lm)
+    assert all(m.exact for m in mems) and tiny_codec.decode(mems) == TEXTS
+    codes = space.codes(tiny_codec.lm, [tiny_codec.lm.tokenize(t) for t in TEXTS])
+    found = torch.stack([space.component(m.vectors) for m in mems])
+    # the component is the code up to float32 rounding of the projections: d products of |v| each
+    tolerance = tiny_codec.lm.hidden_size * torch.finfo(torch.float32).eps * max(float(m.vectors.abs().max())
+                                                                                   for m in mems)
+    assert torch.allclose(found, codes, rtol=0, atol=tolerance)
+    mems[0].save(tmp_path / "m.safetensors")
+    assert Memory.load(tmp_path / "m.safetensors").semantic == space.describe() == mems[0].semantic
+    assert tiny_codec.encode(TEXTS[0], k=1).semantic is None
+
+
+def test_the_vector_method_finds_a_texts_memory_from_its_own_words(tiny_codec, semantic_store):
+    store = MemoryStore(semantic_store)
+    for i, text in enumerate(TEXTS):
+        hits = store.search(tiny_codec, text, top_n=3, method="vector")
+        assert len(hits) == 3 and hits[0].id == f"{i:09d}" and hits[0].score > hits[1].score
+
+
+def test_the_search_command_refuses_memories_made_without_semantic(tiny_dir, tiny_codec, semantic_store, tmp_path,
+                                                                   capsysbinary):
+    code, out, err = run(["search", str(semantic_store), TEXTS[2], "--method", "vector", "--json", "-n", "1",
+                          "--model", tiny_dir], capsysbinary)
+    assert code == 0 and json.loads(out.decode())["id"] == "000000002", err
+    data = write_csv(tmp_path / "d.csv", TEXTS[:2])
+    run_corpus(tiny_codec, read_source(str(data)), tmp_path / "plain", EncodeConfig(k=1), show_progress_bar=False)
+    code, out, err = run(["search", str(tmp_path / "plain"), "x", "--method", "vector", "--model", tiny_dir],
+                         capsysbinary)
+    assert code == 2 and out == b"" and err.count("\n") == 1 and "made with --semantic" in err

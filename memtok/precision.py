@@ -135,13 +135,19 @@ def stored_form(vectors: torch.Tensor, dtype: str, frame: Frame | None) -> torch
 
 def _rounded(v: torch.Tensor, dtype: str) -> torch.Tensor:
     """float32 values of `v` as `pack` then `unpack` give them, made on `v`'s own device: every step
-    rounds every text's vectors, and a trip through host memory would stop a GPU each time. The same
-    IEEE operations as `pack`, so the same bits (`tests/test_memory_file.py` checks)."""
+    rounds every text's vectors, and a trip through host memory would stop a GPU each time. int8's
+    integers are `pack`'s own (`_int8`), so the same bits (`tests/test_memory_file.py` checks)."""
     v = v.float()
-    if STORAGE[dtype].scale:  # int8: absmax-scaled integers
-        scale = v.abs().amax(dim=-1).clamp_min(1e-12) / 127.0
-        return torch.round(v / scale[:, None]).clamp(-127, 127).to(torch.int8).float() * scale[:, None]
+    if STORAGE[dtype].scale:
+        q, scale = _int8(v)
+        return q.float() * scale[:, None]
     return v.to(getattr(torch, dtype)).float()
+
+
+def _int8(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """int8's absmax-scaled integers of float32 `v` [K, d], and the scale of each row."""
+    scale = v.abs().amax(dim=-1).clamp_min(1e-12) / 127.0
+    return torch.round(v / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
 
 
 def model_inputs(stored: torch.Tensor, dtype: str, frame: Frame | None) -> torch.Tensor:
@@ -165,8 +171,7 @@ def pack(stored: torch.Tensor, dtype: str) -> dict[str, torch.Tensor]:
     if framed(dtype):
         return _pack_levels(v, dtype)
     if STORAGE[dtype].scale:  # int8: absmax-scaled integers
-        scale = v.abs().amax(dim=-1).clamp_min(1e-12) / 127.0
-        q = torch.round(v / scale[:, None]).clamp(-127, 127).to(torch.int8)
+        q, scale = _int8(v)
         return {"memory": q.contiguous(), "scale": scale.contiguous()}
     return {"memory": v.to(getattr(torch, dtype)).contiguous()}
 

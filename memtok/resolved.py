@@ -19,14 +19,14 @@ from .layout import Layout
 from .model import FrozenLM
 from .recipes import Init, Recipe, default_recipe
 from .semantic import SemanticSpace
-from .start import LearnedStart, find_start, start_name
+from .start import LearnedStart, find_start, start_name, start_path
 
 
 def decide_recipe(lm: FrozenLM, config: EncodeConfig) -> EncodeConfig:
     """`config` with its recipe decided: as given, else the default for this model and config."""
     if config.recipe is not None:
         return config
-    return config.replace(recipe=default_recipe(config.plain_plan, find_start(lm) is not None))
+    return config.replace(recipe=default_recipe(config.plain_plan, start_path(lm) is not None))
 
 
 def layout_for(lm: FrozenLM, config: EncodeConfig, k: int | None = None) -> Layout:

@@ -124,9 +124,9 @@ def start_dirs() -> list[Path]:
     return ([Path(extra)] if extra else []) + [SHIPPED]
 
 
-def find_start(lm: FrozenLM) -> LearnedStart | None:
-    """The learned start trained for exactly this model, if one is installed; None otherwise. Looked
-    up anew on each call (a header read per file): an encode resolves it once (`memtok.resolved`)."""
+def start_path(lm: FrozenLM) -> Path | None:
+    """The file of the learned start trained for exactly this model, if one is installed: a header
+    read per file, which is all that choosing the default recipe needs."""
     for folder in start_dirs():
         for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
             try:
@@ -135,14 +135,23 @@ def find_start(lm: FrozenLM) -> LearnedStart | None:
             except (SafetensorError, OSError):
                 continue
             if meta.get("format") == START_FORMAT and meta.get("model_fingerprint") == lm.fingerprint:
-                start = LearnedStart.load(path)
-                depth, hidden = lm.model.config.num_hidden_layers, start.net.down.weight.shape[0]
-                if max(start.net.layers) > depth or hidden != lm.hidden_size:
-                    raise MemtokError(f"start file {path} names {lm.name} but does not fit it (layers "
-                                      f"{list(start.net.layers)} of {depth}, width {hidden} of {lm.hidden_size})")
-                start.net.to(lm.device)
-                return start
+                return path
     return None
+
+
+def find_start(lm: FrozenLM) -> LearnedStart | None:
+    """The learned start trained for exactly this model, loaded onto its device, if one is installed;
+    None otherwise. An encode loads it once (`memtok.resolved`)."""
+    path = start_path(lm)
+    if path is None:
+        return None
+    start = LearnedStart.load(path)
+    depth, hidden = lm.model.config.num_hidden_layers, start.net.down.weight.shape[0]
+    if max(start.net.layers) > depth or hidden != lm.hidden_size:
+        raise MemtokError(f"start file {path} names {lm.name} but does not fit it (layers "
+                          f"{list(start.net.layers)} of {depth}, width {hidden} of {lm.hidden_size})")
+    start.net.to(lm.device)
+    return start
 
 
 # What a memory made with `Init.LEARNED` records when no start was installed for its model.

@@ -177,11 +177,11 @@ def test_results_log_drops_a_line_cut_short(tmp_path):
     log.append({"index": 2})
     lines = path.read_text().splitlines()
     assert lines[:2] == ['{"index": 0}', '{"index": 1}'] and len(lines) == 3
-    assert {k: v for k, v in json.loads(lines[2]).items() if not k.startswith("session")} == {"index": 2}
+    assert {k: v for k, v in json.loads(lines[2]).items() if not k.startswith("part")} == {"index": 2}
 
 
-def test_a_resumed_runs_wall_counts_every_session_as_its_texts_seconds_do(tiny_codec, tmp_path):
-    """Per-text seconds (shares of the passes) add up to at most the wall of all sessions; a text's
+def test_a_resumed_runs_wall_counts_every_part_as_its_texts_seconds_do(tiny_codec, tmp_path):
+    """Per-text seconds (shares of the passes) add up to at most the wall of all its parts; a text's
     elapsed time runs from its first segment's first pass to its last segment's last, so segments
     optimised side by side are not counted twice."""
     from memtok.runs.evaluate import run_eval
@@ -191,10 +191,10 @@ def test_a_resumed_runs_wall_counts_every_session_as_its_texts_seconds_do(tiny_c
     config = EncodeConfig(k=1, segment_tokens=6, batch_size=4)
     first = run_eval(tiny_codec, Source("d", texts[:1], "0" * 64), tmp_path, config, show_progress_bar=False)
     second = run_eval(tiny_codec, Source("d", texts, "0" * 64), tmp_path, config, show_progress_bar=False)
-    assert (first["sessions"], second["sessions"]) == (1, 2) and second["encoded_now"] == 1
+    assert (first["parts"], second["parts"]) == (1, 2) and second["encoded_now"] == 1
     assert second["wall_seconds"] >= first["wall_seconds_now"] + second["wall_seconds_now"] - 0.1  # rounding to 0.1
     records = ResultsLog(tmp_path / "results.jsonl").records
     assert sum(r["seconds"] for r in records) <= second["wall_seconds"] + 0.1
-    assert [r["session"] for r in records] == [1, 2]
+    assert [r["part"] for r in records] == [1, 2]
     long = records[0]
     assert len(long["segment_k"]) > 1 and long["elapsed_seconds"] <= first["wall_seconds_now"] + 0.1

@@ -53,10 +53,10 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
 
         def write(interrupted: bool = False) -> dict:
             summary = summarise(log.records, ks)
-            log.sessions.keep()
+            log.parts.keep()
             summary.update(run=run, encoded_now=len(log.records) - before, interrupted=interrupted,
                            wall_seconds_now=round(time.perf_counter() - started, 1),
-                           wall_seconds=round(log.sessions.total(), 1), sessions=log.sessions.number)
+                           wall_seconds=round(log.parts.total(), 1), parts=log.parts.number)
             write_outputs(out, summary, report(summary), lambda folder: plot_capacity(summary, folder / "capacity.png"))
             return summary
 

@@ -78,9 +78,9 @@ def _write(out: Path, run: dict, log: ResultsLog, rows: range, resumed: int, sta
     results = sorted((r for r in log.records if r["index"] in rows), key=lambda r: r["index"])
     now = len(results) - resumed
     summary = summarise(results)
-    log.sessions.keep()
+    log.parts.keep()
     summary.update(run=run, resumed_with=resumed, encoded_now=now, wall_seconds_now=round(wall, 1),
-                   wall_seconds=round(log.sessions.total(), 1), sessions=log.sessions.number,
+                   wall_seconds=round(log.parts.total(), 1), parts=log.parts.number,
                    texts_per_hour_now=round(3600 * now / wall, 1) if now and wall > 0 else None,
                    interrupted=interrupted)
     curves = read_steps(out / STEPS)
@@ -186,7 +186,7 @@ def report(summary: dict) -> str:
         f"- this run: {summary['encoded_now']} texts encoded in {summary['wall_seconds_now']} s"
         + (f" ({summary['texts_per_hour_now']} texts/hour)" if summary["texts_per_hour_now"] else "")
         + f", {summary['resumed_with']} taken from an earlier run of the same command; "
-        + f"{summary['wall_seconds']} s in all over {summary['sessions']} session(s), which the texts' seconds add up to",
+        + f"{summary['wall_seconds']} s in all over {summary['parts']} part(s), which the texts' seconds add up to",
         f"- texts that could not be encoded (failed, counted as not exact): {overall['failed']}",
         *([f"- **interrupted**: {run['n_texts'] - overall['n']} texts not yet encoded; the same command resumes"]
           if summary.get("interrupted") else []),

@@ -29,8 +29,8 @@ from .sources import Source
 CHECKPOINT = "in-flight.safetensors"
 # Each text's optimisation curve, with --log-steps (`memtok.steplog`).
 STEPS = "steps.jsonl"
-# The wall time of each session of a run (a run stopped and resumed has several).
-SESSIONS = "sessions.json"
+# The wall time of each part of a run: each process that worked on it (a run stopped and resumed has several).
+PARTS = "parts.json"
 # Settings that do not change results: a rerun may differ in them.
 # A recipe's name is a label (its fields are compared one by one).
 # A model's source says where to find it; its fingerprint is what is compared.
@@ -85,33 +85,33 @@ def pin_settings(path: Path, settings: dict, free: Iterable[str] = FREE) -> None
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(settings, indent=2, sort_keys=True)))
 
 
-class Sessions:
-    """The wall time of every session of a run, so that a resumed run's wall counts them all, as its
-    texts' seconds do. Each session's wall is kept in `sessions.json` when it writes its report, and
-    each result it logs carries the session's wall so far: a session killed before its report still
+class Parts:
+    """The wall time of every part of a run (each process that worked on it), so that a resumed run's
+    wall counts them all, as its texts' seconds do. Each part's wall is kept in `parts.json` when it
+    writes its report, and each result it logs carries the part's wall so far: a part killed before its report still
     counts up to its last result (the texts it had in flight are done again)."""
 
     def __init__(self, folder: Path, records: list[dict]) -> None:
-        self.path = folder / SESSIONS
+        self.path = folder / PARTS
         self.walls: dict[int, float] = {}
         if self.path.exists():
             self.walls = {int(k): float(v) for k, v in json.loads(self.path.read_text()).items()}
         for r in records:
-            if isinstance(r.get("session"), int):
-                self.walls[r["session"]] = max(self.walls.get(r["session"], 0.0), float(r["session_seconds"]))
+            if isinstance(r.get("part"), int):
+                self.walls[r["part"]] = max(self.walls.get(r["part"], 0.0), float(r["part_seconds"]))
         self.number = max(self.walls, default=0) + 1
         self.began = time.perf_counter()
 
     def now(self) -> float:
-        """This session's wall time so far."""
+        """This part's wall time so far."""
         return time.perf_counter() - self.began
 
     def total(self) -> float:
-        """The wall time of every session so far, this one included."""
+        """The wall time of every part so far, this one included."""
         return sum(w for n, w in self.walls.items() if n != self.number) + self.now()
 
     def keep(self) -> None:
-        """Record this session's wall so far (called with each report)."""
+        """Record this part's wall so far (called with each report)."""
         self.walls[self.number] = round(self.now(), 3)
         walls = json.dumps({str(n): w for n, w in sorted(self.walls.items())})
         atomic_write(self.path, lambda tmp: Path(tmp).write_text(walls))
@@ -123,7 +123,7 @@ class ResultsLog:
         self.key = key
         self.records: list[dict] = []
         self.reread()
-        self.sessions = Sessions(self.path.parent, self.records)
+        self.parts = Parts(self.path.parent, self.records)
 
     def reread(self) -> None:
         """The records as the file holds them: what a rerun resumes from. An interruption can land
@@ -154,8 +154,8 @@ class ResultsLog:
         atomic_write(self.path, lambda tmp: Path(tmp).write_text(lines, encoding="utf-8"))
 
     def append(self, record: dict) -> None:
-        """Log one result, stamped with this session and its wall so far (`Sessions`)."""
-        record = {**record, "session": self.sessions.number, "session_seconds": round(self.sessions.now(), 3)}
+        """Log one result, stamped with this part of the run and its wall so far (`Parts`)."""
+        record = {**record, "part": self.parts.number, "part_seconds": round(self.parts.now(), 3)}
         line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line)

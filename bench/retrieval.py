@@ -11,7 +11,8 @@ a question naming the span's three longest words. Methods, each timed per query:
   component in the semantic subspace (`memtok.semantic`), and beside it the same teacher on the
   texts themselves (what keeping the texts would buy with that embedder);
 - decode + BM25: every memory decoded once (that time shared among the queries), then BM25;
-- BM25 and all-MiniLM-L6-v2 on the texts themselves (what having the texts buys).
+- BM25 and all-MiniLM-L6-v2 on the texts themselves (what having the texts buys), and MiniLM
+  projected to the semantic subspace's rank (what a memory taught by MiniLM would hold).
 
     python bench/retrieval.py docs/results/raschka100-k1-first50 docs/results/raschka100-k1-rows50-100 \
         --json docs/results/bench/retrieval-raschka100-first100.json
@@ -124,6 +125,14 @@ def main() -> None:
 
         return by_scores(util.cos_sim(embedder.encode(q, convert_to_tensor=True), doc_vectors)[0].tolist())
 
+    space = SemanticSpace.of(codec.lm)
+    # MiniLM as the teacher would give a memory this code: its embedding, randomly projected to r numbers
+    to_code = torch.randn(space.rank, doc_vectors.shape[1], generator=torch.Generator().manual_seed(0))
+
+    def minilm_projected(q: str) -> list[int]:
+        code = to_code @ embedder.encode(q, convert_to_tensor=True).cpu()
+        return by_scores(torch.nn.functional.cosine_similarity(doc_vectors.cpu() @ to_code.T, code[None]).tolist())
+
     passes: dict[str, tuple] = {}  # query -> (owners, per-token log-probabilities)
     logp_seconds: dict[str, float] = {}
 
@@ -137,7 +146,6 @@ def main() -> None:
             return by_scores(best_per_memory(owners, SCORINGS[scoring](logp), len(memories)))
         return rank
 
-    space = SemanticSpace.of(codec.lm)
     text_codes = space.codes(codec.lm, [codec.lm.tokenize(texts[i]) for i in order])
 
     def teacher_on_texts(q: str) -> list[int]:
@@ -152,6 +160,7 @@ def main() -> None:
         "decode + BM25": bm25_ranker(decoded),
         "BM25 on texts": bm25_ranker([texts[i] for i in order]),
         "MiniLM on texts": minilm_rank,
+        f"MiniLM on texts, projected to {space.rank}": minilm_projected,
     }
     rows = []
     for name, rank in methods.items():

@@ -2,17 +2,21 @@
 that finds a text's memory from its own words without texts or decoding."""
 
 import json
+import shutil
 
 import pytest
 import torch
 from conftest import TEXTS
 from helpers import run, write_csv
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from memtok import EncodeConfig, Memory
 from memtok.runs.encode_corpus import run_corpus
 from memtok.runs.sources import read_source
 from memtok.semantic import SemanticSpace
 from memtok.store import MemoryStore
+from memtok.store.keys import KEYS, read_keys
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +60,33 @@ def test_the_search_command_refuses_memories_made_without_semantic(tiny_dir, tin
     code, out, err = run(["search", str(tmp_path / "plain"), "x", "--method", "vector", "--model", tiny_dir],
                          capsysbinary)
     assert code == 2 and out == b"" and err.count("\n") == 1 and "made with --semantic" in err
+
+
+def test_a_stores_keys_rank_as_its_memories_do_and_no_memory_is_read(tiny_codec, semantic_store, tmp_path,
+                                                                     monkeypatch):
+    copy = tmp_path / "store"
+    shutil.copytree(semantic_store, copy)
+    (copy / KEYS).unlink()  # a store without keys: the memories are read and their keys made there
+    from_memories = [MemoryStore(copy).search(tiny_codec, t, top_n=len(TEXTS), method="vector") for t in TEXTS]
+    monkeypatch.setattr(MemoryStore, "__getitem__", lambda *_: pytest.fail("a memory was read"))
+    from_keys = [MemoryStore(semantic_store).search(tiny_codec, t, top_n=len(TEXTS), method="vector") for t in TEXTS]
+    assert from_keys == from_memories  # the same keys, bit for bit: the same ids and scores
+    rows, keys = read_keys(semantic_store, tiny_codec)
+    assert sorted(rows.tolist()) == list(range(len(TEXTS))) and keys.shape[1] == SemanticSpace.of(tiny_codec.lm).rank
+
+
+@pytest.mark.parametrize("damage", ["fingerprint", "space", "truncated"])
+def test_keys_of_another_model_or_space_or_damaged_are_refused_with_one_line(tiny_dir, semantic_store, tmp_path,
+                                                                           capsysbinary, damage):
+    copy = tmp_path / "store"
+    shutil.copytree(semantic_store, copy)
+    path = copy / KEYS
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:-7])
+    else:
+        tensors, meta = load_file(path), safe_open(str(path), framework="pt").metadata()
+        meta["model_fingerprint" if damage == "fingerprint" else "space"] = \
+            "0" * 64 if damage == "fingerprint" else json.dumps({**json.loads(meta["space"]), "seed": 1})
+        save_file(tensors, path, meta)
+    code, out, err = run(["search", str(copy), TEXTS[0], "--method", "vector", "--model", tiny_dir], capsysbinary)
+    assert code == 2 and out == b"" and err.count("\n") == 1 and err.startswith("memtok: error:"), err

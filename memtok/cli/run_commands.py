@@ -115,8 +115,8 @@ def encode_corpus(data: str, column: str | None, limit: int | None, rows: str | 
         click.echo(f"{s['exact']} exact, {s['not_exact']} not exact, {s['failed']} failed of {s['total']}; "
                    f"{s['encoded_now']} encoded now on {s['world_size']} process(es) in {s['wall_seconds']} s"
                    f" ({s['texts_per_hour']} texts/hour), {s['resumed']} resumed; payload {s['payload_bytes']} bytes, "
-                   f"zstd {s['zstd_bytes_each']} of each text alone, {s['zstd_bytes_together']} of all together "
-                   f"-> {out}", err=True)
+                   f"zstd {s['zstd_bytes_each']} of each text alone, {s['zstd_bytes_together']} of all together"
+                   + (f"; {s['semantic_keys']} semantic keys" if s["semantic_keys"] else "") + f" -> {out}", err=True)
 
 
 @cli.command()

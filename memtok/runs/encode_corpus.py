@@ -23,6 +23,7 @@ from ..codec import MemoryCodec
 from ..config import EncodeConfig
 from ..errors import MemtokError
 from ..files import lock_folder
+from ..store.keys import write_keys
 from ..store.shards import STORE_FORMAT
 from ..store.writer import ShardWriter, done_rows, prepare, write_index
 from .folder import pin_settings, settings, with_pinned_recipe
@@ -170,9 +171,10 @@ def _encode_rows(codec: MemoryCodec, source: Source, root: Path, config: EncodeC
         import pyarrow.parquet as pq
 
         write_index(root)
+        keys = write_keys(root, codec)
         index = pq.read_table(root / "index.parquet", columns=["row", "status", "payload_bytes", "zstd_bytes"])
         status = index.column("status").to_pylist()
         summary.update(total=len(status), exact=status.count("exact"), not_exact=status.count("not_exact"),
-                       failed=status.count("failed"), **_store_sizes(index.to_pylist(), text))
+                       failed=status.count("failed"), semantic_keys=keys, **_store_sizes(index.to_pylist(), text))
     _barrier()
     return summary

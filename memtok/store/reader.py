@@ -7,9 +7,11 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
+
 from ..errors import MemtokError, NotAMemoryError
 from ..memory import Memory
-from .shards import ID, SHARD, load_from_shard, read_shard_header
+from .shards import ID, SHARD, load_from_shard, memory_id, read_shard_header
 
 
 class MemoryStore:
@@ -71,7 +73,8 @@ class MemoryStore:
         likelihood method's `scoring` is one of its `SCORINGS`), as `Hit`s with their scores (and
         decoded texts with `decode`)."""
         from ..progress import progress
-        from .search import METHODS, SCORINGS, Hit, likelihood_scores, top, vector_scores
+        from .keys import read_keys
+        from .search import METHODS, SCORINGS, Hit, best_cosines, likelihood_scores, query_code, top, vector_scores
 
         if method not in METHODS:
             raise MemtokError(f"unknown search method {method!r}; choose one of {', '.join(METHODS)}")
@@ -80,6 +83,12 @@ class MemoryStore:
         ids = [i for i in self if self.record(i)["status"] != "failed"]
         if not ids:
             raise MemtokError(f"{self.root} holds no memories to search")
+        if method == "vector" and (stored := read_keys(self.root, codec)) is not None:
+            rows, keys = stored  # the store's keys: no memory is read
+            order, owners = torch.unique(rows, return_inverse=True)
+            scores = best_cosines(owners, keys, query_code(codec, query), len(order))
+            hits = [Hit(memory_id(order[j]), s) for j, s in top(scores, top_n)]
+            return self._decoded(codec, hits) if decode else hits
         memories = [self[i] for i in ids]
         for mem in memories:  # the model's own, and each fits it: refused before any pass
             codec.check_decodable(mem)
@@ -90,8 +99,11 @@ class MemoryStore:
                 else vector_scores(codec, memories, query)
         finally:
             bar.close()
-        hits = top(ids, scores, top_n)
-        if decode:
-            texts = codec.decode([self[h.id] for h in hits], check=False, show_progress_bar=False)
-            hits = [Hit(h.id, h.score, text) for h, text in zip(hits, texts)]
-        return hits
+        hits = [Hit(ids[j], s) for j, s in top(torch.tensor(scores), top_n)]
+        return self._decoded(codec, hits) if decode else hits
+
+    def _decoded(self, codec, hits: list) -> list:
+        from .search import Hit
+
+        texts = codec.decode([self[h.id] for h in hits], check=False, show_progress_bar=False)
+        return [Hit(h.id, h.score, text) for h, text in zip(hits, texts)]

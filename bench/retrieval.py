@@ -8,8 +8,9 @@ a question naming the span's three longest words. Methods, each timed per query:
   (`memtok.store.search.token_logprobs`, one pass per query), scored every way in `SCORINGS` (the
   mean, the mean without the first token, the mean of tokens standardised across the store);
 - vector, when the memories were made with `--semantic`: the query's code against each memory's
-  component in the semantic subspace (`memtok.semantic`), and beside it the same teacher on the
-  texts themselves (what keeping the texts would buy with that embedder);
+  component in the semantic subspace (`memtok.semantic`); the same, its top 10 ordered again by
+  the likelihood method (two stages); and beside them the same teacher on the texts themselves
+  (what keeping the texts would buy with that embedder);
 - decode + BM25: every memory decoded once (that time shared among the queries), then BM25;
 - BM25 and all-MiniLM-L6-v2 on the texts themselves (what having the texts buys), and MiniLM
   projected to the semantic subspace's rank (what a memory taught by MiniLM would hold).
@@ -38,6 +39,7 @@ from memtok.semantic import SemanticSpace
 from memtok.store.search import SCORINGS, best_per_memory, token_logprobs, vector_scores
 
 KINDS = ("span", "changed", "question")
+TOP_K = 10  # what a two-stage search reads again
 
 
 def queries(codec: MemoryCodec, texts: dict[int, str], seed: int = 0, words_from: Iterable[str] = ()
@@ -152,7 +154,16 @@ def main() -> None:
         code = space.codes(codec.lm, [codec.lm.tokenize(q)])[0]
         return by_scores(torch.nn.functional.cosine_similarity(text_codes, code[None], dim=1).tolist())
 
+    def two_stage(q: str) -> list[int]:
+        """The vector search's top 10, ordered again by the likelihood method (skip1), whose pass
+        reads those 10 memories alone."""
+        first = by_scores(vector_scores(codec, memories, q))
+        owners, logp = token_logprobs(codec, [mems[i] for i in first[:TOP_K]], q)
+        again = best_per_memory(owners, SCORINGS["skip1"](logp), TOP_K)
+        return [first[j] for j in sorted(range(TOP_K), key=lambda j: -again[j])] + first[TOP_K:]
+
     semantic = {"vector (semantic memories)": lambda q: by_scores(vector_scores(codec, memories, q)),
+                f"vector, then likelihood on its top {TOP_K}": two_stage,
                 "the same teacher on texts": teacher_on_texts} if all(m.semantic for m in memories) else {}
     methods = {
         **{f"likelihood {name}": likelihood(name) for name in SCORINGS},

@@ -1,5 +1,5 @@
-"""Property-based fuzzing of the three files memtok reads from anywhere: a memory, a store's index
-and a learned start. Whatever the bytes, a command either refuses them with exit 2 and one line
+"""Property-based fuzzing of the files memtok reads from anywhere: a memory, a store's index and
+semantic keys, and a learned start. Whatever the bytes, a command either refuses them with exit 2 and one line
 `memtok: error: ...`, or reads them as a memory that decodes to its own text; nothing prints a
 wrong text with exit 0. The model is the tiny one, loaded once (the command's own loading is
 patched to hand it over), so a few thousand files run in seconds."""
@@ -17,6 +17,7 @@ from helpers import run, write_csv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import memtok.cli.analysis_commands
 import memtok.cli.memory_commands
 from memtok import EncodeConfig, MemtokError
 from memtok.runs.encode_corpus import run_corpus
@@ -168,6 +169,31 @@ def test_a_store_index_with_any_cell_changed_is_refused_or_decodes_its_texts(sto
                 check_refused_or_exact(*result, text)
         finally:
             index.write_bytes(good)
+
+    check()
+
+
+def test_damaged_semantic_keys_are_refused_or_rank_the_stores_memories(tiny_codec, monkeypatch, tmp_path_factory,
+                                                                        capsysbinary):
+    monkeypatch.setattr(memtok.cli.analysis_commands, "load_codec", lambda model, device: tiny_codec)
+    folder = tmp_path_factory.mktemp("fuzz-keys")
+    run_corpus(tiny_codec, read_source(str(write_csv(folder / "d.csv", TEXTS[:3]))), folder / "store",
+               EncodeConfig(k=1, semantic=True), show_progress_bar=False)
+    keys = folder / "store" / "keys.safetensors"
+    good = keys.read_bytes()
+
+    @fuzz(300)
+    @given(damaged(good))
+    def check(data):
+        keys.write_bytes(data)
+        code, out, err = run(["search", str(folder / "store"), TEXTS[1], "--method", "vector", "--json", "-n", "3",
+                              "--model", "tiny"], capsysbinary)
+        if code == 0:  # keys that still read as keys rank ids of the store's own form
+            assert all(json.loads(line)["id"].isdigit() for line in out.decode().splitlines()), out
+        else:
+            lines = err.strip().splitlines()
+            assert code == 2 and out == b"" and len(lines) == 1 and lines[0].startswith("memtok: error: "), err
+            assert "MEMTOK_DEBUG" not in lines[0], f"an unforeseen failure: {lines[0]}"
 
     check()
 

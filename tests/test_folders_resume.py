@@ -58,3 +58,13 @@ def test_an_old_folder_still_refuses_a_run_that_would_change_its_results(tmp_pat
         pin_settings(copy, {**now, "recipe": {**now["recipe"], "eos_weight": 2.0}})
     with pytest.raises(MemtokError, match=r"\bk\b"):
         pin_settings(copy, {**now, "k": 2})
+
+
+@pytest.mark.parametrize("folder", ["raschka100-k1", "capacity-smollm2-r1000-k1"])
+def test_a_semantic_folder_resumes_with_its_printed_command(folder, tmp_path):
+    pinned = {**json.loads((RESULTS / folder / "run.json").read_text()), "semantic": True}
+    command = command_for(pinned, "out")
+    copy = tmp_path / "run.json"
+    copy.write_text(json.dumps(pinned))
+    pin_settings(copy, settings_of_command(command, pinned))  # refuses if --semantic were left out
+    assert "--semantic" in shlex.split(command)

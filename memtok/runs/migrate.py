@@ -72,5 +72,6 @@ def command_for(pinned: dict, folder: str | None = None) -> str:
     args += ["--batch-size", str(d["batch_size"])]
     args += ["--max-batch-tokens", str(d["max_batch_tokens"])] if d["max_batch_tokens"] != MAX_BATCH_TOKENS else []
     args += ["--recompute-layers"] if d.get("recompute_layers") else []
+    args += ["--semantic"] if d.get("semantic") else []
     args += ["--out", folder]
     return shlex.join(args)

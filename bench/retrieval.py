@@ -58,7 +58,8 @@ def queries(codec: MemoryCodec, texts: dict[int, str], seed: int = 0, words_from
         for j in rng.sample(range(len(parts)), min(2, len(parts))):
             parts[j] = rng.choice(words)
         out.append(("changed", i, " ".join(parts)))
-        longest = sorted({w.strip(".,;:()'\"") for w in span.split()}, key=len, reverse=True)[:3]
+        # ties in length go by spelling, not by the process's hash order
+        longest = sorted({w.strip(".,;:()'\"") for w in span.split()}, key=lambda w: (-len(w), w))[:3]
         out.append(("question", i, f"What does it say about {', '.join(longest)}?"))
     return out
 

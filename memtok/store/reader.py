@@ -87,7 +87,7 @@ class MemoryStore:
             rows, keys = stored  # the store's keys: no memory is read
             order, owners = torch.unique(rows, return_inverse=True)
             scores = best_cosines(owners, keys, query_code(codec, query), len(order))
-            hits = [Hit(memory_id(order[j]), s) for j, s in top(scores, top_n)]
+            hits = [Hit(memory_id(int(order[j])), s) for j, s in top(scores, top_n)]
             return self._decoded(codec, hits) if decode else hits
         memories = [self[i] for i in ids]
         for mem in memories:  # the model's own, and each fits it: refused before any pass

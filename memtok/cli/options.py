@@ -148,7 +148,7 @@ _COMMON = [
                  help="input positions in one forward pass, what bounds memory use"),
     click.option("--semantic", is_flag=True,
                  help="make each memory's vectors also a sentence embedding of its text, for `memtok search "
-                      "--method vector`; costs 1.1-1.45x the steps (docs/retrieval.md)"),
+                      "--method vector`; costs 1.1-1.45x the steps, more at a vector's capacity (docs/retrieval.md)"),
     click.option("--recompute-layers", is_flag=True,
                  help="recompute each layer's activations in the backward pass instead of keeping them: less "
                       "memory for long texts on big models, one more forward pass a step"),

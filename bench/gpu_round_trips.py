@@ -19,7 +19,7 @@ from memtok import MemoryCodec
 from memtok.model import FrozenLM, pin_numerics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import TEXTS, _fit, build_tiny_model_dir, build_tokenizer  # noqa: E402 - the suite's tiny models
+from helpers import TEXTS, build_tiny_model_dir, build_tokenizer, fit  # noqa: E402 - the suite's tiny models
 
 
 def round_trip(codec: MemoryCodec, name: str) -> dict:
@@ -43,7 +43,7 @@ def split_model(device: str) -> FrozenLM:
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=False)
     model = LlamaForCausalLM(config)
-    _fit(model, tok, TEXTS)
+    fit(model, tok, TEXTS)
     model = dispatch_model(model.requires_grad_(False).eval(), device_map={"model": device, "lm_head": "cpu"})
     pin_numerics()
     return FrozenLM(model, tok, "tiny, split over two devices")

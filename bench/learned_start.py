@@ -83,12 +83,9 @@ def encode_ids(codec: MemoryCodec, targets: list[list[int]], recipe: str) -> tup
     """Each target in one vector: the (index, result, exact) of each, the wall time, the passes."""
     from contextlib import closing
 
-    from memtok import EncodeConfig
-
     passes = Passes()
     began = time.perf_counter()
-    config = codec.check(EncodeConfig(k=1, recipe=recipe))
-    with closing(codec.encode_ids(targets, config, show_progress_bar=True, on_step=passes)) as it:
+    with closing(codec.encode_ids(targets, codec.resolve(k=1, recipe=recipe), show_progress_bar=True, on_step=passes)) as it:
         results = list(it)
     return results, time.perf_counter() - began, passes
 

@@ -22,7 +22,7 @@ import time
 import torch
 from rows import report
 
-import memtok.optimise as optimise_module
+import memtok.slot as slot_module
 from memtok import EncodeConfig, MemoryCodec
 from memtok.precision import quantise as framed_levels
 from memtok.runs.sources import read_source
@@ -62,16 +62,16 @@ def main() -> None:
     args = ap.parse_args()
     codec = MemoryCodec.from_pretrained()
     texts = read_source(args.data, limit=args.limit).texts
-    plain = optimise_module.learned
+    plain = slot_module.parameters
     rows = []
     for spec in args.configs.split(","):
         tokens, levels, rank = spec.split(":")
         rank = int(rank)
         if rank:  # the basis is the parameters; the slot stores its float32 output as it is
-            optimise_module.learned = lambda start, recipe, scale, r=rank, q=levels: BasisVectors(
-                start, codec.lm.frame, r, q)
+            slot_module.parameters = lambda initial, recipe, scale, attempt=0, r=rank, q=levels: BasisVectors(
+                initial, codec.lm.frame, r, q)
         else:
-            optimise_module.learned = plain
+            slot_module.parameters = plain
         config = EncodeConfig(k=1, segment_tokens=int(tokens), dtype="float32" if rank else levels,
                               max_steps=args.max_steps, batch_size=16, max_batch_tokens=2048)
         started = time.perf_counter()

@@ -15,7 +15,7 @@ import torch
 from memtok.model import MODEL_DTYPES, FrozenLM, pin_numerics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import build_tokenizer  # noqa: E402 - the suite's own small BPE: its BOS and EOS are what decoding needs
+from helpers import build_tokenizer  # noqa: E402 - the suite's own small BPE: its BOS and EOS are what decoding needs
 
 # The configs of the real models (their config.json), less what changes nothing here.
 SHAPES = {

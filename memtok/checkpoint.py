@@ -29,25 +29,25 @@ from .resolved import Resolved
 
 logger = logging.getLogger(__name__)
 HEADER_KEY = "memtok.checkpoint"
-VERSION = 1
+VERSION = 2  # 2: a text's new attempts named as such
 
 
 @dataclass
 class SlotState:
     """Everything one text's optimisation needs to go on where it stopped."""
 
-    params: list[torch.Tensor]  # the learned parameters, in `memtok.optimise.learned`'s order
+    params: list[torch.Tensor]  # the learned parameters, in `memtok.learned_vectors.parameters`' order
     moments: list[list[torch.Tensor]]  # per parameter, its optimiser's running moments (none for plain SGD)
     step: int
     span: int  # targets in play (a growing target)
     since_best: int
     seconds: float  # optimisation time spent before the stop
-    best: list[float] | None = None  # the best standing so far (`memtok.optimise._Judged`), and its vectors
+    best: list[float] | None = None  # the best standing so far (`memtok.slot.Judged`), and its vectors
     best_vectors: torch.Tensor | None = None
-    shared_seconds: float = 0.0  # its share of the passes it was in (`memtok.optimise.Optimised.seconds`)
-    restarts: int = 0  # new starts after a stall (`memtok.recipes.Recipe.restart_after`)
-    steps_before: int = 0  # steps spent before the latest start
-    start_best: float = -1.0  # the latest start's best accuracy, and the steps since it
+    shared_seconds: float = 0.0  # its share of the passes it was in (`memtok.jobs.Optimised.seconds`)
+    attempts: int = 0  # new attempts after a stall (`memtok.recipes.Recipe.restart_after`)
+    steps_before: int = 0  # steps spent before the latest attempt
+    attempt_best: float = -1.0  # the latest attempt's best accuracy, and the steps since it
     stalled: int = 0
 
 
@@ -100,8 +100,8 @@ class Checkpoint:
                 tensors[f"{key}.best"] = s.best_vectors
             texts[key] = {"params": len(s.params), "moments": [len(m) for m in s.moments], "step": s.step,
                           "span": s.span, "since_best": s.since_best, "seconds": s.seconds, "best": s.best,
-                          "shared_seconds": s.shared_seconds, "restarts": s.restarts,
-                          "steps_before": s.steps_before, "start_best": s.start_best, "stalled": s.stalled}
+                          "shared_seconds": s.shared_seconds, "attempts": s.attempts,
+                          "steps_before": s.steps_before, "attempt_best": s.attempt_best, "stalled": s.stalled}
         header = {"version": VERSION, "settings": self.settings, "texts": texts}
         tensors = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in tensors.items()}
         atomic_write(self.path, lambda tmp: save_file(tensors, tmp, metadata={HEADER_KEY: json.dumps(header)}))
@@ -123,9 +123,8 @@ class Checkpoint:
                     moments=[[get(f"{key}.moment.{i}.{j}") for j in range(n)] for i, n in enumerate(t["moments"])],
                     step=t["step"], span=t["span"], since_best=t["since_best"], seconds=t["seconds"], best=t["best"],
                     best_vectors=get(f"{key}.best") if t["best"] is not None else None,
-                    shared_seconds=t.get("shared_seconds", t["seconds"]), restarts=t.get("restarts", 0),
-                    steps_before=t.get("steps_before", 0), start_best=t.get("start_best", -1.0),
-                    stalled=t.get("stalled", 0))
+                    shared_seconds=t["shared_seconds"], attempts=t["attempts"], steps_before=t["steps_before"],
+                    attempt_best=t["attempt_best"], stalled=t["stalled"])
                     for key, t in header["texts"].items()}
         except (SafetensorError, OSError, KeyError, TypeError, ValueError) as exc:
             set_aside(self.path, f"unreadable checkpoint: {exc}")

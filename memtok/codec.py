@@ -17,13 +17,14 @@ from .encode_run import EncodeRun, target_ids
 from .errors import DecodeMismatchError, MemtokError
 from .greedy import greedy_many
 from .header import sha256_text
+from .jobs import Job, Optimised, StepInfo
 from .layout import Layout
 from .memory import Memory
 from .model import FrozenLM, load
-from .optimise import Job, Optimised, StepInfo, optimise_verified
+from .optimise import optimise_verified
 from .precision import framed, model_inputs
 from .progress import progress, show_steps
-from .resolved import Resolved, decide_recipe, layout_for
+from .resolved import Resolved, layout_for, resolve
 from .score import Score, score
 
 logger = logging.getLogger(__name__)
@@ -71,32 +72,16 @@ class MemoryCodec:
                 refused[i] = str(exc)
         return refused
 
-    def check(self, config: EncodeConfig | None = None, **options) -> EncodeConfig:
-        """`config` (or one made from `options`, or `config` with `options` changed), refused here if
-        it does not fit this model, with its recipe decided for this model
-        (`memtok.recipes.default_recipe`): the checks to make before any work, or any file a run pins
-        its settings in."""
-        if config is None:
-            config = EncodeConfig.from_options(**options)
-        elif options:
-            EncodeConfig.from_options(**options)  # names the unknown ones
-            config = config.replace(**options)
-        config = decide_recipe(self.lm, config)
-        self.room(config)
-        return config
-
-    def resolve(self, config: EncodeConfig | None = None, **options) -> Resolved:
-        """What an encode with `config` runs with on this model (checked): its recipe, layout and start."""
-        return Resolved.of(self.lm, self.check(config, **options))
-
-    def room(self, config: EncodeConfig) -> int:
-        """Text tokens one segment may hold beside the config's vectors, in the context and in one pass."""
-        return layout_for(self.lm, config).room(self.lm, config.max_batch_tokens)
+    def resolve(self, config: EncodeConfig | Resolved | None = None, **options) -> Resolved:
+        """What an encode with `config` (or `options`, or both) runs with on this model, checked before
+        any work: its recipe (`memtok.recipes.default_recipe`), layout, K policy and start. A run
+        resolves once, pins `Resolved.config` in its folder and passes the `Resolved` to `encode`."""
+        return resolve(self.lm, config, **options)
 
     def encode(
         self,
         texts: str | Sequence[str],
-        config: EncodeConfig | None = None,
+        config: EncodeConfig | Resolved | None = None,
         *,
         show_progress_bar: bool | None = None,
         on_result: Callable[[int, Memory], None] | None = None,
@@ -108,8 +93,8 @@ class MemoryCodec:
 
         Args:
             texts: one text or a list; a single str in gives a single Memory out.
-            config: how to encode (`EncodeConfig`); its fields may also be given as keyword
-                options, e.g. `k=1`, `k="auto"`, `favour="bytes"`, `max_steps=500`,
+            config: how to encode (`EncodeConfig`, or the `Resolved` a run made once); its fields
+                may also be given as keyword options, e.g. `k=1`, `k="auto"`, `favour="bytes"`, `max_steps=500`,
                 `dtype="int8"`. By default each text is cut into segments of the length one
                 vector holds (`memtok.plan`), each with its own vectors; `plan()` says how.
             show_progress_bar: defaults to on when logging is at INFO or lower.
@@ -147,12 +132,13 @@ class MemoryCodec:
                     on_result(i, out[i])
         return out[0] if single else out
 
-    def plan(self, texts: str | Sequence[str], config: EncodeConfig | None = None, **options) -> str:
+    def plan(self, texts: str | Sequence[str], config: EncodeConfig | Resolved | None = None, **options) -> str:
         """How `encode` will cut these texts and choose their vectors, in words (no optimisation)."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         return EncodeRun(self.lm, texts, self.resolve(config, **options)).describe()
 
-    def encode_ids(self, targets: Sequence[list[int]], config: EncodeConfig, show_progress_bar: bool | None = None,
+    def encode_ids(self, targets: Sequence[list[int]], config: EncodeConfig | Resolved,
+                   show_progress_bar: bool | None = None,
                    desc: str = "encoding", checkpoint: str | Path | None = None,
                    on_step: Callable[[StepInfo], None] | None = None) -> Iterator[tuple[int, Optimised, bool]]:
         """Vectors for token-id sequences that need not be text (a cut of a text, without EOS), with
@@ -160,10 +146,10 @@ class MemoryCodec:
         studies run; texts go through `encode`. `checkpoint` and `on_step` (keyed `{"text": index}`)
         as in `encode`; close the generator (`contextlib.closing`) to save the texts in flight when
         stopping early."""
-        if not config.fixed:
-            raise MemtokError(f"encode_ids takes a number of vectors, not {config.k!r}")
         resolved = self.resolve(config)
-        jobs = deque(Job(i, list(t), config.k) for i, t in enumerate(targets))
+        if not resolved.config.fixed:
+            raise MemtokError(f"encode_ids takes a number of vectors, not {resolved.config.k!r}")
+        jobs = deque(Job(i, list(t), resolved.config.k) for i, t in enumerate(targets))
         bar = progress(len(jobs), desc, "text", disable=not self._show(show_progress_bar) or not jobs)
         tries = self._verified(resolved, jobs, bar, on_step, lambda key: {"text": key}, checkpoint)
         with closing(bar), closing(tries):

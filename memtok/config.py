@@ -114,10 +114,13 @@ class EncodeConfig:
         return d
 
     @classmethod
-    def from_options(cls, **options) -> EncodeConfig:
-        """A config from keyword options, refusing unknown ones with the list of valid ones."""
+    def from_options(cls, config: EncodeConfig | None = None, **options) -> EncodeConfig:
+        """`config` (default: the defaults) with keyword `options` changed, refusing unknown ones with
+        the list of valid ones."""
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(options) - set(known))
         if unknown:
             raise MemtokError(f"unknown encode option(s) {', '.join(unknown)}; valid: {', '.join(known)}")
-        return cls(**options)
+        if config is None:
+            return cls(**options)
+        return config.replace(**options) if options else config

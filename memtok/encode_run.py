@@ -11,11 +11,10 @@ import torch
 
 from .errors import MemtokError
 from .header import sha256_text
+from .jobs import Job, Optimised
 from .memory import Memory
 from .model import FrozenLM
-from .optimise import Job, Optimised
-from .plan import FixedK, Piece, PlannedK, SmallestK
-from .precision import STORAGE
+from .plan import Piece
 from .recipes import Init
 from .resolved import Resolved
 from .score import entropy_bits
@@ -35,38 +34,20 @@ def target_ids(lm: FrozenLM, text: str) -> list[int]:
     return ids + [lm.eos_id]
 
 
-def k_policy(lm: FrozenLM, resolved: Resolved) -> FixedK | PlannedK | SmallestK:
-    """How the segments of this encode call get their vectors."""
-    config, layout = resolved.config, resolved.layout
-    if config.fixed:
-        return FixedK(config.k, lm.hidden_size)
-    if config.auto:
-        return SmallestK(lm, layout, config.recipe.max_steps)
-    if config.compact:
-        return PlannedK("compact", config.recipe.max_steps, layout.k, STORAGE[config.dtype].compact_tokens)
-    return PlannedK(config.favour, config.recipe.max_steps, layout.k)
-
-
 class EncodeRun:
     """The pieces of a list of texts, their job queue, and which texts are complete."""
 
     def __init__(self, lm: FrozenLM, texts: list[str], resolved: Resolved) -> None:
         self.lm, self.texts, self.resolved, self.config = lm, texts, resolved, resolved.config
         self.layout = resolved.layout
-        self.policy = k_policy(lm, resolved)
-        self.limit = self.segment_limit()
+        self.policy = resolved.k_policy(lm)
+        self.limit = resolved.segment_limit
         self.pieces = self._cut()
         self.of_text: list[list[Piece]] = [[] for _ in texts]
         for p in self.pieces:
             self.of_text[p.text_index].append(p)
         self.left = [len(group) for group in self.of_text]  # pieces of each text not yet settled
         self.queue: deque[Job] = deque()
-
-    def segment_limit(self) -> int:
-        """Text tokens a piece may hold: what fits a pass, and what was asked, else what the policy allows."""
-        room = self.layout.room(self.lm, self.config.max_batch_tokens)
-        asked = self.config.segment_tokens
-        return min(room, self.policy.segment_limit() if asked is None else asked)
 
     def describe(self) -> str:
         """How the texts were cut, for a person to read."""

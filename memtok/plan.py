@@ -21,9 +21,9 @@ import math
 from dataclasses import dataclass, field
 
 from .auto_k import KPlanner
+from .jobs import Optimised
 from .layout import Layout
 from .model import FrozenLM
-from .optimise import Optimised
 from .score import score
 
 # Text tokens per vector for each thing to favour, on SmolLM2-135M. steps: 32. The default on the
@@ -63,7 +63,7 @@ class Piece:
     tried: list[int] = field(default_factory=list)  # K of each try, in order
     outcomes: dict[int, bool] = field(default_factory=dict)  # K -> exact
     steps: int = 0
-    restarts: int = 0  # new starts after a stall, over all its tries (`Recipe.restart_after`)
+    restarts: int = 0  # new attempts after a stall, over all its tries (`Recipe.restart_after`)
     seconds: float = 0.0  # its share of the run's wall time (`Optimised.seconds`)
     began: float | None = None  # its first try's first pass, and its last try's last (`Optimised.began`, `.ended`)
     ended: float | None = None

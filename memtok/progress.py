@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TextIO
 from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
-    from .optimise import StepInfo
+    from .jobs import StepInfo
 
 
 class PlainProgress:

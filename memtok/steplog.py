@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .optimise import StepInfo
+from .jobs import StepInfo
 
 
 class StepLog:

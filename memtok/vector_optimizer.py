@@ -1,9 +1,10 @@
-"""Updates of one text's memory vectors, with their own optimiser state.
+"""Updates of each text's memory vectors, with their own optimiser state.
 
 Each text in a batch owns its vectors, its moments and its step count, so it learns exactly as it
-would alone and a slot refilled with a new text starts from a clean state. The Adam arithmetic is
-torch.optim.Adam/AdamW's, written against one tensor (tests pin it to torch's); `update_many` makes
-the same updates for every text of a step in a few multi-tensor kernels, not several per text.
+would alone and a slot refilled with a new text starts from a clean state. The arithmetic is
+torch.optim.Adam/AdamW's (tests pin it to torch's), written once, in torch's multi-tensor
+(`_foreach`) kernels: every text of a step in a few kernels, each tensor with its own step, rate and
+bias corrections.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from .recipes import Optimizer, Recipe, Schedule
 
 
 class VectorOptimizer:
+    """One tensor's optimiser state under a recipe; `VectorOptimizer.update_all` moves many at once."""
+
     def __init__(self, recipe: Recipe, eps: float = 1e-8) -> None:
         self.recipe = recipe
         self.eps = eps
@@ -42,55 +45,41 @@ class VectorOptimizer:
         low = r.lr * r.final_lr_ratio
         return low + 0.5 * (r.lr - low) * (1 + math.cos(math.pi * t))
 
-    @torch.no_grad()
     def update(self, p: torch.Tensor, grad: torch.Tensor) -> None:
-        r = self.recipe
-        lr = self.lr()
-        self.step += 1
-        if r.optimizer is Optimizer.SGD:
-            if r.momentum:
-                self._m = grad.clone() if self._m is None else self._m.mul_(r.momentum).add_(grad)
-                grad = self._m
-            p.add_(grad, alpha=-lr)
+        """One step of `p` along `grad`."""
+        VectorOptimizer.update_all([self], [p], [grad])
+
+    def _sgd(self, p: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+        if self.recipe.momentum:
+            self._m = grad.clone() if self._m is None else self._m.mul_(self.recipe.momentum).add_(grad)
+            grad = self._m
+        p.add_(grad, alpha=-lr)
+
+    @staticmethod
+    @torch.no_grad()
+    def update_all(opts: list[VectorOptimizer], params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        """`opts[i]` steps `params[i]` along `grads[i]`, for every i; the optimisers are all of one recipe."""
+        if not opts:
             return
-        if self._m is None:
-            self._m, self._v = torch.zeros_like(p), torch.zeros_like(p)
+        r, eps = opts[0].recipe, opts[0].eps
+        lrs = [opt.lr() for opt in opts]
+        for opt in opts:
+            opt.step += 1
+        if r.optimizer is Optimizer.SGD:  # a kernel or two a tensor already
+            for opt, p, g, lr in zip(opts, params, grads, lrs, strict=True):
+                opt._sgd(p, g, lr)
+            return
+        for opt, p in zip(opts, params, strict=True):
+            if opt._m is None:
+                opt._m, opt._v = torch.zeros_like(p), torch.zeros_like(p)
         b1, b2 = r.betas
+        ms, vs = [opt._m for opt in opts], [opt._v for opt in opts]
         if r.optimizer is Optimizer.ADAMW:
-            p.mul_(1 - lr * r.weight_decay)
-        self._m.lerp_(grad, 1 - b1)
-        self._v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        bc1 = 1 - b1 ** self.step
-        bc2 = 1 - b2 ** self.step
-        denom = (self._v.sqrt() / math.sqrt(bc2)).add_(self.eps)
-        p.addcdiv_(self._m, denom, value=-lr / bc1)
-
-
-@torch.no_grad()
-def update_many(opts: list[VectorOptimizer], params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
-    """`opts[i].update(params[i], grads[i])` for every i, the optimisers all of one recipe: Adam's in
-    torch's multi-tensor (`_foreach`) kernels, which apply the same operations tensor by tensor (a
-    test pins the bits), with each tensor's own step, rate and bias corrections."""
-    if not opts:
-        return
-    r, eps = opts[0].recipe, opts[0].eps
-    if r.optimizer is Optimizer.SGD:  # a kernel or two a tensor already
-        for opt, p, g in zip(opts, params, grads, strict=True):
-            opt.update(p, g)
-        return
-    lrs = [opt.lr() for opt in opts]
-    for opt, p in zip(opts, params, strict=True):
-        opt.step += 1
-        if opt._m is None:
-            opt._m, opt._v = torch.zeros_like(p), torch.zeros_like(p)
-    b1, b2 = r.betas
-    ms, vs = [opt._m for opt in opts], [opt._v for opt in opts]
-    if r.optimizer is Optimizer.ADAMW:
-        torch._foreach_mul_(params, [1 - lr * r.weight_decay for lr in lrs])
-    torch._foreach_lerp_(ms, grads, 1 - b1)
-    torch._foreach_mul_(vs, b2)
-    torch._foreach_addcmul_(vs, grads, grads, value=1 - b2)
-    denom = torch._foreach_sqrt(vs)
-    torch._foreach_div_(denom, [math.sqrt(1 - b2 ** opt.step) for opt in opts])
-    torch._foreach_add_(denom, eps)
-    torch._foreach_addcdiv_(params, ms, denom, [-lr / (1 - b1 ** opt.step) for lr, opt in zip(lrs, opts)])
+            torch._foreach_mul_(params, [1 - lr * r.weight_decay for lr in lrs])
+        torch._foreach_lerp_(ms, grads, 1 - b1)
+        torch._foreach_mul_(vs, b2)
+        torch._foreach_addcmul_(vs, grads, grads, value=1 - b2)
+        denom = torch._foreach_sqrt(vs)
+        torch._foreach_div_(denom, [math.sqrt(1 - b2 ** opt.step) for opt in opts])
+        torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(params, ms, denom, [-lr / (1 - b1 ** opt.step) for lr, opt in zip(lrs, opts)])

@@ -1,20 +1,95 @@
-"""What several test files share: running the CLI in this process or in a subprocess, data files,
-texts whose difficulty the tests pin down, and an optimisation stopped part-way."""
+"""What several test files share: the tiny models and the texts they know, running the CLI in this
+process or in a subprocess, data files, texts whose difficulty the tests pin down, and an
+optimisation stopped part-way. Test files import these from here, never from conftest."""
 
 import csv
 import json
+import os
+import random
 import subprocess
 import sys
 
 import pytest
-from conftest import TEXTS
+import torch
 
 from memtok import EncodeConfig
 from memtok.checkpoint import Checkpoint
 from memtok.cli import main
-from memtok.layout import Layout
-from memtok.optimise import Job, optimise
-from memtok.resolved import Resolved
+from memtok.jobs import Job
+from memtok.optimise import optimise
+from memtok.resolved import resolve
+
+# What the tiny model is briefly trained on. An untrained random model cannot carry a text from one
+# position to the next, so no memory vector could make it reproduce anything; a few seconds of
+# training make it a small language model of these sentences, which memories then select and steer.
+TEXTS = [
+    "the cat sat on the mat.",
+    "the cat ran to the park.",
+    "a dog ran in the park.",
+    "El perro corre en el parque.",
+    "memory tokens turn text into vectors.",
+    "vectors turn back into text again.",
+    "Die Katze schläft auf dem Sofa.",
+    "numbers: 3 + 4 = 7, 10 - 2 = 8.",
+]
+
+LINES = [TEXTS[0], TEXTS[4], TEXTS[5]]
+
+# Where the tiny models run: `MEMTOK_TEST_DEVICE=cuda pytest -m "not slow"` runs the fast tier on a
+# GPU (the CLI's own default is CUDA when present, so its tests follow without the variable).
+DEVICE = os.environ.get("MEMTOK_TEST_DEVICE", "cpu")
+
+
+def build_tokenizer(texts: list[str] = TEXTS):
+    """A byte-level BPE of 320 tokens trained on `texts`, with BOS <s> and EOS </s>."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<|endoftext|>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts * 10, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<|endoftext|>")
+
+
+def build_tiny_model_dir(path: str, texts: list[str] = TEXTS, context: int = 64) -> str:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    hf_tok = build_tokenizer(texts)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(hf_tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
+                         bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
+                         tie_word_embeddings=True)
+    model = LlamaForCausalLM(config)
+    fit(model, hf_tok, texts)
+    model.save_pretrained(path)
+    hf_tok.save_pretrained(path)
+    return path
+
+
+def fit(model, tok, texts: list[str], steps: int = 150, shifts: tuple[int, ...] = (0,)) -> None:
+    """A few hundred milliseconds of next-token training on `texts`, each between BOS and EOS, and
+    with `shifts` random tokens after the BOS: a model with learned absolute positions (GPT-2, OPT)
+    trained with the text always at position 1 has never seen it one place later, where it sits
+    behind a memory vector."""
+    rng = random.Random(0)
+    rows = [[tok.bos_token_id] + [rng.randrange(3, len(tok)) for _ in range(shift)]
+            + tok(t, add_special_tokens=False).input_ids + [tok.eos_token_id] for t in texts for shift in shifts]
+    width = max(map(len, rows))
+    ids = torch.tensor([r + [tok.eos_token_id] * (width - len(r)) for r in rows])
+    labels = torch.tensor([r + [-100] * (width - len(r)) for r in rows])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+
 
 HARD_FOR_ONE = TEXTS[2]  # "a dog ran in the park.": under plain SGD one vector needs ~276 steps, two ~13
 SGD = "memtok-sgd"  # the planner is tested on an optimiser whose difficulties these texts pin down
@@ -83,12 +158,12 @@ class Stopped:
 
     def __init__(self, codec, path, at: int, config: EncodeConfig | None = None) -> None:
         self.lm, self.path = codec.lm, path
-        self.layout, self.config = Layout.build(self.lm, "{memory}", 1, True), config or EncodeConfig(k=1, recipe="memtok")
+        self.resolved = resolve(self.lm, config or EncodeConfig(k=1, recipe="memtok"))
         self.job = Job(0, codec.target_ids(SLOW_TEXT), 1)
         with pytest.raises(KeyboardInterrupt):
-            list(optimise(self.lm, Resolved(self.config, self.layout), [self.job], Stop(at), self.checkpoint()))
+            list(optimise(self.lm, self.resolved, [self.job], Stop(at), self.checkpoint()))
 
     def checkpoint(self, config: EncodeConfig | None = None) -> Checkpoint:
-        return Checkpoint(self.path, self.lm, Resolved(config or self.config, self.layout))
+        return Checkpoint(self.path, self.lm, self.resolved if config is None else resolve(self.lm, config))
 
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import LINES, TEXTS
-from helpers import HARD_FOR_ONE, SGD
+from helpers import HARD_FOR_ONE, LINES, SGD, TEXTS
 
 import memtok.auto_k
 from memtok.auto_k import KPlanner

@@ -2,8 +2,7 @@
 
 import json
 
-from conftest import TEXTS
-from helpers import run, write_csv
+from helpers import TEXTS, run, write_csv
 
 from memtok import EncodeConfig, Memory
 from memtok.beam import departs

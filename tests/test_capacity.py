@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import TEXTS
-from helpers import run, write_csv
+from helpers import TEXTS, run, write_csv
 
 from memtok import EncodeConfig, MemtokError
 from memtok.runs.capacity import run_capacity

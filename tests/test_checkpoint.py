@@ -7,20 +7,21 @@ from helpers import FAST_TEXT, SLOW_TEXT, Stop, Stopped
 
 from memtok import EncodeConfig
 from memtok.checkpoint import Checkpoint
-from memtok.optimise import Job, optimise
-from memtok.resolved import Resolved, layout_for
+from memtok.jobs import Job
+from memtok.optimise import optimise
+from memtok.resolved import resolve
 
 
 def test_a_stopped_text_goes_on_from_its_step_and_ends_as_the_unstopped_run_does(tiny_codec, tmp_path):
     run = Stopped(tiny_codec, tmp_path / "in-flight.safetensors", at=8)  # 7 updates made
-    lm, layout, config, job, path = run.lm, run.layout, run.config, run.job, run.path
-    whole = next(optimise(lm, Resolved(config, layout), [job]))
+    lm, job, path = run.lm, run.job, run.path
+    whole = next(optimise(lm, run.resolved, [job]))
     assert whole.converged and whole.steps > 8
     assert path.exists()
 
     resumed, passes = run.checkpoint(), Stop()
     assert len(resumed.waiting) == 1
-    again = next(optimise(lm, Resolved(config, layout), [job], passes, resumed))
+    again = next(optimise(lm, run.resolved, [job], passes, resumed))
     # the same trajectory from update 7 on: same total steps, one pass per step from there and the last judgement
     assert again.converged and again.steps == whole.steps and passes.calls == whole.steps - 7 + 1
     assert again.seconds >= 0 and not resumed.waiting
@@ -41,7 +42,7 @@ def test_a_stopped_encode_saves_the_text_in_flight_and_the_next_call_finishes_it
         tiny_codec.encode([SLOW_TEXT, FAST_TEXT], k=1, batch_size=2, on_result=stop, checkpoint=path,
                           show_progress_bar=False)
     config = EncodeConfig(k=1, recipe="memtok", batch_size=2)
-    saved = Checkpoint(path, tiny_codec.lm, Resolved(config, layout_for(tiny_codec.lm, config))).waiting
+    saved = Checkpoint(path, tiny_codec.lm, resolve(tiny_codec.lm, config)).waiting
     # the slow text was updated on the pass that found the fast one exact, before the fast one's memory came out
     assert [s.step for s in saved.values()] == [tiny_codec.encode(FAST_TEXT, k=1).steps + 1]
 
@@ -52,8 +53,9 @@ def test_a_stopped_encode_saves_the_text_in_flight_and_the_next_call_finishes_it
 
 def test_a_checkpoint_is_taken_up_only_under_its_settings_and_a_damaged_one_is_set_aside(tiny_codec, tmp_path):
     run = Stopped(tiny_codec, tmp_path / "in-flight.safetensors", at=3)
-    assert run.checkpoint(run.config.replace(dtype="float16")).waiting == {}
-    assert run.checkpoint(run.config.replace(recipe=run.config.recipe.replace(lr=0.01))).waiting == {}
+    config = run.resolved.config
+    assert run.checkpoint(config.replace(dtype="float16")).waiting == {}
+    assert run.checkpoint(config.replace(recipe=config.recipe.replace(lr=0.01))).waiting == {}
     assert len(run.checkpoint().waiting) == 1
 
     run.path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":1}")  # cut short: a header and no tensors
@@ -64,6 +66,6 @@ def test_a_checkpoint_is_taken_up_only_under_its_settings_and_a_damaged_one_is_s
 def test_states_a_run_did_not_reach_are_kept_for_the_run_that_will(tiny_codec, tmp_path):
     run = Stopped(tiny_codec, tmp_path / "in-flight.safetensors", at=3)
     other = run.checkpoint()  # a run of another text: the slow text's state stays
-    next(optimise(run.lm, Resolved(run.config, run.layout), [Job(0, tiny_codec.target_ids(FAST_TEXT), 1)], checkpoint=other))
+    next(optimise(run.lm, run.resolved, [Job(0, tiny_codec.target_ids(FAST_TEXT), 1)], checkpoint=other))
     other.finish()
     assert len(run.checkpoint().waiting) == 1

@@ -5,8 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import DEVICE, TEXTS
-from helpers import run
+from helpers import DEVICE, TEXTS, run
 
 
 def test_encode_decode_round_trip_is_byte_exact(tiny_dir, tmp_path, capsysbinary, monkeypatch):

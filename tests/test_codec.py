@@ -2,14 +2,15 @@
 
 import pytest
 import torch
-from conftest import TEXTS
+from helpers import TEXTS
 
 from memtok import EncodeConfig, Memory, MemtokError
 from memtok.greedy import greedy
+from memtok.jobs import Job
 from memtok.layout import Layout
-from memtok.optimise import Job, optimise
+from memtok.optimise import optimise
 from memtok.recipes import MEMTOK, MEMTOK_SGD
-from memtok.resolved import Resolved
+from memtok.resolved import resolve
 
 UNSEEN = "zebra quantum fjord"  # the tiny model never saw it: no single vector makes it exact
 
@@ -65,12 +66,11 @@ def test_padding_leaves_each_texts_logits_as_alone(tiny_codec):
 def test_finished_slot_is_refilled_so_a_hard_text_holds_nothing_back(tiny_codec):
     lm = tiny_codec.lm
     recipe = MEMTOK_SGD.replace(max_steps=300)  # on which these texts' step counts make the point
-    layout = Layout.build(lm, "{memory}", 1, recipe.bos)
     targets = [tiny_codec.target_ids(t) for t in [UNSEEN] + TEXTS]
-    steps_alone = [next(optimise(lm, Resolved(EncodeConfig(recipe=recipe), layout), [Job(0, t, 1)])).steps for t in targets[1:]]
+    steps_alone = [next(optimise(lm, resolve(lm, EncodeConfig(recipe=recipe)), [Job(0, t, 1)])).steps for t in targets[1:]]
     infos = []
     jobs = [Job(i, t, 1) for i, t in enumerate(targets)]
-    results = list(optimise(lm, Resolved(EncodeConfig(recipe=recipe, batch_size=2), layout), jobs, on_step=infos.append))
+    results = list(optimise(lm, resolve(lm, EncodeConfig(recipe=recipe, batch_size=2)), jobs, on_step=infos.append))
     # The hard text gives up after 300 steps, the easy ones pass through the other slot one after
     # another, each taking exactly the steps it takes alone.
     by_index = {r.key: r for r in results}
@@ -89,8 +89,8 @@ def test_jobs_of_different_k_share_a_batch_as_if_alone(tiny_codec):
     lm = tiny_codec.lm
     layout = Layout.build(lm, "{memory}", 1, MEMTOK.bos)
     jobs = [Job(i, tiny_codec.target_ids(t), k) for i, (t, k) in enumerate(zip(TEXTS[:4], (1, 3, 2, 1)))]
-    alone = {j.key: next(optimise(lm, Resolved(EncodeConfig(recipe="memtok"), layout), [j])) for j in jobs}
-    together = {r.key: r for r in optimise(lm, Resolved(EncodeConfig(recipe="memtok", batch_size=4), layout), jobs)}
+    alone = {j.key: next(optimise(lm, resolve(lm, EncodeConfig(recipe="memtok")), [j])) for j in jobs}
+    together = {r.key: r for r in optimise(lm, resolve(lm, EncodeConfig(recipe="memtok", batch_size=4)), jobs)}
     for key, a in alone.items():
         b = together[key]
         assert a.steps == b.steps and a.converged and b.converged and len(b.vectors) == jobs[key].k
@@ -178,12 +178,11 @@ def test_a_token_budget_bounds_every_forward_pass(tiny_codec):
     """Memory is bounded by positions per pass, not texts per batch: texts join while they fit, and
     a text longer than a pass holds is cut into pieces that fit."""
     lm = tiny_codec.lm
-    layout = Layout.build(lm, "{memory}", 1, MEMTOK.bos)
     targets = tiny_codec.target_ids(TEXTS[4])
     positions = 1 + 1 + len(targets) - 1  # BOS, the vector, the text (EOS is only predicted)
     infos = []
     config = EncodeConfig(recipe="memtok", max_steps=3, batch_size=8, max_batch_tokens=2 * positions + 1)
-    results = list(optimise(lm, Resolved(config, layout), [Job(i, targets, 1) for i in range(6)], on_step=infos.append))
+    results = list(optimise(lm, resolve(lm, config), [Job(i, targets, 1) for i in range(6)], on_step=infos.append))
     assert len(results) == 6 and max(i.active for i in infos) == 2
     text = " ".join(TEXTS[:3])
     mem = tiny_codec.encode(text, k=1, max_batch_tokens=16, max_steps=3)

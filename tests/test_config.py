@@ -3,8 +3,7 @@
 import json
 
 import pytest
-from conftest import TEXTS
-from helpers import run, write_csv
+from helpers import TEXTS, run, write_csv
 
 from memtok import RECIPES, EncodeConfig, MemtokError
 from memtok.recipes import MEMTOK_LEARNED, default_recipe

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import DEVICE, TEXTS
-from helpers import finish, memtok_cmd, run, write_csv
+from helpers import DEVICE, TEXTS, finish, memtok_cmd, run, write_csv
 
 from memtok import MemoryCodec, ModelMismatchError
 from memtok.store import MemoryStore

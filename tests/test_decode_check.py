@@ -4,8 +4,7 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import TEXTS
-from helpers import finish, memtok_cmd, run, write_csv
+from helpers import TEXTS, finish, memtok_cmd, run, write_csv
 
 from memtok import Memory
 from memtok.errors import DecodeMismatchError

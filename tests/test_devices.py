@@ -7,8 +7,7 @@ from datetime import timedelta
 
 import pytest
 import torch
-from conftest import TEXTS
-from helpers import run
+from helpers import TEXTS, run
 
 import memtok.optimise
 from memtok import MemoryCodec, MemtokError
@@ -94,7 +93,7 @@ def test_running_out_of_memory_halves_the_batch_and_goes_on(tiny_codec, monkeypa
     """A pass of more than two texts runs out of memory (forward or backward, as a GPU would): the
     batch halves, the texts set aside keep their state, and every text ends as it would have."""
     plain = tiny_codec.encode(TEXTS[:6], k=1, batch_size=6, max_steps=300)
-    forward, backward, sizes = memtok.optimise._forward, memtok.optimise._backward, []
+    forward, backward, sizes = memtok.optimise.batch_pass, torch.Tensor.backward, []
 
     def small_forward(lm, slots, *args):
         sizes.append(len(slots))
@@ -102,13 +101,13 @@ def test_running_out_of_memory_halves_the_batch_and_goes_on(tiny_codec, monkeypa
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return forward(lm, slots, *args)
 
-    def small_backward(per_text):
-        if len(per_text) > 2:
+    def small_backward(loss, *args, **kwargs):  # the pass's summed loss, of as many texts as its forward
+        if sizes[-1] > 2:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        backward(per_text)
+        backward(loss, *args, **kwargs)
 
-    monkeypatch.setattr(memtok.optimise, "_forward", small_forward)
-    monkeypatch.setattr(memtok.optimise, "_backward", small_backward)
+    monkeypatch.setattr(memtok.optimise, "batch_pass", small_forward)
+    monkeypatch.setattr(torch.Tensor, "backward", small_backward)
     with caplog.at_level(logging.WARNING, logger="memtok.optimise"):
         backed_off = tiny_codec.encode(TEXTS[:6], k=1, batch_size=6, max_steps=300)
     assert [m.steps for m in backed_off] == [m.steps for m in plain] and all(m.exact for m in backed_off)
@@ -116,7 +115,7 @@ def test_running_out_of_memory_halves_the_batch_and_goes_on(tiny_codec, monkeypa
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [
         "out of memory with 6 texts in a pass", "out of memory with 3 texts in a pass"]
     with pytest.raises(torch.OutOfMemoryError):  # a lone text that does not fit is the error itself
-        monkeypatch.setattr(memtok.optimise, "_forward", lambda *a: (_ for _ in ()).throw(torch.OutOfMemoryError()))
+        monkeypatch.setattr(memtok.optimise, "batch_pass", lambda *a: (_ for _ in ()).throw(torch.OutOfMemoryError()))
         tiny_codec.encode(TEXTS[0], k=1)
 
 
@@ -127,14 +126,14 @@ def test_a_head_on_another_gpu_than_the_decoder_gets_its_targets_there():
     they carry a device and refuse to mix them, as CUDA does, on a machine without one."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from memtok.optimise import _judge
+    from memtok.forward import judge
 
     with FakeTensorMode(allow_non_fake_inputs=True):
         weight = torch.randn(32, 8, device="cuda:1")
         states = torch.randn(5, 8, device="cuda:0")  # the decoder's, on the first GPU
         targets = torch.randint(0, 32, (5,), device="cuda:0")
         # the head as accelerate dispatches it: its input moved to its own device, its output left there
-        ce, right, margin = _judge(lambda h: h.to("cuda:1") @ weight.T, states, targets)
+        ce, right, margin = judge(lambda h: h.to("cuda:1") @ weight.T, states, targets)
         assert {ce.device, right.device, margin.device} == {torch.device("cuda:0")}
 
 
@@ -159,7 +158,7 @@ def test_a_soft_capped_model_gets_its_logits_whole_in_16_bits():
 
     from memtok.model import FrozenLM
 
-    tok = __import__("conftest").build_tokenizer()
+    tok = __import__("helpers").build_tokenizer()
     config = Gemma2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                           num_attention_heads=4, num_key_value_heads=2, head_dim=16, final_logit_softcapping=30.0)
     torch.manual_seed(0)
@@ -191,13 +190,12 @@ def test_a_step_reads_from_the_device_once(tiny_codec, monkeypatch):
 
     package = str(__import__("pathlib").Path(__import__("memtok").__file__).parent)
     from memtok import EncodeConfig
-    from memtok.layout import Layout
-    from memtok.optimise import Job, optimise
-    from memtok.resolved import Resolved
+    from memtok.jobs import Job
+    from memtok.optimise import optimise
+    from memtok.resolved import resolve
 
     lm = tiny_codec.lm
-    resolved = Resolved(EncodeConfig(k=1, recipe="memtok", max_steps=5, batch_size=2),
-                        Layout.build(lm, "{memory}", 1, True))
+    resolved = resolve(lm, EncodeConfig(k=1, recipe="memtok", max_steps=5, batch_size=2))
     jobs = [Job(i, tiny_codec.target_ids(t), 1) for i, t in enumerate(TEXTS[:2])]
     reads, passes = [], []
     for name in ("tolist", "item", "nonzero", "__bool__"):
@@ -214,7 +212,7 @@ def test_a_loss_that_overflows_starts_the_text_again_instead_of_poisoning_it(tin
     """A float16 model can overflow to an infinite or NaN loss; its gradient would put NaN into the
     text's vectors and moments for good. The text starts again (a new factorisation from the mean),
     and the others in the batch are untouched."""
-    forward, hit = memtok.optimise._forward, []
+    forward, hit = memtok.optimise.batch_pass, []
 
     def overflowing(lm, slots, *args):
         judged, per_text = forward(lm, slots, *args)
@@ -226,7 +224,7 @@ def test_a_loss_that_overflows_starts_the_text_again_instead_of_poisoning_it(tin
             per_text = per_text * poison
         return judged, per_text
 
-    monkeypatch.setattr(memtok.optimise, "_forward", overflowing)
+    monkeypatch.setattr(memtok.optimise, "batch_pass", overflowing)
     from memtok import EncodeConfig
 
     targets = [tiny_codec.target_ids(t) for t in TEXTS[:2]]

@@ -5,8 +5,7 @@ import signal
 import time
 
 import pytest
-from conftest import TEXTS
-from helpers import memtok, write_csv
+from helpers import TEXTS, memtok, write_csv
 
 from memtok import EncodeConfig, MemtokError
 from memtok.runs.folder import ResultsLog

@@ -12,7 +12,7 @@ model's own input vectors.
 
 import pytest
 import torch
-from conftest import DEVICE, TEXTS, _fit, build_tokenizer
+from helpers import DEVICE, TEXTS, build_tokenizer, fit
 
 from memtok import MemoryCodec, MemtokError
 from memtok.model import check_takes_vectors
@@ -59,7 +59,7 @@ def test_a_family_round_trips_from_one_vector(family, tokenizer, tmp_path):
     torch.manual_seed(0)
     model = model_class(config_class(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                                      eos_token_id=tokenizer.eos_token_id, **sizes))
-    _fit(model, tokenizer, TEXTS, steps=300, shifts=(0, 1, 2))
+    fit(model, tokenizer, TEXTS, steps=300, shifts=(0, 1, 2))
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     codec = MemoryCodec.from_pretrained(str(tmp_path), device=DEVICE)

@@ -8,8 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import TEXTS
-from helpers import run, write_csv
+from helpers import TEXTS, run, write_csv
 
 from memtok import EncodeConfig, MemtokError, NotAMemoryError
 from memtok.files import atomic_write, lock_folder

@@ -11,8 +11,7 @@ from memtok.cli import cli
 from memtok.cli.options import config_of
 from memtok.errors import MemtokError
 from memtok.recipes import MEMTOK
-from memtok.resolved import Resolved
-from memtok.runs.folder import pin_settings, settings
+from memtok.runs.folder import pin_settings, pinned_settings
 from memtok.runs.migrate import command_for, upgrade
 from memtok.runs.sources import Source
 
@@ -27,11 +26,11 @@ def settings_of_command(command: str, pinned: dict) -> dict:
     params = cli.commands[name].make_context(name, args[1:]).params
     made = config_of(params, many_k=name == "capacity")
     lm = SimpleNamespace(name=pinned["model"], fingerprint=pinned["model_fingerprint"], source=None)
-    start = SimpleNamespace(name=pinned["start"]) if "start" in pinned else None  # the start the folder began from
     source = Source(params["data"], [""] * params["limit"], pinned["data_sha256"], params["rows"], params["split"])
     extra = {"k": sorted(made["ks"]), "lengths": sorted(params["lengths"]), "eos": params["eos"]} \
         if name == "capacity" else {}
-    return settings(lm, Resolved(made["config"], layout=None, start=start), source, command, **extra)
+    # the start the folder began from
+    return pinned_settings(lm, made["config"], pinned.get("start"), source, command, **extra)
 
 
 def test_there_are_folders_to_check():

@@ -12,8 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import TEXTS
-from helpers import run, write_csv
+from helpers import TEXTS, run, write_csv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

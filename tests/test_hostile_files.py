@@ -6,8 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import TEXTS
-from helpers import run
+from helpers import TEXTS, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TEXTS
+from helpers import TEXTS
 
 SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
 

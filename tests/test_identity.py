@@ -4,8 +4,7 @@ model that happens to have its name; a hub model at the commit it was made with.
 import shutil
 
 import pytest
-from conftest import TEXTS
-from helpers import run
+from helpers import TEXTS, run
 
 from memtok import Memory, MemtokError
 from memtok.identity import describe, file_sha256, find_model

@@ -4,7 +4,7 @@ import statistics
 
 import pytest
 import torch
-from conftest import TEXTS
+from helpers import TEXTS
 
 from memtok import MemoryCodec, MemtokError
 from memtok.recipes import MEMTOK_LEARNED

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import DEVICE, TEXTS
+from helpers import DEVICE, TEXTS
 from safetensors.torch import save_file
 
 from memtok import Memory, MemoryCodec, MemtokError, ModelMismatchError, NotAMemoryError

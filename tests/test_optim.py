@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from memtok.recipes import KURATOV, MEMTOK, MEMTOK_SGD, PAPER, Optimizer, Schedule
-from memtok.resolved import Resolved
+from memtok.resolved import resolve
 from memtok.vector_optimizer import VectorOptimizer
 
 
@@ -107,17 +107,17 @@ def test_warm_up_ramps_the_rate_then_the_schedule_runs_over_the_rest():
 
 def test_clipping_bounds_each_texts_step(tiny_codec):
     from memtok import EncodeConfig
-    from memtok.layout import Layout
-    from memtok.optimise import Job, _Slot, update
+    from memtok.jobs import Job
+    from memtok.optimise import update
+    from memtok.slot import TextSlot
 
     lm = tiny_codec.lm
-    resolved = Resolved(EncodeConfig(k=1, recipe=MEMTOK_SGD), Layout.build(lm, "{memory}", 1, bos=False))
     job = Job(0, tiny_codec.target_ids("the cat sat on the mat."), 1)
     for clip, bound in ((1.0, 10 * 1.0), (0.0, None)):
-        slot = _Slot(lm, job, resolved)  # SGD at lr 10 on the vector itself
+        slot = TextSlot(lm, job, resolve(lm, EncodeConfig(k=1, recipe=MEMTOK_SGD.replace(clip=clip))))  # SGD at lr 10 on the vector itself
         before = slot.learned.vectors().detach().clone()
         slot.learned.params[0].grad = torch.full_like(before, 100.0)
-        update([slot], MEMTOK_SGD.replace(clip=clip))
+        update([slot])
         moved = float((slot.learned.vectors().detach() - before).norm())
         if bound is None:  # unclipped: lr x the gradient's norm
             assert moved == pytest.approx(10 * 100.0 * before.numel() ** 0.5, rel=1e-5)
@@ -127,16 +127,15 @@ def test_clipping_bounds_each_texts_step(tiny_codec):
 
 def test_position_weights_raise_the_loss_of_the_first_tokens_and_eos(tiny_codec):
     from memtok import EncodeConfig
-    from memtok.layout import Layout
-    from memtok.optimise import Job, optimise
+    from memtok.jobs import Job
+    from memtok.optimise import optimise
 
     lm = tiny_codec.lm
     targets = tiny_codec.target_ids("the cat sat on the mat.")
-    layout = Layout.build(lm, "{memory}", 1, True)
     still = MEMTOK.replace(max_steps=1, lr=1e-12)  # an update too small to move the vectors: the same logits
 
     def loss(recipe):
-        return next(optimise(lm, Resolved(EncodeConfig(recipe=recipe), layout), [Job(0, targets, 1)])).loss
+        return next(optimise(lm, resolve(lm, EncodeConfig(recipe=recipe)), [Job(0, targets, 1)])).loss
 
     assert loss(still.replace(first_weight=3.0, eos_weight=3.0)) > loss(still)
 
@@ -145,16 +144,15 @@ def test_a_growing_target_plays_a_prefix_first_and_ends_exact_on_the_whole_text(
     from collections import deque
 
     from memtok import EncodeConfig
-    from memtok.layout import Layout
-    from memtok.optimise import Job, optimise, optimise_verified
+    from memtok.jobs import Job
+    from memtok.optimise import optimise, optimise_verified
 
     lm = tiny_codec.lm
     targets = tiny_codec.target_ids("the cat sat on the mat.")
-    layout = Layout.build(lm, "{memory}", 1, True)
     growing = MEMTOK.replace(grow_tokens=3)
-    first = next(optimise(lm, Resolved(EncodeConfig(recipe=growing.replace(max_steps=1)), layout), [Job(0, targets, 1)]))
+    first = next(optimise(lm, resolve(lm, EncodeConfig(recipe=growing.replace(max_steps=1))), [Job(0, targets, 1)]))
     assert first.token_accuracy <= 3 / len(targets)  # targets not yet in play count as wrong
-    (result, exact), = optimise_verified(lm, Resolved(EncodeConfig(recipe=growing), layout), deque([Job(0, targets, 1)]))
+    (result, exact), = optimise_verified(lm, resolve(lm, EncodeConfig(recipe=growing)), deque([Job(0, targets, 1)]))
     assert exact and result.converged and result.token_accuracy == 1.0 and result.targets == targets
 
 
@@ -163,11 +161,10 @@ def test_a_long_optimisation_is_verified_at_once_rather_than_held_for_a_full_bat
 
     import memtok.optimise as optimise_module
     from memtok import EncodeConfig
-    from memtok.layout import Layout
-    from memtok.optimise import Job, optimise_verified
+    from memtok.jobs import Job
+    from memtok.optimise import optimise_verified
 
     lm = tiny_codec.lm
-    layout = Layout.build(lm, "{memory}", 1, True)
     jobs = [Job(i, tiny_codec.target_ids(t), 1) for i, t in enumerate(["the cat sat.", "a dog ran far away."])]
     batches = []
     real_verify = optimise_module.verify
@@ -175,7 +172,7 @@ def test_a_long_optimisation_is_verified_at_once_rather_than_held_for_a_full_bat
     for at_once, expected in ((float("inf"), [2]), (0.0, [1, 1])):  # 0: every result counts as long
         monkeypatch.setattr(optimise_module, "VERIFY_AT_ONCE_SECONDS", at_once)
         batches.clear()
-        verdicts = list(optimise_verified(lm, Resolved(EncodeConfig(recipe="memtok", batch_size=4, max_steps=40), layout), deque(jobs)))
+        verdicts = list(optimise_verified(lm, resolve(lm, EncodeConfig(recipe="memtok", batch_size=4, max_steps=40)), deque(jobs)))
         assert batches == expected and len(verdicts) == 2
 
 
@@ -184,7 +181,6 @@ def test_a_long_optimisation_is_verified_at_once_rather_than_held_for_a_full_bat
 def test_many_tensors_update_at_once_to_the_bits_of_one_at_a_time(recipe):
     """Every text of a step in a few multi-tensor kernels: each with its own step count (texts join
     the batch at different times), the same bits as updating them one by one."""
-    from memtok.vector_optimizer import update_many
 
     gen = torch.Generator().manual_seed(0)
     shapes = [(1, 64), (32, 2), (3, 64)]
@@ -196,6 +192,6 @@ def test_many_tensors_update_at_once_to_the_bits_of_one_at_a_time(recipe):
         moving = [i for i in range(len(shapes)) if t >= i]  # the i-th tensor joins at step i
         for i in moving:
             one[i].update(alone[i], grads[i])
-        update_many([many[i] for i in moving], [together[i] for i in moving], [grads[i] for i in moving])
+        VectorOptimizer.update_all([many[i] for i in moving], [together[i] for i in moving], [grads[i] for i in moving])
     assert all(torch.equal(a, b) for a, b in zip(alone, together))
     assert [o.step for o in one] == [o.step for o in many]

@@ -3,8 +3,7 @@ try, and no fixed K given more text than it can hold."""
 
 from __future__ import annotations
 
-from conftest import TEXTS
-from helpers import HARD_FOR_ONE, SGD, run
+from helpers import HARD_FOR_ONE, SGD, TEXTS, run
 
 from memtok import EncodeConfig
 from memtok.plan import TOKENS_PER_VECTOR, most_tokens

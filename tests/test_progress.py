@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TEXTS
+from helpers import TEXTS
 
 from memtok.progress import PlainProgress, progress
 

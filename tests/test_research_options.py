@@ -4,8 +4,7 @@ import json
 import time
 
 import pytest
-from conftest import TEXTS
-from helpers import run, write_csv
+from helpers import TEXTS, run, write_csv
 
 from memtok import EncodeConfig, MemtokError
 from memtok.recipes import MEMTOK, PAPER, parse_recipe, recipe_spec

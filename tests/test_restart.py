@@ -7,9 +7,8 @@ import pytest
 from helpers import SLOW_TEXT, Stopped
 
 from memtok import EncodeConfig
-from memtok.layout import Layout
-from memtok.optimise import Job, optimise
-from memtok.resolved import Resolved
+from memtok.jobs import Job
+from memtok.optimise import optimise
 
 
 class Curve:
@@ -24,9 +23,8 @@ class Curve:
 
 def run(codec, recipe: str, max_steps: int | None = None):
     lm = codec.lm
-    config = codec.check(EncodeConfig(k=1, recipe=recipe, max_steps=max_steps))
     curve = Curve()
-    result = next(optimise(lm, Resolved(config, Layout.build(lm, "{memory}", 1, True)),
+    result = next(optimise(lm, codec.resolve(k=1, recipe=recipe, max_steps=max_steps),
                            [Job(0, codec.target_ids(SLOW_TEXT), 1)], curve))
     return result, curve.points
 
@@ -55,14 +53,14 @@ def test_a_restart_begins_at_the_mean_with_the_next_seeds_factorisation(tiny_cod
 
 
 def test_a_stopped_run_goes_on_after_its_restarts_as_the_unstopped_one(tiny_codec, tmp_path):
-    config = tiny_codec.check(EncodeConfig(k=1, recipe="memtok:restart_after=2", max_steps=40))
+    config = EncodeConfig(k=1, recipe="memtok:restart_after=2", max_steps=40)
     whole, points = run(tiny_codec, "memtok:restart_after=2", max_steps=40)
     at = next(i for i, p in enumerate(points) if p.restarts == 1) + 3  # stopped a few passes after a restart
     stopped = Stopped(tiny_codec, tmp_path / "in-flight.safetensors", at=at, config=config)
     (saved,) = stopped.checkpoint().waiting.values()
-    assert saved.restarts == 1 and saved.steps_before > 0
+    assert saved.attempts == 1 and saved.steps_before > 0
 
-    again = next(optimise(stopped.lm, Resolved(config, stopped.layout), [stopped.job], None, stopped.checkpoint()))
+    again = next(optimise(stopped.lm, stopped.resolved, [stopped.job], None, stopped.checkpoint()))
     assert (again.steps, again.restarts, again.converged) == (whole.steps, whole.restarts, whole.converged)
 
 

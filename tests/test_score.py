@@ -1,5 +1,5 @@
 import torch
-from conftest import TEXTS
+from helpers import TEXTS
 
 from memtok.layout import Layout
 from memtok.score import score

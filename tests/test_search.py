@@ -3,8 +3,7 @@
 import json
 
 import pytest
-from conftest import TEXTS
-from helpers import run, write_csv
+from helpers import TEXTS, run, write_csv
 
 from memtok import EncodeConfig, MemtokError
 from memtok.runs.encode_corpus import run_corpus

@@ -6,8 +6,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import TEXTS
-from helpers import run, write_csv
+from helpers import TEXTS, run, write_csv
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 

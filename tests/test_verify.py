@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from conftest import TEXTS
+from helpers import TEXTS
 
 import memtok.greedy
 from memtok.greedy import greedy, greedy_batch, greedy_many, verify

@@ -23,6 +23,7 @@ from pathlib import Path
 from ..codec import MemoryCodec
 from ..config import EncodeConfig
 from ..errors import MemtokError
+from ..resolved import Resolved
 from ..steplog import StepLog
 from .beam_summary import beam_summary, beam_table
 from .folder import CHECKPOINT, FREE, STEPS, ResultsLog, run_folder, settings, with_pinned_recipe, write_outputs
@@ -39,14 +40,13 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
     """Run every (K, length) cell not yet in `out/results.jsonl`; write summary.json, report.md, capacity.png
     (also for the texts finished when the run is interrupted by Ctrl-C or SIGTERM)."""
     out = Path(out)
-    config = with_pinned_recipe(config, out / "run.json")
-    configs = {k: codec.check(config.replace(k=k)) for k in sorted(ks)}
-    for k, cfg in configs.items():
-        if max(lengths) + eos > codec.room(cfg) + 1:
+    first = codec.resolve(with_pinned_recipe(config.replace(k=min(ks)), out / "run.json"))
+    resolved = {k: first.with_k(codec.lm, k) for k in sorted(ks)}
+    for k, each in resolved.items():
+        if max(lengths) + eos > each.room + 1:
             raise MemtokError(f"length {max(lengths)} with {k} memory vectors does not fit the context of "
                               f"{codec.lm.name} ({codec.lm.context_length})")
-    run = settings(codec.lm, codec.resolve(configs[min(ks)]), source, command, k=sorted(ks), lengths=sorted(lengths),
-                   eos=eos)
+    run = settings(codec.lm, first, source, command, k=sorted(ks), lengths=sorted(lengths), eos=eos)
     # more K or lengths extend a run: the cells already there are what they were
     with run_folder(out, run, key="key", free=(*FREE, "k", "lengths")) as log:
         started, before = time.perf_counter(), len(log.records)
@@ -62,7 +62,7 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
 
         try:
             token_ids = {source.first + i: codec.lm.tokenize(t) for i, t in enumerate(source.texts)}
-            _run_cells(codec, configs, log, token_ids, sorted(lengths), eos, show_progress_bar, log_steps, beams)
+            _run_cells(codec, resolved, log, token_ids, sorted(lengths), eos, show_progress_bar, log_steps, beams)
         except KeyboardInterrupt:
             log.reread()
             write(interrupted=True)
@@ -70,28 +70,28 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
         return write()
 
 
-def _run_cells(codec: MemoryCodec, configs: dict[int, EncodeConfig], log: ResultsLog, token_ids: dict[int, list[int]],
+def _run_cells(codec: MemoryCodec, resolved: dict[int, Resolved], log: ResultsLog, token_ids: dict[int, list[int]],
                lengths: list[int], eos: bool, show_progress_bar: bool, log_steps: int | None,
                beams: list[int]) -> None:
     """Every (K, length) cell in turn; a K stops after a length where no text is exact or accurate."""
-    for k, cfg in configs.items():
+    for k, each in resolved.items():
         for length in lengths:
             # the first `length` ids of each text that has them
             targets = {i: ids[:length] + [codec.lm.eos_id] * eos for i, ids in token_ids.items() if len(ids) >= length}
-            _run_cell(codec, cfg, log, length, targets, show_progress_bar, log_steps, beams)
+            _run_cell(codec, each, log, length, targets, show_progress_bar, log_steps, beams)
             cell = _cell([r for r in log.records if r["k"] == k and r["length"] == length])
             if cell["n"] and cell["exact"] == 0 and cell["mean_token_accuracy"] < KURATOV_ACCURACY:
                 break  # longer texts will not do better with this K
 
 
-def _run_cell(codec: MemoryCodec, config: EncodeConfig, log: ResultsLog, length: int, targets: dict[int, list[int]],
+def _run_cell(codec: MemoryCodec, resolved: Resolved, log: ResultsLog, length: int, targets: dict[int, list[int]],
               show_progress_bar: bool, log_steps: int | None, beams: list[int]) -> None:
     """The texts of one (K, length) cell not yet in the log, each scored with and without its memory."""
-    k = config.k
+    config, k = resolved.config, resolved.config.k
     rows = [i for i in targets if f"k{k}/l{length}/{i}" not in log.done]
     steps = StepLog(log.path.parent / STEPS, log_steps, lambda key: {"key": f"k{k}/l{length}/{rows[key['text']]}"}) \
         if log_steps else None
-    tries = codec.encode_ids([targets[i] for i in rows], config, show_progress_bar, desc=f"K={k}, {length} tokens",
+    tries = codec.encode_ids([targets[i] for i in rows], resolved, show_progress_bar, desc=f"K={k}, {length} tokens",
                              checkpoint=log.path.parent / CHECKPOINT, on_step=steps)
     with closing(tries), steps or nullcontext():  # stopped, the texts in flight reach the checkpoint before the report is written
         for j, result, exact in tries:

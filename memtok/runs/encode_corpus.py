@@ -23,6 +23,7 @@ from ..codec import MemoryCodec
 from ..config import EncodeConfig
 from ..errors import MemtokError
 from ..files import lock_folder
+from ..resolved import Resolved
 from ..store.keys import write_keys
 from ..store.shards import STORE_FORMAT
 from ..store.writer import ShardWriter, done_rows, prepare, write_index
@@ -106,7 +107,6 @@ def run_corpus(codec: MemoryCodec, source: Source, out: str | Path, config: Enco
     root = Path(out)
     rank, world = distributed()
     resolved = codec.resolve(with_pinned_recipe(config or EncodeConfig(), root / "store.json"))
-    config = resolved.config
     pinned = {"format": STORE_FORMAT, **settings(codec.lm, resolved, source, command)}
     with ExitStack() as held:
         _lock_on_rank_0(root, rank, held)
@@ -116,7 +116,7 @@ def run_corpus(codec: MemoryCodec, source: Source, out: str | Path, config: Enco
         _barrier()
         if rank != 0:
             pin_settings(root / "store.json", pinned)
-        return _encode_rows(codec, source, root, config, rank, world, shard_size, show_progress_bar)
+        return _encode_rows(codec, source, root, resolved, rank, world, shard_size, show_progress_bar)
 
 
 def _store_sizes(rows: list[dict], texts: dict[int, str]) -> dict:
@@ -144,7 +144,7 @@ def _lock_on_rank_0(root: Path, rank: int, held: ExitStack) -> None:
         raise MemtokError(refused or f"{root} is in use by another memtok run")
 
 
-def _encode_rows(codec: MemoryCodec, source: Source, root: Path, config: EncodeConfig, rank: int, world: int,
+def _encode_rows(codec: MemoryCodec, source: Source, root: Path, resolved: Resolved, rank: int, world: int,
                  shard_size: int, show_progress_bar: bool) -> dict:
     """This rank's rows not yet done, each recorded as it finishes; rank 0 then indexes the store."""
     writer = ShardWriter(root, rank, shard_size)
@@ -158,7 +158,7 @@ def _encode_rows(codec: MemoryCodec, source: Source, root: Path, config: EncodeC
     valid = [row for j, row in enumerate(mine) if j not in refused]
     texts = [text[r] for r in valid]
     if texts:
-        codec.encode(texts, config, show_progress_bar=show_progress_bar and rank == 0,
+        codec.encode(texts, resolved, show_progress_bar=show_progress_bar and rank == 0,
                      on_result=lambda j, mem: writer.add(valid[j], memory=mem),
                      checkpoint=root / f"in-flight-r{rank}.safetensors")
     writer.flush()

@@ -18,6 +18,7 @@ from ..config import EncodeConfig
 from ..errors import MemtokError
 from ..files import set_aside
 from ..memory import Memory
+from ..resolved import Resolved
 from ..steplog import StepLog, read_steps
 from .beam_summary import beam_summary, beam_table
 from .folder import CHECKPOINT, STEPS, ResultsLog, run_folder, settings, with_pinned_recipe, write_outputs
@@ -55,7 +56,6 @@ def run_eval(codec: MemoryCodec, source: Source, out: str | Path, config: Encode
     where that leaves the text (`beams`: width -> first differing character, None when exact)."""
     out = Path(out)
     resolved = codec.resolve(with_pinned_recipe(config or EncodeConfig(), out / "run.json"))
-    config = resolved.config
     run = settings(codec.lm, resolved, source, command)
     with run_folder(out, run) as log:
         log.drop(_lost_memories(out, log))
@@ -63,7 +63,7 @@ def run_eval(codec: MemoryCodec, source: Source, out: str | Path, config: Encode
         pending = [i for i in rows if i not in log.done]
         resumed, started = len(source.texts) - len(pending), time.perf_counter()
         try:
-            _encode_pending(codec, source, out, log, pending, config, show_progress_bar, log_steps, beams)
+            _encode_pending(codec, source, out, log, pending, resolved, show_progress_bar, log_steps, beams)
         except KeyboardInterrupt:
             log.reread()
             _write(out, run, log, rows, resumed, started, interrupted=True)
@@ -113,7 +113,7 @@ def _lost_memories(out: Path, log: ResultsLog) -> list[int]:
 
 
 def _encode_pending(codec: MemoryCodec, source: Source, out: Path, log: ResultsLog, pending: list[int],
-                    config: EncodeConfig, show_progress_bar: bool, log_steps: int | None, beams: list[int]) -> None:
+                    resolved: Resolved, show_progress_bar: bool, log_steps: int | None, beams: list[int]) -> None:
     """Encode the pending texts; each line of results.jsonl is written after its memory is on disk."""
     text = {i: source.texts[i - source.first] for i in pending}
     refused = codec.refusals([text[i] for i in pending])
@@ -132,7 +132,7 @@ def _encode_pending(codec: MemoryCodec, source: Source, out: Path, log: ResultsL
     steps = StepLog(out / STEPS, log_steps, lambda key: {"index": valid[key["text"]], "segment": key["segment"]}) \
         if log_steps else None
     try:
-        codec.encode(texts, config, show_progress_bar=show_progress_bar, on_result=finished, on_step=steps,
+        codec.encode(texts, resolved, show_progress_bar=show_progress_bar, on_result=finished, on_step=steps,
                      checkpoint=out / CHECKPOINT)
     finally:
         if steps is not None:

@@ -40,8 +40,14 @@ FREE = ("command", "n_texts", "model", "model_source", "recipe.name", *SPEED_ONL
 def settings(lm: FrozenLM, resolved: Resolved, source: Source, command: str, **extra) -> dict:
     """What a run's results depend on (and how it was started), as plain JSON: the config with its
     recipe decided, and the learned start that recipe began from."""
-    config = resolved.config
-    start = {"start": resolved.start_name} if config.recipe.init is Init.LEARNED else {}
+    return pinned_settings(lm, resolved.config, resolved.start_name, source, command, **extra)
+
+
+def pinned_settings(lm: FrozenLM, config: EncodeConfig, start_name: str, source: Source, command: str,
+                    **extra) -> dict:
+    """`settings` of a config whose recipe is decided and of the start it names (read only when
+    that recipe begins from a learned start)."""
+    start = {"start": start_name} if config.recipe.init is Init.LEARNED else {}
     return {"model": lm.name, "model_source": lm.source, "model_fingerprint": lm.fingerprint, **config.to_dict(), **start, "data": source.name,
             "data_sha256": source.sha256, **source.pinned(), "n_texts": len(source.texts), "command": command,
             **extra}

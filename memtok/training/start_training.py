@@ -22,10 +22,10 @@ import torch
 
 from ..errors import MemtokError
 from ..files import atomic_write
+from ..forward import padded_pass
 from ..layout import Layout
 from ..limits import PLACEHOLDER
 from ..model import FrozenLM
-from ..optimise import padded_pass
 from ..start import LearnedStart, StartNet, feature_layers
 
 

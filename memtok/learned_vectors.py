@@ -1,0 +1,69 @@
+"""What a text's memory vectors are made of while they learn: where they begin, and their parameters.
+
+The recipe decides both: the initial vectors (a learned start's guess, the mean embedding, the text's
+own mean, or noise) and whether the optimiser moves the vectors themselves or a low-rank offset from
+them (`start + z @ W.T`), which finds exact vectors in far fewer steps.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .model import FrozenLM
+from .recipes import Init, Recipe
+from .start import LearnedStart
+
+
+def initial_vectors(lm: FrozenLM, recipe: Recipe, start: LearnedStart | None, k: int,
+                    text_ids: list[int]) -> torch.Tensor:
+    """The recipe's initial [K, d] vectors for one text; the same whatever the batch. `Init.LEARNED`
+    reads `start` (`memtok.resolved` refuses it on a model without one)."""
+    weight = lm.model.get_input_embeddings().weight
+    if recipe.init is Init.TEXT:
+        vec = lm.embed(torch.tensor(text_ids, device=lm.device)).mean(0)
+        return vec.expand(k, -1).clone()
+    if recipe.init is Init.LEARNED and start is not None:
+        with torch.no_grad():
+            return start.vectors(lm, [text_ids], k)[0].clone()
+    if recipe.init in (Init.MEAN, Init.LEARNED):
+        return lm.embedding_mean.expand(k, -1).clone()
+    gen = torch.Generator().manual_seed(recipe.seed)
+    noise = torch.randn(k, weight.shape[1], generator=gen)
+    return (noise * lm.embedding_std).to(lm.device, weight.dtype)
+
+
+class FullVectors:
+    """The vectors themselves are the parameters."""
+
+    def __init__(self, initial: torch.Tensor) -> None:
+        self.v = initial.clone().requires_grad_(True)
+        self.params = [self.v]
+
+    def vectors(self) -> torch.Tensor:
+        return self.v
+
+
+class LowRankVectors:
+    """`initial + z @ W.T`, with z [K, rank] and W [d, rank] both learned (W's columns at `scale` /
+    sqrt(rank), z at 1): a per-text low-dimensional projection, which finds exact vectors in far
+    fewer steps than learning them directly."""
+
+    def __init__(self, initial: torch.Tensor, rank: int, seed: int, scale: float, z_scale: float = 1.0) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        w = torch.randn(initial.shape[1], rank, generator=gen) * (scale / rank ** 0.5)
+        z = torch.randn(initial.shape[0], rank, generator=gen) * z_scale
+        self.initial = initial
+        self.z, self.w = z.to(initial).requires_grad_(True), w.to(initial).requires_grad_(True)
+        self.params = [self.z, self.w]
+
+    def vectors(self) -> torch.Tensor:
+        return self.initial + self.z @ self.w.T
+
+
+def parameters(initial: torch.Tensor, recipe: Recipe, scale: float, attempt: int = 0) -> FullVectors | LowRankVectors:
+    """The parameters of one text's vectors, in float32 whatever the model's dtype: Adam's small
+    steps would vanish in bfloat16's 8 bits of mantissa. Each new attempt draws a new factorisation."""
+    initial = initial.float()
+    if not recipe.rank:
+        return FullVectors(initial)
+    return LowRankVectors(initial, recipe.rank, recipe.seed + attempt, scale, recipe.z_scale)

@@ -1,0 +1,180 @@
+"""One text's place in the optimiser's batch: its targets, its learned vectors and their optimiser,
+its best so far, and when it starts a new attempt.
+
+The loop (`memtok.optimise`) only moves slots in and out of the batch; everything one text's
+optimisation remembers between passes lives here, and a checkpoint saves and restores it whole.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import NamedTuple
+
+import torch
+
+from .checkpoint import SlotState, text_key
+from .jobs import Job, Optimised
+from .learned_vectors import initial_vectors, parameters
+from .model import FrozenLM
+from .precision import stored_form, straight_through
+from .resolved import Resolved
+from .vector_optimizer import VectorOptimizer
+
+
+class Judged(NamedTuple):
+    """One text's standing on one forward pass, over the targets in play."""
+
+    accuracy: float  # right / all the text's targets
+    margin: float
+    loss: float
+    right: int
+
+
+class Best(NamedTuple):
+    """The most accurate vectors a text has had, kept for when it gives up."""
+
+    judged: Judged
+    vectors: torch.Tensor
+
+
+class TextSlot:
+    """One text in the batch, from its job to its `Optimised` result."""
+
+    def __init__(self, lm: FrozenLM, job: Job, resolved: Resolved) -> None:
+        recipe = resolved.recipe
+        self.job, self.recipe = job, recipe
+        self.max_steps = job.max_steps or recipe.max_steps
+        # input position whose logits predict targets[0]
+        self.first_target = resolved.layout.with_k(job.k).first_target
+        self.targets = torch.tensor(job.targets, dtype=torch.long, device=lm.device)  # [n]
+        # targets in play: all, or a prefix that grows by `grow_tokens` each time it is solved
+        self.span = min(recipe.grow_tokens or len(job.targets), len(job.targets))
+        with torch.no_grad():
+            self.text_emb = lm.embed(self.targets[:-1])  # [n - 1, d]: EOS is only predicted
+        self.scale, self.mean = lm.embedding_std, lm.embedding_mean
+        self.attempts, self.steps_before = 0, 0  # new attempts after a stall, and the steps spent before
+        self.learned = parameters(initial_vectors(lm, recipe, resolved.start, job.k, job.targets[:-1]), recipe,
+                                  self.scale)
+        # semantic memories: the text's code fixed in its subspace, the optimiser moving in the rest
+        self.space = resolved.semantic
+        self.code = None if self.space is None else self.space.codes(lm, [job.targets[:-1]])[0]
+        self.opts = [VectorOptimizer(recipe) for _ in self.learned.params]
+        self.storage, self.frame = resolved.storage, resolved.frame
+        self.began = time.perf_counter()
+        self.shared_seconds = 0.0  # this text's share of each pass it was in
+        self.best: Best | None = None
+        self.since_best = 0
+        self.attempt_best, self.stalled = -1.0, 0  # this attempt's best accuracy, and the steps since it
+        self.finite = True  # whether the latest pass's loss was a number
+        self._weights: torch.Tensor | None = None
+
+    @property
+    def steps(self) -> int:
+        return self.steps_before + self.opts[0].step
+
+    def position_weights(self) -> torch.Tensor:
+        """[n] loss weights of this text's targets: the first two and the last one (EOS) may weigh
+        more, as progressive cramming weighs its first tokens. Made once per text."""
+        if self._weights is None:
+            self._weights = torch.ones(len(self.targets), device=self.targets.device)
+            self._weights[:2] = self.recipe.first_weight
+            self._weights[-1] = self.recipe.eos_weight
+        return self._weights
+
+    def vectors(self) -> torch.Tensor:
+        """The text's vectors as learned, with its code in place for a semantic memory."""
+        v = self.learned.vectors()
+        return v if self.space is None else self.space.pin(v, self.code)
+
+    def input_vectors(self) -> torch.Tensor:
+        """What the forward pass sees: the vectors as they will be saved, with a gradient to the parameters."""
+        return straight_through(self.vectors(), self.storage, self.frame)
+
+    def stored(self) -> torch.Tensor:
+        """The vectors as they would be saved (for a framed dtype, its levels times scales): what this
+        step's forward pass saw."""
+        return stored_form(self.vectors(), self.storage, self.frame).clone()
+
+    def settle(self, judged: Judged) -> Optimised | None:
+        """Take in this pass's standing: the result if the text is done (exact with the recipe's
+        margin, or out of steps or patience), else None; a growing target solved short of the
+        text's end takes more targets instead."""
+        r = self.recipe
+        solved = judged.right == self.span and judged.margin > 0 and judged.margin >= r.min_margin
+        converged = solved and self.span == len(self.targets)
+        if solved and not converged:  # go on from the vectors that solved the shorter span
+            self.span = min(self.span + r.grow_tokens, len(self.targets))
+        self._keep_if_best(judged)
+        gave_up = self.steps >= self.max_steps or (r.patience is not None and self.since_best >= r.patience)
+        return self._result(converged, judged) if converged or gave_up else None
+
+    def _keep_if_best(self, judged: Judged) -> None:
+        self.finite = math.isfinite(judged.loss)
+        if self.best is None or judged.accuracy > self.best.judged.accuracy:
+            self.best, self.since_best = Best(judged, self.stored()), 0
+        else:
+            self.since_best += 1
+        if judged.accuracy > self.attempt_best:
+            self.attempt_best, self.stalled = judged.accuracy, 0
+        else:
+            self.stalled += 1
+
+    def wants_new_attempt(self) -> bool:
+        """Its loss was not a number (a float16 overflow would put NaN into its vectors and moments
+        for good), or it has stalled for the recipe's `restart_after` steps."""
+        after = self.recipe.restart_after
+        return not self.finite or (after is not None and self.stalled >= after)
+
+    def new_attempt(self, attempt: int | None = None) -> None:
+        """Begin again from the mean embedding with a new factorisation and a fresh optimiser: a run
+        stuck with a token or two wrong can take hundreds of steps to get out, where a new attempt is
+        often exact in a few dozen. The best vectors so far are kept."""
+        self.steps_before, self.attempts = self.steps, self.attempts + 1 if attempt is None else attempt
+        self.learned = parameters(self.mean.expand(self.job.k, -1), self.recipe, self.scale, self.attempts)
+        self.opts = [VectorOptimizer(self.recipe) for _ in self.learned.params]
+        self.attempt_best, self.stalled = -1.0, 0
+
+    def drop_grads(self) -> None:
+        for p in self.learned.params:
+            p.grad = None
+
+    def key(self) -> str:
+        return text_key(self.job.targets, self.job.k, self.max_steps)
+
+    def snapshot(self) -> SlotState:
+        """Where this text stands, for a checkpoint."""
+        best = self.best
+        return SlotState(params=[p.detach() for p in self.learned.params], moments=[o.moments() for o in self.opts],
+                         step=self.steps, span=self.span, since_best=self.since_best,
+                         seconds=time.perf_counter() - self.began, best=list(best.judged) if best else None,
+                         best_vectors=best.vectors if best else None, shared_seconds=self.shared_seconds,
+                         attempts=self.attempts, steps_before=self.steps_before, attempt_best=self.attempt_best,
+                         stalled=self.stalled)
+
+    def take_up(self, state: SlotState) -> None:
+        """Go on from a checkpoint's `state` of this same text."""
+        if state.attempts:
+            self.new_attempt(state.attempts)
+        with torch.no_grad():
+            for p, saved in zip(self.learned.params, state.params, strict=True):
+                p.copy_(saved)
+        self.steps_before, self.attempt_best, self.stalled = state.steps_before, state.attempt_best, state.stalled
+        for opt, moments in zip(self.opts, state.moments, strict=True):
+            opt.restore(state.step - state.steps_before, moments)
+        self.span, self.since_best = state.span, state.since_best
+        self.began = time.perf_counter() - state.seconds
+        self.shared_seconds = state.shared_seconds
+        if state.best is not None:
+            self.best = Best(Judged(*state.best), state.best_vectors)
+
+    def _result(self, converged: bool, judged: Judged) -> Optimised:
+        """The converged vectors, or for a text that gave up the most accurate it had."""
+        if not converged and self.best is not None and self.best.judged.accuracy > judged.accuracy:
+            judged, vectors = self.best
+        else:
+            vectors = self.stored()
+        return Optimised(key=self.job.key, vectors=vectors.float().cpu(), steps=self.steps,
+                         seconds=self.shared_seconds, elapsed_seconds=time.perf_counter() - self.began,
+                         loss=judged.loss, min_margin=judged.margin, token_accuracy=judged.accuracy,
+                         converged=converged, targets=self.job.targets, restarts=self.attempts)

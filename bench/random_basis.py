@@ -39,10 +39,10 @@ def quantise(u: torch.Tensor, levels: str) -> torch.Tensor:
 class BasisVectors:
     """`centre + spread * (P @ q(u))` with P a fixed +-1 basis [d, r] and u = a @ B.T learned."""
 
-    def __init__(self, start: torch.Tensor, frame, rank: int, levels: str) -> None:
+    def __init__(self, k: int, d: int, frame, rank: int, levels: str) -> None:
         gen = torch.Generator().manual_seed(1234)
-        self.basis = (torch.randint(0, 2, (start.shape[1], rank), generator=gen).float() * 2 - 1) / rank ** 0.5
-        self.a = torch.randn(start.shape[0], 32, generator=gen).requires_grad_(True)
+        self.basis = (torch.randint(0, 2, (d, rank), generator=gen).float() * 2 - 1) / rank ** 0.5
+        self.a = torch.randn(k, 32, generator=gen).requires_grad_(True)
         self.b = (torch.randn(rank, 32, generator=gen) / 32 ** 0.5).requires_grad_(True)
         self.params, self.frame, self.levels = [self.a, self.b], frame, levels
 
@@ -68,8 +68,8 @@ def main() -> None:
         tokens, levels, rank = spec.split(":")
         rank = int(rank)
         if rank:  # the basis is the parameters; the slot stores its float32 output as it is
-            slot_module.parameters = lambda initial, recipe, scale, attempt=0, r=rank, q=levels: BasisVectors(
-                initial, codec.lm.frame, r, q)
+            slot_module.parameters = lambda lm, recipe, start, k, text_ids, attempt=0, r=rank, q=levels: \
+                BasisVectors(k, lm.hidden_size, lm.frame, r, q)
         else:
             slot_module.parameters = plain
         config = EncodeConfig(k=1, segment_tokens=int(tokens), dtype="float32" if rank else levels,

@@ -8,6 +8,9 @@ earlier record and exits 1 on the first difference.
 
     python bench/same_memories.py --write docs/results/bench/same-memories.json   # before a change
     python bench/same_memories.py --check docs/results/bench/same-memories.json   # after it
+
+A record holds for the machine that wrote it: the same code on another machine of this kind gave the
+same steps with other vector bits (all 6), so write the record before the change where you check it.
 """
 
 from __future__ import annotations

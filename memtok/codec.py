@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 
 from .beam import beam_decode, departs
-from .checkpoint import Checkpoint
 from .config import EncodeConfig
 from .encode_run import EncodeRun, target_ids
 from .errors import DecodeMismatchError, MemtokError
@@ -24,7 +23,7 @@ from .model import FrozenLM, load
 from .optimise import optimise_verified
 from .precision import framed, model_inputs
 from .progress import progress, show_steps
-from .resolved import Resolved, layout_for, resolve
+from .resolved import Resolved, resolve
 from .score import Score, score
 
 logger = logging.getLogger(__name__)
@@ -118,18 +117,13 @@ class MemoryCodec:
         run = EncodeRun(self.lm, texts, resolved)
         out: list[Memory | None] = [None] * len(texts)
         bar = progress(len(texts), "encoding", "text", disable=not self._show(show_progress_bar))
-        tries = self._verified(resolved, run.first_tries(), bar, on_step, run.label, checkpoint)
+        tries = self._verified(resolved, run.queue, bar, on_step, run.label, checkpoint)
         with closing(bar), closing(tries):  # closed at once however the loop ends: the texts in flight are saved
-            # exact: greedy decoding gave the piece's ids and EOS, which `target_ids` checked
-            # detokenize back to the piece byte for byte
-            for result, exact in tries:
-                i = run.settle(result, exact)
-                if i is None:
-                    continue
-                out[i] = run.memory(i)
+            for i, memory in run.memories(tries):
+                out[i] = memory
                 bar.update(1)
                 if on_result is not None:
-                    on_result(i, out[i])
+                    on_result(i, memory)
         return out[0] if single else out
 
     def plan(self, texts: str | Sequence[str], config: EncodeConfig | Resolved | None = None, **options) -> str:
@@ -159,26 +153,20 @@ class MemoryCodec:
 
     def _verified(self, resolved: Resolved, jobs: deque[Job], bar, on_step: Callable[[StepInfo], None] | None,
                   label: Callable[[object], dict], checkpoint: str | Path | None) -> Iterator[tuple[Optimised, bool]]:
-        """The one driver of `encode` and `encode_ids`: `optimise_verified` with the progress display,
-        the caller's `on_step` (jobs known by `label`) and the checkpoint, which keeps the texts in
-        flight if the iteration stops early and only states never reached if it ends."""
-        saved = None if checkpoint is None else Checkpoint(checkpoint, self.lm, resolved)
-        with closing(optimise_verified(self.lm, resolved, jobs, _with_labels(show_steps(bar), on_step, label),
-                                       saved)) as tries:
-            yield from tries
-        if saved is not None:
-            saved.finish()
+        """The one driver of `encode` and `encode_ids`: `optimise_verified` with the progress display
+        and the caller's `on_step` (jobs known by `label`)."""
+        return optimise_verified(self.lm, resolved, jobs, _with_labels(show_steps(bar), on_step, label), checkpoint)
 
     def score(self, targets: list[int], config: EncodeConfig, vectors: torch.Tensor | None = None) -> Score:
         """Teacher-forced score of `targets` in the config's layout, after `vectors` (stored values of
         `config.dtype`, as `Optimised.vectors` and `Memory.vectors` hold them) or with none."""
-        layout = layout_for(self.lm, config, 1 if vectors is None else len(vectors))
+        layout = Layout.for_config(self.lm, config, 1 if vectors is None else len(vectors))
         return score(self.lm, layout, targets, None if vectors is None else self.inputs(vectors, config.dtype))
 
     def beam_departs(self, targets: list[int], config: EncodeConfig, vectors: torch.Tensor, beams: int) -> int | None:
         """Where beam search of width `beams` from `vectors` (stored values, as `score` takes them)
         leaves `targets` (a token position), or None when it gives exactly them."""
-        layout = layout_for(self.lm, config, len(vectors))
+        layout = Layout.for_config(self.lm, config, len(vectors))
         ids = beam_decode(self.lm, layout, self.inputs(vectors, config.dtype), beams, len(targets))
         return departs(ids[:len(targets)], targets)
 

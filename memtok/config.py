@@ -8,12 +8,12 @@ tell whether it would make the same memories.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import Field, dataclass, field
 
 from .errors import MemtokError
 from .limits import MAX_K, PLACEHOLDER, check_template, k_ok
 from .precision import DTYPES, FRAMED, check_dtype, framed
-from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
+from .recipes import DEFAULT_RECIPE, MEMTOK_LEARNED, Recipe, default_recipe, get_recipe
 
 AUTO = "auto"  # the fewest vectors per segment, by search
 PLAN = "plan"  # vectors and segments from the capacity measured per vector (`memtok.plan`)
@@ -25,45 +25,60 @@ MAX_BATCH_TOKENS = 1024  # input positions in one forward pass: what bounds memo
 SPEED_ONLY = ("batch_size", "max_batch_tokens", "recompute_layers")
 
 
+def option(default: object, help: str, *flags: str, texts_only: bool = False, choices: tuple[str, ...] = (),
+           low: int | None = None, high: int | None = None) -> Field:
+    """An `EncodeConfig` field, declared once for Python and for the command line
+    (`memtok.cli.options` makes its option from this): its default and help; `flags` (default:
+    `--field-name`); `texts_only`, offered only by commands that encode whole texts; `choices`, or
+    the bounds `low`..`high` of a number."""
+    return field(default=default, metadata={"help": help, "flags": flags, "texts_only": texts_only,
+                                            "choices": choices, "low": low, "high": high})
+
+
 @dataclass
 class EncodeConfig:
-    """How to encode: checked on creation; the model-dependent checks are `MemoryCodec.check`'s.
+    """How to encode: checked on creation; the model-dependent checks are `memtok.resolved.resolve`'s.
 
     Example:
         >>> EncodeConfig(k=1, recipe="memtok:lr=0.1", max_steps=500).recipe.max_steps
         500
     """
 
-    k: int | str = field(default=PLAN, metadata={"help": "memory vectors per segment; 'plan': from the capacity "
-                                                         "measured per vector; 'auto': the fewest, by search"})
-    favour: str = field(default="steps", metadata={"help": "with k='plan': 'steps' (short segments, fast) or "
-                                                           "'bytes' (long segments, fewer vectors)"})
-    recipe: str | Recipe | None = field(default=None, metadata={"help": "a recipe name or a `Recipe`; None: the "
-                                                                  "default for the model "
-                                                                  "(`memtok.recipes.default_recipe`)"})
-    max_steps: int | None = field(default=None, metadata={"help": "overrides the recipe's step limit"})
-    template: str = field(default=PLACEHOLDER, metadata={"help": "prompt around the vectors, e.g. "
-                                                                 "'Recall: {memory}'"})
-    chat: bool = field(default=False, metadata={"help": "put the memory inside the model's own chat template, as "
-                                                        "the user's turn (`template` is that turn), so that the "
-                                                        "text comes back as the assistant's reply"})
-    dtype: str = field(default="float32", metadata={"help": f"storage precision: {', '.join(DTYPES)}; the "
-                                                            "vectors are optimised through the rounding"})
-    segment_tokens: int | None = field(default=None, metadata={"help": "cut texts into pieces of at most this "
-                                                                       "many text tokens, each with its own vectors"})
-    batch_size: int = field(default=8, metadata={"help": "texts optimised side by side"})
-    max_batch_tokens: int = field(default=MAX_BATCH_TOKENS, metadata={"help": "input positions in one forward "
-                                                                              "pass, what bounds memory"})
-    semantic: bool = field(default=False, metadata={"help": "make each memory's vectors also a sentence embedding "
-                                                            "of its text (`memtok.semantic`), for a vector search"})
-    recompute_layers: bool = field(default=False, metadata={"help": "recompute each layer's activations in the "
-                                                                    "backward pass instead of keeping them: "
-                                                                    "less memory for long texts on big models, "
-                                                                    "one more forward pass a step"})
-    keep_text: bool = field(default=False, metadata={"help": "store the text in the memory (else its sha256)"})
-    compact: bool = field(default=False, metadata={"help": "the smallest exact memory: low-bit levels in the "
-                                                           f"model's frame ({COMPACT_DTYPE} unless `dtype` names "
-                                                           "another framed one) and long segments"})
+    # `--tokens` is the paper's word for K ("memory tokens") and the spelling of the commands recorded
+    # in docs/results, so it stays as an alias of `--vectors`
+    k: int | str = option(PLAN, "memory vectors per segment: N (the paper's protocol: 1), 'plan' (from the capacity "
+                                "measured per vector, see favour) or 'auto' (the fewest, by search)",
+                          "--vectors", "-k", "--tokens")
+    favour: str = option("steps", "with k 'plan': short segments, one vector each, fast ('steps'), or long ones, "
+                                  "fewer vectors ('bytes')", texts_only=True, choices=FAVOUR)
+    recipe: str | Recipe | None = option(None, "optimisation recipe: a name, with fields changed as in "
+                                               "'memtok:lr=0.1:rank=64' (docs/method.md lists them), or a `Recipe`; "
+                                               f"default: {DEFAULT_RECIPE}, or {MEMTOK_LEARNED.name} for the "
+                                               "default plan on a model with a learned start "
+                                               "(`memtok.recipes.default_recipe`)")
+    max_steps: int | None = option(None, "give up on a text after this many steps (default: the recipe's)",
+                                   low=1, high=1_000_000)
+    template: str = option(PLACEHOLDER, "prompt around the memory vectors, e.g. 'Recall: {memory}'")
+    chat: bool = option(False, "put the memory inside the model's own chat template, as the user's turn (the "
+                               "template is that turn), so that the text comes back as the assistant's reply")
+    dtype: str = option("float32", "storage precision of the saved vectors; they are optimised through its "
+                                   "rounding and verified after it", choices=DTYPES)
+    segment_tokens: int | None = option(None, "cut texts into pieces of at most this many text tokens, each with "
+                                              "its own vectors (texts longer than the model's context are always "
+                                              "cut)", texts_only=True, low=1)
+    batch_size: int = option(8, "texts optimised side by side", "--batch-size", "-b", low=1, high=1024)
+    max_batch_tokens: int = option(MAX_BATCH_TOKENS, "input positions in one forward pass, what bounds memory",
+                                   low=2)
+    semantic: bool = option(False, "make each memory's vectors also a sentence embedding of its text "
+                                   "(`memtok.semantic`), for `memtok search --method vector`; costs 0.94-1.45x the "
+                                   "steps where a vector has room, 2.17x at its capacity (docs/retrieval.md)")
+    recompute_layers: bool = option(False, "recompute each layer's activations in the backward pass instead of "
+                                           "keeping them: less memory for long texts on big models, one more "
+                                           "forward pass a step")
+    keep_text: bool = option(False, "store the text in the memory (otherwise only its sha256)", texts_only=True)
+    compact: bool = option(False, "the smallest exact memory memtok makes: low-bit levels in the model's frame "
+                                  f"({COMPACT_DTYPE} unless dtype names another framed one) and long segments",
+                           texts_only=True)
 
     def __post_init__(self) -> None:
         if self.k not in (AUTO, PLAN) and not k_ok(self.k):
@@ -106,6 +121,18 @@ class EncodeConfig:
         start was measured to pay (`memtok.recipes.default_recipe`)."""
         return (self.k == PLAN and self.favour == "steps" and self.segment_tokens is None
                 and self.dtype == "float32" and self.template == PLACEHOLDER and not self.chat)
+
+    def decided(self, learned_start: bool) -> EncodeConfig:
+        """This config with its recipe decided: as given, else the default for its plan on a model with
+        or without a learned start (`memtok.recipes.default_recipe`)."""
+        if self.recipe is not None:
+            return self
+        return self.replace(recipe=default_recipe(self.plain_plan, learned_start))
+
+    @property
+    def framed(self) -> bool:
+        """Whether its storage dtype keeps low-bit levels in the model's frame."""
+        return framed(self.dtype)
 
     def to_dict(self) -> dict:
         """Plain JSON types, the recipe in full with `max_steps` applied (so `max_steps` is not repeated)."""

@@ -6,6 +6,7 @@ together once its last piece has settled.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Iterator
 
 import torch
 
@@ -40,7 +41,7 @@ class EncodeRun:
     def __init__(self, lm: FrozenLM, texts: list[str], resolved: Resolved) -> None:
         self.lm, self.texts, self.resolved, self.config = lm, texts, resolved, resolved.config
         self.layout = resolved.layout
-        self.policy = resolved.k_policy(lm)
+        self.policy = resolved.policy
         self.limit = resolved.segment_limit
         self.pieces = self._cut()
         self.of_text: list[list[Piece]] = [[] for _ in texts]
@@ -79,6 +80,39 @@ class EncodeRun:
             self.queue.append(Job(key, p.targets, first.k, max_steps=first.max_steps))
         return self.queue
 
+    def memories(self, tries: Iterable[tuple[Optimised, bool]]) -> Iterator[tuple[int, Memory]]:
+        """Each text's index and `Memory` as its last piece settles, from the verified `tries` of the
+        jobs in `queue` (first tries queued here, retries as tries settle)."""
+        self.first_tries()
+        # exact: greedy decoding gave the piece's ids and EOS, which `target_ids` checked
+        # detokenize back to the piece byte for byte
+        for result, exact in tries:
+            i = self.settle(result, exact)
+            if i is None:
+                continue
+            pieces, lm, config = self.of_text[i], self.lm, self.config
+            n = [len(p.targets) for p in pieces]
+            segments = [{"k": len(p.result.vectors), "tokens": len(p.targets) - 1, "steps": p.steps,
+                         **({} if config.fixed else {"tried": p.tried}),
+                         **({} if config.recipe.restart_after is None else {"restarts": p.restarts})} for p in pieces]
+            yield i, Memory(
+                vectors=torch.cat([p.result.vectors for p in pieces]), model_name=lm.name, model_source=lm.source,
+                model_fingerprint=lm.fingerprint, template=self.layout.template or config.template,
+                prefix_ids=list(self.layout.prefix_ids),
+                infix_ids=list(self.layout.infix_ids), n_tokens=sum(n) - len(n), text_sha256=sha256_text(self.texts[i]),
+                recipe=config.recipe.to_dict(), steps=sum(p.steps for p in pieces),
+                seconds=round(sum(p.seconds for p in pieces), 3),
+                # its first segment's first pass to its last segment's last: segments run side by side
+                elapsed_seconds=round(max(p.ended for p in pieces) - min(p.began for p in pieces), 3),
+                final_loss=sum(p.result.loss * m for p, m in zip(pieces, n)) / sum(n),
+                min_margin=min(p.result.min_margin for p in pieces),
+                token_accuracy=sum(p.result.token_accuracy * m for p, m in zip(pieces, n)) / sum(n),
+                exact=all(p.exact for p in pieces), text=self.texts[i] if config.keep_text else None,
+                storage_dtype=config.dtype, segments=segments, text_sizes=text_sizes(self.texts[i]),
+                start=self.resolved.start_name,
+                semantic=None if self.resolved.semantic is None else self.resolved.semantic.describe(),
+                entropy_bits=round(entropy_bits(lm, self.layout, target_ids(lm, self.texts[i])), 2))
+
     def label(self, key: int) -> dict:
         """What a job is known by outside: its text's index and its place among that text's pieces."""
         p = self.pieces[key]
@@ -99,28 +133,3 @@ class EncodeRun:
         i = p.text_index
         self.left[i] -= 1
         return None if self.left[i] else i
-
-    def memory(self, i: int) -> Memory:
-        """Text `i`'s Memory from its verified pieces."""
-        pieces, lm, config = self.of_text[i], self.lm, self.config
-        n = [len(p.targets) for p in pieces]
-        segments = [{"k": len(p.result.vectors), "tokens": len(p.targets) - 1, "steps": p.steps,
-                     **({} if config.fixed else {"tried": p.tried}),
-                     **({} if config.recipe.restart_after is None else {"restarts": p.restarts})} for p in pieces]
-        return Memory(
-            vectors=torch.cat([p.result.vectors for p in pieces]), model_name=lm.name, model_source=lm.source,
-            model_fingerprint=lm.fingerprint, template=self.layout.template or config.template,
-            prefix_ids=list(self.layout.prefix_ids),
-            infix_ids=list(self.layout.infix_ids), n_tokens=sum(n) - len(n), text_sha256=sha256_text(self.texts[i]),
-            recipe=config.recipe.to_dict(), steps=sum(p.steps for p in pieces),
-            seconds=round(sum(p.seconds for p in pieces), 3),
-            # its first segment's first pass to its last segment's last: segments run side by side
-            elapsed_seconds=round(max(p.ended for p in pieces) - min(p.began for p in pieces), 3),
-            final_loss=sum(p.result.loss * m for p, m in zip(pieces, n)) / sum(n),
-            min_margin=min(p.result.min_margin for p in pieces),
-            token_accuracy=sum(p.result.token_accuracy * m for p, m in zip(pieces, n)) / sum(n),
-            exact=all(p.exact for p in pieces), text=self.texts[i] if config.keep_text else None,
-            storage_dtype=config.dtype, segments=segments, text_sizes=text_sizes(self.texts[i]),
-            start=self.resolved.start_name,
-            semantic=None if self.resolved.semantic is None else self.resolved.semantic.describe(),
-            entropy_bits=round(entropy_bits(lm, self.layout, target_ids(lm, self.texts[i])), 2))

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .errors import MemtokError
-from .limits import PLACEHOLDER, check_k, check_template
+from .auto_k import max_auto_k
+from .limits import PLACEHOLDER
 from .model import FrozenLM
 
 if TYPE_CHECKING:
+    from .config import EncodeConfig
     from .memory import Memory
 
 DEFAULT_TEMPLATE = PLACEHOLDER
@@ -31,14 +32,20 @@ class Layout:
     template: str | None = None  # the template it was built from, when it is not the config's own (a chat's)
 
     @classmethod
-    def build(cls, lm: FrozenLM, template: str, k: int, bos: bool, specials: bool = False) -> Layout:
-        """`specials`: the template's special tokens (a chat template's) are parsed as such, not spelt out."""
-        check_template(template)
-        check_k(k)
-        head, tail = template.split(PLACEHOLDER)
-        prefix = ([lm.bos_id] if bos else []) + (lm.tokenize(head, specials) if head else [])
-        return cls(tuple(prefix), tuple(lm.tokenize(tail, specials) if tail else ()), k,
-                   template if specials else None)
+    def build(cls, lm: FrozenLM, template: str, k: int, bos: bool, chat: bool = False) -> Layout:
+        """`chat`: `template` is the user's turn inside the model's own chat template, which brings its
+        own start (no BOS before it)."""
+        head, tail, used = lm.template_ids(template, chat)
+        prefix = ([lm.bos_id] if bos and not chat else []) + head
+        return cls(tuple(prefix), tuple(tail), k, used if chat else None)
+
+    @classmethod
+    def for_config(cls, lm: FrozenLM, config: EncodeConfig, k: int | None = None) -> Layout:
+        """The layout of `k` vectors (default: the config's K, or the most a plan or a search may try)
+        around the config's prompt; `config.recipe` decided."""
+        if k is None:
+            k = config.k if config.fixed else max_auto_k(lm.context_length)
+        return cls.build(lm, config.template, k, config.recipe.bos, config.chat)
 
     @classmethod
     def of(cls, memory: Memory) -> Layout:
@@ -52,17 +59,6 @@ class Layout:
     def first_target(self) -> int:
         """Position whose logits predict the first text token."""
         return len(self.prefix_ids) + self.k + len(self.infix_ids) - 1
-
-    def room(self, lm: FrozenLM, max_batch_tokens: int) -> int:
-        """Text tokens that fit beside the vectors and the EOS, in the context and in one pass."""
-        if self.first_target + 2 > max_batch_tokens:
-            raise MemtokError(f"{self.k} memory vectors leave no room for text in {max_batch_tokens} positions "
-                              f"per pass (max_batch_tokens)")
-        room = lm.context_length - self.first_target - 1
-        if room < 1:
-            raise MemtokError(f"{self.k} memory vectors leave no room for text in the context of {lm.name} "
-                              f"({lm.context_length})")
-        return min(room, max_batch_tokens - self.first_target - 1)
 
     def context(self, lm: FrozenLM, vectors: torch.Tensor) -> torch.Tensor:
         """[prefix, vectors, infix] as input vectors: the whole prompt a memory decodes from."""

@@ -2,10 +2,12 @@
 
 The recipe decides both: the initial vectors (a learned start's guess, the mean embedding, the text's
 own mean, or noise) and whether the optimiser moves the vectors themselves or a low-rank offset from
-them (`start + z @ W.T`), which finds exact vectors in far fewer steps.
+them (`initial + z @ W.T`), which finds exact vectors in far fewer steps.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -32,38 +34,47 @@ def initial_vectors(lm: FrozenLM, recipe: Recipe, start: LearnedStart | None, k:
     return (noise * lm.embedding_std).to(lm.device, weight.dtype)
 
 
+@dataclass
 class FullVectors:
     """The vectors themselves are the parameters."""
 
-    def __init__(self, initial: torch.Tensor) -> None:
-        self.v = initial.clone().requires_grad_(True)
-        self.params = [self.v]
+    v: torch.Tensor
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        return [self.v]
 
     def vectors(self) -> torch.Tensor:
         return self.v
 
 
+@dataclass
 class LowRankVectors:
-    """`initial + z @ W.T`, with z [K, rank] and W [d, rank] both learned (W's columns at `scale` /
-    sqrt(rank), z at 1): a per-text low-dimensional projection, which finds exact vectors in far
-    fewer steps than learning them directly."""
+    """`initial + z @ W.T`, with z [K, rank] and W [d, rank] both learned: a per-text low-dimensional
+    projection, which finds exact vectors in far fewer steps than learning them directly."""
 
-    def __init__(self, initial: torch.Tensor, rank: int, seed: int, scale: float, z_scale: float = 1.0) -> None:
-        gen = torch.Generator().manual_seed(seed)
-        w = torch.randn(initial.shape[1], rank, generator=gen) * (scale / rank ** 0.5)
-        z = torch.randn(initial.shape[0], rank, generator=gen) * z_scale
-        self.initial = initial
-        self.z, self.w = z.to(initial).requires_grad_(True), w.to(initial).requires_grad_(True)
-        self.params = [self.z, self.w]
+    initial: torch.Tensor
+    z: torch.Tensor
+    w: torch.Tensor
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        return [self.z, self.w]
 
     def vectors(self) -> torch.Tensor:
         return self.initial + self.z @ self.w.T
 
 
-def parameters(initial: torch.Tensor, recipe: Recipe, scale: float, attempt: int = 0) -> FullVectors | LowRankVectors:
-    """The parameters of one text's vectors, in float32 whatever the model's dtype: Adam's small
-    steps would vanish in bfloat16's 8 bits of mantissa. Each new attempt draws a new factorisation."""
-    initial = initial.float()
+def parameters(lm: FrozenLM, recipe: Recipe, start: LearnedStart | None, k: int, text_ids: list[int],
+               attempt: int = 0) -> FullVectors | LowRankVectors:
+    """One text's learned parameters, from the recipe's initial vectors on its first attempt and from
+    the mean embedding on a new one, in float32 whatever the model's dtype: Adam's small steps would
+    vanish in bfloat16's 8 bits of mantissa. Each attempt draws its own factorisation: W's columns
+    at the embeddings' scale / sqrt(rank), z at the recipe's `z_scale`."""
+    initial = (lm.embedding_mean.expand(k, -1) if attempt else initial_vectors(lm, recipe, start, k, text_ids)).float()
     if not recipe.rank:
-        return FullVectors(initial)
-    return LowRankVectors(initial, recipe.rank, recipe.seed + attempt, scale, recipe.z_scale)
+        return FullVectors(initial.clone().requires_grad_(True))
+    gen = torch.Generator().manual_seed(recipe.seed + attempt)
+    w = torch.randn(initial.shape[1], recipe.rank, generator=gen) * (lm.embedding_std / recipe.rank ** 0.5)
+    z = torch.randn(initial.shape[0], recipe.rank, generator=gen) * recipe.z_scale
+    return LowRankVectors(initial, z.to(initial).requires_grad_(True), w.to(initial).requires_grad_(True))

@@ -19,12 +19,6 @@ def template_ok(template: object) -> bool:
     return isinstance(template, str) and template.count(PLACEHOLDER) == 1
 
 
-def check_k(k: object) -> int:
-    if not k_ok(k):
-        raise MemtokError(f"a number of memory vectors must be from 1 to {MAX_K}, got {k!r}")
-    return k
-
-
 def check_template(template: object) -> str:
     if not template_ok(template):
         raise MemtokError(f"template must contain {PLACEHOLDER} exactly once, got {template!r}")

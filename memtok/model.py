@@ -20,6 +20,7 @@ import torch
 from .embedded import packaged, packaged_model_dir
 from .errors import MemtokError
 from .identity import describe
+from .limits import PLACEHOLDER, check_template
 from .precision import Frame
 
 # A Hugging Face hub id: "name" or "owner/name", optionally "@revision" (a commit, branch or tag);
@@ -101,12 +102,19 @@ class FrozenLM:
         `specials` (a chat template's own markers)."""
         return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=not specials).input_ids)
 
-    def chat_template(self, turn: str) -> str:
-        """The model's chat template around one user turn `turn` (holding `{memory}`), ready for the reply."""
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise MemtokError(f"model {self.name} has no chat template; leave out --chat")
-        return self.tokenizer.apply_chat_template([{"role": "user", "content": turn}], tokenize=False,
-                                                  add_generation_prompt=True)
+    def template_ids(self, template: str, chat: bool = False) -> tuple[list[int], list[int], str]:
+        """The token ids before and after `{memory}` in `template`, and the template they came from:
+        with `chat`, the model's own chat template around `template` as the user's turn, ready for the
+        reply (its special tokens parsed as such)."""
+        if chat:
+            if not getattr(self.tokenizer, "chat_template", None):
+                raise MemtokError(f"model {self.name} has no chat template; leave out --chat")
+            template = self.tokenizer.apply_chat_template([{"role": "user", "content": template}], tokenize=False,
+                                                          add_generation_prompt=True)
+        head, _, tail = template.partition(PLACEHOLDER)
+        ids = (self.tokenize(head, chat) if head else []), (self.tokenize(tail, chat) if tail else [])
+        check_template(template)  # refused before any caller sees the ids
+        return *ids, template
 
     def detokenize(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)

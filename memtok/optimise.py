@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
+from pathlib import Path
 
 import torch
 
@@ -23,7 +24,6 @@ from .greedy import verify
 from .jobs import Job, Optimised, StepInfo, TextStep
 from .model import FrozenLM
 from .precision import model_inputs
-from .recipes import Recipe
 from .recompute import layers_recomputed
 from .resolved import Resolved
 from .slot import Judged, TextSlot
@@ -35,11 +35,12 @@ logger = logging.getLogger(__name__)
 VERIFY_AT_ONCE_SECONDS = 60.0
 
 
-def batch_pass(lm: FrozenLM, slots: list[TextSlot], prefix: torch.Tensor, infix: torch.Tensor,
-               recipe: Recipe) -> tuple[list[Judged], torch.Tensor]:
-    """Each text's standing on one padded forward pass, and the per-text losses to back-propagate."""
+def batch_pass(lm: FrozenLM, slots: list[TextSlot]) -> tuple[list[Judged], torch.Tensor]:
+    """Each text's standing on one padded forward pass, and the per-text losses to back-propagate.
+    The texts of a batch share one recipe."""
+    recipe = slots[0].recipe
     vectors = [s.input_vectors() for s in slots]
-    seqs = [torch.cat([prefix, v.to(prefix.dtype), infix, s.text_emb[:s.span - 1]]) for v, s in zip(vectors, slots)]
+    seqs = [s.inputs(v) for v, s in zip(vectors, slots)]
     ce, right, margin, rows, n = padded_pass(lm, seqs, [s.targets[:s.span] for s in slots],
                                              [s.first_target for s in slots], recipe.bf16)
     zeros = torch.zeros(len(slots), device=lm.device)
@@ -68,18 +69,9 @@ def optimise(lm: FrozenLM, resolved: Resolved, jobs: Iterable[Job],
     every forward pass sees the vectors rounded to it, so the exactness judged here is that of the
     memory as saved. With a `checkpoint`, a text saved there goes on from where it stopped, and the
     texts in flight are saved there when the loop is stopped (an exception, or the generator closed
-    before its end). A pass that runs out of memory halves the batch (`_back_off`).
+    before its end). A pass that runs out of memory halves the batch (`_back_off`). Layers are
+    recomputed in the backward pass where the driver (`optimise_verified`) asks.
     """
-    with layers_recomputed(lm, resolved.recompute_layers):
-        yield from _optimise(lm, resolved, jobs, on_step, checkpoint)
-
-
-def _optimise(lm: FrozenLM, resolved: Resolved, jobs: Iterable[Job], on_step: Callable[[StepInfo], None] | None,
-              checkpoint: Checkpoint | None) -> Iterator[Optimised]:
-    layout, recipe = resolved.layout, resolved.recipe
-    with torch.no_grad():
-        prefix = lm.embed(torch.tensor(layout.prefix_ids, dtype=torch.long, device=lm.device))
-        infix = lm.embed(torch.tensor(layout.infix_ids, dtype=torch.long, device=lm.device))
     queue, slots = jobs if isinstance(jobs, deque) else deque(jobs), []
     parked: deque[TextSlot] = deque()  # texts set aside, with their state, after running out of memory
     limit, done = resolved.batch_size, 0
@@ -90,7 +82,7 @@ def _optimise(lm: FrozenLM, resolved: Resolved, jobs: Iterable[Job], on_step: Ca
             # 2. forward, and judge each text on these logits, i.e. on the vectors that produced them
             began = time.perf_counter()
             try:
-                judged, per_text = batch_pass(lm, slots, prefix, infix, recipe)
+                judged, per_text = batch_pass(lm, slots)
             except torch.OutOfMemoryError as exc:
                 slots, limit = _back_off(slots, parked, exc)
                 continue
@@ -179,10 +171,7 @@ def _refill(lm: FrozenLM, resolved: Resolved, slots: list[TextSlot], parked: deq
     while parked and len(slots) < limit:
         slots.append(parked.popleft())
     while queue and len(slots) < limit and _fits(slots, queue[0], prompt, resolved.max_batch_tokens):
-        slot = TextSlot(lm, queue.popleft(), resolved)
-        if checkpoint is not None and (state := checkpoint.take(slot.key())) is not None:
-            slot.take_up(state)
-        slots.append(slot)
+        slots.append(TextSlot(lm, queue.popleft(), resolved, checkpoint))
 
 
 def _back_off(slots: list[TextSlot], parked: deque[TextSlot], exc: BaseException) -> tuple[list[TextSlot], int]:
@@ -203,35 +192,49 @@ def _back_off(slots: list[TextSlot], parked: deque[TextSlot], exc: BaseException
 
 
 def optimise_verified(lm: FrozenLM, resolved: Resolved, jobs: deque[Job],
-                      on_step: Callable[[StepInfo], None] | None = None, checkpoint: Checkpoint | None = None
+                      on_step: Callable[[StepInfo], None] | None = None, checkpoint: str | Path | None = None
                       ) -> Iterator[tuple[Optimised, bool]]:
     """`optimise`, each result with its verdict (greedy decoding gives exactly its targets), verified
     `batch_size` results at a time, or at once after a long optimisation.
 
     Jobs the caller appends to `jobs` while iterating (a retry with more vectors) are run too, even
-    when they come from the last verdicts, after the optimiser had run dry. Stopped early, it saves
-    the texts in flight to `checkpoint` (results optimised but not yet verified, each under
-    `VERIFY_AT_ONCE_SECONDS`, are done again).
+    when they come from the last verdicts, after the optimiser had run dry. `checkpoint`: a file
+    (`memtok.checkpoint`) that texts saved at an earlier stop go on from; stopped early, the texts in
+    flight are saved there (results optimised but not yet verified, each under
+    `VERIFY_AT_ONCE_SECONDS`, are done again), and run to its end, it keeps only states never reached.
     """
-    def judged(done: list[Optimised]) -> Iterator[tuple[Optimised, bool]]:
-        began = time.perf_counter()
-        inputs = [model_inputs(e.vectors, resolved.storage, resolved.frame) for e in done]
-        verdicts = verify(lm, resolved.layout, inputs, [e.targets for e in done])
-        share = (time.perf_counter() - began) / len(done)
-        for e in done:  # the verification's time is shared among its results, as a pass's is
-            e.seconds += share
-        return zip(done, verdicts)
+    saved = None if checkpoint is None else Checkpoint(checkpoint, lm, resolved)
+    with layers_recomputed(lm, resolved.recompute_layers):  # undone however this generator ends
+        while True:
+            # closed however this generator ends, so that the texts in flight reach the checkpoint now
+            with closing(optimise(lm, resolved, jobs, on_step, saved)) as results:
+                for done in _batches(results, resolved.batch_size):
+                    yield from _judged(lm, resolved, done)
+            if not jobs:
+                break
+    if saved is not None:
+        saved.finish()
 
-    while True:
-        pending: list[Optimised] = []
-        # closed however this generator ends, so that the texts in flight reach the checkpoint now
-        with closing(optimise(lm, resolved, jobs, on_step, checkpoint)) as results:
-            for result in results:
-                pending.append(result)
-                if len(pending) >= resolved.batch_size or result.seconds >= VERIFY_AT_ONCE_SECONDS:
-                    done, pending = pending, []
-                    yield from judged(done)
-        if pending:
-            yield from judged(pending)
-        if not jobs:
-            return
+
+def _batches(results: Iterator[Optimised], size: int) -> Iterator[list[Optimised]]:
+    """The results in groups of `size`, a group at once after a long optimisation, and the rest when
+    the results run out."""
+    pending: list[Optimised] = []
+    for result in results:
+        pending.append(result)
+        if len(pending) >= size or result.seconds >= VERIFY_AT_ONCE_SECONDS:
+            yield pending
+            pending = []
+    if pending:
+        yield pending
+
+
+def _judged(lm: FrozenLM, resolved: Resolved, done: list[Optimised]) -> Iterator[tuple[Optimised, bool]]:
+    """Each result with whether greedy decoding from its vectors, as stored, gives its targets."""
+    began = time.perf_counter()
+    verdicts = verify(lm, resolved.layout, [model_inputs(e.vectors, resolved.storage, resolved.frame) for e in done],
+                      [e.targets for e in done])
+    share = (time.perf_counter() - began) / len(done)
+    for e in done:  # the verification's time is shared among its results, as a pass's is
+        e.seconds += share
+    return zip(done, verdicts)

@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar, NamedTuple
 
 from .auto_k import KPlanner
+from .config import EncodeConfig
+from .errors import MemtokError
 from .jobs import Optimised
 from .layout import Layout
 from .model import FrozenLM
+from .precision import STORAGE
 from .score import score
 
 # Text tokens per vector for each thing to favour, on SmolLM2-135M. steps: 32. The default on the
@@ -83,11 +87,12 @@ class Piece:
             self.result, self.exact = result, exact
 
 
+@dataclass(frozen=True)
 class FixedK:
     """K vectors per segment, as asked; segments no longer than K vectors can hold at all."""
 
-    def __init__(self, k: int, hidden_size: int) -> None:
-        self.k, self.hidden_size = k, hidden_size
+    k: int
+    hidden_size: int
 
     def segment_limit(self) -> int:
         return most_tokens(self.hidden_size, self.k)
@@ -105,15 +110,16 @@ class FixedK:
         return f"{vectors} per segment" + (warn if longest > held else "")
 
 
+@dataclass(frozen=True)
 class PlannedK:
-    """One vector per `TOKENS_PER_VECTOR` text tokens; after a failed try, one more vector, at most
-    `RETRIES` times, the last try with the whole step budget."""
+    """One vector per `per_vector` text tokens (`TOKENS_PER_VECTOR`, or a compact dtype's); after a
+    failed try, one more vector, at most `RETRIES` times, the last try with the whole step budget."""
 
-    RETRIES = 2
-
-    def __init__(self, favour: str, max_steps: int, max_k: int, per_vector: int | None = None) -> None:
-        self.per_vector = per_vector or TOKENS_PER_VECTOR[favour]
-        self.favour, self.max_steps, self.max_k = favour, max_steps, max_k
+    per_vector: int
+    favour: str  # what `per_vector` was planned for
+    max_steps: int
+    max_k: int
+    RETRIES: ClassVar[int] = 2
 
     def segment_limit(self) -> int:
         return self.per_vector
@@ -136,12 +142,13 @@ class PlannedK:
         return f"one vector per {self.per_vector} tokens (planned for {self.favour})"
 
 
+@dataclass(frozen=True)
 class SmallestK:
     """`k="auto"`: the fewest vectors, found by search from the text's unaided cross-entropy."""
 
-    def __init__(self, lm: FrozenLM, layout: Layout, max_steps: int) -> None:
-        self.lm, self.layout = lm, layout
-        self.planner = KPlanner(lm.hidden_size, max_steps, layout.k)
+    lm: FrozenLM
+    layout: Layout
+    planner: KPlanner  # learns from each text how much one vector holds
 
     def segment_limit(self) -> int:
         return most_tokens(self.lm.hidden_size, self.layout.k)
@@ -160,3 +167,37 @@ class SmallestK:
 
     def describe(self, longest: int) -> str:
         return "the fewest vectors per segment, by search"
+
+
+class SegmentPlan(NamedTuple):
+    """How an encode's texts are cut and what vectors their segments get."""
+
+    layout: Layout  # with the config's K, or the most a plan or a search may try
+    policy: FixedK | PlannedK | SmallestK
+    room: int  # text tokens a segment may hold beside the layout's vectors and EOS, in the context and one pass
+    limit: int  # text tokens segments are cut to: the room, and what was asked or the policy allows
+
+
+def segment_plan(lm: FrozenLM, config: EncodeConfig) -> SegmentPlan:
+    """The plan of an encode with `config` (recipe decided) on `lm`; refused with one line when the
+    vectors leave no room for text."""
+    layout = Layout.for_config(lm, config)
+    first, budget = layout.first_target, config.max_batch_tokens
+    if first + 2 > budget:
+        raise MemtokError(f"{layout.k} memory vectors leave no room for text in {budget} positions per pass "
+                          "(max_batch_tokens)")
+    if lm.context_length - first - 1 < 1:
+        raise MemtokError(f"{layout.k} memory vectors leave no room for text in the context of {lm.name} "
+                          f"({lm.context_length})")
+    room = min(lm.context_length, budget) - first - 1
+    steps = config.recipe.max_steps
+    if config.fixed:
+        policy = FixedK(config.k, lm.hidden_size)
+    elif config.compact:
+        policy = PlannedK(STORAGE[config.dtype].compact_tokens, "compact", steps, layout.k)
+    elif config.auto:
+        policy = SmallestK(lm, layout, KPlanner(lm.hidden_size, steps, layout.k))
+    else:
+        policy = PlannedK(TOKENS_PER_VECTOR[config.favour], config.favour, steps, layout.k)
+    limit = min(room, policy.segment_limit() if config.segment_tokens is None else config.segment_tokens)
+    return SegmentPlan(layout, policy, room, limit)

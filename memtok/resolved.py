@@ -16,27 +16,16 @@ import json
 import logging
 from dataclasses import dataclass
 
-from .auto_k import max_auto_k
 from .config import EncodeConfig
 from .layout import Layout
 from .model import FrozenLM
-from .plan import FixedK, PlannedK, SmallestK
-from .precision import STORAGE, Frame, framed
-from .recipes import Init, Recipe, default_recipe
+from .plan import FixedK, PlannedK, SmallestK, segment_plan
+from .precision import Frame
+from .recipes import Init, Recipe
 from .semantic import SemanticSpace
 from .start import LearnedStart, find_start, start_name, start_path
 
 logger = logging.getLogger(__name__)
-
-
-def layout_for(lm: FrozenLM, config: EncodeConfig, k: int | None = None) -> Layout:
-    """The layout of `k` vectors (default: the config's K, or the most a search or a plan may try);
-    `config.recipe` decided."""
-    if k is None:
-        k = config.k if config.fixed else max_auto_k(lm.context_length)
-    if config.chat:  # the chat template brings its own start, so no BOS of the recipe's before it
-        return Layout.build(lm, lm.chat_template(config.template), k, bos=False, specials=True)
-    return Layout.build(lm, config.template, k, config.recipe.bos)
 
 
 @dataclass(frozen=True)
@@ -45,8 +34,9 @@ class Resolved:
 
     config: EncodeConfig  # what a run folder pins
     layout: Layout  # with the config's K, or the most a plan or a search may try
+    policy: FixedK | PlannedK | SmallestK  # how segments get their vectors
     room: int  # text tokens one segment may hold beside the layout's vectors, in the context and in one pass
-    segment_limit: int  # text tokens a segment is cut to: the room, and what was asked or the K policy allows
+    segment_limit: int  # text tokens a segment is cut to: the room, and what was asked or the policy allows
     start: LearnedStart | None = None  # read when the recipe's init is `Init.LEARNED`
     semantic: SemanticSpace | None = None  # where the memories keep their text's code, with `config.semantic`
     frame: Frame | None = None  # the model's frame, for a storage dtype of low-bit levels
@@ -77,14 +67,9 @@ class Resolved:
         """What the memories record as their start: the learned start's name, or the recipe's init."""
         return start_name(self.recipe.init, self.start)
 
-    def k_policy(self, lm: FrozenLM) -> FixedK | PlannedK | SmallestK:
-        """How the segments of one encode call get their vectors (a search learns as it goes, so a
-        call takes a new one)."""
-        return _k_policy(lm, self.config, self.layout)
-
     def with_k(self, lm: FrozenLM, k: int) -> Resolved:
         """The same settings with `k` vectors per segment, the start and space not loaded again."""
-        return _settled(lm, self.config.replace(k=k), self.start, self.semantic, self.frame)
+        return resolve(lm, self.config.replace(k=k), loaded=self)
 
     def checkpoint_key(self, lm: FrozenLM) -> str:
         """What a saved optimisation state is only valid under: the model, recipe, storage dtype,
@@ -98,46 +83,23 @@ class Resolved:
         return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _k_policy(lm: FrozenLM, config: EncodeConfig, layout: Layout) -> FixedK | PlannedK | SmallestK:
-    if config.fixed:
-        return FixedK(config.k, lm.hidden_size)
-    if config.auto:
-        return SmallestK(lm, layout, config.recipe.max_steps)
-    if config.compact:
-        return PlannedK("compact", config.recipe.max_steps, layout.k, STORAGE[config.dtype].compact_tokens)
-    return PlannedK(config.favour, config.recipe.max_steps, layout.k)
-
-
-def decide_recipe(lm: FrozenLM, config: EncodeConfig) -> EncodeConfig:
-    """`config` with its recipe decided: as given, else the default for this model and config (which
-    reads start files' headers only)."""
-    if config.recipe is not None:
-        return config
-    return config.replace(recipe=default_recipe(config.plain_plan, start_path(lm) is not None))
-
-
-def resolve(lm: FrozenLM, config: EncodeConfig | Resolved | None = None, **options) -> Resolved:
+def resolve(lm: FrozenLM, config: EncodeConfig | Resolved | None = None, *, loaded: Resolved | None = None,
+            **options) -> Resolved:
     """What an encode with `config` (or one made from `options`, or `config` with `options` changed)
     runs with on `lm`, refused with one line if it does not fit the model. A `Resolved` is taken as
-    it is: a run resolves once and hands the same one to every encode."""
+    it is: a run resolves once and hands the same one to every encode. `loaded`: settings whose
+    start and semantic space serve this config too."""
     if isinstance(config, Resolved):
         if options:
             raise TypeError("options change a config, not settings already resolved")
         return config
-    config = decide_recipe(lm, EncodeConfig.from_options(config, **options))
+    config = EncodeConfig.from_options(config, **options).decided(start_path(lm) is not None)
+    layout, policy, room, limit = segment_plan(lm, config)
+    if loaded is not None:
+        return Resolved(config, layout, policy, room, limit, loaded.start, loaded.semantic, loaded.frame)
     start = find_start(lm) if config.recipe.init is Init.LEARNED else None
     if config.recipe.init is Init.LEARNED and start is None:
         logger.warning("recipe %s starts from a learned start, and none is installed for %s: starting from "
                        "the mean embedding (memtok train-start makes one)", config.recipe.name, lm.name)
-    return _settled(lm, config, start, SemanticSpace.of(lm) if config.semantic else None,
-                    lm.frame if framed(config.dtype) else None)
-
-
-def _settled(lm: FrozenLM, config: EncodeConfig, start: LearnedStart | None, semantic: SemanticSpace | None,
-             frame: Frame | None) -> Resolved:
-    """The layout and segment lengths of `config` (recipe decided) beside what was loaded for it."""
-    layout = layout_for(lm, config)
-    room = layout.room(lm, config.max_batch_tokens)
-    asked = config.segment_tokens
-    limit = min(room, _k_policy(lm, config, layout).segment_limit() if asked is None else asked)
-    return Resolved(config, layout, room, limit, start, semantic, frame)
+    return Resolved(config, layout, policy, room, limit, start, SemanticSpace.of(lm) if config.semantic else None,
+                    lm.frame if config.framed else None)

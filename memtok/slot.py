@@ -13,9 +13,9 @@ from typing import NamedTuple
 
 import torch
 
-from .checkpoint import SlotState, text_key
+from .checkpoint import Checkpoint, SlotState, text_key
 from .jobs import Job, Optimised
-from .learned_vectors import initial_vectors, parameters
+from .learned_vectors import parameters
 from .model import FrozenLM
 from .precision import stored_form, straight_through
 from .resolved import Resolved
@@ -41,26 +41,29 @@ class Best(NamedTuple):
 class TextSlot:
     """One text in the batch, from its job to its `Optimised` result."""
 
-    def __init__(self, lm: FrozenLM, job: Job, resolved: Resolved) -> None:
+    def __init__(self, lm: FrozenLM, job: Job, resolved: Resolved, checkpoint: Checkpoint | None = None) -> None:
+        """`checkpoint`: where a state of this same text saved at an earlier stop is taken up, if any."""
         recipe = resolved.recipe
         self.job, self.recipe = job, recipe
         self.max_steps = job.max_steps or recipe.max_steps
-        # input position whose logits predict targets[0]
-        self.first_target = resolved.layout.with_k(job.k).first_target
+        state = None if checkpoint is None else checkpoint.take(self.key())
+        layout = resolved.layout.with_k(job.k)
+        self.first_target = layout.first_target  # input position whose logits predict targets[0]
         self.targets = torch.tensor(job.targets, dtype=torch.long, device=lm.device)  # [n]
-        # targets in play: all, or a prefix that grows by `grow_tokens` each time it is solved
-        self.span = min(recipe.grow_tokens or len(job.targets), len(job.targets))
-        with torch.no_grad():
+        with torch.no_grad():  # the prompt around the vectors, and the text after them
+            self.prefix, self.infix = (lm.embed(torch.tensor(ids, dtype=torch.long, device=lm.device))
+                                       for ids in (layout.prefix_ids, layout.infix_ids))
             self.text_emb = lm.embed(self.targets[:-1])  # [n - 1, d]: EOS is only predicted
-        self.scale, self.mean = lm.embedding_std, lm.embedding_mean
-        self.attempts, self.steps_before = 0, 0  # new attempts after a stall, and the steps spent before
-        self.learned = parameters(initial_vectors(lm, recipe, resolved.start, job.k, job.targets[:-1]), recipe,
-                                  self.scale)
         # semantic memories: the text's code fixed in its subspace, the optimiser moving in the rest
         self.space = resolved.semantic
         self.code = None if self.space is None else self.space.codes(lm, [job.targets[:-1]])[0]
-        self.opts = [VectorOptimizer(recipe) for _ in self.learned.params]
         self.storage, self.frame = resolved.storage, resolved.frame
+        self.lm, self.attempts = lm, 0 if state is None else state.attempts  # new attempts after a stall
+        self.learned = parameters(lm, recipe, resolved.start, job.k, job.targets[:-1], self.attempts)
+        self.opts = [VectorOptimizer(recipe) for _ in self.learned.params]
+        # targets in play: all, or a prefix that grows by `grow_tokens` each time it is solved
+        self.span = min(recipe.grow_tokens or len(job.targets), len(job.targets))
+        self.steps_before = 0  # steps spent before the latest attempt
         self.began = time.perf_counter()
         self.shared_seconds = 0.0  # this text's share of each pass it was in
         self.best: Best | None = None
@@ -68,6 +71,18 @@ class TextSlot:
         self.attempt_best, self.stalled = -1.0, 0  # this attempt's best accuracy, and the steps since it
         self.finite = True  # whether the latest pass's loss was a number
         self._weights: torch.Tensor | None = None
+        if state is not None:  # go on from where this text stopped
+            with torch.no_grad():
+                for p, saved in zip(self.learned.params, state.params, strict=True):
+                    p.copy_(saved)
+            for opt, moments in zip(self.opts, state.moments, strict=True):
+                opt.restore(state.step - state.steps_before, moments)
+            self.steps_before, self.attempt_best, self.stalled = state.steps_before, state.attempt_best, state.stalled
+            self.span, self.since_best = state.span, state.since_best
+            self.began = time.perf_counter() - state.seconds
+            self.shared_seconds = state.shared_seconds
+            if state.best is not None:
+                self.best = Best(Judged(*state.best), state.best_vectors)
 
     @property
     def steps(self) -> int:
@@ -90,6 +105,11 @@ class TextSlot:
     def input_vectors(self) -> torch.Tensor:
         """What the forward pass sees: the vectors as they will be saved, with a gradient to the parameters."""
         return straight_through(self.vectors(), self.storage, self.frame)
+
+    def inputs(self, vectors: torch.Tensor) -> torch.Tensor:
+        """The whole input of this text's next pass around its input `vectors`: the prompt, the
+        vectors, and the targets in play but the last (it is only predicted)."""
+        return torch.cat([self.prefix, vectors.to(self.prefix.dtype), self.infix, self.text_emb[:self.span - 1]])
 
     def stored(self) -> torch.Tensor:
         """The vectors as they would be saved (for a framed dtype, its levels times scales): what this
@@ -126,12 +146,12 @@ class TextSlot:
         after = self.recipe.restart_after
         return not self.finite or (after is not None and self.stalled >= after)
 
-    def new_attempt(self, attempt: int | None = None) -> None:
+    def new_attempt(self) -> None:
         """Begin again from the mean embedding with a new factorisation and a fresh optimiser: a run
         stuck with a token or two wrong can take hundreds of steps to get out, where a new attempt is
         often exact in a few dozen. The best vectors so far are kept."""
-        self.steps_before, self.attempts = self.steps, self.attempts + 1 if attempt is None else attempt
-        self.learned = parameters(self.mean.expand(self.job.k, -1), self.recipe, self.scale, self.attempts)
+        self.steps_before, self.attempts = self.steps, self.attempts + 1
+        self.learned = parameters(self.lm, self.recipe, None, self.job.k, self.job.targets[:-1], self.attempts)
         self.opts = [VectorOptimizer(self.recipe) for _ in self.learned.params]
         self.attempt_best, self.stalled = -1.0, 0
 
@@ -151,22 +171,6 @@ class TextSlot:
                          best_vectors=best.vectors if best else None, shared_seconds=self.shared_seconds,
                          attempts=self.attempts, steps_before=self.steps_before, attempt_best=self.attempt_best,
                          stalled=self.stalled)
-
-    def take_up(self, state: SlotState) -> None:
-        """Go on from a checkpoint's `state` of this same text."""
-        if state.attempts:
-            self.new_attempt(state.attempts)
-        with torch.no_grad():
-            for p, saved in zip(self.learned.params, state.params, strict=True):
-                p.copy_(saved)
-        self.steps_before, self.attempt_best, self.stalled = state.steps_before, state.attempt_best, state.stalled
-        for opt, moments in zip(self.opts, state.moments, strict=True):
-            opt.restore(state.step - state.steps_before, moments)
-        self.span, self.since_best = state.span, state.since_best
-        self.began = time.perf_counter() - state.seconds
-        self.shared_seconds = state.shared_seconds
-        if state.best is not None:
-            self.best = Best(Judged(*state.best), state.best_vectors)
 
     def _result(self, converged: bool, judged: Judged) -> Optimised:
         """The converged vectors, or for a text that gave up the most accurate it had."""

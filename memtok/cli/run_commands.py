@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..config import EncodeConfig
-from ..resolved import decide_recipe
+from ..start import start_path
 from .main import cli, command_line, load_codec
 from .options import IntList, data_options, encode_options, log_steps_option, model_options
 
@@ -39,7 +39,7 @@ def eval_(data: str, column: str | None, limit: int | None, rows: str | None, sp
 
     source = read_source(data, column, limit, rows, split)
     codec = load_codec(model, device)
-    out = out or f"eval-{Path(data).stem}-{decide_recipe(codec.lm, config).recipe.name}-k{config.k}"
+    out = out or f"eval-{Path(data).stem}-{config.decided(start_path(codec.lm) is not None).recipe.name}-k{config.k}"
     s = run_eval(codec, source, out, config, command=command_line(), log_steps=log_steps, beams=beams or [])
     o = s["overall"]
     click.echo(f"{o['exact']}/{o['n']} exact, mean token accuracy {o['mean_token_accuracy']:.4f}, "

@@ -22,8 +22,10 @@ import statistics
 MAX_AUTO_K = 64
 # nats one vector removes, per hidden dimension, before any text of the run has been seen, under the
 # default recipe with a try's quarter of the step budget. On SmolLM2-135M (d = 576, so 259 nats):
-# one vector made the first 64 tokens of each of the first 10 rows of raschka_chunks_1000 exact
-# (260 nats unaided on average), all 10 within 600 steps (median 142, p90 290; docs/capacity.md).
+# one vector made the first 64 tokens of each of the first 10 rows of raschka_chunks_1000 exact,
+# all 10 within 600 steps (median 142, p90 290; docs/capacity.md); with EOS those tokens hold
+# 280.27 nats unaided on average (0.49 per dimension; docs/results/capacity-smollm2-r1000-k1), so
+# the prior errs towards fewer nats per vector, more vectors.
 PRIOR_NATS_PER_DIM = 0.45
 
 

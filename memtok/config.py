@@ -51,11 +51,10 @@ class EncodeConfig:
                           "--vectors", "-k", "--tokens")
     favour: str = option("steps", "with k 'plan': short segments, one vector each, fast ('steps'), or long ones, "
                                   "fewer vectors ('bytes')", texts_only=True, choices=FAVOUR)
-    recipe: str | Recipe | None = option(None, "optimisation recipe: a name, with fields changed as in "
-                                               "'memtok:lr=0.1:rank=64' (docs/method.md lists them), or a `Recipe`; "
-                                               f"default: {DEFAULT_RECIPE}, or {MEMTOK_LEARNED.name} for the "
-                                               "default plan on a model with a learned start "
-                                               "(`memtok.recipes.default_recipe`)")
+    recipe: str | Recipe | None = option(None, "optimisation recipe, with fields changed as in "
+                                               "'memtok:lr=0.1:rank=64' (docs/method.md); default: "
+                                               f"{DEFAULT_RECIPE}, or {MEMTOK_LEARNED.name} for the default plan on "
+                                               "a model with a learned start")
     max_steps: int | None = option(None, "give up on a text after this many steps (default: the recipe's)",
                                    low=1, high=1_000_000)
     template: str = option(PLACEHOLDER, "prompt around the memory vectors, e.g. 'Recall: {memory}'")
@@ -69,9 +68,9 @@ class EncodeConfig:
     batch_size: int = option(8, "texts optimised side by side", "--batch-size", "-b", low=1, high=1024)
     max_batch_tokens: int = option(MAX_BATCH_TOKENS, "input positions in one forward pass, what bounds memory",
                                    low=2)
-    semantic: bool = option(False, "make each memory's vectors also a sentence embedding of its text "
-                                   "(`memtok.semantic`), for `memtok search --method vector`; costs 0.94-1.45x the "
-                                   "steps where a vector has room, 2.17x at its capacity (docs/retrieval.md)")
+    semantic: bool = option(False, "make each memory's vectors also a sentence embedding, for `memtok search "
+                                   "--method vector`; 0.94-1.45x the steps where a vector has room, 2.17x at its "
+                                   "capacity (docs/retrieval.md)")
     recompute_layers: bool = option(False, "recompute each layer's activations in the backward pass instead of "
                                            "keeping them: less memory for long texts on big models, one more "
                                            "forward pass a step")

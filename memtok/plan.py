@@ -36,7 +36,8 @@ from .score import score
 # Shorter segments are faster still, with more vectors: on the first 3 rows of
 # raschka_chunks_1000, 16-token segments took 0.74x the wall time of 32-token ones with twice the
 # vectors, and 32-token segments with two vectors each 1.44x (bench/segments.py). bytes: 96, which
-# one vector held exactly on all 10 texts tried, in 158-994 steps (docs/capacity.md).
+# one vector held exactly on all 10 texts tried without EOS (158-994 steps), and on 9 of 10 with it
+# (docs/capacity.md).
 TOKENS_PER_VECTOR = {"steps": 32, "bytes": 96}
 # The most text tokens one vector is given at all, per hidden dimension: 288 on SmolLM2-135M, more
 # than any text one of its vectors has been seen to hold (200 of a chunk's 201 targets, EOS missed).

@@ -1,15 +1,16 @@
 """Semantic memories: a memory whose vectors are also a sentence embedding of its text, still exact.
 
 A text has many exact memories (the solutions form connected regions), so one can be chosen that
-also carries meaning. memtok fixes a subspace of r dimensions of the input space (`RANK`, or an eighth of a smaller
-model's) and sets every memory vector's component there to its text's *code*: a teacher's
-embedding of the text, projected to r numbers by a fixed random matrix (which keeps cosines, Johnson-Lindenstrauss) and scaled to
-a token's size. The optimiser moves only in the rest of the space. A vector search then ranks
+also carries meaning. memtok fixes a subspace of r dimensions of the input space (`RANK`, or an
+eighth of a smaller model's) and sets every memory vector's component there to its segment's
+*code* (a text cut into segments carries one code per segment): a teacher's embedding of the
+segment, projected to r numbers by a fixed random matrix (which keeps cosines,
+Johnson-Lindenstrauss) and scaled to a token's size. The optimiser moves only in the rest of the space. A vector search then ranks
 memories by the cosine of their component in the subspace with the query's code, without texts and
 without decoding.
 
 The teacher is the frozen model itself: its hidden states at its middle layer, mean-pooled over the
-text, so no second model is needed and any language it reads is covered. The subspace and the
+segment, so no second model is needed and any language it reads is covered. The subspace and the
 projection are drawn from fixed seeds and the model's sizes, so they are the same on every machine,
 and a memory records them (`SemanticSpace.describe`); a search refuses memories of another space.
 """

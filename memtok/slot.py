@@ -54,7 +54,7 @@ class TextSlot:
             self.prefix, self.infix = (lm.embed(torch.tensor(ids, dtype=torch.long, device=lm.device))
                                        for ids in (layout.prefix_ids, layout.infix_ids))
             self.text_emb = lm.embed(self.targets[:-1])  # [n - 1, d]: EOS is only predicted
-        # semantic memories: the text's code fixed in its subspace, the optimiser moving in the rest
+        # semantic memories: the segment's code fixed in its subspace, the optimiser moving in the rest
         self.space = resolved.semantic
         self.code = None if self.space is None else self.space.codes(lm, [job.targets[:-1]])[0]
         self.storage, self.frame = resolved.storage, resolved.frame

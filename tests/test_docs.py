@@ -13,6 +13,13 @@ def test_the_readme_reads_in_five_minutes():
     assert len(README.encode()) <= 8 * 1024
 
 
+def test_the_docs_stay_at_most_70_kb():
+    """docs/*.md, the written pages and the generated command reference together: reference
+    material a reader can take in, today's figures only."""
+    sizes = {p.name: len(p.read_bytes()) for p in (ROOT / "docs").glob("*.md")}
+    assert sum(sizes.values()) <= 70_000, sorted(sizes.items(), key=lambda kv: -kv[1])
+
+
 def test_the_readme_names_the_test_command_ci_runs():
     assert "make test" in README and "make test" in (ROOT / ".ci" / "run").read_text()
 

@@ -1,5 +1,6 @@
 """The learned start on the tiny model: training lowers the loss, and encoding from it takes fewer steps."""
 
+import logging
 import statistics
 
 import pytest
@@ -56,10 +57,38 @@ def test_the_default_plan_starts_from_the_models_learned_start(trained, monkeypa
     assert fixed.recipe["name"] == "memtok" and fixed.start == "mean"  # a fixed K keeps the default recipe
 
 
-def test_without_a_start_for_the_model_learned_falls_back_to_the_mean(tiny_codec, monkeypatch, tmp_path):
+def test_without_a_start_for_the_model_learned_falls_back_to_the_mean_and_says_so(tiny_codec, monkeypatch,
+                                                                                  tmp_path, caplog):
     monkeypatch.setenv("MEMTOK_STARTS", str(tmp_path))  # empty: no start for this model
-    mem = tiny_codec.encode(TEXTS[0], k=1, recipe="memtok:init=learned")
+    with caplog.at_level(logging.WARNING, logger="memtok"):
+        mem = tiny_codec.encode(TEXTS[0], k=1, recipe="memtok:init=learned")
     assert mem.exact and mem.start == NO_START
+    assert [r.getMessage() for r in caplog.records] == [
+        f"recipe memtok:init=learned starts from a learned start, and none is installed for {tiny_codec.lm.name}: "
+        "starting from the mean embedding (memtok train-start makes one)"]
+
+
+def test_a_run_loads_its_start_once(trained, monkeypatch, tmp_path):
+    """A run resolves its settings once and hands them to every encode: one start loaded for an
+    eval, and one for a capacity run over several K."""
+    import memtok.resolved
+    from memtok import EncodeConfig
+    from memtok.runs.capacity import run_capacity
+    from memtok.runs.evaluate import run_eval
+    from memtok.runs.sources import Source
+
+    codec, _, out, _ = trained
+    monkeypatch.setenv("MEMTOK_STARTS", str(out))
+    loads, real = [], memtok.resolved.find_start
+    monkeypatch.setattr(memtok.resolved, "find_start", lambda lm: loads.append(lm) or real(lm))
+    source = Source("texts", TEXTS[:2], "0" * 64)
+    run_eval(codec, source, tmp_path / "eval", EncodeConfig(k=1, recipe="memtok:init=learned", max_steps=50),
+             show_progress_bar=False)
+    assert len(loads) == 1
+    run_capacity(codec, source, tmp_path / "capacity", [4], [1, 2], EncodeConfig(recipe="memtok:init=learned",
+                                                                                 max_steps=20),
+                 show_progress_bar=False)
+    assert len(loads) == 2
 
 
 def test_a_start_installed_later_never_changes_what_a_folder_resumes_with(trained, monkeypatch, tmp_path):

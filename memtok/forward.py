@@ -6,6 +6,7 @@ cross-entropy, whether the argmax is right, and its margin (target logit - best 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
@@ -46,21 +47,30 @@ def judge(head: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor,
     return ce.to(h.device), right.to(h.device), margin.to(h.device)
 
 
-def score_positions(lm: FrozenLM, x: torch.Tensor, mask: torch.Tensor, first: int, where: torch.Tensor,
-                    targets: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`judge` at each target position of the batch `x`: `where` [2, n] holds each target's row and
-    its input position counted from `first`, `targets` [n] the ids, row by row. The logits are made
-    `HEAD_CHUNK` positions at a time and remade during the backward pass (checkpointing), so memory
-    holds one chunk of [positions, vocabulary], not all."""
-    dev = x.device
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+def on_device(values: list, device: torch.device) -> torch.Tensor:
+    """Host integers as a tensor on `device` without waiting for it: on a GPU they are staged in
+    pinned memory and copied on the stream (`torch.tensor(list, device="cuda")` waits for it)."""
+    t = torch.tensor(values, dtype=torch.long)
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
+
+
+def score_positions(lm: FrozenLM, x: torch.Tensor, mask: torch.Tensor, first: int, where: list[list[int]],
+                    targets: list[int], bf16: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`judge` at each target position of the batch `x`: `where` holds each target's row and its
+    input position counted from `first`, `targets` the ids, row by row, all on the host; they go to
+    the device the last layer's states come back on, which for a model spread over GPUs
+    (`--device auto`) is not the inputs'. The logits are made `HEAD_CHUNK` positions at a time and
+    remade during the backward pass (checkpointing), so memory holds one chunk of [positions,
+    vocabulary], not all."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
         if lm.split_head is not None:
             decoder, head = lm.split_head
             states = decoder(inputs_embeds=x, attention_mask=mask, use_cache=False).last_hidden_state[:, first:]
         else:
             head = torch.nn.Identity()
             states = lm.model(inputs_embeds=x, attention_mask=mask, use_cache=False).logits[:, first:]
-        states, t = states[where[0], where[1]], targets
+        rows, columns = on_device(where, states.device)
+        states, t = states[rows, columns], on_device(targets, states.device)
         if len(t) <= HEAD_CHUNK:  # one chunk: nothing to save by remaking its logits
             return judge(head, states, t)
         parts = [torch.utils.checkpoint.checkpoint(judge, head, states[c:c + HEAD_CHUNK], t[c:c + HEAD_CHUNK],
@@ -69,21 +79,19 @@ def score_positions(lm: FrozenLM, x: torch.Tensor, mask: torch.Tensor, first: in
     return tuple(torch.cat(col) for col in zip(*parts))
 
 
-def padded_pass(lm: FrozenLM, seqs: list[torch.Tensor], targets: list[torch.Tensor], first: list[int],
+def padded_pass(lm: FrozenLM, seqs: list[torch.Tensor], targets: list[list[int]], first: list[int],
                 bf16: bool = False) -> tuple[torch.Tensor, ...]:
     """One right-padded forward pass over the input sequences `seqs` [L_j, d], row j's `targets[j]`
-    predicted from its input position `first[j]` on (right padding keeps every row's positions and
-    attention as when alone). Returns `score_positions`' (cross-entropy, right, margin) at every
-    target position, row by row, with the row of each position and each row's count of targets.
-    Where the targets sit is known here, on the host, so nothing is read back from the device to
-    find them."""
-    dev = lm.device
-    lengths = torch.tensor([len(x) for x in seqs], device=dev)
+    (host ids) predicted from its input position `first[j]` on (right padding keeps every row's
+    positions and attention as when alone). Returns `score_positions`' (cross-entropy, right, margin)
+    at every target position, row by row, with the row of each position and each row's count of
+    targets, all on the device the results came back on. Where the targets sit is known here, on
+    the host, so nothing is read back from the device to find them."""
+    dev = seqs[0].device
     x = pad_sequence(seqs, batch_first=True)
-    mask = (torch.arange(x.shape[1], device=dev)[None] < lengths[:, None]).long()
+    mask = (torch.arange(x.shape[1], device=dev)[None] < on_device([len(s) for s in seqs], dev)[:, None]).long()
     lo = min(first)
     rows = [j for j, t in enumerate(targets) for _ in range(len(t))]
     columns = [f - lo + i for t, f in zip(targets, first) for i in range(len(t))]
-    where = torch.tensor([rows, columns], device=dev)
-    ce, right, margin = score_positions(lm, x, mask, lo, where, torch.cat(targets), bf16)
-    return ce, right, margin, where[0], torch.tensor([len(t) for t in targets], device=dev)
+    ce, right, margin = score_positions(lm, x, mask, lo, [rows, columns], [i for t in targets for i in t], bf16)
+    return ce, right, margin, on_device(rows, ce.device), on_device([len(t) for t in targets], ce.device)

@@ -19,9 +19,11 @@ from pathlib import Path
 import torch
 
 from .checkpoint import Checkpoint
+from .errors import MemtokError
 from .forward import padded_pass, vocab_distance
 from .greedy import verify
 from .jobs import Job, Optimised, StepInfo, TextStep
+from .layout import Layout
 from .model import FrozenLM
 from .precision import model_inputs
 from .recompute import layers_recomputed
@@ -41,17 +43,17 @@ def batch_pass(lm: FrozenLM, slots: list[TextSlot]) -> tuple[list[Judged], torch
     recipe = slots[0].recipe
     vectors = [s.input_vectors() for s in slots]
     seqs = [s.inputs(v) for v, s in zip(vectors, slots)]
-    ce, right, margin, rows, n = padded_pass(lm, seqs, [s.targets[:s.span] for s in slots],
+    ce, right, margin, rows, n = padded_pass(lm, seqs, [s.job.targets[:s.span] for s in slots],
                                              [s.first_target for s in slots], recipe.bf16)
-    zeros = torch.zeros(len(slots), device=lm.device)
+    zeros = torch.zeros(len(slots), device=ce.device)  # where the last layer's states came back
     right_count = zeros.index_add(0, rows, right.float())
     min_margin = torch.full_like(zeros, torch.inf).scatter_reduce(0, rows, margin, "amin")
     weight = 1.0 + recipe.wrong_weight * (~right).float()
     if recipe.first_weight != 1.0 or recipe.eos_weight != 1.0:  # the positions are each text's targets, in order
-        weight = weight * torch.cat([s.position_weights()[:s.span] for s in slots])
+        weight = weight * torch.cat([s.position_weights()[:s.span] for s in slots]).to(ce.device)
     per_text = zeros.index_add(0, rows, ce * weight) / n
     if recipe.vocab_weight:
-        per_text = per_text + recipe.vocab_weight * torch.stack([vocab_distance(lm, v) for v in vectors])
+        per_text = per_text + recipe.vocab_weight * torch.stack([vocab_distance(lm, v) for v in vectors]).to(ce.device)
     # the step's one read from the device: what each text's standing needs
     n_right, margins, losses = torch.stack([right_count, min_margin, per_text.detach()]).tolist()
     judged = [Judged(r / len(s.targets), m, loss, int(r)) for r, m, loss, s in zip(n_right, margins, losses, slots)]
@@ -78,13 +80,15 @@ def optimise(lm: FrozenLM, resolved: Resolved, jobs: Iterable[Job],
     try:
         while queue or slots or parked:
             # 1. refill free slots: texts set aside first, then the queue, within the batch's size and token budget
-            _refill(lm, resolved, slots, parked, queue, limit, checkpoint)
+            limit = _refill(lm, resolved, slots, parked, queue, limit, checkpoint)
             # 2. forward, and judge each text on these logits, i.e. on the vectors that produced them
-            began = time.perf_counter()
+            began, judged = time.perf_counter(), None
             try:
                 judged, per_text = batch_pass(lm, slots)
-            except torch.OutOfMemoryError as exc:
-                slots, limit = _back_off(slots, parked, exc)
+            except torch.OutOfMemoryError:
+                pass  # backed off below, once the exception no longer holds the pass's tensors
+            if judged is None:
+                slots, limit = _back_off(slots, parked)
                 continue
             began = _share(slots, began)
 
@@ -97,15 +101,7 @@ def optimise(lm: FrozenLM, resolved: Resolved, jobs: Iterable[Job],
                 on_step(_step_info(slots, judged, results, done, len(queue) + len(parked)))
 
             # 4. backward and update the texts still in play; each text's loss only reaches its own vectors
-            if still:
-                try:
-                    per_text.sum().backward()
-                except torch.OutOfMemoryError as exc:  # no update made: the texts go on from where they were
-                    still, limit = _back_off(still, parked, exc)
-                else:
-                    update(still)
-                    _share(still, began)
-            slots = still
+            slots, limit = _learn(still, per_text, parked, began, limit)
             # a pass with no backward keeps its graph (activations) alive through the next forward otherwise
             del per_text
             yield from finished
@@ -113,6 +109,28 @@ def optimise(lm: FrozenLM, resolved: Resolved, jobs: Iterable[Job],
         if checkpoint is not None:
             checkpoint.save({s.key(): s.snapshot() for s in [*slots, *parked]})
         raise
+
+
+def _learn(still: list[TextSlot], per_text: torch.Tensor, parked: deque[TextSlot], began: float,
+           limit: int) -> tuple[list[TextSlot], int]:
+    """The backward pass and one update of the texts still in play; the texts and batch limit the
+    next pass has. Out of memory in the backward pass, no update is made and the pass is not counted:
+    the texts go on from where they were, half of them waiting (`_back_off`)."""
+    if not still:
+        return still, limit
+    backed = False
+    try:
+        per_text.sum().backward()
+        backed = True
+    except torch.OutOfMemoryError:
+        pass  # backed off below, once the exception no longer holds the pass's tensors
+    if not backed:
+        for s in still:
+            s.unsettle()
+        return _back_off(still, parked)
+    update(still)
+    _share(still, began)
+    return still, limit
 
 
 def _share(slots: list[TextSlot], since: float) -> float:
@@ -164,28 +182,55 @@ def _fits(slots: list[TextSlot], job: Job, prompt: int, budget: int) -> bool:
 
 
 def _refill(lm: FrozenLM, resolved: Resolved, slots: list[TextSlot], parked: deque[TextSlot], queue: deque[Job],
-            limit: int, checkpoint: Checkpoint | None) -> None:
+            limit: int, checkpoint: Checkpoint | None) -> int:
     """Fill free slots: texts set aside first, then jobs from the queue (each taking up a saved state
-    of its text, if the checkpoint has one), within `limit` texts and the token budget."""
+    of its text, if the checkpoint has one), within `limit` texts and the token budget. Returns the
+    limit, lowered to the texts in play when a new one runs out of memory as it is made (its job
+    waits at the head of the queue)."""
     prompt = len(resolved.layout.prefix_ids) + len(resolved.layout.infix_ids)
     while parked and len(slots) < limit:
         slots.append(parked.popleft())
     while queue and len(slots) < limit and _fits(slots, queue[0], prompt, resolved.max_batch_tokens):
-        slots.append(TextSlot(lm, queue.popleft(), resolved, checkpoint))
+        slot = None
+        try:
+            slot = TextSlot(lm, queue[0], resolved, checkpoint)
+        except torch.OutOfMemoryError:
+            pass
+        if slot is None:
+            if not slots:
+                raise MemtokError(_too_big(lm, queue[0].targets, queue[0].k))
+            logger.warning("out of memory making a text's vectors beside %d others: going on with at most %d at "
+                           "a time", len(slots), len(slots))
+            _free()
+            return len(slots)
+        slots.append(slot)
+        queue.popleft()
+    return limit
 
 
-def _back_off(slots: list[TextSlot], parked: deque[TextSlot], exc: BaseException) -> tuple[list[TextSlot], int]:
+def _too_big(lm: FrozenLM, targets: list[int], k: int) -> str:
+    return (f"one text of {len(targets)} tokens with {k} vector(s) does not fit in the memory of {lm.device}: "
+            "lower --max-batch-tokens or --segment-tokens, add --recompute-layers, or load the model in fewer bits "
+            "(--model-dtype)")
+
+
+def _free() -> None:
+    """Give the memory of a failed pass back to the device (its tensors are gone with its exception)."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _back_off(slots: list[TextSlot], parked: deque[TextSlot]) -> tuple[list[TextSlot], int]:
     """After running out of memory in a pass: half the texts go on, the others wait (their vectors,
     moments and steps kept) and take the next free slots; the batch stays at that size from then on.
-    A lone text that does not fit is the error itself."""
+    A lone text that does not fit is refused with one line that says what would make it fit."""
     if len(slots) <= 1:
-        raise exc
+        raise MemtokError(_too_big(slots[0].lm, slots[0].job.targets, slots[0].job.k))
     keep = len(slots) // 2
     for s in slots:
         s.drop_grads()
     parked.extendleft(reversed(slots[keep:]))
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    _free()
     logger.warning("out of memory with %d texts in a pass: going on with at most %d at a time, the others "
                    "waiting with their state", len(slots), keep)
     return slots[:keep], keep
@@ -216,6 +261,24 @@ def optimise_verified(lm: FrozenLM, resolved: Resolved, jobs: deque[Job],
         saved.finish()
 
 
+def _verdicts(lm: FrozenLM, layout: Layout, inputs: list[torch.Tensor], targets: list[list[int]]) -> list[bool]:
+    """`verify`, in halves after running out of memory (each result's verdict is its own, batched
+    or alone: `memtok.greedy`); a lone result that does not fit is refused with one line."""
+    verdicts = None
+    try:
+        verdicts = verify(lm, layout, inputs, targets)
+    except torch.OutOfMemoryError:
+        pass
+    if verdicts is not None:
+        return verdicts
+    if len(inputs) == 1:
+        raise MemtokError(_too_big(lm, targets[0], len(inputs[0])))
+    _free()
+    half = len(inputs) // 2
+    return (_verdicts(lm, layout, inputs[:half], targets[:half])
+            + _verdicts(lm, layout, inputs[half:], targets[half:]))
+
+
 def _batches(results: Iterator[Optimised], size: int) -> Iterator[list[Optimised]]:
     """The results in groups of `size`, a group at once after a long optimisation, and the rest when
     the results run out."""
@@ -232,8 +295,8 @@ def _batches(results: Iterator[Optimised], size: int) -> Iterator[list[Optimised
 def _judged(lm: FrozenLM, resolved: Resolved, done: list[Optimised]) -> Iterator[tuple[Optimised, bool]]:
     """Each result with whether greedy decoding from its vectors, as stored, gives its targets."""
     began = time.perf_counter()
-    verdicts = verify(lm, resolved.layout, [model_inputs(e.vectors, resolved.storage, resolved.frame) for e in done],
-                      [e.targets for e in done])
+    verdicts = _verdicts(lm, resolved.layout, [model_inputs(e.vectors, resolved.storage, resolved.frame) for e in done],
+                         [e.targets for e in done])
     share = (time.perf_counter() - began) / len(done)
     for e in done:  # the verification's time is shared among its results, as a pass's is
         e.seconds += share

@@ -44,10 +44,16 @@ def layers_recomputed(lm: FrozenLM, on: bool) -> Iterator[None]:
         yield
         return
     layers = list(decoder_layers(lm))
+    # an instance may have a forward of its own: accelerate's, which moves a layer's inputs to its
+    # GPU on a model spread over several; it is put back as it was, not deleted
+    own = [layer.__dict__.get("forward") for layer in layers]
     for layer in layers:
         layer.forward = functools.partial(_recomputed, layer.forward)
     try:
         yield
     finally:
-        for layer in layers:
-            del layer.forward  # the class's own forward again
+        for layer, forward in zip(layers, own):
+            if forward is None:
+                del layer.forward  # the class's own forward again
+            else:
+                layer.forward = forward

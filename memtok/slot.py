@@ -14,6 +14,7 @@ from typing import NamedTuple
 import torch
 
 from .checkpoint import Checkpoint, SlotState, text_key
+from .forward import on_device
 from .jobs import Job, Optimised
 from .learned_vectors import parameters
 from .model import FrozenLM
@@ -49,9 +50,9 @@ class TextSlot:
         state = None if checkpoint is None else checkpoint.take(self.key())
         layout = resolved.layout.with_k(job.k)
         self.first_target = layout.first_target  # input position whose logits predict targets[0]
-        self.targets = torch.tensor(job.targets, dtype=torch.long, device=lm.device)  # [n]
+        self.targets = on_device(job.targets, lm.device)  # [n]
         with torch.no_grad():  # the prompt around the vectors, and the text after them
-            self.prefix, self.infix = (lm.embed(torch.tensor(ids, dtype=torch.long, device=lm.device))
+            self.prefix, self.infix = (lm.embed(on_device(list(ids), lm.device))
                                        for ids in (layout.prefix_ids, layout.infix_ids))
             self.text_emb = lm.embed(self.targets[:-1])  # [n - 1, d]: EOS is only predicted
         # semantic memories: the segment's code fixed in its subspace, the optimiser moving in the rest
@@ -121,6 +122,7 @@ class TextSlot:
         margin, or out of steps or patience), else None; a growing target solved short of the
         text's end takes more targets instead."""
         r = self.recipe
+        self._unsettled = (self.span, self.best, self.since_best, self.attempt_best, self.stalled, self.finite)
         solved = judged.right == self.span and judged.margin > 0 and judged.margin >= r.min_margin
         converged = solved and self.span == len(self.targets)
         if solved and not converged:  # go on from the vectors that solved the shorter span
@@ -128,6 +130,11 @@ class TextSlot:
         self._keep_if_best(judged)
         gave_up = self.steps >= self.max_steps or (r.patience is not None and self.since_best >= r.patience)
         return self._result(converged, judged) if converged or gave_up else None
+
+    def unsettle(self) -> None:
+        """Take back the latest `settle`: its pass made no update (it ran out of memory in the
+        backward pass), so the same vectors are judged again and counted once."""
+        self.span, self.best, self.since_best, self.attempt_best, self.stalled, self.finite = self._unsettled
 
     def _keep_if_best(self, judged: Judged) -> None:
         self.finite = math.isfinite(judged.loss)

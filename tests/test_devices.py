@@ -91,8 +91,12 @@ def test_weights_load_straight_onto_the_gpu_they_run_on(tiny_dir, monkeypatch):
 
 def test_running_out_of_memory_halves_the_batch_and_goes_on(tiny_codec, monkeypatch, caplog):
     """A pass of more than two texts runs out of memory (forward or backward, as a GPU would): the
-    batch halves, the texts set aside keep their state, and every text ends as it would have."""
-    plain = tiny_codec.encode(TEXTS[:6], k=1, batch_size=6, max_steps=300)
+    batch halves, the texts set aside keep their state, and every text ends as it would have, with
+    the same steps and its new attempts at the same steps (a pass whose backward failed is not
+    counted against a text's patience)."""
+    options = dict(k=1, batch_size=6, max_steps=300, recipe="memtok:restart_after=2")
+    plain = tiny_codec.encode(TEXTS[:6], **options)
+    assert any(s.get("restarts") for m in plain for s in m.segments)  # the timing of new attempts is tested
     forward, backward, sizes = memtok.optimise.batch_pass, torch.Tensor.backward, []
 
     def small_forward(lm, slots, *args):
@@ -109,14 +113,45 @@ def test_running_out_of_memory_halves_the_batch_and_goes_on(tiny_codec, monkeypa
     monkeypatch.setattr(memtok.optimise, "batch_pass", small_forward)
     monkeypatch.setattr(torch.Tensor, "backward", small_backward)
     with caplog.at_level(logging.WARNING, logger="memtok.optimise"):
-        backed_off = tiny_codec.encode(TEXTS[:6], k=1, batch_size=6, max_steps=300)
-    assert [m.steps for m in backed_off] == [m.steps for m in plain] and all(m.exact for m in backed_off)
+        backed_off = tiny_codec.encode(TEXTS[:6], **options)
+    assert [m.segments for m in backed_off] == [m.segments for m in plain] and all(m.exact for m in backed_off)
     assert sizes[0] == 6 and max(sizes[1:]) <= 3 and max(sizes[-10:]) <= 1  # 6 -> 3 (forward) -> 1 (backward)
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [
         "out of memory with 6 texts in a pass", "out of memory with 3 texts in a pass"]
-    with pytest.raises(torch.OutOfMemoryError):  # a lone text that does not fit is the error itself
-        monkeypatch.setattr(memtok.optimise, "batch_pass", lambda *a: (_ for _ in ()).throw(torch.OutOfMemoryError()))
-        tiny_codec.encode(TEXTS[0], k=1)
+    monkeypatch.setattr(memtok.optimise, "batch_pass", lambda *a: (_ for _ in ()).throw(torch.OutOfMemoryError()))
+    with pytest.raises(MemtokError, match="does not fit in the memory of cpu: lower --max-batch-tokens") as refused:
+        tiny_codec.encode(TEXTS[0], k=1)  # a lone text that does not fit: one line saying what would
+    assert "\n" not in str(refused.value)
+
+
+def test_running_out_of_memory_making_a_text_or_verifying_goes_on_with_fewer(tiny_codec, monkeypatch, caplog):
+    """Memory can also run out while a text's vectors are made (a learned start's pass) and in greedy
+    verification (its KV cache): the batch stops growing, verification goes on in halves, and every
+    text ends as it would have."""
+    import memtok.slot
+
+    plain = tiny_codec.encode(TEXTS[:4], k=1, batch_size=4, max_steps=300)
+    made, verify, batches = memtok.slot.parameters, memtok.optimise.verify, []
+
+    def third_fails(*args, **kwargs):
+        made.calls = getattr(made, "calls", 0) + 1
+        if made.calls == 3:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return made(*args, **kwargs)
+
+    def one_at_a_time(lm, layout, inputs, targets):
+        batches.append(len(inputs))
+        if len(inputs) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return verify(lm, layout, inputs, targets)
+
+    monkeypatch.setattr(memtok.slot, "parameters", third_fails)
+    monkeypatch.setattr(memtok.optimise, "verify", one_at_a_time)
+    with caplog.at_level(logging.WARNING, logger="memtok.optimise"):
+        again = tiny_codec.encode(TEXTS[:4], k=1, batch_size=4, max_steps=300)
+    assert [m.steps for m in again] == [m.steps for m in plain] and all(m.exact for m in again)
+    assert 1 in batches and any(b > 1 for b in batches)
+    assert caplog.records[0].getMessage().startswith("out of memory making a text's vectors beside 2 others")
 
 
 def test_a_head_on_another_gpu_than_the_decoder_gets_its_targets_there():
@@ -135,6 +170,38 @@ def test_a_head_on_another_gpu_than_the_decoder_gets_its_targets_there():
         # the head as accelerate dispatches it: its input moved to its own device, its output left there
         ce, right, margin = judge(lambda h: h.to("cuda:1") @ weight.T, states, targets)
         assert {ce.device, right.device, margin.device} == {torch.device("cuda:0")}
+
+
+def test_a_step_of_a_model_spread_over_two_devices_meets_each_tensor_where_it_is():
+    """`--device auto` as accelerate spreads a model: the embeddings (and so the inputs) on the first
+    GPU, the last layer's states (and the head) on the second, and a submodule's output left where
+    it was made. Every tensor a step makes must go where it is used, and the step's results come
+    back on one device. FakeTensorMode's CUDA devices cannot pad or index on a torch without CUDA,
+    so here the data-less meta device stands for the first GPU and the CPU for the second: a
+    tensor made on the inputs' device and used with the states fails, as it would between GPUs."""
+    from types import SimpleNamespace
+
+    from memtok.optimise import batch_pass
+    from memtok.recipes import MEMTOK
+
+    d, vocab, first, second = 8, 32, torch.device("meta"), torch.device("cpu")
+    gen = torch.Generator().manual_seed(0)
+    mix, head_weight = torch.randn(d, d, generator=gen), torch.randn(vocab, d, generator=gen)
+
+    def decoder(inputs_embeds, attention_mask, use_cache):  # its output on the last layer's device
+        states = torch.randn(*inputs_embeds.shape, generator=gen, device=second) @ mix
+        return SimpleNamespace(last_hidden_state=states.requires_grad_(True))
+
+    lm = SimpleNamespace(device=first, split_head=(decoder, lambda h: h.to(second) @ head_weight.T))
+
+    def slot(ids: list[int]) -> SimpleNamespace:
+        targets = torch.empty(len(ids), dtype=torch.long, device=first)
+        return SimpleNamespace(job=SimpleNamespace(targets=ids), targets=targets, span=len(ids), first_target=1,
+                               recipe=MEMTOK, input_vectors=lambda: torch.zeros(1, d, device=first),
+                               inputs=lambda v, n=len(ids): torch.zeros(1 + n, d, device=first))
+
+    judged, per_text = batch_pass(lm, [slot([3, 5, 7]), slot([2, 4])])
+    assert len(judged) == 2 and per_text.device == second and all(0 <= j.accuracy <= 1 for j in judged)
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
@@ -232,6 +299,24 @@ def test_a_loss_that_overflows_starts_the_text_again_instead_of_poisoning_it(tin
                                                                                          max_steps=300))}
     assert hit and all(exact and torch.isfinite(r.vectors).all() for r, exact in results.values())
     assert {i: r.restarts for i, (r, _) in results.items()} == {hit[0]: 1, 1 - hit[0]: 0}
+
+
+def test_recomputed_layers_keep_a_layers_own_forward(tiny_dir):
+    """accelerate puts a forward of its own on each layer of a model spread over GPUs (it moves the
+    layer's inputs to its device); recomputing layers wraps it and puts it back after, so the next
+    encode's layers still move their inputs."""
+    from accelerate.hooks import AlignDevicesHook, add_hook_to_module
+
+    from memtok.recompute import decoder_layers
+
+    codec = MemoryCodec.from_pretrained(tiny_dir, device="cpu")
+    layers = list(decoder_layers(codec.lm))
+    for layer in layers:
+        add_hook_to_module(layer, AlignDevicesHook(execution_device="cpu", io_same_device=True))
+    hooked = [layer.__dict__["forward"] for layer in layers]
+    for _ in range(2):
+        mem = codec.encode(TEXTS[0], k=1, max_steps=300, recompute_layers=True)
+        assert mem.exact and [layer.__dict__.get("forward") for layer in layers] == hooked
 
 
 def test_recomputed_layers_keep_nothing_for_the_backward_and_change_nothing(tiny_codec, monkeypatch):

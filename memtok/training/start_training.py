@@ -50,9 +50,8 @@ def reconstruction(lm: FrozenLM, vectors: torch.Tensor, texts: list[list[int]]
     dev = lm.device
     layout = Layout.build(lm, PLACEHOLDER, 1, bos=True)  # the default encode's: the BOS, then the vector
     seqs = [torch.cat([layout.context(lm, v), lm.embed(torch.tensor(t, device=dev))]) for v, t in zip(vectors, texts)]
-    targets = [torch.tensor(t + [lm.eos_id], device=dev) for t in texts]
-    ce, right, _, rows, n = padded_pass(lm, seqs, targets, [layout.first_target] * len(texts))
-    zeros = torch.zeros(len(texts), device=dev)
+    ce, right, _, rows, n = padded_pass(lm, seqs, [t + [lm.eos_id] for t in texts], [layout.first_target] * len(texts))
+    zeros = torch.zeros(len(texts), device=ce.device)
     return zeros.index_add(0, rows, ce) / n, zeros.index_add(0, rows, right.float()), n.float()
 
 

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup demo test test-fast bench gpu-check
+.PHONY: setup demo test test-fast bench gpu-check gpu-wheels
 
 setup: $(VENV)/.memtok-installed
 
@@ -26,14 +26,23 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q -n 2 --dist worksteal
 
+# without the slow tests, and with a quarter of the fuzzing cases (tests/test_fuzz.py)
 test-fast: setup
-	$(PY) -m pytest -q -n 2 --dist worksteal -m "not slow"
+	MEMTOK_FUZZ_SCALE=0.25 $(PY) -m pytest -q -n 2 --dist worksteal -m "not slow"
 
 # The recipes side by side on the paper's short chunks (reads ../shared/data, beside the project).
 bench: setup
 	$(PY) bench/recipes.py --data ../shared/data/paper/raschka_chunks_100.csv --limit 20 --recipes paper@bos,kuratov,memtok
 
-# What only a CUDA GPU shows (docs/trust.md): run on a lent GPU machine, with its own Python; says so
-# and exits 0 where there is no CUDA.
+# What only a CUDA GPU shows (scripts/gpu_check.py, docs/trust.md): run on a lent GPU machine with that
+# machine's own Python; a verdict per step, the log and figures under $OUT. Without CUDA it runs the steps
+# a CPU can run and names the others.
+GPU_PY ?= python3
 gpu-check:
-	scripts/gpu_check.sh
+	$(GPU_PY) scripts/gpu_check.py
+
+# What a GPU machine's image lacks (zstandard, bitsandbytes), as CPython 3.12 wheels in .whl/ (48 MB, within
+# the 64 MiB that travels to a lent machine with the working tree): carry .whl with the tree.
+gpu-wheels:
+	python3 -m pip download -q --only-binary=:all: --python-version 3.12 --platform manylinux_2_24_x86_64 \
+		--platform manylinux_2_17_x86_64 --no-deps -d .whl zstandard==0.25.0 bitsandbytes==0.50.2

@@ -12,6 +12,10 @@ the mean input embedding plus seeded noise: the numerics, not exactness, are mea
     python bench/batched_vs_single.py --model-dtype bfloat16 --json docs/results/bench/batched-vs-single-bf16.json
     python bench/batched_vs_single.py --device cuda --random-weights   # a GPU, SmolLM2's shape
     python bench/batched_vs_single.py --device cuda --random-weights --shape llama-3.1-8b --model-dtype bfloat16
+
+`--check` (make gpu-check) exits 1 when float32 weights drift by SAFE_MARGIN or more: batched
+verdicts would then not be safe. In 16 bits memtok verifies every memory alone, so there the drift
+is measured, not judged.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ def margins(logits: torch.Tensor) -> torch.Tensor:
     return top2[..., 0] - top2[..., 1]
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch-sizes", default="1,2,4,8,16,32,64")
     ap.add_argument("--threads", default="1,2", help="torch CPU thread counts to try")
@@ -56,6 +60,7 @@ def main() -> None:
     ap.add_argument("--shape", default="smollm2-135m", choices=list(SHAPES))
     ap.add_argument("--model-dtype", default="float32", choices=list(MODEL_DTYPES))
     ap.add_argument("--json", default=None, help="write the rows here")
+    ap.add_argument("--check", action="store_true", help="exit 1 if float32 drifts by SAFE_MARGIN or more")
     args = ap.parse_args()
     lm = random_lm(args.shape, args.device, args.model_dtype) if args.random_weights else \
         load(None, args.device, args.model_dtype)
@@ -94,7 +99,11 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "rows": rows}, f, indent=1)
+    if args.check and args.model_dtype == "float32" and worst >= SAFE_MARGIN:
+        print(f"FAIL: float32 batched logits drift by {worst:.3g}, not below SAFE_MARGIN {SAFE_MARGIN}")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

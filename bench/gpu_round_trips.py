@@ -1,8 +1,12 @@
-"""Round trips on a GPU that the CPU suite cannot make: a model in bfloat16 on CUDA, and a model split
-over two devices (its head on another device than its decoder, as `--device auto` may place a big
-model), each encoding texts and decoding them back exactly. Part of `make gpu-check`.
+"""Round trips on a GPU that the CPU suite cannot make, each encoding four texts and decoding them
+back: a model in bfloat16 on CUDA, `--device auto`, and a model split as accelerate splits one over
+several GPUs (its layers on the GPU, its final norm and head on the CPU, so the decoder's states
+come back on another device than its inputs went in on); with `--quantised`, int8 and nf4 weights
+(bitsandbytes). Exit 1 unless every text of every case is exact and decodes back. Part of
+`make gpu-check`.
 
     python bench/gpu_round_trips.py --json gpu-check/round-trips.json
+    python bench/gpu_round_trips.py --quantised --json gpu-check/round-trips-quantised.json
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ def round_trip(codec: MemoryCodec, name: str) -> dict:
 
 
 def split_model(device: str) -> FrozenLM:
-    """The tiny model, untied, its decoder on `device` and its head on the CPU through accelerate's
-    dispatch: the head's logits come back on the CPU."""
+    """The tiny model, untied, its embeddings and layers on `device` and its final norm and head on
+    the CPU through accelerate's dispatch, the CPU as the main device so that those run there (not
+    offloaded to `device`): the several-GPU path on one GPU."""
     from accelerate import dispatch_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -44,7 +49,9 @@ def split_model(device: str) -> FrozenLM:
                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=False)
     model = LlamaForCausalLM(config)
     fit(model, tok, TEXTS)
-    model = dispatch_model(model.requires_grad_(False).eval(), device_map={"model": device, "lm_head": "cpu"})
+    layers = {"model.embed_tokens": device, "model.layers": device, "model.rotary_emb": device,
+              "model.norm": "cpu", "lm_head": "cpu"}
+    model = dispatch_model(model.requires_grad_(False).eval(), device_map=layers, main_device="cpu")
     pin_numerics()
     return FrozenLM(model, tok, "tiny, split over two devices")
 
@@ -52,15 +59,19 @@ def split_model(device: str) -> FrozenLM:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--quantised", action="store_true", help="int8 and nf4 weights (bitsandbytes) instead")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     tiny = build_tiny_model_dir(tempfile.mkdtemp(prefix="tiny-"))
-    rows = [round_trip(MemoryCodec.from_pretrained(tiny, device=args.device, dtype="bfloat16"), "bfloat16"),
-            round_trip(MemoryCodec.from_pretrained(tiny, device="auto"), "device auto"),
-            round_trip(MemoryCodec(split_model(args.device)), "decoder on the GPU, head on the CPU")]
+    if args.quantised:
+        rows = [round_trip(MemoryCodec.from_pretrained(tiny, device=args.device, dtype=d), d) for d in ("int8", "nf4")]
+    else:
+        rows = [round_trip(MemoryCodec.from_pretrained(tiny, device=args.device, dtype="bfloat16"), "bfloat16"),
+                round_trip(MemoryCodec.from_pretrained(tiny, device="auto"), "device auto"),
+                round_trip(MemoryCodec(split_model(args.device)), "layers on the GPU, norm and head on the CPU")]
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
-    return 0 if all(r["decoded_back"] == r["exact"] for r in rows) else 1
+    return 0 if all(r["exact"] == r["decoded_back"] == r["texts"] for r in rows) else 1
 
 
 if __name__ == "__main__":

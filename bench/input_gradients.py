@@ -12,6 +12,10 @@ difference is the noisier).
     python bench/input_gradients.py --device cuda --random-weights --kinds float32,bfloat16,nf4   # a GPU
 
 On CUDA the 4-bit weights compute in bfloat16 (memtok's `--model-dtype nf4`); on a CPU in float32.
+The finite difference steps 1e-3 of the inputs' norm, or 4 of the loading's rounding steps if that
+is more (bfloat16's spacing is 2^-8: a smaller step measures rounding). `--check` (make gpu-check)
+exits 1 unless every loading's gradient has at most half its entries exactly zero, points the way
+float32's does (cosine at least 0.5), and its slope has the finite difference's sign.
 """
 
 from __future__ import annotations
@@ -61,13 +65,13 @@ def input_gradient(model, ids: list[int]) -> torch.Tensor:
     return x.grad[0]
 
 
-def finite_difference(model, ids: list[int], grad: torch.Tensor, along: torch.Tensor,
-                      eps: float = 1e-3) -> tuple[float, float]:
+def finite_difference(model, ids: list[int], grad: torch.Tensor, along: torch.Tensor) -> tuple[float, float]:
     """(autograd `grad`, central difference) of the model's loss along the direction `along`."""
     dev = model.get_input_embeddings().weight.device
     x = model.get_input_embeddings()(torch.tensor([ids], device=dev)).detach().float()
-    d = (along / along.norm() * eps * x.norm())[None]
     dtype = model.get_input_embeddings().weight.dtype
+    eps = max(1e-3, 4 * torch.finfo(dtype).eps if dtype.is_floating_point else 1e-3)
+    d = (along / along.norm() * eps * x.norm())[None]
 
     def loss(v):
         logits = model(inputs_embeds=v.to(dtype)).logits[0, :-1].float()
@@ -77,13 +81,19 @@ def finite_difference(model, ids: list[int], grad: torch.Tensor, along: torch.Te
         return float((grad * d[0]).sum()), float((loss(x + d) - loss(x - d)) / 2)
 
 
-def main() -> None:
+def usable(row: dict) -> bool:
+    """Mostly non-zero, pointing float32's way, and sloping as the finite difference does."""
+    return row["zero"] <= 0.5 and row["cosine"] >= 0.5 and row["autograd"] * row["difference"] > 0
+
+
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kinds", default="float32,bfloat16,int8,nf4")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--random-weights", action="store_true", help="SmolLM2-135M's shape with random weights, "
                                                                   "saved to a temporary folder (no embedded model)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--check", action="store_true", help="exit 1 unless every gradient is usable (module docstring)")
     args = ap.parse_args()
     path = random_model_dir() if args.random_weights else embedded_model_dir()
     ids = [1, 504, 2365, 6354, 335, 253, 5482, 30]  # a short sentence's tokens: several positions, several matmuls
@@ -100,7 +110,12 @@ def main() -> None:
                   "share of exact zeros": lambda r: r["zero"],
                   "slope along float32's gradient: autograd": lambda r: r["autograd"],
                   "central difference": lambda r: r["difference"]}, args)
+    bad = [r["weights"] for r in rows if not usable(r)]
+    if args.check and bad:
+        print(f"FAIL: no usable input gradient with {', '.join(bad)} weights")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

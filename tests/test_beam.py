@@ -57,8 +57,8 @@ def test_eval_reports_each_beam_width_against_a_decode_of_its_own(tiny_codec, tm
 
 def test_capacity_reports_beam_widths(tiny_codec, tmp_path):
     data = write_csv(tmp_path / "d.csv", TEXTS[:3])
-    summary = run_capacity(tiny_codec, read_source(str(data)), tmp_path / "cap", [4], [1], EncodeConfig(k=1),
-                           show_progress_bar=False, beams=[1, 3])
+    summary = run_capacity(tiny_codec, read_source(str(data)), tmp_path / "cap", [4], [1],
+                           EncodeConfig(k=1, max_steps=100), show_progress_bar=False, beams=[1, 3])
     rows = [json.loads(line) for line in (tmp_path / "cap" / "results.jsonl").read_text().splitlines()]
     assert all(set(r["beams"]) == {"1", "3"} for r in rows)
     assert all((r["beams"]["1"] is None) == r["exact"] for r in rows)  # one beam is greedy decoding

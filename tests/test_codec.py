@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import TEXTS
+from helpers import TEXTS, bits_on_cpu
 
 from memtok import EncodeConfig, Memory, MemtokError
 from memtok.greedy import greedy
@@ -33,6 +33,7 @@ def same_outcome(codec, a, b) -> None:
     assert ids[0] == ids[1] and ids[0][-1] == codec.lm.eos_id
 
 
+@bits_on_cpu
 def test_batch_equals_each_text_alone(tiny_codec):
     alone = [tiny_codec.encode(t) for t in TEXTS]
     batched = tiny_codec.encode(TEXTS, batch_size=3)
@@ -85,6 +86,7 @@ def test_finished_slot_is_refilled_so_a_hard_text_holds_nothing_back(tiny_codec)
     assert all(i.active == 2 for i in infos[:300])
 
 
+@bits_on_cpu
 def test_jobs_of_different_k_share_a_batch_as_if_alone(tiny_codec):
     lm = tiny_codec.lm
     layout = Layout.build(lm, "{memory}", 1, MEMTOK.bos)
@@ -127,6 +129,7 @@ def test_every_recipe_round_trips(tiny_codec):
         assert tiny_codec.decode(mem) == TEXTS[1]
 
 
+@bits_on_cpu
 def test_low_rank_recipe_round_trips_and_batches_as_if_alone(tiny_codec):
     rec = MEMTOK.replace(name="low-rank", optimizer="adam", lr=0.03, rank=8)
     alone = [tiny_codec.encode(t, recipe=rec, k=2) for t in TEXTS[:3]]

@@ -54,8 +54,8 @@ def test_detect_refuses_what_is_not_input_vectors_in_one_line(tensors, says, tin
 
 
 def test_the_vocabulary_penalty_pulls_memories_towards_tokens(tiny_codec):
-    plain = tiny_codec.encode(TEXTS[:3], k=1)
-    near = tiny_codec.encode(TEXTS[:3], k=1, recipe="memtok:vocab_weight=2.0")
+    plain = tiny_codec.encode(TEXTS[:3], k=1, max_steps=100)
+    near = tiny_codec.encode(TEXTS[:3], k=1, recipe="memtok:vocab_weight=2.0", max_steps=100)
     def distance(mems):
         return [float(vocab_distance(tiny_codec.lm, tiny_codec.inputs(m.vectors, m.storage_dtype))) for m in mems]
     assert all(n < p for n, p in zip(distance(near), distance(plain)))

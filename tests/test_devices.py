@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 import torch
-from helpers import TEXTS, run
+from helpers import TEXTS, bits_on_cpu, run
 
 import memtok.optimise
 from memtok import MemoryCodec, MemtokError
@@ -89,6 +89,7 @@ def test_weights_load_straight_onto_the_gpu_they_run_on(tiny_dir, monkeypatch):
     assert asked["device_map"] == {"": "cuda:1"}
 
 
+@bits_on_cpu
 def test_running_out_of_memory_halves_the_batch_and_goes_on(tiny_codec, monkeypatch, caplog):
     """A pass of more than two texts runs out of memory (forward or backward, as a GPU would): the
     batch halves, the texts set aside keep their state, and every text ends as it would have, with
@@ -124,6 +125,7 @@ def test_running_out_of_memory_halves_the_batch_and_goes_on(tiny_codec, monkeypa
     assert "\n" not in str(refused.value)
 
 
+@bits_on_cpu
 def test_running_out_of_memory_making_a_text_or_verifying_goes_on_with_fewer(tiny_codec, monkeypatch, caplog):
     """Memory can also run out while a text's vectors are made (a learned start's pass) and in greedy
     verification (its KV cache): the batch stops growing, verification goes on in halves, and every

@@ -6,6 +6,7 @@ patched to hand it over), so a few thousand files run in seconds."""
 
 import io
 import json
+import os
 import random
 
 import pyarrow as pa
@@ -27,9 +28,14 @@ TEXT = TEXTS[3]
 BASE = settings(deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 
 
+# `make test-fast` runs a quarter of the cases (the first ones of the same derandomised sequence);
+# `make test`, which CI runs, all of them
+SCALE = float(os.environ.get("MEMTOK_FUZZ_SCALE", "1"))
+
+
 def fuzz(cases: int) -> settings:
     """Hypothesis' settings for `cases` files, the same ones on every run (derandomised)."""
-    return settings(BASE, max_examples=cases)
+    return settings(BASE, max_examples=max(20, round(cases * SCALE)))
 
 
 @st.composite
@@ -149,7 +155,7 @@ def test_a_store_index_with_any_cell_changed_is_refused_or_decodes_its_texts(sto
     rows = pq.read_table(index).to_pylist()
     good = index.read_bytes()
 
-    @fuzz(400)
+    @fuzz(200)
     @given(st.integers(0, len(rows) - 1), st.sampled_from([c for c in COLUMNS if c in rows[0]]),
            st.none() | st.text(max_size=24) | st.sampled_from(["000000001", "../index.parquet", "r0-00000.safetensors",
                                                                "r0-00001.safetensors", "exact", "failed"]))

@@ -1,0 +1,169 @@
+"""`make gpu-check`: what only a CUDA GPU can show, in one call, with a verdict per step.
+
+Run on a lent GPU machine with that machine's own Python and its torch and transformers; what its
+image lacks travels in .whl/ (`make gpu-wheels`: zstandard and bitsandbytes for Python 3.12,
+48 MB) and is installed first. A preflight names what is missing; each step then runs with a time
+limit and a pass criterion, its whole output goes to $OUT/gpu-check.log (figures beside it,
+$OUT defaults to gpu-check/), and each ends with one line, PASS, FAIL or SKIP. Where torch has no
+CUDA the steps a CPU can run run the same way and the others are named as not checked; where
+nvidia-smi sees a GPU that torch cannot use, it fails at once in one line.
+
+Expected time on one H100, derived, not measured: the fast suite on CUDA (tiny models, four
+workers) about 3 minutes, each bench under a minute (random weights, at most 32 rows of 16 tokens
+in Llama-3.1-8B's shape), about 6 minutes in all; the limits below add up to under 10.
+
+    python scripts/gpu_check.py            # what make gpu-check runs
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NEEDED = ("torch", "transformers", "accelerate", "safetensors", "zstandard", "pytest", "xdist", "hypothesis")
+VERSIONS = {"torch": "2.4", "transformers": "4.46"}  # pyproject.toml's floors
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    argv: list[str]
+    limit_s: int
+    cuda_only: bool = False  # a CPU run names it as not checked
+    needs: str = ""  # a module it cannot run without (bitsandbytes)
+
+
+def steps(out: Path, cuda: bool) -> list[Step]:
+    py, dev = sys.executable, "cuda" if cuda else "cpu"
+    suite = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow", "-n", "4"] if cuda else \
+        [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_devices.py"]
+    return [
+        Step("the fast suite on the device" if cuda else "the device tests of the suite", suite, 180),
+        Step("batched decoding drifts less than SAFE_MARGIN in float32 (SmolLM2's shape)",
+             [py, "bench/batched_vs_single.py", "--device", dev, "--random-weights", "--threads", "1",
+              "--batch-sizes", "1,2,8,32" if cuda else "1,2,8", "--tokens", "16" if cuda else "8", "--check",
+              "--json", str(out / "drift-float32.json")], 60),
+        Step("batched drift in bfloat16, Llama-3.1-8B's shape (measured; memtok decodes 16 bits alone)",
+             [py, "bench/batched_vs_single.py", "--device", dev, "--random-weights", "--shape", "llama-3.1-8b",
+              "--model-dtype", "bfloat16", "--batch-sizes", "1,2,8,32", "--tokens", "16",
+              "--json", str(out / "drift-llama8b-bfloat16.json")], 120, cuda_only=True),
+        Step("round trips: bfloat16, --device auto, layers on the GPU with norm and head on the CPU",
+             [py, "bench/gpu_round_trips.py", "--device", dev, "--json", str(out / "round-trips.json")], 60,
+             cuda_only=True),
+        Step("round trips in int8 and nf4 weights",
+             [py, "bench/gpu_round_trips.py", "--device", dev, "--quantised", "--json",
+              str(out / "round-trips-quantised.json")], 60, cuda_only=True, needs="bitsandbytes"),
+        Step("input gradients agree with float32's and a finite difference",
+             [py, "bench/input_gradients.py", "--device", dev, "--random-weights", "--check", "--kinds",
+              "float32,bfloat16" + (",nf4" if cuda and _has("bitsandbytes") else ""),
+              "--json", str(out / "input-gradients.json")], 60),
+        Step("running out of memory halves the batch and every text ends as without",
+             [py, "bench/oom_backoff.py", "--json", str(out / "oom-backoff.json")], 45, cuda_only=True),
+    ]
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _gpus_seen() -> list[str]:
+    """The GPUs nvidia-smi lists, if it is on PATH."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in listed.splitlines() if line.startswith("GPU")]
+
+
+def _install_wheels() -> None:
+    """What the image lacks, from .whl/ (`make gpu-wheels`), into a folder of its own on the path."""
+    wheels = sorted((ROOT / ".whl").glob("*.whl"))
+    if not wheels:
+        return
+    site = Path("/tmp/gpu-check-site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                    "--upgrade", "--target", str(site), *map(str, wheels)], check=True)
+    sys.path.insert(0, str(site))
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+
+
+def preflight() -> tuple[bool, list[str]]:
+    """(whether torch has CUDA, what is missing); exits with one line where a GPU is seen that torch
+    cannot use, or torch itself is missing."""
+    missing = [m for m in NEEDED if not _has(m)]
+    if "torch" in missing:
+        sys.exit("gpu-check: FAIL: no torch here; it runs with the machine's own torch (>= 2.4)")
+    import torch
+
+    cuda, seen = torch.cuda.is_available(), _gpus_seen()
+    if seen and not cuda:
+        sys.exit(f"gpu-check: FAIL: nvidia-smi sees {seen[0]}, but torch {torch.__version__} has no CUDA: "
+                 "run it with a CUDA build of torch")
+    import transformers
+
+    old = [f"{name} {module.__version__} (needs {VERSIONS[name]})" for name, module in
+           (("torch", torch), ("transformers", transformers)) if _older(module.__version__, VERSIONS[name])]
+    return cuda, missing + ([] if _has("bitsandbytes") else ["bitsandbytes"]) + old
+
+
+def _older(version: str, floor: str) -> bool:
+    def parts(v: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in v.split("+")[0].split(".")[:2] if p.isdigit())
+
+    return parts(version) < parts(floor)
+
+
+def run(step: Step, cuda: bool, log, env: dict) -> str:
+    """PASS, FAIL or SKIP, and why; the step's output goes to `log`."""
+    if step.cuda_only and not cuda:
+        return "SKIP (needs CUDA: not checked here)"
+    if step.needs and not _has(step.needs):
+        return f"SKIP (no {step.needs} here: not checked)"
+    began = time.perf_counter()
+    log.write(f"\n== {step.name}\n$ {' '.join(step.argv)}\n")
+    log.flush()
+    try:
+        code = subprocess.run(step.argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
+                              timeout=step.limit_s).returncode
+    except subprocess.TimeoutExpired:
+        return f"FAIL (over its {step.limit_s} s)"
+    took = f"{time.perf_counter() - began:.0f} s"
+    return f"PASS ({took})" if code == 0 else f"FAIL (exit {code} after {took}; the log says why)"
+
+
+def main() -> int:
+    out = Path(os.environ.get("OUT") or ROOT / "gpu-check")
+    out.mkdir(parents=True, exist_ok=True)
+    _install_wheels()
+    cuda, missing = preflight()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "bench"),
+                                                                     os.environ.get("PYTHONPATH")])),
+           "PYTHONUNBUFFERED": "1", **({"MEMTOK_TEST_DEVICE": "cuda"} if cuda else {})}
+    import torch
+
+    where = torch.cuda.get_device_name(0) if cuda else "no CUDA GPU: the steps a CPU can run"
+    print(f"gpu-check: {where}; torch {torch.__version__}; missing: {', '.join(missing) or 'nothing'}", flush=True)
+    verdicts = []
+    with open(out / "gpu-check.log", "w") as log:
+        for step in steps(out, cuda):
+            verdict = run(step, cuda, log, env)
+            verdicts.append(verdict)
+            print(f"{verdict.split()[0]:4} {step.name} {' '.join(verdict.split()[1:])}", flush=True)
+    failed = sum(v.startswith("FAIL") for v in verdicts)
+    skipped = sum(v.startswith("SKIP") for v in verdicts)
+    print(f"gpu-check: {'FAIL' if failed else 'PASS'}: {len(verdicts) - failed - skipped} passed, {failed} failed, "
+          f"{skipped} not checked; the log and figures are in {out}/")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

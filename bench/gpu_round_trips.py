@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from memtok import MemoryCodec
-from memtok.model import FrozenLM, pin_numerics
+from memtok.model import FrozenLM, fix_numerics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from helpers import TEXTS, build_tiny_model_dir, build_tokenizer, fit  # noqa: E402 - the suite's tiny models
@@ -52,7 +52,7 @@ def split_model(device: str) -> FrozenLM:
     layers = {"model.embed_tokens": device, "model.layers": device, "model.rotary_emb": device,
               "model.norm": "cpu", "lm_head": "cpu"}
     model = dispatch_model(model.requires_grad_(False).eval(), device_map=layers, main_device="cpu")
-    pin_numerics()
+    fix_numerics()
     return FrozenLM(model, tok, "tiny, split over two devices")
 
 

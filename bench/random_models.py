@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from memtok.model import MODEL_DTYPES, FrozenLM, pin_numerics
+from memtok.model import MODEL_DTYPES, FrozenLM, fix_numerics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from helpers import build_tokenizer  # noqa: E402 - the suite's own small BPE: its BOS and EOS are what decoding needs
@@ -37,5 +37,5 @@ def random_lm(shape: str, device: str, dtype: str = "float32", seed: int = 0) ->
     torch.manual_seed(seed)
     with torch.device(device):
         model = LlamaForCausalLM(config).to(MODEL_DTYPES[dtype])
-    pin_numerics()
+    fix_numerics()
     return FrozenLM(model.requires_grad_(False).eval(), tok, f"random {shape}")

@@ -268,7 +268,7 @@ def _quantisation(dtype: str, device: str) -> dict:
     return {"quantization_config": BitsAndBytesConfig(load_in_8bit=True), "dtype": torch.float32}
 
 
-def pin_numerics() -> None:
+def fix_numerics() -> None:
     """Matrix products in the arithmetic a memory is verified in, whatever else the process set: no
     TF32 for float32, and no reduced-precision reductions in bfloat16 or float16 (cuBLAS allows both
     by default for 16-bit, and picks its kernels by shape, so a verdict could rest on rounding that
@@ -341,7 +341,7 @@ def load(model: str | None = None, device: str | None = None, dtype: str = "floa
     lm.eval()
     if not placement:
         lm.to(device or default_device())
-    pin_numerics()
+    fix_numerics()
     frozen = FrozenLM(lm, tok, name, functools.partial(describe, model, path, gguf, revision))
     frozen.fingerprint  # noqa: B018 - taken before any pass: a quantised layer may repack its weights at its first
     return frozen

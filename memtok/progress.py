@@ -26,7 +26,7 @@ class PlainProgress:
         self.total, self.desc, self.unit, self.interval, self.file = total, desc, unit, interval, file
         self.n = 0
         self.postfix: dict = {}
-        self.started = self.shown = time.monotonic()
+        self.began = self.shown = time.monotonic()
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -34,7 +34,7 @@ class PlainProgress:
         if now - self.shown >= self.interval:
             self.shown = now
             extra = "".join(f", {k} {v}" for k, v in self.postfix.items())
-            print(f"{self.desc}: {self.n}/{self.total} {self.unit}s, {now - self.started:.0f} s{extra}",
+            print(f"{self.desc}: {self.n}/{self.total} {self.unit}s, {now - self.began:.0f} s{extra}",
                   file=self.file, flush=True)
 
     def set_postfix(self, refresh: bool = True, **values) -> None:

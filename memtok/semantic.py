@@ -67,7 +67,7 @@ class SemanticSpace:
         codes = embeddings @ self.projection.T
         return codes / codes.norm(dim=-1, keepdim=True).clamp_min(1e-12) * self.scale
 
-    def pin(self, vectors: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+    def place(self, vectors: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         """`vectors` [K, d] with their component in the subspace replaced by `code` [r]; a gradient
         reaches only the rest of the space."""
         basis = self.basis.to(vectors.dtype)

@@ -101,7 +101,7 @@ class TextSlot:
     def vectors(self) -> torch.Tensor:
         """The text's vectors as learned, with its code in place for a semantic memory."""
         v = self.learned.vectors()
-        return v if self.space is None else self.space.pin(v, self.code)
+        return v if self.space is None else self.space.place(v, self.code)
 
     def input_vectors(self) -> torch.Tensor:
         """What the forward pass sees: the vectors as they will be saved, with a gradient to the parameters."""

@@ -167,7 +167,7 @@ def search(store: str, query: str, top_n: int, method: str, scoring: str, decode
 
     memories = MemoryStore(store)
     codec = load_codec(memory_model(model, memories.info["model"], memories.info.get("model_source"), store), device)
-    started = time.perf_counter()
+    began = time.perf_counter()
     hits = memories.search(codec, query, top_n, method, batch_size, decode_hits, show_progress_bar=True,
                            scoring=scoring)
     for rank, h in enumerate(hits, 1):
@@ -176,4 +176,4 @@ def search(store: str, query: str, top_n: int, method: str, scoring: str, decode
                                   ensure_ascii=False))
         else:
             click.echo(f"{rank}. {h.id}  {h.score:.4f}" + (f"  {h.text!r}" if decode_hits else ""))
-    click.echo(f"{len(hits)} of {len(memories)} memories by {method} in {time.perf_counter() - started:.1f} s", err=True)
+    click.echo(f"{len(hits)} of {len(memories)} memories by {method} in {time.perf_counter() - began:.1f} s", err=True)

@@ -46,7 +46,7 @@ def encode(text: str | None, path: str | None, out: str | None, model: str | Non
     out = out or f"{sha256_text(text)[:12]}.mem.safetensors"
     codec = load_codec(model, device)
     click.echo(f"plan: {codec.plan(text, config)}", err=True)
-    started = time.perf_counter()
+    began = time.perf_counter()
     if log_steps:
         from ..steplog import StepLog
 
@@ -57,7 +57,7 @@ def encode(text: str | None, path: str | None, out: str | None, model: str | Non
     else:
         mem = codec.encode(text, config, show_progress_bar=True)
     mem.save(out)
-    wall = time.perf_counter() - started
+    wall = time.perf_counter() - began
     if as_json:
         click.echo(json.dumps({"path": out, "exact": mem.exact, "steps": mem.steps, "seconds": round(wall, 3),
                                "n_tokens": mem.n_tokens, "k": mem.k, "min_margin": mem.min_margin,

@@ -49,13 +49,13 @@ def run_capacity(codec: MemoryCodec, source: Source, out: str | Path, lengths: l
     run = settings(codec.lm, first, source, command, k=sorted(ks), lengths=sorted(lengths), eos=eos)
     # more K or lengths extend a run: the cells already there are what they were
     with run_folder(out, run, key="key", free=(*FREE, "k", "lengths")) as log:
-        started, before = time.perf_counter(), len(log.records)
+        began, before = time.perf_counter(), len(log.records)
 
         def write(interrupted: bool = False) -> dict:
             summary = summarise(log.records, ks)
             log.parts.keep()
             summary.update(run=run, encoded_now=len(log.records) - before, interrupted=interrupted,
-                           wall_seconds_now=round(time.perf_counter() - started, 1),
+                           wall_seconds_now=round(time.perf_counter() - began, 1),
                            wall_seconds=round(log.parts.total(), 1), parts=log.parts.number)
             write_outputs(out, summary, report(summary), lambda folder: plot_capacity(summary, folder / "capacity.png"))
             return summary

@@ -151,7 +151,7 @@ def _encode_rows(codec: MemoryCodec, source: Source, root: Path, resolved: Resol
     done = done_rows(root)
     text = {source.first + i: t for i, t in enumerate(source.texts)}  # by source row, what ids are made of
     mine = [row for j, row in enumerate(text) if j % world == rank and row not in done]
-    started = time.perf_counter()
+    began = time.perf_counter()
     refused = codec.refusals([text[row] for row in mine])
     for j, error in refused.items():
         writer.add(mine[j], failure={"failed": error, "text_sha256": None})
@@ -162,7 +162,7 @@ def _encode_rows(codec: MemoryCodec, source: Source, root: Path, resolved: Resol
                      on_result=lambda j, mem: writer.add(valid[j], memory=mem),
                      checkpoint=root / f"in-flight-r{rank}.safetensors")
     writer.flush()
-    wall = time.perf_counter() - started
+    wall = time.perf_counter() - began
     encoded_now = _sum(len(mine))
     _barrier()
     summary = {"encoded_now": encoded_now, "resumed": len(done), "wall_seconds": round(wall, 1),

@@ -61,20 +61,20 @@ def run_eval(codec: MemoryCodec, source: Source, out: str | Path, config: Encode
         log.drop(_lost_memories(out, log))
         rows = range(source.first, source.first + len(source.texts))  # what results are numbered by
         pending = [i for i in rows if i not in log.done]
-        resumed, started = len(source.texts) - len(pending), time.perf_counter()
+        resumed, began = len(source.texts) - len(pending), time.perf_counter()
         try:
             _encode_pending(codec, source, out, log, pending, resolved, show_progress_bar, log_steps, beams)
         except KeyboardInterrupt:
             log.reread()
-            _write(out, run, log, rows, resumed, started, interrupted=True)
+            _write(out, run, log, rows, resumed, began, interrupted=True)
             raise
-        return _write(out, run, log, rows, resumed, started)
+        return _write(out, run, log, rows, resumed, began)
 
 
-def _write(out: Path, run: dict, log: ResultsLog, rows: range, resumed: int, started: float,
+def _write(out: Path, run: dict, log: ResultsLog, rows: range, resumed: int, began: float,
            interrupted: bool = False) -> dict:
     """The summary, report and plots of the texts logged so far."""
-    wall = time.perf_counter() - started
+    wall = time.perf_counter() - began
     results = sorted((r for r in log.records if r["index"] in rows), key=lambda r: r["index"])
     now = len(results) - resumed
     summary = summarise(results)

@@ -72,7 +72,7 @@ def main() -> None:
                 BasisVectors(k, lm.hidden_size, lm.frame, r, q)
         else:
             slot_module.parameters = plain
-        config = EncodeConfig(k=1, segment_tokens=int(tokens), dtype="float32" if rank else levels,
+        config = EncodeConfig(k=1, segment_tokens=int(tokens), storage="float32" if rank else levels,
                               max_steps=args.max_steps, batch_size=16, max_batch_tokens=2048)
         started = time.perf_counter()
         mems = codec.encode(texts, config, show_progress_bar=True)

@@ -94,7 +94,7 @@ class MemoryCodec:
             texts: one text or a list; a single str in gives a single Memory out.
             config: how to encode (`EncodeConfig`, or the `Resolved` a run made once); its fields
                 may also be given as keyword options, e.g. `k=1`, `k="auto"`, `favour="bytes"`, `max_steps=500`,
-                `dtype="int8"`. By default each text is cut into segments of the length one
+                `storage="int8"`. By default each text is cut into segments of the length one
                 vector holds (`memtok.plan`), each with its own vectors; `plan()` says how.
             show_progress_bar: defaults to on when logging is at INFO or lower.
             on_result: called with (input index, memory) as each text finishes.
@@ -159,15 +159,15 @@ class MemoryCodec:
 
     def score(self, targets: list[int], config: EncodeConfig, vectors: torch.Tensor | None = None) -> Score:
         """Teacher-forced score of `targets` in the config's layout, after `vectors` (stored values of
-        `config.dtype`, as `Optimised.vectors` and `Memory.vectors` hold them) or with none."""
+        `config.storage`, as `Optimised.vectors` and `Memory.vectors` hold them) or with none."""
         layout = Layout.for_config(self.lm, config, 1 if vectors is None else len(vectors))
-        return score(self.lm, layout, targets, None if vectors is None else self.inputs(vectors, config.dtype))
+        return score(self.lm, layout, targets, None if vectors is None else self.inputs(vectors, config.storage))
 
     def beam_departs(self, targets: list[int], config: EncodeConfig, vectors: torch.Tensor, beams: int) -> int | None:
         """Where beam search of width `beams` from `vectors` (stored values, as `score` takes them)
         leaves `targets` (a token position), or None when it gives exactly them."""
         layout = Layout.for_config(self.lm, config, len(vectors))
-        ids = beam_decode(self.lm, layout, self.inputs(vectors, config.dtype), beams, len(targets))
+        ids = beam_decode(self.lm, layout, self.inputs(vectors, config.storage), beams, len(targets))
         return departs(ids[:len(targets)], targets)
 
     def inputs(self, stored: torch.Tensor, dtype: str) -> torch.Tensor:

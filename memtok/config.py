@@ -60,8 +60,8 @@ class EncodeConfig:
     template: str = option(PLACEHOLDER, "prompt around the memory vectors, e.g. 'Recall: {memory}'")
     chat: bool = option(False, "put the memory inside the model's own chat template, as the user's turn (the "
                                "template is that turn), so that the text comes back as the assistant's reply")
-    dtype: str = option("float32", "storage precision of the saved vectors; they are optimised through its "
-                                   "rounding and verified after it", choices=DTYPES)
+    storage: str = option("float32", "storage precision of the saved vectors; they are optimised through its "
+                                     "rounding and verified after it", "--storage", "--dtype", choices=DTYPES)
     segment_tokens: int | None = option(None, "cut texts into pieces of at most this many text tokens, each with "
                                               "its own vectors (texts longer than the model's context are always "
                                               "cut)", texts_only=True, low=1)
@@ -76,7 +76,7 @@ class EncodeConfig:
                                            "forward pass a step")
     keep_text: bool = option(False, "store the text in the memory (otherwise only its sha256)", texts_only=True)
     compact: bool = option(False, "the smallest exact memory memtok makes: low-bit levels in the model's frame "
-                                  f"({COMPACT_DTYPE} unless dtype names another framed one) and long segments",
+                                  f"({COMPACT_DTYPE} unless storage names another framed one) and long segments",
                            texts_only=True)
 
     def __post_init__(self) -> None:
@@ -90,11 +90,11 @@ class EncodeConfig:
             limited = get_recipe(self.recipe or DEFAULT_RECIPE).replace(max_steps=self.max_steps)
             self.recipe = limited if self.recipe is not None else None
         check_template(self.template)
-        check_dtype(self.dtype)
-        if self.compact and self.dtype == "float32":
-            self.dtype = COMPACT_DTYPE
-        if self.compact and not framed(self.dtype):
-            raise MemtokError(f"a compact memory is stored in low-bit levels ({', '.join(FRAMED)}), not {self.dtype}")
+        check_dtype(self.storage)
+        if self.compact and self.storage == "float32":
+            self.storage = COMPACT_DTYPE
+        if self.compact and not framed(self.storage):
+            raise MemtokError(f"a compact memory is stored in low-bit levels ({', '.join(FRAMED)}), not {self.storage}")
         if self.segment_tokens is not None and self.segment_tokens < 1:
             raise MemtokError(f"a segment must hold at least one token, got {self.segment_tokens}")
         if self.batch_size < 1:
@@ -119,7 +119,7 @@ class EncodeConfig:
         """The default plan's short float32 segments with nothing around the memory: where a learned
         start was measured to pay (`memtok.recipes.default_recipe`)."""
         return (self.k == PLAN and self.favour == "steps" and self.segment_tokens is None
-                and self.dtype == "float32" and self.template == PLACEHOLDER and not self.chat)
+                and self.storage == "float32" and self.template == PLACEHOLDER and not self.chat)
 
     def decided(self, learned_start: bool) -> EncodeConfig:
         """This config with its recipe decided: as given, else the default for its plan on a model with
@@ -131,7 +131,7 @@ class EncodeConfig:
     @property
     def framed(self) -> bool:
         """Whether its storage dtype keeps low-bit levels in the model's frame."""
-        return framed(self.dtype)
+        return framed(self.storage)
 
     def to_dict(self) -> dict:
         """Plain JSON types, the recipe in full with `max_steps` applied (so `max_steps` is not repeated)."""
@@ -143,6 +143,8 @@ class EncodeConfig:
     def from_options(cls, config: EncodeConfig | None = None, **options) -> EncodeConfig:
         """`config` (default: the defaults) with keyword `options` changed, refusing unknown ones with
         the list of valid ones."""
+        if "dtype" in options:  # the storage precision's earlier name, kept for those who type it
+            options["storage"] = options.pop("dtype")
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(options) - set(known))
         if unknown:

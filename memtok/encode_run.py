@@ -108,7 +108,7 @@ class EncodeRun:
                 min_margin=min(p.result.min_margin for p in pieces),
                 token_accuracy=sum(p.result.token_accuracy * m for p, m in zip(pieces, n)) / sum(n),
                 exact=all(p.exact for p in pieces), text=self.texts[i] if config.keep_text else None,
-                storage_dtype=config.dtype, segments=segments, text_sizes=text_sizes(self.texts[i]),
+                storage_dtype=config.storage, segments=segments, text_sizes=text_sizes(self.texts[i]),
                 start=self.resolved.start_name,
                 semantic=None if self.resolved.semantic is None else self.resolved.semantic.describe(),
                 entropy_bits=round(entropy_bits(lm, self.layout, target_ids(lm, self.texts[i])), 2))

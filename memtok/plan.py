@@ -195,7 +195,7 @@ def segment_plan(lm: FrozenLM, config: EncodeConfig) -> SegmentPlan:
     if config.fixed:
         policy = FixedK(config.k, lm.hidden_size)
     elif config.compact:
-        policy = PlannedK(STORAGE[config.dtype].compact_tokens, "compact", steps, layout.k)
+        policy = PlannedK(STORAGE[config.storage].compact_tokens, "compact", steps, layout.k)
     elif config.auto:
         policy = SmallestK(lm, layout, KPlanner(lm.hidden_size, steps, layout.k))
     else:

@@ -48,7 +48,7 @@ class Resolved:
     @property
     def storage(self) -> str:
         """The dtype the memories' vectors are stored in (`memtok.precision.STORAGE`)."""
-        return self.config.dtype
+        return self.config.storage
 
     @property
     def batch_size(self) -> int:

@@ -54,7 +54,7 @@ def test_a_stopped_encode_saves_the_text_in_flight_and_the_next_call_finishes_it
 def test_a_checkpoint_is_taken_up_only_under_its_settings_and_a_damaged_one_is_set_aside(tiny_codec, tmp_path):
     run = Stopped(tiny_codec, tmp_path / "in-flight.safetensors", at=3)
     config = run.resolved.config
-    assert run.checkpoint(config.replace(dtype="float16")).waiting == {}
+    assert run.checkpoint(config.replace(storage="float16")).waiting == {}
     assert run.checkpoint(config.replace(recipe=config.recipe.replace(lr=0.01))).waiting == {}
     assert len(run.checkpoint().waiting) == 1
 

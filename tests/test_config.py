@@ -12,7 +12,7 @@ from memtok.recipes import MEMTOK_LEARNED, default_recipe
 @pytest.mark.parametrize("options", [
     {},
     {"k": "auto", "max_steps": 7},
-    {"k": 3, "recipe": "paper", "template": "Recall: {memory}", "dtype": "int8", "segment_tokens": 20,
+    {"k": 3, "recipe": "paper", "template": "Recall: {memory}", "storage": "int8", "segment_tokens": 20,
      "batch_size": 2, "max_batch_tokens": 64, "keep_text": True},
 ])
 def test_to_dict_is_plain_json_with_the_overrides_applied(options):
@@ -27,8 +27,8 @@ def test_to_dict_is_plain_json_with_the_overrides_applied(options):
 
 
 @pytest.mark.parametrize("options, learned", [
-    ({}, True), ({"dtype": "float16"}, False), ({"k": 1}, False), ({"k": "auto"}, False), ({"favour": "bytes"}, False),
-    ({"compact": True}, False), ({"dtype": "int8"}, False), ({"segment_tokens": 20}, False),
+    ({}, True), ({"storage": "float16"}, False), ({"k": 1}, False), ({"k": "auto"}, False), ({"favour": "bytes"}, False),
+    ({"compact": True}, False), ({"storage": "int8"}, False), ({"segment_tokens": 20}, False),
     ({"template": "Recall: {memory}"}, False), ({"chat": True}, False),
 ])
 def test_the_learned_start_is_the_default_only_on_the_plans_short_float_segments(options, learned):
@@ -43,7 +43,7 @@ def test_the_learned_start_is_the_default_only_on_the_plans_short_float_segments
 @pytest.mark.parametrize("options, message", [
     ({"k": 0}, "from 1 to 256"), ({"k": 257}, "from 1 to 256"), ({"k": "many"}, "or 'auto'"),
     ({"k": True}, "or 'auto'"), ({"recipe": "nope"}, "unknown recipe"), ({"max_steps": 0}, "max steps"),
-    ({"template": "no placeholder"}, "exactly once"), ({"dtype": "int3"}, "storage dtype"),
+    ({"template": "no placeholder"}, "exactly once"), ({"storage": "int3"}, "storage dtype"),
     ({"segment_tokens": 0}, "at least one token"), ({"batch_size": 0}, "at least 1"),
     ({"max_batch_tokens": 1}, "at least 2"),
 ])
@@ -73,8 +73,19 @@ def test_every_command_builds_the_config_python_would(tiny_dir, tmp_path, capsys
                         "300", "--dtype", "float16", "--recipe", "memtok-sgd", "-b", "3", "--keep-text"], capsysbinary)
     assert code == 0, err
     pinned = json.loads((out / "run.json").read_text())
-    expected = EncodeConfig(k=2, max_steps=300, dtype="float16", recipe=RECIPES["memtok-sgd"], batch_size=3,
+    expected = EncodeConfig(k=2, max_steps=300, storage="float16", recipe=RECIPES["memtok-sgd"], batch_size=3,
                             keep_text=True).to_dict()
     assert {key: pinned[key] for key in expected} == expected
     code, stdout, _ = run(["info", str(out / "memories" / "000000.safetensors"), "--json"], capsysbinary)
     assert code == 0 and json.loads(stdout)["recipe"] == expected["recipe"]
+
+
+def test_the_storage_precisions_earlier_name_still_works_where_it_is_typed():
+    """`--dtype` and `dtype=` were the storage precision's names before `dtype` came to mean only
+    what the model computes in; both still set `storage`."""
+    from memtok.cli import cli
+    from memtok.cli.options import config_of
+
+    assert EncodeConfig.from_options(dtype="int8").storage == "int8"
+    params = cli.commands["eval"].make_context("eval", ["data.csv", "--dtype", "int4"]).params
+    assert config_of(params)["config"].storage == "int4"

@@ -64,7 +64,7 @@ def test_a_failed_write_leaves_nothing_behind(memory, tmp_path, monkeypatch):
 def test_lower_precision_memories_are_verified_as_saved(tiny_codec, memory, tmp_path, dtype, saved, ratio):
     from safetensors import safe_open
 
-    mem = tiny_codec.encode(TEXTS[0], dtype=dtype)
+    mem = tiny_codec.encode(TEXTS[0], storage=dtype)
     path = mem.save(tmp_path / "h.safetensors")
     with safe_open(str(path), framework="pt") as f:
         assert f.get_tensor("memory").dtype == saved
@@ -171,9 +171,9 @@ def test_compact_memories_are_int4_levels_that_decode_from_the_file(tiny_codec, 
 def test_compact_refuses_a_dtype_that_is_not_low_bit():
     from memtok import EncodeConfig
 
-    assert EncodeConfig(compact=True).dtype == "int4" and EncodeConfig(compact=True, dtype="binary").dtype == "binary"
+    assert EncodeConfig(compact=True).storage == "int4" and EncodeConfig(compact=True, storage="binary").storage == "binary"
     with pytest.raises(MemtokError, match="low-bit"):
-        EncodeConfig(compact=True, dtype="float16")
+        EncodeConfig(compact=True, storage="float16")
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "int8"])

@@ -179,7 +179,7 @@ def report(summary: dict) -> str:
         f"- recipe: `{run['recipe']['name']}` ({json.dumps(run['recipe'], sort_keys=True)})",
         f"- memory vectors per segment (K): {run['k']}"
         + (f" ({'compact' if run.get('compact') else 'favour ' + run['favour']})" if run['k'] == 'plan' else '')
-        + f"; template `{run['template']}`; storage {run['dtype']}",
+        + f"; template `{run['template']}`; storage {run['storage']}",
         f"- data: `{run['data']}` (sha256 `{run['data_sha256']}`), {run['n_texts']} texts",
         f"- command: `{run['command']}`",
         f"- resume or rerun with today's options: `{command_for(run)}`",

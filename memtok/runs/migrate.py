@@ -17,7 +17,7 @@ from ..embedded import DEFAULT_MODEL
 from ..layout import DEFAULT_TEMPLATE
 from ..recipes import Recipe, recipe_spec
 
-RENAMED = {"tokens": "k"}  # old name -> today's
+RENAMED = {"tokens": "k", "dtype": "storage"}  # old name -> today's
 
 
 def _defaults(cls: type) -> dict:
@@ -64,7 +64,7 @@ def command_for(pinned: dict, folder: str | None = None) -> str:
         args += ["--segment-tokens", str(d["segment_tokens"])] if d.get("segment_tokens") else []
         args += ["--keep-text"] if d.get("keep_text") else []
         args += ["--compact"] if d.get("compact") else []
-    args += ["--dtype", d["dtype"]] if d["dtype"] != "float32" and not d.get("compact") else []
+    args += ["--storage", d["storage"]] if d["storage"] != "float32" and not d.get("compact") else []
     args += ["--template", d["template"]] if d["template"] != DEFAULT_TEMPLATE else []
     args += ["--chat"] if d.get("chat") else []
     args += ["--recipe", recipe_spec(d["recipe"])]

@@ -95,6 +95,9 @@ class EncodeConfig:
             self.storage = COMPACT_DTYPE
         if self.compact and not framed(self.storage):
             raise MemtokError(f"a compact memory is stored in low-bit levels ({', '.join(FRAMED)}), not {self.storage}")
+        if self.semantic and framed(self.storage):  # its code would be rounded to a few levels with the rest
+            raise MemtokError(f"a semantic memory keeps its code in its vectors, which {self.storage} levels would move: "
+                              "store it in float32, float16, bfloat16 or int8")
         if self.segment_tokens is not None and self.segment_tokens < 1:
             raise MemtokError(f"a segment must hold at least one token, got {self.segment_tokens}")
         if self.batch_size < 1:

@@ -89,3 +89,14 @@ def test_the_storage_precisions_earlier_name_still_works_where_it_is_typed():
     assert EncodeConfig.from_options(dtype="int8").storage == "int8"
     params = cli.commands["eval"].make_context("eval", ["data.csv", "--dtype", "int4"]).params
     assert config_of(params)["config"].storage == "int4"
+
+
+@pytest.mark.parametrize("storage", ["int4", "ternary", "binary"])
+def test_a_semantic_memory_in_low_bit_levels_is_refused_in_one_line(storage):
+    """Rounding to a few levels per number moves the code a semantic memory keeps with the rest of
+    its vectors, so a search would rank by a code that is no longer its text's."""
+    with pytest.raises(MemtokError, match=f"which {storage} levels would move") as refused:
+        EncodeConfig(semantic=True, storage=storage)
+    assert "\n" not in str(refused.value)
+    with pytest.raises(MemtokError, match="which int4 levels would move"):
+        EncodeConfig(semantic=True, compact=True)

@@ -11,6 +11,7 @@ LAYERS = ("core", "store", "runs", "analysis", "cli")
 # training (a learned start) stands on the core alone, and only the commands use it
 BESIDE = {"training": ("core",)}
 MAX_FUNCTION_LINES = 60
+MAX_MODULE_LINES = 350  # a module one reads in one sitting
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__main__.py")  # `python -m memtok` runs the CLI
 
 
@@ -90,3 +91,9 @@ def test_no_function_is_longer_than_a_screen(path):
     long = [f"{n.name} ({n.end_lineno - n.lineno + 1} lines)" for n in ast.walk(tree)
             if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES]
     assert not long, f"{path.relative_to(PACKAGE)}: {', '.join(long)}"
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_is_longer_than_a_sitting(path):
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_MODULE_LINES, f"{path.relative_to(PACKAGE)}: {lines} lines; split it by job"

@@ -71,6 +71,10 @@ class Checkpoint:
         """The saved state of this text, once: a later try of the same text starts afresh."""
         return self.waiting.pop(key, None)
 
+    def give_back(self, key: str, state: SlotState) -> None:
+        """A state taken but not used (its slot could not be made): the next take finds it again."""
+        self.waiting[key] = state
+
     def save(self, in_flight: dict[str, SlotState]) -> None:
         """Keep the texts in flight, with any read at the start and not taken up (this run did not reach them)."""
         states = {**self.waiting, **in_flight}

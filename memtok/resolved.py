@@ -34,7 +34,7 @@ class Resolved:
 
     config: EncodeConfig  # what a run folder pins
     layout: Layout  # with the config's K, or the most a plan or a search may try
-    policy: FixedK | PlannedK | SmallestK  # how segments get their vectors
+    policy: FixedK | PlannedK | SmallestK  # how segments get their vectors (a search learns across the calls)
     room: int  # text tokens one segment may hold beside the layout's vectors, in the context and in one pass
     segment_limit: int  # text tokens a segment is cut to: the room, and what was asked or the policy allows
     start: LearnedStart | None = None  # read when the recipe's init is `Init.LEARNED`

@@ -19,7 +19,7 @@ from .start import LearnedStart
 def initial_vectors(lm: FrozenLM, recipe: Recipe, start: LearnedStart | None, k: int,
                     text_ids: list[int]) -> torch.Tensor:
     """The recipe's initial [K, d] vectors for one text; the same whatever the batch. `Init.LEARNED`
-    reads `start` (`memtok.resolved` refuses it on a model without one)."""
+    reads `start`, and without one (`memtok.resolved` warns) starts from the mean embedding."""
     weight = lm.model.get_input_embeddings().weight
     if recipe.init is Init.TEXT:
         vec = lm.embed(torch.tensor(text_ids, device=lm.device)).mean(0)

@@ -49,14 +49,14 @@ class TextSlot:
         self.max_steps = job.max_steps or recipe.max_steps
         state = None if checkpoint is None else checkpoint.take(self.key())
         try:
-            self._make(lm, resolved, state)
+            self._make(lm, job, resolved, state)
         except torch.OutOfMemoryError:  # the text waits for a free slot: its next try takes the state up
             if state is not None:
                 checkpoint.give_back(self.key(), state)
             raise
 
-    def _make(self, lm: FrozenLM, resolved: Resolved, state: SlotState | None) -> None:
-        job, recipe = self.job, self.recipe
+    def _make(self, lm: FrozenLM, job: Job, resolved: Resolved, state: SlotState | None) -> None:
+        recipe = self.recipe
         layout = resolved.layout.with_k(job.k)
         self.first_target = layout.first_target  # input position whose logits predict targets[0]
         self.targets = on_device(job.targets, lm.device)  # [n]

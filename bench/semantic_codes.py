@@ -31,7 +31,7 @@ from rows import report
 import memtok.semantic
 from memtok import MemoryCodec
 from memtok.runs.sources import read_source
-from memtok.start import text_features
+from memtok.start_nets import text_features
 
 FILES = {"raschka_chunks_100": ("../shared/data/paper/raschka_chunks_100.csv", 100, 30),
          "chunks": ("../shared/data/paper/chunks.csv", 96, 15)}

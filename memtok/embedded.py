@@ -12,8 +12,6 @@ import importlib
 import importlib.util
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .errors import MemtokError
+from .files import atomic_dir
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +79,7 @@ def packaged_model_dir(model: Packaged = SMOLLM2) -> str:
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
-    try:
+    def fill(tmp: Path) -> None:
         gguf = model.gguf(tmp)
         logger.info("converting the packaged GGUF model %s to an fp32 cache at %s (once)", model.short, target)
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -95,13 +92,8 @@ def packaged_model_dir(model: Packaged = SMOLLM2) -> str:
         lm.generation_config.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         save_model(lm, str(tmp / "model.safetensors"))
-        try:
-            tmp.rename(target)
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_dir(target, fill)
     return str(target)
 
 

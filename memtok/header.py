@@ -81,8 +81,23 @@ FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
 }
 OPTIONAL = {"memtok_version": "unknown", "storage_dtype": "float32", "format_version": 1}
 # a semantic memory's space (`memtok.semantic.SemanticSpace.describe`)
-SEMANTIC: dict[str, Callable[[object], bool]] = {"teacher": _printable, "layer": _int(0, 100_000),
-                                                 "rank": _int(1, MAX_HIDDEN), "seed": _int(0), "scale": _number(0, 1e9)}
+SEMANTIC: dict[str, Callable[[object], bool]] = {"teacher": _printable, "rank": _int(1, MAX_HIDDEN), "seed": _int(0),
+                                                 "scale": _number(0, 1e9)}
+# the teacher's own: the model's layer (its own states), or a second model's weights' sha256
+TEACHER_FIELDS: dict[str, Callable[[object], bool]] = {
+    "layer": _int(0, 100_000), "fingerprint": lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) is not None}
+
+
+def check_space(semantic: object, where: str) -> dict:
+    """A semantic space's description (`SemanticSpace.describe`), checked field by field."""
+    checks = {**SEMANTIC, **TEACHER_FIELDS}
+    if not (isinstance(semantic, dict) and set(SEMANTIC) <= set(semantic) and len(set(semantic) - set(SEMANTIC)) == 1
+            and set(semantic) <= set(checks) and all(checks[k](v) for k, v in semantic.items())):
+        raise NotAMemoryError(f"{where}: 'semantic' must describe a space: {', '.join(SEMANTIC)}, and its teacher's "
+                              f"{' or '.join(TEACHER_FIELDS)}")
+    return semantic
+
+
 SIZE_NAMES = ("utf8", "gzip", "xz", "zstd")
 
 
@@ -134,9 +149,8 @@ def _record(header: dict, where: str) -> dict:
     if source is not None and not (_printable(source) and _SOURCE.fullmatch(source)):
         raise NotAMemoryError(f"{where}: 'model_source' must be hub:<id>[@<commit>], sha256:<hex> or package:<name>")
     semantic = header.get("semantic")
-    if semantic is not None and not (isinstance(semantic, dict) and set(semantic) == set(SEMANTIC)
-                                     and all(SEMANTIC[k](v) for k, v in semantic.items())):
-        raise NotAMemoryError(f"{where}: 'semantic' must describe a space: {', '.join(SEMANTIC)}")
+    if semantic is not None:
+        check_space(semantic, where)
     return {"elapsed_seconds": elapsed, "start": start, "model_source": source, "semantic": semantic}
 
 

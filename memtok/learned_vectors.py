@@ -17,16 +17,17 @@ from .start import LearnedStart
 
 
 def initial_vectors(lm: FrozenLM, recipe: Recipe, start: LearnedStart | None, k: int,
-                    text_ids: list[int]) -> torch.Tensor:
+                    text_ids: list[int], code: torch.Tensor | None = None) -> torch.Tensor:
     """The recipe's initial [K, d] vectors for one text; the same whatever the batch. `Init.LEARNED`
-    reads `start`, and without one (`memtok.resolved` warns) starts from the mean embedding."""
+    reads `start` (told the text's semantic `code` [r], if any), and without one (`memtok.resolved`
+    warns) starts from the mean embedding."""
     weight = lm.model.get_input_embeddings().weight
     if recipe.init is Init.TEXT:
         vec = lm.embed(torch.tensor(text_ids, device=lm.device)).mean(0)
         return vec.expand(k, -1).clone()
     if recipe.init is Init.LEARNED and start is not None:
         with torch.no_grad():
-            return start.vectors(lm, [text_ids], k)[0].clone()
+            return start.vectors(lm, [text_ids], k, None if code is None else code[None])[0].clone()
     if recipe.init in (Init.MEAN, Init.LEARNED):
         return lm.embedding_mean.expand(k, -1).clone()
     gen = torch.Generator().manual_seed(recipe.seed)
@@ -66,12 +67,12 @@ class LowRankVectors:
 
 
 def parameters(lm: FrozenLM, recipe: Recipe, start: LearnedStart | None, k: int, text_ids: list[int],
-               attempt: int = 0) -> FullVectors | LowRankVectors:
+               attempt: int = 0, code: torch.Tensor | None = None) -> FullVectors | LowRankVectors:
     """One text's learned parameters, from the recipe's initial vectors on its first attempt and from
     the mean embedding on a new one, in float32 whatever the model's dtype: Adam's small steps would
     vanish in bfloat16's 8 bits of mantissa. Each attempt draws its own factorisation: W's columns
     at the embeddings' scale / sqrt(rank), z at the recipe's `z_scale`."""
-    initial = (lm.embedding_mean.expand(k, -1) if attempt else initial_vectors(lm, recipe, start, k, text_ids)).float()
+    initial = (lm.embedding_mean.expand(k, -1) if attempt else initial_vectors(lm, recipe, start, k, text_ids, code)).float()
     if not recipe.rank:
         return FullVectors(initial.clone().requires_grad_(True))
     gen = torch.Generator().manual_seed(recipe.seed + attempt)

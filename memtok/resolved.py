@@ -101,5 +101,5 @@ def resolve(lm: FrozenLM, config: EncodeConfig | Resolved | None = None, *, load
     if config.recipe.init is Init.LEARNED and start is None:
         logger.warning("recipe %s starts from a learned start, and none is installed for %s: starting from "
                        "the mean embedding (memtok train-start makes one)", config.recipe.name, lm.name)
-    return Resolved(config, layout, policy, room, limit, start, SemanticSpace.of(lm) if config.semantic else None,
+    return Resolved(config, layout, policy, room, limit, start, SemanticSpace.of(lm, config.semantic) if config.semantic else None,
                     lm.frame if config.framed else None)

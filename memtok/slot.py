@@ -69,7 +69,7 @@ class TextSlot:
         self.code = None if self.space is None else self.space.codes(lm, [job.targets[:-1]])[0]
         self.storage, self.frame = resolved.storage, resolved.frame
         self.lm, self.attempts = lm, 0 if state is None else state.attempts  # new attempts after a stall
-        self.learned = parameters(lm, recipe, resolved.start, job.k, job.targets[:-1], self.attempts)
+        self.learned = parameters(lm, recipe, resolved.start, job.k, job.targets[:-1], self.attempts, self.code)
         self.opts = [VectorOptimizer(recipe) for _ in self.learned.params]
         # targets in play: all, or a prefix that grows by `grow_tokens` each time it is solved
         self.span = min(recipe.grow_tokens or len(job.targets), len(job.targets))

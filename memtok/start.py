@@ -2,13 +2,13 @@
 
 Every memory used to start from the same point (the mean input embedding), so the optimiser had to
 travel the whole way for every text. The network reads what the frozen model itself makes of the
-text (its hidden states, mean-pooled at a few depths) and proposes a vector near a solution; the
+text (its hidden states at a few depths: `memtok.start_nets`) and proposes a vector near a solution; the
 exact optimisation then goes on from there, so a text still ends exact or is reported not exact.
 Decoding needs nothing of it: a memory records the start it came from only for the record.
 
 The network is saved as a `.safetensors` file whose header names the model fingerprint it was
 trained for, so it is only ever used with that model (`find_start`). This module is the learned
-start's one home: the network, its file, where it is looked for, and the name memories record.
+start's one home: its file, where it is looked for, and the name memories record.
 """
 
 from __future__ import annotations
@@ -26,70 +26,39 @@ from .errors import MemtokError
 from .files import atomic_write
 from .model import FrozenLM
 from .recipes import Init
+from .start_nets import NETS, AttentionStart, PooledStart, token_states
 
 START_FORMAT = "memtok-start"
 SHIPPED = Path(__file__).resolve().parent / "starts"  # the starts that ship with memtok
 
 
-def feature_layers(n_layers: int) -> tuple[int, ...]:
-    """Hidden-state depths to pool: the input embeddings, a third, two thirds and the last layer."""
-    return tuple(sorted({0, n_layers // 3, (2 * n_layers) // 3, n_layers}))
-
-
-class StartNet(torch.nn.Module):
-    """Pooled hidden states -> one start vector, in units of the embedding's spread around its mean.
-
-    The last layer starts at zero, so an untrained network proposes the mean embedding: training
-    can only move away from the old start where that lowers the loss.
-    """
-
-    def __init__(self, hidden: int, layers: tuple[int, ...], width: int) -> None:
-        super().__init__()
-        self.layers, self.width = tuple(layers), width
-        self.norm = torch.nn.LayerNorm(hidden * len(layers))
-        self.up = torch.nn.Linear(hidden * len(layers), width)
-        self.down = torch.nn.Linear(width, hidden)
-        torch.nn.init.zeros_(self.down.weight)
-        torch.nn.init.zeros_(self.down.bias)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.down(torch.nn.functional.gelu(self.up(self.norm(features))))
-
-
-def text_features(lm: FrozenLM, texts: list[list[int]], layers: tuple[int, ...]) -> torch.Tensor:
-    """[B, len(layers) * d]: the model's hidden states of each text (after its BOS-or-EOS token),
-    mean-pooled over the text's positions at each depth. No gradient: the model stays frozen."""
-    dev = lm.device
-    rows = [[lm.bos_id, *t] for t in texts]
-    width = max(map(len, rows))
-    ids = torch.tensor([r + [lm.eos_id] * (width - len(r)) for r in rows], device=dev)
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=dev)
-    with torch.no_grad():
-        states = lm.model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False).hidden_states
-    keep = mask.clone()
-    keep[:, 0] = 0  # the BOS is the same for every text
-    keep = keep[..., None].to(states[0].dtype)
-    pooled = [(states[i] * keep).sum(1) / keep.sum(1).clamp_min(1) for i in layers]
-    return torch.cat(pooled, dim=-1).float()
+def propose(lm: FrozenLM, net: torch.nn.Module, layers: tuple[int, ...], texts: list[list[int]], k: int,
+            codes: torch.Tensor | None) -> torch.Tensor:
+    """[B, k, d]: what `net` (or a wrapper of it, in training) proposes for these texts, as vectors."""
+    if codes is not None:  # unit spread per number, whatever the space's scale
+        codes = codes.float() / codes.float().norm(dim=-1, keepdim=True).clamp_min(1e-12) * codes.shape[-1] ** 0.5
+    start = lm.embedding_mean.float() + lm.embedding_std * net(*token_states(lm, texts, layers), k, codes)
+    return start.to(lm.embedding_mean.dtype)
 
 
 @dataclass
 class LearnedStart:
-    """A trained `StartNet` for one model, with what identifies it."""
+    """A trained start network (`memtok.start_nets`) for one model, with what identifies it."""
 
-    net: StartNet
+    net: PooledStart | AttentionStart
     model_fingerprint: str
     name: str  # what a memory records as its start
     info: dict  # how it was trained and its held-out figures
 
-    def vectors(self, lm: FrozenLM, texts: list[list[int]], k: int = 1) -> torch.Tensor:
-        """[B, k, d] starting vectors for these texts (token ids without EOS), with a gradient to the net."""
-        feats = text_features(lm, texts, self.net.layers)
-        start = lm.embedding_mean.float() + lm.embedding_std * self.net(feats)
-        return start[:, None].expand(-1, k, -1).to(lm.embedding_mean.dtype)
+    def vectors(self, lm: FrozenLM, texts: list[list[int]], k: int = 1, codes: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """[B, k, d] starting vectors for these texts (token ids without EOS), with a gradient to the net.
+        `codes`: [B, r] their semantic codes (`memtok.semantic`), for a network that reads them."""
+        return propose(lm, self.net, self.net.layers, texts, k, codes)
 
     def save(self, path: str | os.PathLike) -> None:
         meta = {"format": START_FORMAT, "model_fingerprint": self.model_fingerprint, "name": self.name,
+                "kind": self.net.kind, "code_rank": str(self.net.code_rank),
                 "layers": json.dumps(list(self.net.layers)), "width": str(self.net.width),
                 "info": json.dumps(self.info)}
         tensors = {k: v.detach().half().contiguous().cpu() for k, v in self.net.state_dict().items()}
@@ -107,9 +76,14 @@ class LearnedStart:
                 if not (isinstance(layers, list) and layers and all(type(i) is int and i >= 0 for i in layers)):
                     raise ValueError(f"its layers {meta['layers'][:40]!r} are not depths of a model")
                 layers = tuple(layers)
-                width = int(meta["width"])
+                width, code_rank = int(meta["width"]), int(meta.get("code_rank", 0))
                 hidden = tensors["down.weight"].shape[0]
-                net = StartNet(hidden, layers, width)
+                kind = meta.get("kind", PooledStart.kind)  # files from before there were two kinds
+                if kind not in NETS:
+                    raise ValueError(f"its network {kind[:40]!r} is none of {', '.join(NETS)}")
+                if not 0 <= code_rank <= hidden:
+                    raise ValueError(f"its code rank {code_rank} is not from 0 to {hidden}")
+                net = NETS[kind](hidden, layers, width, code_rank)
                 net.load_state_dict(tensors)
                 return cls(net.requires_grad_(False).eval(), meta["model_fingerprint"], meta["name"],
                            json.loads(meta.get("info", "{}")))

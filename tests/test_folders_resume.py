@@ -66,4 +66,4 @@ def test_a_semantic_folder_resumes_with_its_printed_command(folder, tmp_path):
     copy = tmp_path / "run.json"
     copy.write_text(json.dumps(pinned))
     pin_settings(copy, settings_of_command(command, pinned))  # refuses if --semantic were left out
-    assert "--semantic" in shlex.split(command)
+    assert "--semantic=self" in shlex.split(command)  # a folder from before teachers had names: its own model

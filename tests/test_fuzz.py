@@ -22,7 +22,8 @@ import memtok.cli.memory_commands
 from memtok import EncodeConfig, MemtokError
 from memtok.runs.encode_corpus import run_corpus
 from memtok.runs.sources import read_source
-from memtok.start import LearnedStart, StartNet, find_start
+from memtok.start import LearnedStart, find_start
+from memtok.start_nets import PooledStart
 
 TEXT = TEXTS[3]
 BASE = settings(deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
@@ -183,7 +184,7 @@ def test_damaged_semantic_keys_are_refused_or_rank_the_stores_memories(tiny_code
     monkeypatch.setattr(memtok.cli.analysis_commands, "load_codec", lambda model, device: tiny_codec)
     folder = tmp_path_factory.mktemp("fuzz-keys")
     run_corpus(tiny_codec, read_source(str(write_csv(folder / "d.csv", TEXTS[:3]))), folder / "store",
-               EncodeConfig(k=1, semantic=True), show_progress_bar=False)
+               EncodeConfig(k=1, semantic="self"), show_progress_bar=False)
     keys = folder / "store" / "keys.safetensors"
     good = keys.read_bytes()
 
@@ -208,7 +209,7 @@ def start_bytes(tiny_codec, tmp_path_factory):
     """A start for the tiny model (untrained: what matters is what its file holds)."""
     lm = tiny_codec.lm
     torch.manual_seed(0)
-    net = StartNet(lm.hidden_size, (0, 1, 2), 16)
+    net = PooledStart(lm.hidden_size, (0, 1, 2), 16)
     path = tmp_path_factory.mktemp("start") / "start.safetensors"
     LearnedStart(net, lm.fingerprint, "fuzz@0", {}).save(path)
     return path.read_bytes()

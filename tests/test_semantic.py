@@ -22,14 +22,14 @@ from memtok.store.keys import KEYS, read_keys
 def semantic_store(tiny_codec, tmp_path_factory):
     folder = tmp_path_factory.mktemp("semantic")
     data = write_csv(folder / "d.csv", TEXTS)
-    run_corpus(tiny_codec, read_source(str(data)), folder / "store", EncodeConfig(k=1, semantic=True),
+    run_corpus(tiny_codec, read_source(str(data)), folder / "store", EncodeConfig(k=1, semantic="self"),
                show_progress_bar=False)
     return folder / "store"
 
 
 def test_a_semantic_memory_is_exact_and_holds_its_texts_code(tiny_codec, tmp_path):
-    mems = tiny_codec.encode(TEXTS, k=1, batch_size=8, semantic=True)
-    space = SemanticSpace.of(tiny_codec.lm)
+    mems = tiny_codec.encode(TEXTS, k=1, batch_size=8, semantic="self")
+    space = SemanticSpace.of(tiny_codec.lm, "self")
     assert all(m.exact for m in mems) and tiny_codec.decode(mems) == TEXTS
     codes = space.codes(tiny_codec.lm, [tiny_codec.lm.tokenize(t) for t in TEXTS])
     found = torch.stack([space.component(m.vectors) for m in mems])
@@ -70,8 +70,8 @@ def test_a_stores_keys_rank_as_its_memories_do_and_no_memory_is_read(tiny_codec,
     monkeypatch.setattr(MemoryStore, "__getitem__", lambda *_: pytest.fail("a memory was read"))
     from_keys = [MemoryStore(semantic_store).search(tiny_codec, t, top_n=len(TEXTS), method="vector") for t in TEXTS]
     assert from_keys == from_memories  # the same keys, bit for bit: the same ids and scores
-    rows, keys = read_keys(semantic_store, tiny_codec)
-    assert sorted(rows.tolist()) == list(range(len(TEXTS))) and keys.shape[1] == SemanticSpace.of(tiny_codec.lm).rank
+    rows, keys, _ = read_keys(semantic_store, tiny_codec)
+    assert sorted(rows.tolist()) == list(range(len(TEXTS))) and keys.shape[1] == SemanticSpace.of(tiny_codec.lm, "self").rank
 
 
 @pytest.mark.parametrize("damage", ["fingerprint", "space", "truncated"])

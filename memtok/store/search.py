@@ -7,9 +7,9 @@ Two ways, both read-only over a store's memories:
   prompt and then the query; the score is the mean log-probability of the query's tokens but the
   first (`SCORINGS` has the others). A memory cut into segments scores as its best segment, since a
   passage lives in one of them.
-- `vector`, for memories made with `--semantic`: the query's code (the model's own embedding of
-  it, `memtok.semantic`) against each memory's component in the semantic subspace, by cosine; the
-  best segment's is the memory's. No model pass over the memories at all.
+- `vector`, for memories made with `--semantic`: the query's code (its embedding by the teacher the
+  memories record, `memtok.semantic`) against each memory's component in the semantic subspace, by
+  cosine; the best segment's is the memory's. No model pass over the memories at all.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from ..errors import MemtokError
 from ..layout import Layout
 from ..memory import Memory
 from ..semantic import SemanticSpace
+from ..teachers import ALIASES
 
 METHODS = ("likelihood", "vector")
 
@@ -109,21 +110,37 @@ def likelihood_scores(codec: MemoryCodec, memories: Sequence[Memory], query: str
     return best_per_memory(owners, SCORINGS[scoring](logp), len(memories))
 
 
-def segment_keys(codec: MemoryCodec, memories: Sequence[Memory]) -> tuple[torch.Tensor, torch.Tensor]:
+def memories_space(codec: MemoryCodec, described: Sequence[dict | None], teacher: str | None = None
+                   ) -> SemanticSpace:
+    """The semantic space these memories' codes are in (`Memory.semantic`), rebuilt from what they
+    record. Refused in one line: memories that are not semantic or not of one space, a `teacher`
+    other than theirs, or their teacher's name with other weights (or another model's space)."""
+    if not described or any(d is None for d in described):
+        raise MemtokError("--method vector needs memories made with --semantic; these are not: use --method likelihood")
+    if any(d != described[0] for d in described):
+        raise MemtokError("these memories hold codes of more than one teacher or space: search them apart")
+    recorded = described[0]
+    if teacher is not None and ALIASES.get(teacher, teacher) != recorded["teacher"]:
+        raise MemtokError(f"these memories were taught by {recorded['teacher']}, not {teacher}: their codes and the "
+                          f"query's would not compare (leave out --teacher)")
+    space = SemanticSpace.of(codec.lm, recorded["teacher"])
+    if space.describe() != recorded:
+        raise MemtokError(f"these memories' codes are of another space than {codec.lm.name} with "
+                          f"{recorded['teacher']} as installed here (other teacher weights or sizes)")
+    return space
+
+
+def segment_keys(codec: MemoryCodec, memories: Sequence[Memory], space: SemanticSpace
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Every segment's key for a vector search: which memory it is of [S], and its component in the
-    semantic subspace, normalised [S, r]. A memory made without `--semantic`, or in another space
-    than this model's, is refused."""
-    space = SemanticSpace.of(codec.lm)
-    if any(m.semantic != space.describe() for m in memories):
-        raise MemtokError("--method vector needs memories made with --semantic (and this model's semantic space); "
-                          "these are not: use --method likelihood")
+    semantic subspace, normalised [S, r]."""
     owners, keys = zip(*[(i, space.component(inputs)) for i, _, inputs, _ in codec.segments(memories)])
     return torch.tensor(owners), F.normalize(torch.stack(keys).float().cpu(), dim=1)
 
 
-def query_code(codec: MemoryCodec, query: str) -> torch.Tensor:
-    """[r]: the query's code, normalised: one pass of the model over the query."""
-    code = SemanticSpace.of(codec.lm).codes(codec.lm, [query_ids(codec, query)])[0]
+def query_code(codec: MemoryCodec, space: SemanticSpace, query: str) -> torch.Tensor:
+    """[r]: the query's code, normalised: one pass of the teacher over the query."""
+    code = space.codes(codec.lm, [query_ids(codec, query)])[0]
     return F.normalize(code.float().cpu(), dim=0)
 
 
@@ -135,11 +152,13 @@ def best_cosines(owners: torch.Tensor, keys: torch.Tensor, code: torch.Tensor, n
     return torch.full((n,), -float("inf")).scatter_reduce(0, owners, cosines, "amax")
 
 
-def vector_scores(codec: MemoryCodec, memories: Sequence[Memory], query: str) -> list[float]:
+def vector_scores(codec: MemoryCodec, memories: Sequence[Memory], query: str, teacher: str | None = None
+                  ) -> list[float]:
     """Per semantic memory (`memtok.semantic`): the cosine between the query's code and its best
     segment's component in the semantic subspace. No pass of the model over the memories."""
-    owners, keys = segment_keys(codec, memories)
-    return best_cosines(owners, keys, query_code(codec, query), len(memories)).tolist()
+    space = memories_space(codec, [m.semantic for m in memories], teacher)
+    owners, keys = segment_keys(codec, memories, space)
+    return best_cosines(owners, keys, query_code(codec, space, query), len(memories)).tolist()
 
 
 def top(scores: torch.Tensor, n: int) -> list[tuple[int, float]]:

@@ -4,7 +4,16 @@ The loss is the memory's own: the frozen model's cross-entropy of each text (and
 [BOS, proposed vector], back-propagated into the small network only. The run lives in a folder:
 `state.pt` (network, optimiser, step; saved every `save_every` steps, atomically) so that a
 stopped run goes on where it stopped, `log.jsonl` (the training curve), and `start.safetensors`
-(the network, fp16) with its held-out figures, rewritten at each evaluation.
+(the network, fp16) with its held-out figures, rewritten at each evaluation, beside snapshots
+`start-<examples>.safetensors` at log-spaced numbers of examples seen (the scaling curve's points).
+
+The network reads semantic codes when it is an `AttentionStart`: a share of the batches have a
+random code fixed in the semantic subspace (`memtok.semantic`), as a semantic memory has, and the
+network is told it, so one start serves plain and semantic memories of any teacher. Every fourth
+batch asks for two vectors a text, as the plan's retries do.
+
+On several processes (torchrun: one per GPU, or gloo on CPUs) each takes its share of every batch
+and DDP averages the gradients; the first process alone writes the folder.
 """
 
 from __future__ import annotations
@@ -26,11 +35,14 @@ from ..forward import padded_pass
 from ..layout import Layout
 from ..limits import PLACEHOLDER
 from ..model import FrozenLM
-from ..start import LearnedStart, StartNet, feature_layers
+from ..semantic import place, subspace
+from ..start import LearnedStart, propose
+from ..start_nets import NETS, feature_layers
 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    net: str = "attention"  # a kind of `memtok.start_nets.NETS`
     steps: int = 4000
     batch_size: int = 16
     lr: float = 1e-3
@@ -41,14 +53,27 @@ class TrainConfig:
     save_every: int = 25
     eval_every: int = 250
     held_out: int = 96  # held-out pieces scored at each evaluation
+    semantic_share: float = 0.5  # batches with a code fixed in the semantic subspace (a network that reads codes)
+    bf16: bool = False  # the frozen model's passes under bfloat16 autocast (on a GPU)
+
+
+def snapshot_points(batch_size: int, steps: int) -> set[int]:
+    """Steps after which a snapshot is kept: where 1000 * 2^i examples have been seen."""
+    return {-(-1000 * 2 ** i // batch_size) for i in range(32) if 1000 * 2 ** i <= batch_size * steps}
+
+
+def process_group() -> tuple[int, int]:
+    """(this process's rank, how many): (0, 1) unless started by torchrun."""
+    dist = torch.distributed
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
 
 
 def reconstruction(lm: FrozenLM, vectors: torch.Tensor, texts: list[list[int]]
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per text: mean cross-entropy of its tokens and EOS after [BOS, its vector] (with a gradient to
-    the vectors), targets right, and targets. `vectors` is [B, 1, d]."""
+    """Per text: mean cross-entropy of its tokens and EOS after [BOS, its vectors] (with a gradient to
+    the vectors), targets right, and targets. `vectors` is [B, K, d]."""
     dev = lm.device
-    layout = Layout.build(lm, PLACEHOLDER, 1, bos=True)  # the default encode's: the BOS, then the vector
+    layout = Layout.build(lm, PLACEHOLDER, vectors.shape[1], bos=True)  # the default encode's: the BOS, then the vectors
     seqs = [torch.cat([layout.context(lm, v), lm.embed(torch.tensor(t, device=dev))]) for v, t in zip(vectors, texts)]
     ce, right, _, rows, n = padded_pass(lm, seqs, [t + [lm.eos_id] for t in texts], [layout.first_target] * len(texts))
     zeros = torch.zeros(len(texts), device=ce.device)
@@ -79,10 +104,16 @@ class _Run:
     def __init__(self, out: Path, lm: FrozenLM, cfg: TrainConfig) -> None:
         self.out, self.lm, self.cfg = out, lm, cfg
         out.mkdir(parents=True, exist_ok=True)
+        if cfg.net not in NETS:
+            raise MemtokError(f"unknown start network {cfg.net!r}; choose one of {', '.join(NETS)}")
+        self.basis, self.scale = subspace(lm)
         with torch.random.fork_rng(devices=[]):  # the same first weights for the same seed, the caller's RNG untouched
             torch.manual_seed(cfg.seed)
-            self.net = StartNet(lm.hidden_size, feature_layers(lm.model.config.num_hidden_layers), cfg.width)
+            self.net = NETS[cfg.net](lm.hidden_size, feature_layers(lm.model.config.num_hidden_layers), cfg.width,
+                                     self.basis.shape[1])
         self.net.to(lm.device)
+        self.rank, self.world = process_group()
+        self.trained = self.net if self.world == 1 else torch.nn.parallel.DistributedDataParallel(self.net)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=0.01)
         self.step, self.seconds = 0, 0.0
         state_path = out / "state.pt"
@@ -99,50 +130,81 @@ class _Run:
         return LearnedStart(self.net, self.lm.fingerprint, f"{self.lm.name}@{self.step}", {})
 
     def save_state(self) -> None:
+        if self.rank:
+            return
         settings = json.dumps({"fingerprint": self.lm.fingerprint, **dataclasses.asdict(self.cfg)})
         state = {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
                  "seconds": self.seconds, "settings": settings}
         atomic_write(self.out / "state.pt", lambda tmp: torch.save(state, tmp))
 
+    def batch(self, train: list[list[int]]) -> tuple[list[list[int]], int, torch.Tensor | None]:
+        """This step's texts (this process's share), vectors a text, and codes to fix (or None); drawn
+        by a generator seeded with the step, so a resumed run sees what an unbroken one would have."""
+        cfg, rng = self.cfg, random.Random(self.cfg.seed * 1_000_003 + self.step)
+        texts = rng.sample(train, min(cfg.batch_size, len(train)))[self.rank::self.world]
+        k = 2 if self.step % 4 == 3 else 1
+        if not (self.net.code_rank and rng.random() < cfg.semantic_share):
+            return texts, k, None
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
+        codes = torch.randn(len(texts), self.net.code_rank, generator=gen)
+        return texts, k, (codes / codes.norm(dim=-1, keepdim=True) * self.scale).to(self.lm.device)
+
+    def loss(self, texts: list[list[int]], k: int, codes: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """The batch's reconstruction from what the network proposes, codes fixed in their subspace."""
+        with torch.autocast(self.lm.device.type, torch.bfloat16, enabled=self.cfg.bf16):
+            v = propose(self.lm, self.trained, self.net.layers, texts, k, codes)
+            if codes is not None:
+                v = place(self.basis, v, codes[:, None])
+            return reconstruction(self.lm, v, texts)
+
     def log(self, row: dict) -> None:
+        if self.rank:
+            return
         with open(self.out / "log.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
 
-    def publish(self, held: list[list[int]], n_train: int) -> dict:
-        """Score the start on the held-out pieces and write it out with the figures."""
+    def publish(self, held: list[list[int]], n_train: int, sources: list[str], snapshot: bool = False) -> dict:
+        """Score the start on the held-out pieces and write it out with the figures and its sources
+        (and as this step's snapshot)."""
+        if self.rank:
+            return {}
         self.net.eval()
         figures = held_out_figures(self.lm, self.start(), held, self.cfg.batch_size)
         self.net.train()
-        info = {"model": self.lm.name, "step": self.step, "train_pieces": n_train, "held_out_pieces": len(held),
+        info = {"model": self.lm.name, "step": self.step, "examples": self.step * self.cfg.batch_size,
+                "train_pieces": n_train, "held_out_pieces": len(held), "sources": sources, "processes": self.world,
                 "seconds": round(self.seconds), "held_out": figures, "config": dataclasses.asdict(self.cfg)}
         start = self.start()
         start.info = info
         start.save(self.out / "start.safetensors")
-        self.log({"step": self.step, "held_out": figures})
+        if snapshot:
+            start.save(self.out / f"start-{info['examples']}.safetensors")
+        self.log({"step": self.step, "examples": info["examples"], "seconds": info["seconds"], "held_out": figures})
         return info
 
 
 def train_start(lm: FrozenLM, train: list[list[int]], held: list[list[int]], out: str | Path, cfg: TrainConfig,
-                on_step: Callable[[int, float, float], None] | None = None) -> dict:
-    """Train (or go on training) a start in `out`; returns the held-out figures of the last evaluation.
+                on_step: Callable[[int, float, float], None] | None = None, sources: list[str] | None = None,
+                budget_s: float | None = None) -> dict:
+    """Train (or go on training) a start in `out`, for `budget_s` seconds at most if given; returns
+    the held-out figures of the last evaluation (of the first process).
 
-    Batches are drawn by a generator seeded with the step, so a resumed run sees what an unbroken
-    one would have. The rate warms up over the first 100 steps and decays by a cosine to a tenth.
+    The rate warms up over the first 100 steps and decays by a cosine to a tenth.
     """
     if not train or not held:
         raise MemtokError("no training text: the corpus gave no pieces of the asked lengths")
     run = _Run(Path(out), lm, cfg)
-    held = held[:cfg.held_out]
+    held, sources, began_run = held[:cfg.held_out], sources or [], time.perf_counter()
+    snapshots = snapshot_points(cfg.batch_size, cfg.steps)
     info: dict = {}
     run.net.train()
-    while run.step < cfg.steps:
+    while run.step < cfg.steps and (budget_s is None or time.perf_counter() - began_run < budget_s):
         began = time.perf_counter()
-        batch = random.Random(cfg.seed * 1_000_003 + run.step).sample(train, min(cfg.batch_size, len(train)))
         progress = run.step / cfg.steps
         rate = cfg.lr * min(1.0, (run.step + 1) / 100) * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
         for group in run.opt.param_groups:
             group["lr"] = rate
-        ce, right, n = reconstruction(lm, run.start().vectors(lm, batch), batch)
+        ce, right, n = run.loss(*run.batch(train))
         loss = ce.mean()
         loss.backward()
         loss = float(loss.detach())
@@ -155,8 +217,9 @@ def train_start(lm: FrozenLM, train: list[list[int]], held: list[list[int]], out
         run.log({"step": run.step, "loss": round(loss, 4), "accuracy": round(accuracy, 4), "lr": rate})
         if run.step % cfg.save_every == 0 or run.step == cfg.steps:
             run.save_state()
-        if run.step % cfg.eval_every == 0 or run.step == cfg.steps:
-            info = run.publish(held, len(train))
+        if run.step % cfg.eval_every == 0 or run.step == cfg.steps or run.step in snapshots:
+            info = run.publish(held, len(train), sources, snapshot=run.step in snapshots)
         if on_step is not None:
             on_step(run.step, loss, accuracy)
-    return info or run.publish(held, len(train))
+    run.save_state()
+    return info or run.publish(held, len(train), sources)

@@ -6,12 +6,11 @@ from the texts, 30 for `raschka_chunks_100.csv` (English) and 30 for `chunks.csv
 naming its text. Every text of the file's store (its first `store_rows` rows) is ranked against
 each question, side by side in one run:
 
-- semantic memories, by teacher: a memory's component in its subspace is its segments' codes (to
-  float32 rounding: `tests/test_semantic.py`), so what the codes find, each memory scored by its
-  best segment of the default plan (`EncodeRun`'s cut, no optimisation), is what a vector search
-  over those memories finds. Teachers: the model's own middle layer (memtok's `--semantic`), and
-  all-MiniLM-L6-v2 randomly projected to the same 64 numbers;
-- the same teachers, and MiniLM unprojected, on whole texts; BM25 on the texts.
+- semantic memories, by teacher (`memtok.teachers`): a memory's component in its subspace is its
+  segments' codes (to float32 rounding: `tests/test_semantic.py`, `tests/test_teachers.py`), so
+  what the codes find, each memory scored by its best segment of the default plan (`EncodeRun`'s
+  cut, no optimisation), is what a vector search over those memories finds;
+- the same teachers' codes of whole texts, MiniLM's own 384 numbers on whole texts, and BM25.
 
 The likelihood method needs the memories themselves and is not in this run.
 
@@ -27,7 +26,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from retrieval import minilm
 from rows import report
 
 from memtok import MemoryCodec
@@ -36,6 +34,7 @@ from memtok.runs.sources import read_source
 from memtok.semantic import SemanticSpace
 
 QUESTIONS = Path(__file__).with_name("paraphrases.json")
+TEACHERS = ("self", "minilm")
 FILES = {"raschka_chunks_100": "../shared/data/paper/raschka_chunks_100.csv", "chunks": "../shared/data/paper/chunks.csv"}
 
 
@@ -59,33 +58,30 @@ def main() -> None:
     import bm25s
 
     codec = MemoryCodec.from_pretrained()
-    lm, embedder = codec.lm, minilm()
-    space = SemanticSpace.of(lm)
-    to_64 = torch.randn(space.rank, 384, generator=torch.Generator().manual_seed(0))  # as bench/retrieval.py's
+    lm = codec.lm
+    spaces = {name: SemanticSpace.of(lm, name) for name in TEACHERS}
+    minilm = spaces["minilm"].teacher.model
 
-    def own(texts: list[str]) -> torch.Tensor:
+    def codes(space: SemanticSpace, texts: list[str]) -> torch.Tensor:
         ids = [lm.tokenize(t) for t in texts]
         return torch.cat([space.codes(lm, ids[i:i + 16]).cpu() for i in range(0, len(ids), 16)])
-
-    def mini(texts: list[str]) -> torch.Tensor:
-        return embedder.encode(texts, convert_to_tensor=True).cpu()
 
     spec, rows = json.loads(QUESTIONS.read_text()), []
     for name, path in FILES.items():
         texts = read_source(path, limit=spec[name]["store_rows"]).texts
         wanted, questions = zip(*spec[name]["questions"])
+        questions = list(questions)
         run = EncodeRun(lm, texts, codec.resolve())  # the default plan's segments
         pieces = [p.text for p in run.pieces]
         owner = [p.text_index for p in run.pieces]
-        by_method = {
-            "memories, the model's own code (--semantic today)": best_segments(own(pieces), owner, len(texts),
-                                                                                own(list(questions))),
-            "memories, MiniLM projected to 64": best_segments(mini(pieces) @ to_64.T, owner, len(texts),
-                                                              mini(list(questions)) @ to_64.T),
-            "the model's own code on whole texts": F.normalize(own(list(questions)), dim=1)
-            @ F.normalize(own(texts), dim=1).T,
-            "MiniLM on whole texts (384)": F.normalize(mini(list(questions)), dim=1) @ F.normalize(mini(texts), dim=1).T,
-        }
+        by_method = {}
+        for teacher, space in spaces.items():
+            asked = codes(space, questions)
+            by_method[f"memories, --semantic={teacher}"] = best_segments(codes(space, pieces), owner, len(texts), asked)
+            by_method[f"{teacher}'s code on whole texts"] = F.normalize(asked, dim=1) @ F.normalize(
+                codes(space, texts), dim=1).T
+        full = [minilm.encode(t, convert_to_tensor=True).cpu() for t in (questions, texts)]
+        by_method["MiniLM on whole texts (384)"] = F.normalize(full[0], dim=1) @ F.normalize(full[1], dim=1).T
         index = bm25s.BM25()
         index.index(bm25s.tokenize(texts, show_progress=False), show_progress=False)
         bm25 = torch.zeros(len(questions), len(texts))

@@ -72,7 +72,8 @@ def parameters(lm: FrozenLM, recipe: Recipe, start: LearnedStart | None, k: int,
     the mean embedding on a new one, in float32 whatever the model's dtype: Adam's small steps would
     vanish in bfloat16's 8 bits of mantissa. Each attempt draws its own factorisation: W's columns
     at the embeddings' scale / sqrt(rank), z at the recipe's `z_scale`."""
-    initial = (lm.embedding_mean.expand(k, -1) if attempt else initial_vectors(lm, recipe, start, k, text_ids, code)).float()
+    first = initial_vectors(lm, recipe, start, k, text_ids, code) if not attempt else lm.embedding_mean.expand(k, -1)
+    initial = first.float()
     if not recipe.rank:
         return FullVectors(initial.clone().requires_grad_(True))
     gen = torch.Generator().manual_seed(recipe.seed + attempt)

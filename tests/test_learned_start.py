@@ -2,14 +2,19 @@
 
 import logging
 import statistics
+import subprocess
 
 import pytest
 import torch
-from helpers import TEXTS
+from helpers import TEXTS, memtok_cmd
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from memtok import MemoryCodec, MemtokError
 from memtok.recipes import MEMTOK_LEARNED
+from memtok.semantic import subspace
 from memtok.start import NO_START, LearnedStart, find_start
+from memtok.start_nets import AttentionStart, PooledStart
 from memtok.training.start_training import TrainConfig, train_start
 
 
@@ -145,3 +150,67 @@ def test_find_start_ignores_starts_of_other_models(tiny_codec, trained, monkeypa
     start.save(other / "start.safetensors")
     monkeypatch.setenv("MEMTOK_STARTS", str(other))
     assert find_start(tiny_codec.lm) is None
+
+
+def test_an_attention_start_gives_each_vector_its_own_query_and_reads_the_code(trained):
+    codec, pieces, out, _ = trained
+    start = LearnedStart.load(out / "start.safetensors")
+    assert isinstance(start.net, AttentionStart) and start.net.code_rank == subspace(codec.lm)[0].shape[1]
+    two = start.vectors(codec.lm, pieces[:2], k=2)
+    assert two.shape == (2, 2, codec.lm.hidden_size) and not torch.equal(two[:, 0], two[:, 1])
+    one = start.vectors(codec.lm, pieces[:2], k=1)[:, 0]  # the first query's vector, whatever K
+    # to float32 rounding of sums over the network's width, taken in another order for another shape
+    assert torch.allclose(one, two[:, 0], rtol=0, atol=start.net.width * torch.finfo(torch.float32).eps
+                          * float(two.abs().max()))
+    codes = torch.randn(2, start.net.code_rank, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(start.vectors(codec.lm, pieces[:2], 1, codes), start.vectors(codec.lm, pieces[:2], 1))
+    monkey = pytest.MonkeyPatch()
+    monkey.setenv("MEMTOK_STARTS", str(out))
+    try:
+        mems = codec.encode(TEXTS[:3], k=1, recipe=MEMTOK_LEARNED.name, semantic="self")
+    finally:
+        monkey.undo()
+    assert all(m.exact for m in mems) and mems[0].start == start.name
+
+
+def test_a_start_file_from_before_there_were_two_networks_loads_as_the_pooled_one(tiny_codec, tmp_path):
+    net = PooledStart(tiny_codec.lm.hidden_size, (0, 1), 16)
+    LearnedStart(net, tiny_codec.lm.fingerprint, "old@1", {}).save(tmp_path / "s.safetensors")
+    tensors, meta = load_file(tmp_path / "s.safetensors"), safe_open(str(tmp_path / "s.safetensors"), "pt").metadata()
+    save_file(tensors, tmp_path / "old.safetensors", {k: v for k, v in meta.items() if k not in ("kind", "code_rank")})
+    assert isinstance(LearnedStart.load(tmp_path / "old.safetensors").net, PooledStart)
+    save_file(tensors, tmp_path / "bad.safetensors", {**meta, "kind": "transformer"})
+    with pytest.raises(MemtokError, match="none of"):
+        LearnedStart.load(tmp_path / "bad.safetensors")
+
+
+def test_a_time_budget_stops_a_run_that_the_same_call_resumes(tiny_dir, tmp_path):
+    codec = MemoryCodec.from_pretrained(tiny_dir, device="cpu")
+    pieces = [codec.lm.tokenize(t) for t in TEXTS]
+    cfg = TrainConfig(steps=4, batch_size=4, width=16, save_every=5, eval_every=10)
+    info = train_start(codec.lm, pieces, pieces, tmp_path, cfg, sources=["the tests' texts"], budget_s=0)
+    assert info["step"] == 0 and torch.load(tmp_path / "state.pt", weights_only=True)["step"] == 0
+    info = train_start(codec.lm, pieces, pieces, tmp_path, cfg, sources=["the tests' texts"])
+    assert info["step"] == 4 and info["examples"] == 16 and info["sources"] == ["the tests' texts"]
+    assert LearnedStart.load(tmp_path / "start.safetensors").info["sources"] == ["the tests' texts"]
+    assert (tmp_path / "start-16.safetensors").exists() is False  # snapshots from 1000 examples on
+
+
+@pytest.mark.slow  # two processes under torchrun
+def test_two_gloo_processes_train_the_same_start_as_one(tiny_dir, tmp_path):
+    """Each process takes half of every batch and DDP averages the gradients: the update is the
+    one-process update, up to the rounding of a sum taken in another order."""
+    args = ["train-start", "--model", tiny_dir, "--device", "cpu", "--steps", "3", "--batch-size", "4",
+            "--width", "16", "--tokens", "4", "12"]
+    for name, nproc in (("one", 1), ("two", 2)):
+        p = subprocess.run(memtok_cmd(*args, "--out", str(tmp_path / name), nproc=nproc), capture_output=True,
+                           timeout=600, check=False)
+        assert p.returncode == 0, p.stderr.decode()[-1500:]
+    net = LearnedStart.load(tmp_path / "one" / "start.safetensors").net
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # the first weights, as a run of seed 0 draws them
+        first = AttentionStart(net.down.weight.shape[0], net.layers, 16, net.code_rank).state_dict()
+    one, two = (torch.load(tmp_path / n / "state.pt", weights_only=True)["net"] for n in ("one", "two"))
+    moved = sum(float((one[k] - first[k]).norm() ** 2) for k in one) ** 0.5
+    apart = sum(float((one[k] - two[k]).norm() ** 2) for k in one) ** 0.5
+    assert moved > 0 and apart < 0.01 * moved, (apart, moved)

@@ -71,7 +71,8 @@ def test_a_stores_keys_rank_as_its_memories_do_and_no_memory_is_read(tiny_codec,
     from_keys = [MemoryStore(semantic_store).search(tiny_codec, t, top_n=len(TEXTS), method="vector") for t in TEXTS]
     assert from_keys == from_memories  # the same keys, bit for bit: the same ids and scores
     rows, keys, _ = read_keys(semantic_store, tiny_codec)
-    assert sorted(rows.tolist()) == list(range(len(TEXTS))) and keys.shape[1] == SemanticSpace.of(tiny_codec.lm, "self").rank
+    assert sorted(rows.tolist()) == list(range(len(TEXTS)))
+    assert keys.shape[1] == SemanticSpace.of(tiny_codec.lm, "self").rank
 
 
 @pytest.mark.parametrize("damage", ["fingerprint", "space", "truncated"])

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import click
+from pathlib import Path
 
+import click
+import torch
+
+from ..start_nets import NETS
+from ..training.start_training import TrainConfig
 from .main import cli, load_codec
 from .options import model_options
 
@@ -14,38 +19,52 @@ from .options import model_options
 @click.option("--batch-size", "-b", type=click.IntRange(1, 1024), default=16, show_default=True)
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)
 @click.option("--width", type=click.IntRange(8, 65536), default=512, show_default=True, help="the network's hidden width")
+@click.option("--net", type=click.Choice(list(NETS)), default=TrainConfig.net, show_default=True,
+              help="attention: one query per vector over every position's states (reads word order and the "
+                   "semantic code); pooled-mlp: the states mean-pooled")
+@click.option("--budget", "budget_minutes", type=click.FloatRange(0, min_open=True), default=None,
+              help="stop after this many minutes of this run (resume later with the same command)")
+@click.option("--bf16", is_flag=True, help="the model's passes under bfloat16 autocast (on a GPU)")
 @click.option("--tokens", type=(click.IntRange(1), click.IntRange(1)), default=(8, 40), show_default=True,
               help="shortest and longest training piece, in tokens")
 @click.option("--extra", multiple=True, help="more training text: a CSV / JSONL / text file (never evaluation rows)")
 @click.option("--rows", default=None, help="with --extra: a row range START:END of each file, e.g. 100:")
 @model_options
-def train_start_command(out: str, steps: int, batch_size: int, lr: float, width: int, tokens: tuple[int, int],
-                        extra: tuple[str, ...], rows: str | None, model: str | None, device: str | None) -> None:
+def train_start_command(out: str, steps: int, batch_size: int, lr: float, width: int, net: str,
+                        budget_minutes: float | None, bf16: bool, tokens: tuple[int, int], extra: tuple[str, ...],
+                        rows: str | None, model: str | None, device: str | None) -> None:
     """Train a network that proposes each text's starting memory vector, for one model.
 
-    It reads CPython's documentation, chatterbot-corpus's dialogues (when installed) and any
-    --extra files, writes state.pt (resumable), log.jsonl and start.safetensors into --out, and
-    ends with the start's held-out token accuracy beside the mean embedding's. Put the file in
-    the folder named by MEMTOK_STARTS (or memtok/starts/) and encoding starts from it.
+    It reads CPython's documentation, chatterbot-corpus's dialogues (pip install 'memtok[train]')
+    and any --extra files, writes state.pt (resumable), log.jsonl, start.safetensors and snapshots
+    at 1k, 2k, 4k ... examples into --out, and ends with the start's held-out token accuracy beside
+    the mean embedding's. Put the file in the folder named by MEMTOK_STARTS (or memtok/starts/) and
+    encoding starts from it. Under torchrun each process takes its share of every batch (DDP over gloo,
+    and each process on a GPU of its own with --device cuda).
 
     \b
     memtok train-start --out runs/start-smollm2 --extra ../shared/data/paper/raschka_chunks_100.csv --rows 100:
+    torchrun --nproc-per-node 8 -m memtok train-start --device cuda --bf16 --model meta-llama/Llama-3.1-8B --out runs/l8
     """
     from ..progress import progress
+    from ..runs.encode_corpus import distributed, rank_device
     from ..runs.sources import read_rows, read_source
-    from ..training.start_training import TrainConfig, train_start
-    from ..training.texts import training_pieces
+    from ..training.start_training import train_start
+    from ..training.texts import sources, training_pieces
 
     if tokens[0] > tokens[1]:
         raise click.BadParameter(f"the shortest piece ({tokens[0]}) is longer than the longest ({tokens[1]})",
                                  param_hint="--tokens")
     texts = [t for path in extra for t in read_rows(read_source(path).texts, rows)]
-    codec = load_codec(model, device)
+    rank, world = distributed()  # under torchrun: DDP over gloo, each process on its own GPU (rank_device)
+    codec = load_codec(model, rank_device(device))
     train, held = training_pieces(codec.lm, texts, tokens)
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, width=width, min_tokens=tokens[0],
-                      max_tokens=tokens[1])
-    click.echo(f"memtok: {len(train)} training pieces, {len(held)} held out, {steps} steps", err=True)
-    bar = progress(steps, "training", "step")
+    cfg = TrainConfig(net=net, steps=steps, batch_size=batch_size, lr=lr, width=width, min_tokens=tokens[0],
+                      max_tokens=tokens[1], bf16=bf16)
+    named = sources([f"{Path(p).name} rows {rows or ':'} (sha256 {read_source(p).sha256})" for p in extra])
+    click.echo(f"memtok: {net} start, {len(train)} training pieces, {len(held)} held out, {steps} steps of "
+               f"{batch_size}, from {'; '.join(named)}", err=True)
+    bar = progress(steps, "training", "step", disable=rank > 0)
 
     def on_step(step: int, loss: float, accuracy: float) -> None:
         bar.n = step - 1
@@ -53,10 +72,15 @@ def train_start_command(out: str, steps: int, batch_size: int, lr: float, width:
         bar.update(1)
 
     try:
-        info = train_start(codec.lm, train, held, out, cfg, on_step)
+        info = train_start(codec.lm, train, held, out, cfg, on_step, named,
+                           None if budget_minutes is None else budget_minutes * 60)
     finally:
         bar.close()
+        if world > 1:
+            torch.distributed.destroy_process_group()
+    if rank:
+        return
     fig = info["held_out"]
-    click.echo(f"step {info['step']}: held-out token accuracy before any optimisation step "
+    click.echo(f"step {info['step']} of {steps} ({info['examples']} examples, {info['seconds']} s): held-out token accuracy before any optimisation step "
                f"{fig['learned']['token_accuracy']:.4f} (mean embedding {fig['mean']['token_accuracy']:.4f}), "
                f"loss {fig['learned']['loss']:.3f} ({fig['mean']['loss']:.3f}) -> {out}/start.safetensors", err=True)

@@ -113,7 +113,9 @@ class _Run:
                                      self.basis.shape[1])
         self.net.to(lm.device)
         self.rank, self.world = process_group()
-        self.trained = self.net if self.world == 1 else torch.nn.parallel.DistributedDataParallel(self.net)
+        # a batch without codes leaves the network's code input without a gradient
+        self.trained = self.net if self.world == 1 else torch.nn.parallel.DistributedDataParallel(
+            self.net, find_unused_parameters=True)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=0.01)
         self.step, self.seconds = 0, 0.0
         state_path = out / "state.pt"
@@ -138,16 +140,18 @@ class _Run:
         atomic_write(self.out / "state.pt", lambda tmp: torch.save(state, tmp))
 
     def batch(self, train: list[list[int]]) -> tuple[list[list[int]], int, torch.Tensor | None]:
-        """This step's texts (this process's share), vectors a text, and codes to fix (or None); drawn
-        by a generator seeded with the step, so a resumed run sees what an unbroken one would have."""
+        """This step's texts and codes to fix (or None), this process's share of them, and the vectors
+        a text; drawn by generators seeded with the step, so a resumed run sees what an unbroken one
+        would have, and the processes share one batch whatever their number."""
         cfg, rng = self.cfg, random.Random(self.cfg.seed * 1_000_003 + self.step)
-        texts = rng.sample(train, min(cfg.batch_size, len(train)))[self.rank::self.world]
+        texts = rng.sample(train, min(cfg.batch_size, len(train)))
         k = 2 if self.step % 4 == 3 else 1
+        share = slice(self.rank, None, self.world)
         if not (self.net.code_rank and rng.random() < cfg.semantic_share):
-            return texts, k, None
+            return texts[share], k, None
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
         codes = torch.randn(len(texts), self.net.code_rank, generator=gen)
-        return texts, k, (codes / codes.norm(dim=-1, keepdim=True) * self.scale).to(self.lm.device)
+        return texts[share], k, (codes / codes.norm(dim=-1, keepdim=True) * self.scale)[share].to(self.lm.device)
 
     def loss(self, texts: list[list[int]], k: int, codes: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         """The batch's reconstruction from what the network proposes, codes fixed in their subspace."""

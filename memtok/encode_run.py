@@ -55,8 +55,10 @@ class EncodeRun:
         n, longest = len(self.pieces), max(len(p.targets) - 1 for p in self.pieces)
         recipe = self.config.recipe
         start = f", from {self.resolved.start_name}" if recipe.init is Init.LEARNED else ""
+        space = self.resolved.semantic
+        taught = "" if space is None else f"; semantic, taught by {space.teacher.name}"
         return (f"{n} segment{'s' * (n > 1)} of at most {self.limit} tokens (cut at natural boundaries), "
-                f"{self.policy.describe(longest)}; recipe {recipe.name}{start}")
+                f"{self.policy.describe(longest)}; recipe {recipe.name}{start}{taught}")
 
     def _cut(self) -> list[Piece]:
         """Each text, cut where it must be (or where asked) into pieces that fit the model."""

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 import torch
-from helpers import TEXTS, memtok_cmd
+from helpers import TEXTS, memtok_cmd, run
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -214,3 +214,12 @@ def test_two_gloo_processes_train_the_same_start_as_one(tiny_dir, tmp_path):
     moved = sum(float((one[k] - first[k]).norm() ** 2) for k in one) ** 0.5
     apart = sum(float((one[k] - two[k]).norm() ** 2) for k in one) ** 0.5
     assert moved > 0 and apart < 0.01 * moved, (apart, moved)
+
+
+def test_train_start_under_bf16_autocast_shows_progress_and_ends_with_a_summary(tiny_dir, tmp_path, capsysbinary):
+    """What `--device cuda --bf16` runs on a GPU, on the CPU's own bfloat16 autocast."""
+    code, out, err = run(["train-start", "--model", tiny_dir, "--device", "cpu", "--steps", "2", "--batch-size", "4",
+                          "--width", "16", "--tokens", "4", "12", "--bf16", "--out", str(tmp_path)], capsysbinary)
+    assert code == 0 and out == b"", err
+    assert "training" in err and "step 2 of 2 (8 examples" in err and "held-out token accuracy" in err
+    assert LearnedStart.load(tmp_path / "start.safetensors").info["config"]["bf16"] is True

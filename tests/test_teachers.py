@@ -74,6 +74,11 @@ def test_the_same_teachers_name_with_other_weights_is_refused(tiny_codec, minilm
         memories_space(tiny_codec, described[:1] + other[1:])
 
 
-def test_a_text_after_semantic_is_not_taken_for_a_teacher(tiny_dir, capsysbinary):
+def test_a_text_after_semantic_is_not_taken_for_a_teacher_and_the_plan_names_the_teacher(tiny_dir, tmp_path,
+                                                                                        capsysbinary):
     code, out, err = run(["encode", "--semantic", "hello there", "--model", tiny_dir], capsysbinary)
     assert code == 2 and out == b"" and "--semantic=minilm" in err
+    code, _, err = run(["encode", TEXTS[1], "--semantic", "-o", str(tmp_path / "m.safetensors"), "--model", tiny_dir],
+                       capsysbinary)
+    plan = next(line for line in err.splitlines() if line.startswith("plan: "))
+    assert code == 0 and plan.endswith(f"; semantic, taught by {MINILM}"), err

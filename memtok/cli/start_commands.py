@@ -35,12 +35,10 @@ def train_start_command(out: str, steps: int, batch_size: int, lr: float, width:
                         rows: str | None, model: str | None, device: str | None) -> None:
     """Train a network that proposes each text's starting memory vector, for one model.
 
-    It reads CPython's documentation, chatterbot-corpus's dialogues (pip install 'memtok[train]')
-    and any --extra files, writes state.pt (resumable), log.jsonl, start.safetensors and snapshots
-    at 1k, 2k, 4k ... examples into --out, and ends with the start's held-out token accuracy beside
-    the mean embedding's. Put the file in the folder named by MEMTOK_STARTS (or memtok/starts/) and
-    encoding starts from it. Under torchrun each process takes its share of every batch (DDP over gloo,
-    and each process on a GPU of its own with --device cuda).
+    It reads CPython's documentation, chatterbot-corpus (pip install 'memtok[train]') and any --extra
+    files, writes state.pt (resumable), log.jsonl, start.safetensors and snapshots at 1k, 2k, 4k ...
+    examples into --out, and ends with the start's held-out token accuracy. Put the file in
+    MEMTOK_STARTS (or memtok/starts/). Under torchrun each process takes a share of every batch (DDP).
 
     \b
     memtok train-start --out runs/start-smollm2 --extra ../shared/data/paper/raschka_chunks_100.csv --rows 100:

@@ -122,7 +122,10 @@ class _Run:
         if state_path.exists():
             state = torch.load(state_path, map_location=lm.device, weights_only=True)
             pinned = {"fingerprint": lm.fingerprint, **dataclasses.asdict(cfg)}
-            if json.loads(state["settings"]) != pinned:
+            # a folder from before there were two networks trained the pooled one, in float32
+            saved = {"net": "pooled-mlp", "semantic_share": cfg.semantic_share, "bf16": False,
+                     **json.loads(state["settings"])}
+            if saved != pinned:
                 raise MemtokError(f"{out} holds a start trained with other settings or another model; use another --out")
             self.net.load_state_dict(state["net"])
             self.opt.load_state_dict(state["opt"])

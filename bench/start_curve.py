@@ -1,0 +1,65 @@
+"""The learned start's scaling curve: held-out start accuracy and default-encode steps against the
+examples a start has seen, for each network, side by side in one run.
+
+`memtok train-start` keeps a snapshot at 1k, 2k, 4k ... examples (`start-<examples>.safetensors`)
+with its held-out figures (token accuracy and loss of the start alone, before any step). Each
+snapshot of each folder given (and any start file given) then encodes the same texts with the
+default plan and recipe, from that start:
+
+    python bench/start_curve.py runs/start-attention runs/start-pooled memtok/starts/smollm2-135m.safetensors \\
+        --limit 10 --json docs/results/bench/start-curve.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+from learned_start import FILES, Passes, row
+from rows import report
+
+from memtok import MemoryCodec
+from memtok.runs.sources import read_source
+from memtok.start import LearnedStart
+
+
+def snapshots(where: str) -> list[Path]:
+    """A folder's snapshots by examples seen, or the one start file named."""
+    path = Path(where)
+    if path.is_file():
+        return [path]
+    return sorted(path.glob("start-*.safetensors"), key=lambda p: int(p.stem.split("-")[1]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("starts", nargs="+", help="training folders (their snapshots) or start files")
+    ap.add_argument("--set", default="r100", choices=sorted(FILES))
+    ap.add_argument("--limit", type=int, default=10)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    codec = MemoryCodec.from_pretrained()
+    texts = read_source(FILES[args.set], limit=args.limit).texts
+    rows = []
+    for where in args.starts:
+        for path in snapshots(where):
+            start = LearnedStart.load(path)
+            start.net.to(codec.lm.device)
+            resolved = dataclasses.replace(codec.resolve(), start=start)
+            passes, began = Passes(), time.perf_counter()
+            mems = codec.encode(texts, resolved, show_progress_bar=True, on_step=passes)
+            info = start.info
+            held = info.get("held_out", {}).get("learned", {})
+            examples = info.get("examples") or info.get("step", 0) * info.get("config", {}).get("batch_size", 0)
+            rows.append({"file": path.name, "net": start.net.kind, "examples": examples,
+                         "held-out accuracy": held.get("token_accuracy"), "held-out loss": held.get("loss"),
+                         **row([m.exact for m in mems], [m.steps for m in mems], time.perf_counter() - began,
+                               passes, start.name)})
+            print(rows[-1], flush=True)
+    report(rows, {k: (lambda r, k=k: r[k]) for k in rows[0]}, args)
+
+
+if __name__ == "__main__":
+    main()

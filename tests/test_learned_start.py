@@ -14,7 +14,7 @@ from memtok import MemoryCodec, MemtokError
 from memtok.recipes import MEMTOK_LEARNED
 from memtok.semantic import subspace
 from memtok.start import NO_START, LearnedStart, find_start
-from memtok.start_nets import AttentionStart, PooledStart
+from memtok.start_nets import NETS, AttentionStart, PooledStart
 from memtok.training.start_training import TrainConfig, train_start
 
 
@@ -24,7 +24,7 @@ def trained(tiny_dir, tmp_path_factory):
     codec = MemoryCodec.from_pretrained(tiny_dir, device="cpu")
     pieces = [codec.lm.tokenize(t) for t in TEXTS]
     out = tmp_path_factory.mktemp("start")
-    cfg = TrainConfig(steps=120, batch_size=8, lr=3e-3, width=64, save_every=40, eval_every=60)
+    cfg = TrainConfig(net="attention", steps=120, batch_size=8, lr=3e-3, width=64, save_every=40, eval_every=60)
     info = train_start(codec.lm, pieces, pieces, out, cfg)
     return codec, pieces, out, info
 
@@ -201,7 +201,7 @@ def test_two_gloo_processes_train_the_same_start_as_one(tiny_dir, tmp_path):
     """Each process takes half of every batch and DDP averages the gradients: the update is the
     one-process update, up to the rounding of a sum taken in another order."""
     args = ["train-start", "--model", tiny_dir, "--device", "cpu", "--steps", "3", "--batch-size", "4",
-            "--width", "16", "--tokens", "4", "12"]
+            "--width", "16", "--tokens", "4", "12", "--net", "attention"]  # the network with a code input
     for name, nproc in (("one", 1), ("two", 2)):
         p = subprocess.run(memtok_cmd(*args, "--out", str(tmp_path / name), nproc=nproc), capture_output=True,
                            timeout=600, check=False)
@@ -209,7 +209,7 @@ def test_two_gloo_processes_train_the_same_start_as_one(tiny_dir, tmp_path):
     net = LearnedStart.load(tmp_path / "one" / "start.safetensors").net
     with torch.random.fork_rng():
         torch.manual_seed(0)  # the first weights, as a run of seed 0 draws them
-        first = AttentionStart(net.down.weight.shape[0], net.layers, 16, net.code_rank).state_dict()
+        first = NETS[net.kind](net.down.weight.shape[0], net.layers, 16, net.code_rank).state_dict()
     one, two = (torch.load(tmp_path / n / "state.pt", weights_only=True)["net"] for n in ("one", "two"))
     moved = sum(float((one[k] - first[k]).norm() ** 2) for k in one) ** 0.5
     apart = sum(float((one[k] - two[k]).norm() ** 2) for k in one) ** 0.5

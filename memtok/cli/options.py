@@ -25,9 +25,8 @@ def model_options(f: Callable) -> Callable:
     # read by `load_codec` from the context, so that commands need not pass it along
     f = click.option("--model-dtype", type=click.Choice([*MODEL_DTYPES, *QUANTISED]), default="float32", show_default=True,
                      expose_value=False, callback=lambda ctx, _, value: ctx.meta.__setitem__("model_dtype", value),
-                     help="what the model computes in (bfloat16: half the memory of a big model; int8: "
-                          "weights in 8 bits, with bitsandbytes); a memory decodes only in the dtype it "
-                          "was made in")(f)
+                     help="what the model computes in (int8: with bitsandbytes); a memory decodes only in "
+                          "the dtype it was made in")(f)
     f = click.option("--device", default=None, help="cpu, cuda, cuda:1 ..., or auto (spread over every GPU); "
                                                     "default: CUDA when present")(f)
     return click.option("--model", "-m", default=None, help=MODEL_HELP)(f)

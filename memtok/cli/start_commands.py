@@ -20,11 +20,11 @@ from .options import model_options
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)
 @click.option("--width", type=click.IntRange(8, 65536), default=512, show_default=True, help="the network's hidden width")
 @click.option("--net", type=click.Choice(list(NETS)), default=TrainConfig.net, show_default=True,
-              help="attention: one query per vector over every position's states (reads word order and the "
-                   "semantic code); pooled-mlp: the states mean-pooled")
+              help="pooled-mlp: the states mean-pooled; attention: a query per vector over every position, told "
+                   "the semantic code")
 @click.option("--budget", "budget_minutes", type=click.FloatRange(0, min_open=True), default=None,
-              help="stop after this many minutes of this run (resume later with the same command)")
-@click.option("--bf16", is_flag=True, help="the model's passes under bfloat16 autocast (on a GPU)")
+              help="stop after this many minutes (the same command resumes)")
+@click.option("--bf16", is_flag=True, help="bfloat16 autocast (on a GPU)")
 @click.option("--tokens", type=(click.IntRange(1), click.IntRange(1)), default=(8, 40), show_default=True,
               help="shortest and longest training piece, in tokens")
 @click.option("--extra", multiple=True, help="more training text: a CSV / JSONL / text file (never evaluation rows)")
@@ -35,14 +35,13 @@ def train_start_command(out: str, steps: int, batch_size: int, lr: float, width:
                         rows: str | None, model: str | None, device: str | None) -> None:
     """Train a network that proposes each text's starting memory vector, for one model.
 
-    It reads CPython's documentation, chatterbot-corpus (pip install 'memtok[train]') and any --extra
-    files, writes state.pt (resumable), log.jsonl, start.safetensors and snapshots at 1k, 2k, 4k ...
-    examples into --out, and ends with the start's held-out token accuracy. Put the file in
-    MEMTOK_STARTS (or memtok/starts/). Under torchrun each process takes a share of every batch (DDP).
+    From CPython's docs, chatterbot-corpus (memtok[train]) and --extra files, into --out: state.pt
+    (resumable), log.jsonl, start.safetensors, snapshots at 1k, 2k, 4k ... examples. Put the file in
+    MEMTOK_STARTS. Under torchrun each process takes a share of every batch (DDP).
 
     \b
     memtok train-start --out runs/start-smollm2 --extra ../shared/data/paper/raschka_chunks_100.csv --rows 100:
-    torchrun --nproc-per-node 8 -m memtok train-start --device cuda --bf16 --model meta-llama/Llama-3.1-8B --out runs/l8
+    torchrun --nproc-per-node 8 -m memtok train-start --device cuda --bf16 --model DIR --out runs/s
     """
     from ..progress import progress
     from ..runs.encode_corpus import distributed, rank_device

@@ -42,7 +42,7 @@ from ..start_nets import NETS, feature_layers
 
 @dataclass(frozen=True)
 class TrainConfig:
-    net: str = "attention"  # a kind of `memtok.start_nets.NETS`
+    net: str = "pooled-mlp"  # a kind of `memtok.start_nets.NETS`: the one that measured best (docs/performance.md)
     steps: int = 4000
     batch_size: int = 16
     lr: float = 1e-3

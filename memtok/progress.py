@@ -25,16 +25,21 @@ class PlainProgress:
     def __init__(self, total: int, desc: str, unit: str, interval: float, file: TextIO) -> None:
         self.total, self.desc, self.unit, self.interval, self.file = total, desc, unit, interval, file
         self.n = 0
+        self.first: int | None = None  # what was done before this run's first update (a resumed run's)
         self.postfix: dict = {}
         self.began = self.shown = time.monotonic()
 
     def update(self, n: int = 1) -> None:
+        if self.first is None:
+            self.first = self.n
         self.n += n
         now = time.monotonic()
         if now - self.shown >= self.interval:
             self.shown = now
+            done, elapsed = self.n - self.first, now - self.began
+            eta = f", ETA {_duration((self.total - self.n) * elapsed / done)}" if done and self.n < self.total else ""
             extra = "".join(f", {k} {v}" for k, v in self.postfix.items())
-            print(f"{self.desc}: {self.n}/{self.total} {self.unit}s, {now - self.began:.0f} s{extra}",
+            print(f"{self.desc}: {self.n}/{self.total} {self.unit}s, {elapsed:.0f} s{eta}{extra}",
                   file=self.file, flush=True)
 
     def set_postfix(self, refresh: bool = True, **values) -> None:
@@ -42,6 +47,10 @@ class PlainProgress:
 
     def close(self) -> None:
         """Nothing to clear: the command's own summary line follows."""
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def progress(total: int, desc: str, unit: str, disable: bool = False, file: TextIO | None = None):

@@ -25,6 +25,16 @@ def test_a_log_gets_plain_lines_at_the_interval():
     assert log.getvalue().count("\n") == 1
 
 
+def test_a_log_line_says_when_the_work_will_end_from_this_runs_own_pace(monkeypatch):
+    clock = iter([0.0, 600.0])  # made at 0 s, 600 s later 10 steps of this run are done
+    monkeypatch.setattr("memtok.progress.time.monotonic", lambda: next(clock))
+    log = io.StringIO()
+    bar = PlainProgress(100, "training", "step", 0.0, log)
+    bar.n = 50  # a resumed run: 50 steps were done before it
+    bar.update(10)
+    assert log.getvalue() == "training: 60/100 steps, 600 s, ETA 40 min\n"  # 40 steps at 60 s each
+
+
 @pytest.mark.slow  # a subprocess
 def test_encode_into_a_log_file_writes_no_carriage_returns(tiny_dir, tmp_path):
     with open(tmp_path / "log.txt", "wb") as log:

@@ -78,6 +78,7 @@ def train_start_command(out: str, steps: int, batch_size: int, lr: float, width:
     if rank:
         return
     fig = info["held_out"]
-    click.echo(f"step {info['step']} of {steps} ({info['examples']} examples, {info['seconds']} s): held-out token accuracy before any optimisation step "
+    click.echo(f"step {info['step']} of {steps} ({info['examples']} examples, {info['seconds']} s): held-out token "
+               f"accuracy before any optimisation step "
                f"{fig['learned']['token_accuracy']:.4f} (mean embedding {fig['mean']['token_accuracy']:.4f}), "
                f"loss {fig['learned']['loss']:.3f} ({fig['mean']['loss']:.3f}) -> {out}/start.safetensors", err=True)

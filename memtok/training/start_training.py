@@ -73,7 +73,7 @@ def reconstruction(lm: FrozenLM, vectors: torch.Tensor, texts: list[list[int]]
     """Per text: mean cross-entropy of its tokens and EOS after [BOS, its vectors] (with a gradient to
     the vectors), targets right, and targets. `vectors` is [B, K, d]."""
     dev = lm.device
-    layout = Layout.build(lm, PLACEHOLDER, vectors.shape[1], bos=True)  # the default encode's: the BOS, then the vectors
+    layout = Layout.build(lm, PLACEHOLDER, vectors.shape[1], bos=True)  # the default encode's: BOS, then the vectors
     seqs = [torch.cat([layout.context(lm, v), lm.embed(torch.tensor(t, device=dev))]) for v, t in zip(vectors, texts)]
     ce, right, _, rows, n = padded_pass(lm, seqs, [t + [lm.eos_id] for t in texts], [layout.first_target] * len(texts))
     zeros = torch.zeros(len(texts), device=ce.device)
@@ -126,7 +126,8 @@ class _Run:
             saved = {"net": "pooled-mlp", "semantic_share": cfg.semantic_share, "bf16": False,
                      **json.loads(state["settings"])}
             if saved != pinned:
-                raise MemtokError(f"{out} holds a start trained with other settings or another model; use another --out")
+                raise MemtokError(f"{out} holds a start trained with other settings or another model; "
+                                  "use another --out")
             self.net.load_state_dict(state["net"])
             self.opt.load_state_dict(state["opt"])
             self.step, self.seconds = int(state["step"]), float(state["seconds"])

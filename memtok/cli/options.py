@@ -84,8 +84,8 @@ class TeacherType(click.ParamType):
         if value in (None, DEFAULT_TEACHER) or value in TEACHERS or Path(value).is_dir() \
                 or re.fullmatch(r"[\w.-]+/[\w.-]+", value):
             return value
-        self.fail(f"{value!r} names no teacher ({', '.join(TEACHERS)}, a sentence-transformers id or a folder); "
-                  f"with a text after it, write --semantic={DEFAULT_TEACHER}", param, ctx)
+        self.fail(f"{value!r} names no teacher ({', '.join(TEACHERS)}, a sentence-transformers id ORG/NAME or a "
+                  f"folder); with a text after it, write --semantic={DEFAULT_TEACHER}", param, ctx)
 
 
 class IntList(click.ParamType):

@@ -122,6 +122,17 @@ def write_csv(path, texts, column="chunk"):
     return path
 
 
+def semantic_store_in(codec, folder, teacher: str):
+    """A store of TEXTS' semantic memories taught by `teacher`, one vector each, in `folder`/store."""
+    from memtok.runs.encode_corpus import run_corpus
+    from memtok.runs.sources import read_source
+
+    data = write_csv(folder / "d.csv", TEXTS)
+    run_corpus(codec, read_source(str(data)), folder / "store", EncodeConfig(k=1, semantic=teacher),
+               show_progress_bar=False)
+    return folder / "store"
+
+
 def memtok(*args, **kw):
     return subprocess.Popen([sys.executable, "-m", "memtok", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, **kw)

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import torch
-from helpers import TEXTS, run, write_csv
+from helpers import TEXTS, run, semantic_store_in, write_csv
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -20,11 +20,7 @@ from memtok.store.keys import KEYS, read_keys
 
 @pytest.fixture(scope="module")
 def semantic_store(tiny_codec, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("semantic")
-    data = write_csv(folder / "d.csv", TEXTS)
-    run_corpus(tiny_codec, read_source(str(data)), folder / "store", EncodeConfig(k=1, semantic="self"),
-               show_progress_bar=False)
-    return folder / "store"
+    return semantic_store_in(tiny_codec, tmp_path_factory.mktemp("semantic"), "self")
 
 
 def test_a_semantic_memory_is_exact_and_holds_its_texts_code(tiny_codec, tmp_path):

@@ -5,12 +5,10 @@ import json
 
 import pytest
 import torch
-from helpers import TEXTS, run, write_csv
+from helpers import TEXTS, run, semantic_store_in
 
 from memtok import EncodeConfig, MemtokError
 from memtok.config import DEFAULT_TEACHER
-from memtok.runs.encode_corpus import run_corpus
-from memtok.runs.sources import read_source
 from memtok.semantic import SemanticSpace
 from memtok.store import MemoryStore
 from memtok.store.search import memories_space
@@ -21,11 +19,7 @@ pytest.importorskip("sentence_transformers", reason="the semantic extra (pip ins
 
 @pytest.fixture(scope="module")
 def minilm_store(tiny_codec, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("minilm")
-    data = write_csv(folder / "d.csv", TEXTS)
-    run_corpus(tiny_codec, read_source(str(data)), folder / "store", EncodeConfig(k=1, semantic="minilm"),
-               show_progress_bar=False)
-    return folder / "store"
+    return semantic_store_in(tiny_codec, tmp_path_factory.mktemp("minilm"), "minilm")
 
 
 def test_a_memory_taught_by_minilm_records_it_by_name_and_weights_and_holds_its_code(tiny_codec):

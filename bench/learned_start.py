@@ -10,6 +10,12 @@ learned start must be installed for the model (memtok/starts/ or MEMTOK_STARTS).
     python bench/learned_start.py --sets r100,r1000,chunks --limit 20 \\
         --recipes memtok:init=mean,memtok:init=learned --json docs/results/bench/learned-start.json
 
+`--semantic minilm` runs each recipe twice, as plain memories and as semantic memories taught by
+that teacher (`memtok.teachers`), side by side: what a semantic memory costs in steps.
+
+    python bench/learned_start.py --sets r100,r1000-l64,r1000-l96 --limit 10 --recipes memtok \\
+        --semantic minilm --json docs/results/bench/semantic-steps.json
+
 Sets: r100 (raschka_chunks_100, K=1, the paper's protocol), r1000 and chunks (the default encode,
 32-token segments), r1000-compact (--compact), and any of r100, r1000 or chunks with -lN (each
 text's first N tokens plus EOS in one vector, `memtok capacity`'s cell: r1000-l64, chunks-l32).
@@ -64,10 +70,10 @@ def row(exact: list[bool], steps: list[int], wall: float, passes: Passes, start:
             "start accuracy": round(statistics.fmean(passes.starts), 4), "start": start}
 
 
-def run_texts(codec: MemoryCodec, texts: list[str], recipe: str, options: dict) -> dict:
+def run_texts(codec: MemoryCodec, texts: list[str], recipe: str, semantic: str | None, options: dict) -> dict:
     passes = Passes()
     began = time.perf_counter()
-    mems = codec.encode(texts, recipe=recipe, show_progress_bar=True, on_step=passes, **options)
+    mems = codec.encode(texts, recipe=recipe, semantic=semantic, show_progress_bar=True, on_step=passes, **options)
     wall = time.perf_counter() - began
     retried = sum(len(s.get("tried", [])) > 1 for m in mems for s in m.segments)
     restarted = sum(s.get("restarts", 0) > 0 for m in mems for s in m.segments)
@@ -79,20 +85,22 @@ def cut(codec: MemoryCodec, texts: list[str], length: int) -> list[list[int]]:
     return [ids[:length] + [codec.lm.eos_id] for ids in map(codec.lm.tokenize, texts) if len(ids) >= length]
 
 
-def encode_ids(codec: MemoryCodec, targets: list[list[int]], recipe: str) -> tuple[list, float, Passes]:
+def encode_ids(codec: MemoryCodec, targets: list[list[int]], recipe: str, semantic: str | None = None
+               ) -> tuple[list, float, Passes]:
     """Each target in one vector: the (index, result, exact) of each, the wall time, the passes."""
     from contextlib import closing
 
     passes = Passes()
     began = time.perf_counter()
-    with closing(codec.encode_ids(targets, codec.resolve(k=1, recipe=recipe), show_progress_bar=True, on_step=passes)) as it:
+    settings = codec.resolve(k=1, recipe=recipe, semantic=semantic)
+    with closing(codec.encode_ids(targets, settings, show_progress_bar=True, on_step=passes)) as it:
         results = list(it)
     return results, time.perf_counter() - began, passes
 
 
-def run_ids(codec: MemoryCodec, targets: list[list[int]], recipe: str) -> dict:
+def run_ids(codec: MemoryCodec, targets: list[list[int]], recipe: str, semantic: str | None = None) -> dict:
     """Each target in one vector."""
-    results, wall, passes = encode_ids(codec, targets, recipe)
+    results, wall, passes = encode_ids(codec, targets, recipe, semantic)
     return row([e for _, _, e in results], [r.steps for _, r, _ in results], wall, passes,
                codec.resolve(k=1, recipe=recipe).start_name, restarted=sum(r.restarts > 0 for _, r, _ in results))
 
@@ -102,6 +110,7 @@ def main() -> None:
     ap.add_argument("--sets", default="r100")
     ap.add_argument("--limit", type=int, default=20)
     ap.add_argument("--recipes", default="memtok:init=mean,memtok:init=learned")
+    ap.add_argument("--semantic", default=None, help="also each recipe's semantic memories with these teachers (a,b)")
     ap.add_argument("--model", default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -116,9 +125,11 @@ def main() -> None:
             data, options = SETS[name]
             texts = read_source(data, limit=args.limit).texts
             run = partial(run_texts, codec, texts, options=options)
+        teachers = [None] + (args.semantic.split(",") if args.semantic else [])
         for recipe in args.recipes.split(","):
-            rows.append({"set": name, "recipe": recipe, **run(recipe)})
-            print(rows[-1], flush=True)
+            for teacher in teachers:
+                rows.append({"set": name, "recipe": recipe, "semantic": teacher or "plain", **run(recipe, teacher)})
+                print(rows[-1], flush=True)
     report(rows, {k: (lambda r, k=k: r[k]) for k in rows[0]}, args)
 
 

@@ -10,11 +10,12 @@ each question, side by side in one run:
   segments' codes (to float32 rounding: `tests/test_semantic.py`, `tests/test_teachers.py`), so
   what the codes find, each memory scored by its best segment of the default plan (`EncodeRun`'s
   cut, no optimisation), is what a vector search over those memories finds;
-- the same teachers' codes of whole texts, MiniLM's own 384 numbers on whole texts, and BM25.
+- the same teachers' codes of whole texts, MiniLM's own 384 numbers on whole texts, and BM25;
+- the likelihood method (`memtok.store.search`, every scoring), which needs the memories
+  themselves: `--memories FILE=FOLDER` names an eval folder of that file's store rows.
 
-The likelihood method needs the memories themselves and is not in this run.
-
-    python bench/paraphrases.py --json docs/results/bench/paraphrases.json
+    memtok eval ../shared/data/paper/raschka_chunks_100.csv --limit 100 --batch-size 20 --out runs/r100-all
+    python bench/paraphrases.py --memories raschka_chunks_100=runs/r100-all --json docs/results/bench/paraphrases.json
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ from rows import report
 
 from memtok import MemoryCodec
 from memtok.encode_run import EncodeRun
+from memtok.memory import Memory
 from memtok.runs.sources import read_source
 from memtok.semantic import SemanticSpace
+from memtok.store.search import SCORINGS, best_per_memory, token_logprobs
 
 QUESTIONS = Path(__file__).with_name("paraphrases.json")
 TEACHERS = ("self", "minilm")
@@ -51,10 +54,27 @@ def recalls(scores: torch.Tensor, wanted: list[int]) -> dict[str, float]:
             for n in (1, 5)}
 
 
+def likelihoods(codec: MemoryCodec, folder: Path, n_texts: int, questions: list[str]) -> dict[str, torch.Tensor]:
+    """[Q, texts] scores of the likelihood method, per scoring, over the memories of an eval folder
+    holding the store's rows 0..n_texts-1 (one model pass per question, read by every scoring)."""
+    paths = sorted((folder / "memories").glob("*.safetensors"), key=lambda p: int(p.stem))
+    if [int(p.stem) for p in paths] != list(range(n_texts)):
+        raise SystemExit(f"{folder} must hold the memories of rows 0-{n_texts - 1}")
+    memories = [Memory.load(p) for p in paths]
+    passes = [token_logprobs(codec, memories, q) for q in questions]
+    return {f"likelihood {name}": torch.tensor([best_per_memory(owners, score(logp), n_texts)
+                                                for owners, logp in passes]) for name, score in SCORINGS.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--memories", action="append", default=[], metavar="FILE=FOLDER",
+                    help=f"an eval folder with the memories of FILE's store rows ({', '.join(FILES)})")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    folders = dict(m.split("=", 1) for m in args.memories)
+    if set(folders) - set(FILES):
+        raise SystemExit(f"--memories names a file that is none of {', '.join(FILES)}")
     import bm25s
 
     codec = MemoryCodec.from_pretrained()
@@ -90,6 +110,8 @@ def main() -> None:
                                           show_progress=False)
             bm25[q, torch.tensor(docs[0].tolist())] = torch.tensor(scores[0].tolist())
         by_method["BM25 on texts"] = bm25
+        if name in folders:
+            by_method.update(likelihoods(codec, Path(folders[name]), len(texts), questions))
         for method, scores in by_method.items():
             rows.append({"file": name, "texts": len(texts), "segments": len(pieces), "questions": len(questions),
                          "method": method, **recalls(scores.double(), list(wanted))})

@@ -12,10 +12,11 @@ each question, side by side in one run:
   cut, no optimisation), is what a vector search over those memories finds;
 - the same teachers' codes of whole texts, MiniLM's own 384 numbers on whole texts, and BM25;
 - the likelihood method (`memtok.store.search`, every scoring), which needs the memories
-  themselves: `--memories FILE=FOLDER` names an eval folder of that file's store rows.
+  themselves: `--memories FILE=FOLDER,...` names eval folders that hold the file's store rows.
 
-    memtok eval ../shared/data/paper/raschka_chunks_100.csv --limit 100 --batch-size 20 --out runs/r100-all
-    python bench/paraphrases.py --memories raschka_chunks_100=runs/r100-all --json docs/results/bench/paraphrases.json
+    R=docs/results
+    python bench/paraphrases.py --memories raschka_chunks_100=$R/raschka100-k1-first50,$R/raschka100-k1-rows50-100 \\
+        --memories chunks=$R/chunks-plan,$R/chunks-plan-rows20-96 --json docs/results/bench/paraphrases.json
 """
 
 from __future__ import annotations
@@ -54,12 +55,14 @@ def recalls(scores: torch.Tensor, wanted: list[int]) -> dict[str, float]:
             for n in (1, 5)}
 
 
-def likelihoods(codec: MemoryCodec, folder: Path, n_texts: int, questions: list[str]) -> dict[str, torch.Tensor]:
-    """[Q, texts] scores of the likelihood method, per scoring, over the memories of an eval folder
-    holding the store's rows 0..n_texts-1 (one model pass per question, read by every scoring)."""
-    paths = sorted((folder / "memories").glob("*.safetensors"), key=lambda p: int(p.stem))
+def likelihoods(codec: MemoryCodec, folders: str, n_texts: int, questions: list[str]) -> dict[str, torch.Tensor]:
+    """[Q, texts] scores of the likelihood method, per scoring, over the memories of eval folders
+    (comma-separated) that hold the store's rows 0..n_texts-1 between them (one model pass per
+    question, read by every scoring)."""
+    paths = sorted((p for f in folders.split(",") for p in (Path(f) / "memories").glob("*.safetensors")),
+                   key=lambda p: int(p.stem))
     if [int(p.stem) for p in paths] != list(range(n_texts)):
-        raise SystemExit(f"{folder} must hold the memories of rows 0-{n_texts - 1}")
+        raise SystemExit(f"{folders} must hold the memories of rows 0-{n_texts - 1}, each once")
     memories = [Memory.load(p) for p in paths]
     passes = [token_logprobs(codec, memories, q) for q in questions]
     return {f"likelihood {name}": torch.tensor([best_per_memory(owners, score(logp), n_texts)
@@ -68,8 +71,8 @@ def likelihoods(codec: MemoryCodec, folder: Path, n_texts: int, questions: list[
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--memories", action="append", default=[], metavar="FILE=FOLDER",
-                    help=f"an eval folder with the memories of FILE's store rows ({', '.join(FILES)})")
+    ap.add_argument("--memories", action="append", default=[], metavar="FILE=FOLDER,...",
+                    help=f"eval folders with the memories of FILE's store rows ({', '.join(FILES)})")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     folders = dict(m.split("=", 1) for m in args.memories)
@@ -111,7 +114,7 @@ def main() -> None:
             bm25[q, torch.tensor(docs[0].tolist())] = torch.tensor(scores[0].tolist())
         by_method["BM25 on texts"] = bm25
         if name in folders:
-            by_method.update(likelihoods(codec, Path(folders[name]), len(texts), questions))
+            by_method.update(likelihoods(codec, folders[name], len(texts), questions))
         for method, scores in by_method.items():
             rows.append({"file": name, "texts": len(texts), "segments": len(pieces), "questions": len(questions),
                          "method": method, **recalls(scores.double(), list(wanted))})

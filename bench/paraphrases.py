@@ -75,9 +75,9 @@ def main() -> None:
                     help=f"eval folders with the memories of FILE's store rows ({', '.join(FILES)})")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    if any(m.partition("=")[0] not in FILES or not m.partition("=")[2] for m in args.memories):
+        raise SystemExit(f"--memories takes FILE=FOLDER,... with FILE one of {', '.join(FILES)}")
     folders = dict(m.split("=", 1) for m in args.memories)
-    if set(folders) - set(FILES):
-        raise SystemExit(f"--memories names a file that is none of {', '.join(FILES)}")
     import bm25s
 
     codec = MemoryCodec.from_pretrained()

@@ -77,7 +77,7 @@ class SentenceTeacher(Teacher):
             self.model = SentenceTransformer(where, device="cpu")
         except Exception as exc:  # noqa: BLE001 - a missing or unreadable model is refused in one line
             raise MemtokError(f"cannot load the teacher {name}: {str(exc).splitlines()[0][:200]}") from None
-        dimension = getattr(self.model, "get_embedding_dimension", None)  # its name from sentence-transformers 6
+        dimension = getattr(self.model, "get_embedding_dimension", None)  # newer releases' name for it
         self.name, self.dim = name, (dimension or self.model.get_sentence_embedding_dimension)()
         digest = hashlib.sha256()
         for key, tensor in sorted(self.model.state_dict().items()):

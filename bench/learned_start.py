@@ -115,7 +115,7 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     codec = MemoryCodec.from_pretrained(args.model)
-    rows = []
+    rows, teachers = [], [None] + (args.semantic.split(",") if args.semantic else [])
     for name in args.sets.split(","):
         if "-l" in name:
             base, length = name.rsplit("-l", 1)
@@ -125,7 +125,6 @@ def main() -> None:
             data, options = SETS[name]
             texts = read_source(data, limit=args.limit).texts
             run = partial(run_texts, codec, texts, options=options)
-        teachers = [None] + (args.semantic.split(",") if args.semantic else [])
         for recipe in args.recipes.split(","):
             for teacher in teachers:
                 rows.append({"set": name, "recipe": recipe, "semantic": teacher or "plain", **run(recipe, teacher)})

@@ -16,21 +16,21 @@ from .recipes import Init, Recipe
 from .start import LearnedStart
 
 
-def initial_vectors(lm: FrozenLM, recipe: Recipe, start: LearnedStart | None, k: int,
+def initial_vectors(lm: FrozenLM, init: Init, seed: int, start: LearnedStart | None, k: int,
                     text_ids: list[int], code: torch.Tensor | None = None) -> torch.Tensor:
-    """The recipe's initial [K, d] vectors for one text; the same whatever the batch. `Init.LEARNED`
+    """Initial [K, d] vectors for one text from `init`; the same whatever the batch. `Init.LEARNED`
     reads `start` (told the text's semantic `code` [r], if any), and without one (`memtok.resolved`
-    warns) starts from the mean embedding."""
+    warns) starts from the mean embedding; `Init.NORMAL` draws with `seed`."""
     weight = lm.model.get_input_embeddings().weight
-    if recipe.init is Init.TEXT:
+    if init is Init.TEXT:
         vec = lm.embed(torch.tensor(text_ids, device=lm.device)).mean(0)
         return vec.expand(k, -1).clone()
-    if recipe.init is Init.LEARNED and start is not None:
+    if init is Init.LEARNED and start is not None:
         with torch.no_grad():
             return start.vectors(lm, [text_ids], k, None if code is None else code[None])[0].clone()
-    if recipe.init in (Init.MEAN, Init.LEARNED):
+    if init in (Init.MEAN, Init.LEARNED):
         return lm.embedding_mean.expand(k, -1).clone()
-    gen = torch.Generator().manual_seed(recipe.seed)
+    gen = torch.Generator().manual_seed(seed)
     noise = torch.randn(k, weight.shape[1], generator=gen)
     return (noise * lm.embedding_std).to(lm.device, weight.dtype)
 
@@ -68,12 +68,13 @@ class LowRankVectors:
 
 def parameters(lm: FrozenLM, recipe: Recipe, start: LearnedStart | None, k: int, text_ids: list[int],
                attempt: int = 0, code: torch.Tensor | None = None) -> FullVectors | LowRankVectors:
-    """One text's learned parameters, from the recipe's initial vectors on its first attempt and from
-    the mean embedding on a new one, in float32 whatever the model's dtype: Adam's small steps would
-    vanish in bfloat16's 8 bits of mantissa. Each attempt draws its own factorisation: W's columns
-    at the embeddings' scale / sqrt(rank), z at the recipe's `z_scale`."""
-    first = initial_vectors(lm, recipe, start, k, text_ids, code) if not attempt else lm.embedding_mean.expand(k, -1)
-    initial = first.float()
+    """One text's learned parameters, from the recipe's `init` on its first attempt and its
+    `restart_init` on a new one, in float32 whatever the model's dtype: Adam's small steps would
+    vanish in bfloat16's 8 bits of mantissa. Each attempt draws its own factorisation (W's columns
+    at the embeddings' scale / sqrt(rank), z at the recipe's `z_scale`), so a new attempt from the
+    learned start begins a new random step away from it."""
+    init = recipe.restart_init if attempt else recipe.init
+    initial = initial_vectors(lm, init, recipe.seed, start, k, text_ids, code).float()
     if not recipe.rank:
         return FullVectors(initial.clone().requires_grad_(True))
     gen = torch.Generator().manual_seed(recipe.seed + attempt)

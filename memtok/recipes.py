@@ -46,10 +46,13 @@ class Recipe:
     final_lr_ratio: float = field(default=0.1, metadata={"help": "cosine schedule: last rate / lr"})
     max_steps: int = field(default=2000, metadata={"help": "give up on a text after this many updates"})
     patience: int | None = field(default=None, metadata={"help": "give up after this many steps without a better accuracy"})
-    restart_after: int | None = field(default=None, metadata={"help": "start again from the mean embedding, with "
-                                                                      "a new random factorisation, after this many "
+    restart_after: int | None = field(default=None, metadata={"help": "start again (from `restart_init`, with a "
+                                                                      "new random factorisation) after this many "
                                                                       "steps without a better accuracy since the "
                                                                       "last start; the steps go on counting"})
+    restart_init: Init = field(default=Init.MEAN, metadata={"help": "where a new attempt starts: mean, or learned "
+                                                                     "(the text's learned start again, a new "
+                                                                     "random step away from it)"})
     init: Init = field(default=Init.MEAN, metadata={"help": "starting point of the vectors"})
     rank: int = field(default=0, metadata={"help": "learn the vectors as start + z @ W.T, with z [K, rank] and "
                                                    "W [d, rank] both learned; 0: learn the vectors themselves"})
@@ -74,6 +77,7 @@ class Recipe:
     def __post_init__(self) -> None:
         object.__setattr__(self, "optimizer", Optimizer(self.optimizer))
         object.__setattr__(self, "init", Init(self.init))
+        object.__setattr__(self, "restart_init", Init(self.restart_init))
         object.__setattr__(self, "schedule", Schedule(self.schedule))
         object.__setattr__(self, "betas", tuple(self.betas))
         if self.lr <= 0:
@@ -89,6 +93,9 @@ class Recipe:
             raise MemtokError(f"recipe {self.name}: min_margin must be >= 0, got {self.min_margin}")
         if self.restart_after is not None and self.restart_after < 1:
             raise MemtokError(f"recipe {self.name}: restart_after must be at least 1, got {self.restart_after}")
+        if self.restart_init is Init.LEARNED and self.init is not Init.LEARNED:
+            raise MemtokError(f"recipe {self.name}: restart_init=learned starts again from where init=learned "
+                              f"began; this recipe's init is {self.init.value}")
 
     def replace(self, **changes) -> Recipe:
         return dataclasses.replace(self, **changes)

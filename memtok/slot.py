@@ -69,7 +69,8 @@ class TextSlot:
         self.code = None if self.space is None else self.space.codes(lm, [job.targets[:-1]])[0]
         self.storage, self.frame = resolved.storage, resolved.frame
         self.lm, self.attempts = lm, 0 if state is None else state.attempts  # new attempts after a stall
-        self.learned = parameters(lm, recipe, resolved.start, job.k, job.targets[:-1], self.attempts, self.code)
+        self.start = resolved.start
+        self.learned = parameters(lm, recipe, self.start, job.k, job.targets[:-1], self.attempts, self.code)
         self.opts = [VectorOptimizer(recipe) for _ in self.learned.params]
         # targets in play: all, or a prefix that grows by `grow_tokens` each time it is solved
         self.span = min(recipe.grow_tokens or len(job.targets), len(job.targets))
@@ -163,11 +164,12 @@ class TextSlot:
         return not self.finite or (after is not None and self.stalled >= after)
 
     def new_attempt(self) -> None:
-        """Begin again from the mean embedding with a new factorisation and a fresh optimiser: a run
-        stuck with a token or two wrong can take hundreds of steps to get out, where a new attempt is
-        often exact in a few dozen. The best vectors so far are kept."""
+        """Begin again from the recipe's `restart_init` with a new factorisation and a fresh optimiser:
+        a run stuck with a token or two wrong can take hundreds of steps to get out, where a new
+        attempt is often exact in a few dozen. The best vectors so far are kept."""
         self.steps_before, self.attempts = self.steps, self.attempts + 1
-        self.learned = parameters(self.lm, self.recipe, None, self.job.k, self.job.targets[:-1], self.attempts)
+        self.learned = parameters(self.lm, self.recipe, self.start, self.job.k, self.job.targets[:-1], self.attempts,
+                                  self.code)
         self.opts = [VectorOptimizer(self.recipe) for _ in self.learned.params]
         self.attempt_best, self.stalled = -1.0, 0
 

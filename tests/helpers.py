@@ -155,6 +155,15 @@ SLOW_TEXT = TEXTS[0]  # about 20 steps with one vector on the tiny model
 FAST_TEXT = TEXTS[1]  # a few steps
 
 
+def one_text_curve(codec, recipe: str, max_steps: int | None = None):
+    """Optimise SLOW_TEXT with one vector: its result, and its standing at every pass (`on_step`)."""
+    points = []
+    resolved = codec.resolve(k=1, recipe=recipe, max_steps=max_steps)
+    result = next(optimise(codec.lm, resolved, [Job(0, codec.target_ids(SLOW_TEXT), 1)],
+                           lambda info: points.extend(info.texts)))
+    return result, points
+
+
 class Stop:
     """An `on_step` that counts the passes and raises KeyboardInterrupt (Ctrl-C) on pass `at`."""
 

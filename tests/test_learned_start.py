@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 import torch
-from helpers import TEXTS, memtok_cmd, run
+from helpers import TEXTS, memtok_cmd, one_text_curve, run
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -225,3 +225,18 @@ def test_train_start_under_bf16_autocast_shows_progress_and_ends_with_a_summary(
     assert code == 0 and out == b"", err
     assert "training" in err and "step 2 of 2 (8 examples" in err and "held-out token accuracy" in err
     assert LearnedStart.load(tmp_path / "start.safetensors").info["config"]["bf16"] is True
+
+
+def test_a_restart_from_the_learned_start_begins_there_with_the_next_seeds_factorisation(trained, monkeypatch):
+    """`restart_init=learned`: a new attempt starts from the text's learned start again, a new random
+    step away from it, where the default new attempt starts from the mean."""
+    codec, _, out, _ = trained
+    monkeypatch.setenv("MEMTOK_STARTS", str(out))
+    _, points = one_text_curve(codec, "memtok:init=learned:restart_after=1:restart_init=learned", max_steps=40)
+    first_after = next(p for p in points if p.restarts == 1)
+    _, fresh = one_text_curve(codec, "memtok:init=learned:seed=1", max_steps=1)
+    _, from_mean = one_text_curve(codec, "memtok:seed=1", max_steps=1)
+    # the same start through the same computation: equal, give or take float32 rounding (eps 1.2e-7)
+    # accumulated over the model's sums
+    assert first_after.loss == pytest.approx(fresh[0].loss, rel=1e-5)
+    assert first_after.loss != pytest.approx(from_mean[0].loss, rel=1e-3)  # and not where the mean would be

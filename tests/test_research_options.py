@@ -30,6 +30,7 @@ def test_a_recipe_spec_changes_the_named_fields_and_only_those():
     ("memtok:init=zeros", "not a valid Init"),
     ("memtok:rank=-1", "rank must be between"),
     ("memtok:restart_after=0", "restart_after must be at least 1"),
+    ("memtok:restart_init=learned", "restart_init=learned starts again from where init=learned began"),
     ("memtok:lr=nan", "lr takes float"),
 ])
 def test_a_bad_recipe_spec_is_refused_with_what_is_valid(spec, says):

@@ -230,6 +230,26 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(device: str | None) -> None:
+    """Refuse, in one line and before any weight is read, a device this torch cannot reach: a GPU
+    asked for where none is visible would otherwise end in torch's own assertion mid-load."""
+    if device in (None, "auto"):
+        return
+    try:
+        where = torch.device(device)
+    except RuntimeError:
+        raise MemtokError(f"device {device!r} is none torch knows: give cpu, cuda, cuda:N or auto") from None
+    if where.type != "cuda":
+        return
+    if not torch.cuda.is_available():
+        built = "" if torch.version.cuda else " (built without CUDA)"
+        raise MemtokError(f"device {device!r}: torch {torch.__version__}{built} sees no CUDA GPU here "
+                          f"(give cpu, or leave the device out)")
+    if where.index is not None and where.index >= (count := torch.cuda.device_count()):
+        raise MemtokError(f"device {device!r}: there {'is' if count == 1 else 'are'} {count} CUDA GPU"
+                          f"{'' if count == 1 else 's'} here, cuda:0 to cuda:{count - 1}")
+
+
 def check_takes_vectors(model: torch.nn.Module, name: str) -> None:
     """Refuse a model whose forward pass cannot be given input vectors: no memory could reach it."""
     if "inputs_embeds" not in inspect.signature(model.forward).parameters:
@@ -302,6 +322,7 @@ def load(model: str | None = None, device: str | None = None, dtype: str = "floa
     """
     if dtype not in MODEL_DTYPES and dtype not in QUANTISED:
         raise MemtokError(f"model dtype must be one of {', '.join([*MODEL_DTYPES, *QUANTISED])}, got {dtype!r}")
+    check_device(device)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     revision = None

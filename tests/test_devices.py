@@ -3,6 +3,7 @@ wait at barriers, weights loaded straight onto their GPU, pinned matmul numerics
 where it cannot work, and a pass that runs out of memory halving the batch instead of ending the run."""
 
 import logging
+import re
 from datetime import timedelta
 
 import pytest
@@ -73,7 +74,7 @@ def test_loading_pins_the_matmul_numerics_a_memory_is_verified_in(tiny_dir):
     assert torch.get_float32_matmul_precision() == "highest"
 
 
-def test_weights_load_straight_onto_the_gpu_they_run_on(tiny_dir, monkeypatch):
+def test_weights_load_straight_onto_the_gpu_they_run_on(tiny_dir, monkeypatch, four_gpus):
     """Not through host memory (eight ranks would each hold a full fp32 copy there), and never moved after."""
     from transformers import AutoModelForCausalLM
 
@@ -352,3 +353,22 @@ def test_the_prefill_makes_logits_for_its_last_position_only(tiny_codec, monkeyp
     prefills = [k for k in asked if "inputs_embeds" in k and k.get("use_cache")]
     assert mem.exact and prefills and all(k.get("logits_to_keep") == 1 for k in prefills)
     assert tiny_codec.decode(mem) == TEXTS[0]
+
+
+@pytest.mark.parametrize("device, says", [
+    ("gpu", "device 'gpu' is none torch knows: give cpu, cuda, cuda:N or auto"),
+    ("cuda", "device 'cuda': torch .* sees no CUDA GPU here"),
+    ("cuda:1", "device 'cuda:1': torch .* sees no CUDA GPU here"),
+])
+def test_a_device_that_cannot_be_reached_is_refused_in_one_line_before_the_model_loads(tiny_dir, capsysbinary,
+                                                                                      monkeypatch, device, says):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a CPU-only machine, whatever this one is
+    for command in (["encode", TEXTS[0]], ["train-start", "--out", "never-made", "--steps", "1"]):
+        code, out, err = run([*command, "--model", tiny_dir, "--device", device], capsysbinary)
+        assert code != 0 and len(err.strip().splitlines()) == 1
+        assert re.search(says, err) and "Traceback" not in err
+
+
+def test_a_gpu_past_the_last_is_refused_with_how_many_there_are(four_gpus):
+    with pytest.raises(MemtokError, match=r"device 'cuda:4': there are 4 CUDA GPUs here, cuda:0 to cuda:3"):
+        MemoryCodec.from_pretrained("never-read", device="cuda:4")

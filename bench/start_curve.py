@@ -8,6 +8,8 @@ default plan and recipe, from that start:
 
     python bench/start_curve.py runs/start-attention runs/start-pooled memtok/starts/smollm2-135m.safetensors \\
         --limit 10 --json docs/results/bench/start-curve.json
+
+`--rows 20:40` encodes those rows instead: the default recipe's rate was chosen on the first 20.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from learned_start import FILES, Passes, row
 from rows import report
 
 from memtok import MemoryCodec
-from memtok.runs.sources import read_source
+from memtok.runs.sources import read_rows, read_source
 from memtok.start import LearnedStart
 
 
@@ -38,10 +40,13 @@ def main() -> None:
     ap.add_argument("starts", nargs="+", help="training folders (their snapshots) or start files")
     ap.add_argument("--set", default="r100", choices=sorted(FILES))
     ap.add_argument("--limit", type=int, default=10)
+    ap.add_argument("--rows", default=None, help="rows START:END of the set instead of its first --limit, e.g. 20:40 "
+                                                 "(rows a recipe was not tuned on)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     codec = MemoryCodec.from_pretrained()
-    texts = read_source(FILES[args.set], limit=args.limit).texts
+    texts = read_rows(read_source(FILES[args.set]).texts, args.rows) if args.rows else \
+        read_source(FILES[args.set], limit=args.limit).texts
     rows = []
     for where in args.starts:
         for path in snapshots(where):

@@ -29,7 +29,8 @@ from random_models import SHAPES, random_lm
 
 from memtok.greedy import SAFE_MARGIN, _cache_arg, greedy
 from memtok.layout import Layout
-from memtok.model import MODEL_DTYPES, FrozenLM, load
+from memtok.model import FrozenLM, load
+from memtok.placement import MODEL_DTYPES
 
 
 @torch.no_grad()

@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from memtok import MemoryCodec
-from memtok.model import FrozenLM, fix_numerics
+from memtok.model import FrozenLM
+from memtok.placement import fix_numerics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from helpers import TEXTS, build_tiny_model_dir, build_tokenizer, fit  # noqa: E402 - the suite's tiny models

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from memtok.model import MODEL_DTYPES, FrozenLM, fix_numerics
+from memtok.model import FrozenLM
+from memtok.placement import MODEL_DTYPES, fix_numerics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from helpers import build_tokenizer  # noqa: E402 - the suite's own small BPE: its BOS and EOS are what decoding needs

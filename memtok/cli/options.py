@@ -13,7 +13,7 @@ import click
 from ..config import AUTO, DEFAULT_TEACHER, PLAN, EncodeConfig
 from ..errors import MemtokError
 from ..limits import MAX_K, k_ok
-from ..model import MODEL_DTYPES, QUANTISED
+from ..placement import MODEL_DTYPES, QUANTISED
 from ..recipes import parse_recipe
 from ..teachers import TEACHERS
 

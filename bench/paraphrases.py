@@ -17,6 +17,8 @@ each question, side by side in one run:
     R=docs/results
     python bench/paraphrases.py --memories raschka_chunks_100=$R/raschka100-k1-first50,$R/raschka100-k1-rows50-100 \\
         --memories chunks=$R/chunks-plan,$R/chunks-plan-rows20-96 --json docs/results/bench/paraphrases.json
+
+`--teachers self,minilm,ID` adds any sentence-transformers model (a stronger one needs a network).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from memtok.semantic import SemanticSpace
 from memtok.store.search import SCORINGS, best_per_memory, token_logprobs
 
 QUESTIONS = Path(__file__).with_name("paraphrases.json")
-TEACHERS = ("self", "minilm")
+TEACHERS = ("self", "minilm")  # the ones that install offline
 FILES = {"raschka_chunks_100": "../shared/data/paper/raschka_chunks_100.csv", "chunks": "../shared/data/paper/chunks.csv"}
 
 
@@ -73,6 +75,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--memories", action="append", default=[], metavar="FILE=FOLDER,...",
                     help=f"eval folders with the memories of FILE's store rows ({', '.join(FILES)})")
+    ap.add_argument("--teachers", default=",".join(TEACHERS),
+                    help="teachers to compare (memtok.teachers: self, minilm, or any sentence-transformers id "
+                         "or folder, e.g. a stronger model for users with a network)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if any(m.partition("=")[0] not in FILES or not m.partition("=")[2] for m in args.memories):
@@ -82,8 +87,8 @@ def main() -> None:
 
     codec = MemoryCodec.from_pretrained()
     lm = codec.lm
-    spaces = {name: SemanticSpace.of(lm, name) for name in TEACHERS}
-    minilm = spaces["minilm"].teacher.model
+    spaces = {name: SemanticSpace.of(lm, name) for name in args.teachers.split(",")}
+    minilm = (spaces.get("minilm") or SemanticSpace.of(lm, "minilm")).teacher.model
 
     def codes(space: SemanticSpace, texts: list[str]) -> torch.Tensor:
         ids = [lm.tokenize(t) for t in texts]

@@ -1,5 +1,6 @@
 """A run that stalls starts again from the mean embedding (or its learned start:
-`test_learned_start.py`) with a new factorisation (`Recipe.restart_after`); its steps go on counting, and a checkpoint carries the restarts."""
+`test_learned_start.py`) with a new factorisation (`Recipe.restart_after`); its steps go on
+counting, and a checkpoint carries the restarts."""
 
 from __future__ import annotations
 

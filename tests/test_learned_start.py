@@ -1,5 +1,6 @@
 """The learned start on the tiny model: training lowers the loss, and encoding from it takes fewer steps."""
 
+import json
 import logging
 import statistics
 import subprocess
@@ -240,3 +241,20 @@ def test_a_restart_from_the_learned_start_begins_there_with_the_next_seeds_facto
     # accumulated over the model's sums
     assert first_after.loss == pytest.approx(fresh[0].loss, rel=1e-5)
     assert first_after.loss != pytest.approx(from_mean[0].loss, rel=1e-3)  # and not where the mean would be
+
+
+def test_a_run_stopped_between_saves_resumes_with_each_step_once_in_its_curve(tiny_dir, tmp_path):
+    codec = MemoryCodec.from_pretrained(tiny_dir, device="cpu")
+    pieces = [codec.lm.tokenize(t) for t in TEXTS]
+    cfg = TrainConfig(steps=5, batch_size=4, width=16, save_every=2, eval_every=10)
+
+    def killed_at_3(step: int, loss: float, accuracy: float) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_start(codec.lm, pieces, pieces, tmp_path, cfg, on_step=killed_at_3)
+    assert torch.load(tmp_path / "state.pt", weights_only=True)["step"] == 2
+    train_start(codec.lm, pieces, pieces, tmp_path, cfg)
+    rows = [json.loads(r) for r in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5]

@@ -131,6 +131,18 @@ class _Run:
             self.net.load_state_dict(state["net"])
             self.opt.load_state_dict(state["opt"])
             self.step, self.seconds = int(state["step"]), float(state["seconds"])
+            self.forget_after_state()
+
+    def forget_after_state(self) -> None:
+        """Drop the curve's rows past the saved step: a run stopped between saves does those steps
+        again on resuming, and the curve would hold them twice."""
+        path = self.out / "log.jsonl"
+        if self.rank or not path.exists():
+            return
+        rows = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [r for r in rows if json.loads(r)["step"] <= self.step]
+        if len(kept) < len(rows):
+            atomic_write(path, lambda tmp: Path(tmp).write_text("".join(kept), encoding="utf-8"))
 
     def start(self) -> LearnedStart:
         return LearnedStart(self.net, self.lm.fingerprint, f"{self.lm.name}@{self.step}", {})

@@ -255,6 +255,8 @@ def test_a_run_stopped_between_saves_resumes_with_each_step_once_in_its_curve(ti
     with pytest.raises(KeyboardInterrupt):
         train_start(codec.lm, pieces, pieces, tmp_path, cfg, on_step=killed_at_3)
     assert torch.load(tmp_path / "state.pt", weights_only=True)["step"] == 2
+    with open(tmp_path / "log.jsonl", "a") as log:
+        log.write('{"step": 2, "lo{"step": 2}\n{"step": 3, "lo')  # rows a kill ran together and cut off
     train_start(codec.lm, pieces, pieces, tmp_path, cfg)
     rows = [json.loads(r) for r in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5]

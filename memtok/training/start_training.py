@@ -98,6 +98,15 @@ def held_out_figures(lm: FrozenLM, start: LearnedStart, held: list[list[int]], b
     return figures
 
 
+def _step_of(row: str) -> float:
+    """The step a curve row is about; infinity for one that is not a row (cut off, or run together
+    with the next by a kill), so that it is dropped."""
+    try:
+        return json.loads(row)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return math.inf
+
+
 class _Run:
     """The folder of one training run: its state, curve and start file."""
 
@@ -135,12 +144,12 @@ class _Run:
 
     def forget_after_state(self) -> None:
         """Drop the curve's rows past the saved step: a run stopped between saves does those steps
-        again on resuming, and the curve would hold them twice."""
+        again on resuming, and the curve would hold them twice. A row cut off by a kill goes too."""
         path = self.out / "log.jsonl"
         if self.rank or not path.exists():
             return
         rows = path.read_text(encoding="utf-8").splitlines(keepends=True)
-        kept = [r for r in rows if json.loads(r)["step"] <= self.step]
+        kept = [r for r in rows if r.endswith("\n") and _step_of(r) <= self.step]
         if len(kept) < len(rows):
             atomic_write(path, lambda tmp: Path(tmp).write_text("".join(kept), encoding="utf-8"))
 

@@ -17,6 +17,8 @@ import torch
 from rows import report
 
 from memtok import MemoryCodec
+from memtok.layout import Layout
+from memtok.limits import PLACEHOLDER
 from memtok.model import FrozenLM
 from memtok.start import LearnedStart
 from memtok.training.texts import training_pieces
@@ -26,11 +28,11 @@ BANDS = ((0, 1), (1, 2), (2, 4), (4, 8), (8, 16), (16, 64))  # target positions:
 
 @torch.no_grad()
 def hits_by_position(lm: FrozenLM, vector: torch.Tensor, text: list[int]) -> torch.Tensor:
-    """1.0 where greedy prediction after [BOS, vector, the text so far] is the next token (or EOS)."""
-    ids = torch.tensor(text, device=lm.device)
-    seq = torch.cat([lm.embed(torch.tensor([lm.bos_id], device=lm.device)), vector.to(lm.embed(ids).dtype),
-                     lm.embed(ids)])
-    predicted = lm.model(inputs_embeds=seq[None], use_cache=False).logits[0, 1:].argmax(-1)
+    """1.0 where greedy prediction after [the default encode's context, the text so far] is the next
+    token (or EOS): the layout `train-start` scores."""
+    layout = Layout.build(lm, PLACEHOLDER, 1, bos=True)
+    seq = torch.cat([layout.context(lm, vector), lm.embed(torch.tensor(text, device=lm.device))])
+    predicted = lm.model(inputs_embeds=seq[None], use_cache=False).logits[0, layout.first_target:].argmax(-1)
     return (predicted.cpu() == torch.tensor([*text, lm.eos_id])).float()
 
 

@@ -8,7 +8,7 @@ each question, side by side in one run:
 
 - semantic memories, by teacher (`memtok.teachers`): a memory's component in its subspace is its
   segments' codes (to float32 rounding: `tests/test_semantic.py`, `tests/test_teachers.py`), so
-  what the codes find, each memory scored by its best segment of the default plan (`EncodeRun`'s
+  what the codes find, each memory scored by its best segment of the default plan (`TextSchedule`'s
   cut, no optimisation), is what a vector search over those memories finds;
 - the same teachers' codes of whole texts, MiniLM's own 384 numbers on whole texts, and BM25;
 - the likelihood method (`memtok.store.search`, every scoring), which needs the memories
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from rows import report
 
 from memtok import MemoryCodec
-from memtok.encode_run import EncodeRun
+from memtok.schedule import TextSchedule
 from memtok.memory import Memory
 from memtok.runs.sources import read_source
 from memtok.semantic import SemanticSpace
@@ -99,7 +99,7 @@ def main() -> None:
         texts = read_source(path, limit=spec[name]["store_rows"]).texts
         wanted, questions = zip(*spec[name]["questions"])
         questions = list(questions)
-        run = EncodeRun(lm, texts, codec.resolve())  # the default plan's segments
+        run = TextSchedule(lm, texts, codec.resolve())  # the default plan's segments
         pieces = [p.text for p in run.pieces]
         owner = [p.text_index for p in run.pieces]
         by_method = {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from pathlib import Path
@@ -12,18 +11,18 @@ import torch
 
 from .beam import beam_decode, departs
 from .config import EncodeConfig
-from .encode_run import EncodeRun, target_ids
 from .errors import DecodeMismatchError, MemtokError
 from .greedy import greedy_many
 from .header import sha256_text
-from .jobs import Job, Optimised, StepInfo
+from .jobs import Optimised, StepInfo
 from .layout import Layout
 from .memory import Memory
 from .model import FrozenLM, load
-from .optimise import optimise_verified
+from .optimise import Schedule, encode_loop
 from .precision import framed, model_inputs
 from .progress import progress, show_steps
 from .resolved import Resolved, resolve
+from .schedule import IdSchedule, TextSchedule, target_ids
 from .score import Score, score
 
 logger = logging.getLogger(__name__)
@@ -114,14 +113,12 @@ class MemoryCodec:
         resolved = self.resolve(config, **options)
         if not texts:
             return []
-        run = EncodeRun(self.lm, texts, resolved)
         out: list[Memory | None] = [None] * len(texts)
-        bar = progress(len(texts), "encoding", "text", disable=not self._show(show_progress_bar))
-        tries = self._verified(resolved, run.queue, bar, on_step, run.label, checkpoint)
-        with closing(bar), closing(tries):  # closed at once however the loop ends: the texts in flight are saved
-            for i, memory in run.memories(tries):
+        run = self._run(TextSchedule(self.lm, texts, resolved), resolved, len(texts), "encoding", show_progress_bar,
+                        on_step, checkpoint)
+        with closing(run):  # closed at once however the loop ends: the texts in flight are saved
+            for i, memory in run:
                 out[i] = memory
-                bar.update(1)
                 if on_result is not None:
                     on_result(i, memory)
         return out[0] if single else out
@@ -129,7 +126,7 @@ class MemoryCodec:
     def plan(self, texts: str | Sequence[str], config: EncodeConfig | Resolved | None = None, **options) -> str:
         """How `encode` will cut these texts and choose their vectors, in words (no optimisation)."""
         texts = [texts] if isinstance(texts, str) else list(texts)
-        return EncodeRun(self.lm, texts, self.resolve(config, **options)).describe()
+        return TextSchedule(self.lm, texts, self.resolve(config, **options)).describe()
 
     def encode_ids(self, targets: Sequence[list[int]], config: EncodeConfig | Resolved,
                    show_progress_bar: bool | None = None,
@@ -141,21 +138,20 @@ class MemoryCodec:
         as in `encode`; close the generator (`contextlib.closing`) to save the texts in flight when
         stopping early."""
         resolved = self.resolve(config)
-        if not resolved.config.fixed:
-            raise MemtokError(f"encode_ids takes a number of vectors, not {resolved.config.k!r}")
-        jobs = deque(Job(i, list(t), resolved.config.k) for i, t in enumerate(targets))
-        bar = progress(len(jobs), desc, "text", disable=not self._show(show_progress_bar) or not jobs)
-        tries = self._verified(resolved, jobs, bar, on_step, lambda key: {"text": key}, checkpoint)
-        with closing(bar), closing(tries):
-            for result, exact in tries:
-                bar.update(1)
-                yield result.key, result, exact
+        return self._run(IdSchedule(targets, resolved), resolved, len(targets), desc, show_progress_bar, on_step,
+                         checkpoint)
 
-    def _verified(self, resolved: Resolved, jobs: deque[Job], bar, on_step: Callable[[StepInfo], None] | None,
-                  label: Callable[[object], dict], checkpoint: str | Path | None) -> Iterator[tuple[Optimised, bool]]:
-        """The one driver of `encode` and `encode_ids`: `optimise_verified` with the progress display
-        and the caller's `on_step` (jobs known by `label`)."""
-        return optimise_verified(self.lm, resolved, jobs, _with_labels(show_steps(bar), on_step, label), checkpoint)
+    def _run(self, schedule: Schedule, resolved: Resolved, total: int, desc: str, show_progress_bar: bool | None,
+             on_step: Callable[[StepInfo], None] | None, checkpoint: str | Path | None) -> Iterator:
+        """The one driver of `encode` and `encode_ids`: `encode_loop` with a progress bar of the
+        `total` things the schedule completes, and the caller's `on_step`."""
+        bar = progress(total, desc, "text", disable=not self._show(show_progress_bar) or not total)
+        shown = show_steps(bar)
+        steps = shown if on_step is None else lambda info: (shown(info), on_step(info))
+        with closing(bar), closing(encode_loop(self.lm, resolved, schedule, steps, checkpoint)) as done:
+            for complete in done:
+                bar.update(1)
+                yield complete
 
     def score(self, targets: list[int], config: EncodeConfig, vectors: torch.Tensor | None = None) -> Score:
         """Teacher-forced score of `targets` in the config's layout, after `vectors` (stored values of
@@ -258,19 +254,3 @@ class MemoryCodec:
     @staticmethod
     def _show(show_progress_bar: bool | None) -> bool:
         return logger.getEffectiveLevel() <= logging.INFO if show_progress_bar is None else show_progress_bar
-
-
-def _with_labels(shown: Callable[[StepInfo], None], on_step: Callable[[StepInfo], None] | None,
-                 label: Callable[[object], dict]) -> Callable[[StepInfo], None]:
-    """The progress display's `on_step`, then the caller's with each text's job key turned into
-    what the caller knows it by."""
-    if on_step is None:
-        return shown
-
-    def both(info: StepInfo) -> None:
-        shown(info)
-        for point in info.texts:
-            point.key = label(point.key)
-        on_step(info)
-
-    return both

@@ -29,3 +29,12 @@ class DecodeMismatchError(MemtokError):
     def __init__(self, message: str, text: str) -> None:
         super().__init__(message)
         self.text = text  # what decoding gave, for `memtok decode --unchecked` and inspection
+
+
+class DoesNotFitError(MemtokError):
+    """One text, alone, runs out of the device's memory: what would make it fit, in the settings' words."""
+
+    def __init__(self, tokens: int, k: int, device: object) -> None:
+        super().__init__(f"one text of {tokens} tokens with {k} vector(s) does not fit in the memory of {device}: "
+                         "lower max_batch_tokens or segment_tokens, recompute layers (recompute_layers), or load "
+                         "the model in fewer bits")

@@ -1,13 +1,16 @@
 """What the optimisation loop takes and gives: a job per try, its outcome, and each pass's standing.
 
 The plan, an encode's bookkeeping, the progress display and the step log all speak these types;
-the loop itself (`memtok.optimise`) is the only thing that makes them.
+the optimiser (`memtok.batch`) is the only thing that makes results.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
@@ -20,6 +23,38 @@ class Job:
     targets: list[int]  # what greedy decoding must give: a text's ids and EOS (capacity runs may omit EOS)
     k: int
     max_steps: int | None = None  # None: the recipe's
+
+
+class Jobs(Protocol):
+    """What the optimiser's batch takes jobs from as its slots free up."""
+
+    def __len__(self) -> int: ...
+
+    def head(self) -> Job: ...
+
+    def pop(self) -> Job: ...
+
+
+class JobQueue:
+    """Jobs waiting for a slot, in order; a retry may jump the queue (`put_first`)."""
+
+    def __init__(self, jobs: Iterable[Job] = ()) -> None:
+        self._jobs = deque(jobs)
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def head(self) -> Job:
+        return self._jobs[0]
+
+    def pop(self) -> Job:
+        return self._jobs.popleft()
+
+    def put(self, job: Job) -> None:
+        self._jobs.append(job)
+
+    def put_first(self, job: Job) -> None:
+        self._jobs.appendleft(job)
 
 
 @dataclass

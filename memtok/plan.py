@@ -64,7 +64,6 @@ class Piece:
     text_index: int
     text: str
     targets: list[int]  # ids + EOS
-    nats: float = 0.0  # unaided cross-entropy, for `k="auto"`
     tried: list[int] = field(default_factory=list)  # K of each try, in order
     outcomes: dict[int, bool] = field(default_factory=dict)  # K -> exact
     steps: int = 0
@@ -98,6 +97,9 @@ class FixedK:
     def segment_limit(self) -> int:
         return most_tokens(self.hidden_size, self.k)
 
+    def for_run(self) -> FixedK:
+        return self
+
     def first(self, piece: Piece) -> Try:
         return Try(self.k)
 
@@ -125,6 +127,9 @@ class PlannedK:
     def segment_limit(self) -> int:
         return self.per_vector
 
+    def for_run(self) -> PlannedK:
+        return self
+
     def _try(self, k: int, first: int) -> Try:
         last = k >= min(self.max_k, first + self.RETRIES)
         return Try(k, self.max_steps if last else max(1, self.max_steps // 4))
@@ -149,25 +154,40 @@ class SmallestK:
 
     lm: FrozenLM
     layout: Layout
-    planner: KPlanner  # learns from each text how much one vector holds
+    max_steps: int
 
     def segment_limit(self) -> int:
         return most_tokens(self.lm.hidden_size, self.layout.k)
 
+    def for_run(self) -> KSearch:
+        """The search of one encode call, which learns from each text how much one vector holds."""
+        return KSearch(self, KPlanner(self.lm.hidden_size, self.max_steps, self.layout.k))
+
+    def describe(self, longest: int) -> str:
+        return "the fewest vectors per segment, by search"
+
+
+class KSearch:
+    """`SmallestK` within one call: each piece's unaided nats, and what the texts so far have taught."""
+
+    def __init__(self, policy: SmallestK, planner: KPlanner) -> None:
+        self.policy, self.planner = policy, planner
+        self.nats: dict[int, float] = {}  # id(piece) -> its unaided cross-entropy
+
     def first(self, piece: Piece) -> Try:
-        piece.nats = score(self.lm, self.layout, piece.targets).nats
-        k = self.planner.first(piece.nats)
+        nats = self.nats[id(piece)] = score(self.policy.lm, self.policy.layout, piece.targets).nats
+        k = self.planner.first(nats)
         return Try(k, self.planner.steps(k))
 
     def next(self, piece: Piece, loss: float) -> Try | None:
         k = self.planner.decide(piece.outcomes, piece.tried[-1], loss * len(piece.targets))
         if k is None:
-            self.planner.learn(piece.nats, piece.outcomes)
+            self.planner.learn(self.nats[id(piece)], piece.outcomes)
             return None
         return Try(k, self.planner.steps(k))
 
     def describe(self, longest: int) -> str:
-        return "the fewest vectors per segment, by search"
+        return self.policy.describe(longest)
 
 
 class SegmentPlan(NamedTuple):
@@ -197,7 +217,7 @@ def segment_plan(lm: FrozenLM, config: EncodeConfig) -> SegmentPlan:
     elif config.compact:
         policy = PlannedK(STORAGE[config.storage].compact_tokens, "compact", steps, layout.k)
     elif config.auto:
-        policy = SmallestK(lm, layout, KPlanner(lm.hidden_size, steps, layout.k))
+        policy = SmallestK(lm, layout, steps)
     else:
         policy = PlannedK(TOKENS_PER_VECTOR[config.favour], config.favour, steps, layout.k)
     limit = min(room, policy.segment_limit() if config.segment_tokens is None else config.segment_tokens)

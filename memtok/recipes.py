@@ -136,9 +136,10 @@ MEMTOK_BF16 = MEMTOK.replace(name="memtok-bf16", bf16=True)
 # The default plan's recipe on a model with a learned start (`memtok train-start`; the mean embedding
 # for a model without one), at lr 0.3, started again from the mean after 60 steps without a better
 # accuracy: a learned start now and then lands in a trap that holds one token wrong for hundreds of
-# steps. On the default encode of the first 10 texts of raschka_chunks_1000 it took 0.72x the steps
-# and 0.68x the wall time of `memtok`; with --compact and at 128 tokens the learned start is slower
-# than the mean (docs/performance.md), so `default_recipe` gives it only to the default plan.
+# steps. On the default encode of the first 10 texts of raschka_chunks_1000 it took 0.503x the steps
+# and 0.58x the wall time of `memtok` (docs/results/bench/learned-default-r1000-first10.json); with
+# --compact a learned start took 1.18x the steps of the mean (docs/performance.md), so
+# `default_recipe` gives it only to the default plan.
 MEMTOK_LEARNED = MEMTOK.replace(name="memtok-learned", init=Init.LEARNED, lr=0.3, restart_after=60)
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (MEMTOK, MEMTOK_BF16, MEMTOK_LEARNED, MEMTOK_SGD, PAPER, KURATOV)}

@@ -1,7 +1,7 @@
 """One text's place in the optimiser's batch: its targets, its learned vectors and their optimiser,
 its best so far, and when it starts a new attempt.
 
-The loop (`memtok.optimise`) only moves slots in and out of the batch; everything one text's
+The batch (`memtok.batch`) only moves slots in and out of the batch; everything one text's
 optimisation remembers between passes lives here, and a checkpoint saves and restores it whole.
 """
 
@@ -57,13 +57,6 @@ class TextSlot:
 
     def _make(self, lm: FrozenLM, job: Job, resolved: Resolved, state: SlotState | None) -> None:
         recipe = self.recipe
-        layout = resolved.layout.with_k(job.k)
-        self.first_target = layout.first_target  # input position whose logits predict targets[0]
-        self.targets = on_device(job.targets, lm.device)  # [n]
-        with torch.no_grad():  # the prompt around the vectors, and the text after them
-            self.prefix, self.infix = (lm.embed(on_device(list(ids), lm.device))
-                                       for ids in (layout.prefix_ids, layout.infix_ids))
-            self.text_emb = lm.embed(self.targets[:-1])  # [n - 1, d]: EOS is only predicted
         # semantic memories: the segment's code fixed in its subspace, the optimiser moving in the rest
         self.space = resolved.semantic
         self.code = None if self.space is None else self.space.codes(lm, [job.targets[:-1]])[0]
@@ -71,6 +64,13 @@ class TextSlot:
         self.lm, self.attempts = lm, 0 if state is None else state.attempts  # new attempts after a stall
         self.start = resolved.start
         self.learned = parameters(lm, recipe, self.start, job.k, job.targets[:-1], self.attempts, self.code)
+        layout = resolved.layout.with_k(job.k)
+        self.first_target = layout.first_target  # input position whose logits predict targets[0]
+        self.targets = on_device(job.targets, lm.device)  # [n]
+        with torch.no_grad():  # the prompt around the vectors, and the text after them
+            self.prefix, self.infix = (lm.embed(on_device(list(ids), lm.device))
+                                       for ids in (layout.prefix_ids, layout.infix_ids))
+            self.text_emb = lm.embed(self.targets[:-1])  # [n - 1, d]: EOS is only predicted
         self.opts = [VectorOptimizer(recipe) for _ in self.learned.params]
         # targets in play: all, or a prefix that grows by `grow_tokens` each time it is solved
         self.span = min(recipe.grow_tokens or len(job.targets), len(job.targets))

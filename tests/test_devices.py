@@ -10,6 +10,7 @@ import pytest
 import torch
 from helpers import TEXTS, bits_on_cpu, run
 
+import memtok.batch
 import memtok.optimise
 from memtok import MemoryCodec, MemtokError
 from memtok.runs import encode_corpus
@@ -99,7 +100,7 @@ def test_running_out_of_memory_halves_the_batch_and_goes_on(tiny_codec, monkeypa
     options = dict(k=1, batch_size=6, max_steps=300, recipe="memtok:restart_after=2")
     plain = tiny_codec.encode(TEXTS[:6], **options)
     assert any(s.get("restarts") for m in plain for s in m.segments)  # the timing of new attempts is tested
-    forward, backward, sizes = memtok.optimise.batch_pass, torch.Tensor.backward, []
+    forward, backward, sizes = memtok.batch.batch_pass, torch.Tensor.backward, []
 
     def small_forward(lm, slots, *args):
         sizes.append(len(slots))
@@ -112,16 +113,16 @@ def test_running_out_of_memory_halves_the_batch_and_goes_on(tiny_codec, monkeypa
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         backward(loss, *args, **kwargs)
 
-    monkeypatch.setattr(memtok.optimise, "batch_pass", small_forward)
+    monkeypatch.setattr(memtok.batch, "batch_pass", small_forward)
     monkeypatch.setattr(torch.Tensor, "backward", small_backward)
-    with caplog.at_level(logging.WARNING, logger="memtok.optimise"):
+    with caplog.at_level(logging.WARNING, logger="memtok.batch"):
         backed_off = tiny_codec.encode(TEXTS[:6], **options)
     assert [m.segments for m in backed_off] == [m.segments for m in plain] and all(m.exact for m in backed_off)
     assert sizes[0] == 6 and max(sizes[1:]) <= 3 and max(sizes[-10:]) <= 1  # 6 -> 3 (forward) -> 1 (backward)
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [
         "out of memory with 6 texts in a pass", "out of memory with 3 texts in a pass"]
-    monkeypatch.setattr(memtok.optimise, "batch_pass", lambda *a: (_ for _ in ()).throw(torch.OutOfMemoryError()))
-    with pytest.raises(MemtokError, match="does not fit in the memory of cpu: lower --max-batch-tokens") as refused:
+    monkeypatch.setattr(memtok.batch, "batch_pass", lambda *a: (_ for _ in ()).throw(torch.OutOfMemoryError()))
+    with pytest.raises(MemtokError, match="does not fit in the memory of cpu: lower max_batch_tokens") as refused:
         tiny_codec.encode(TEXTS[0], k=1)  # a lone text that does not fit: one line saying what would
     assert "\n" not in str(refused.value)
 
@@ -134,7 +135,7 @@ def test_running_out_of_memory_making_a_text_or_verifying_goes_on_with_fewer(tin
     import memtok.slot
 
     plain = tiny_codec.encode(TEXTS[:4], k=1, batch_size=4, max_steps=300)
-    made, verify, batches = memtok.slot.parameters, memtok.optimise.verify, []
+    made, verify, batches = memtok.slot.parameters, memtok.batch.verify, []
 
     def third_fails(*args, **kwargs):
         made.calls = getattr(made, "calls", 0) + 1
@@ -149,8 +150,8 @@ def test_running_out_of_memory_making_a_text_or_verifying_goes_on_with_fewer(tin
         return verify(lm, layout, inputs, targets)
 
     monkeypatch.setattr(memtok.slot, "parameters", third_fails)
-    monkeypatch.setattr(memtok.optimise, "verify", one_at_a_time)
-    with caplog.at_level(logging.WARNING, logger="memtok.optimise"):
+    monkeypatch.setattr(memtok.batch, "verify", one_at_a_time)
+    with caplog.at_level(logging.WARNING, logger="memtok.batch"):
         again = tiny_codec.encode(TEXTS[:4], k=1, batch_size=4, max_steps=300)
     assert [m.steps for m in again] == [m.steps for m in plain] and all(m.exact for m in again)
     assert 1 in batches and any(b > 1 for b in batches)
@@ -184,7 +185,7 @@ def test_a_step_of_a_model_spread_over_two_devices_meets_each_tensor_where_it_is
     tensor made on the inputs' device and used with the states fails, as it would between GPUs."""
     from types import SimpleNamespace
 
-    from memtok.optimise import batch_pass
+    from memtok.batch import batch_pass
     from memtok.recipes import MEMTOK
 
     d, vocab, first, second = 8, 32, torch.device("meta"), torch.device("cpu")
@@ -282,7 +283,7 @@ def test_a_loss_that_overflows_starts_the_text_again_instead_of_poisoning_it(tin
     """A float16 model can overflow to an infinite or NaN loss; its gradient would put NaN into the
     text's vectors and moments for good. The text starts again (a new factorisation from the mean),
     and the others in the batch are untouched."""
-    forward, hit = memtok.optimise.batch_pass, []
+    forward, hit = memtok.batch.batch_pass, []
 
     def overflowing(lm, slots, *args):
         judged, per_text = forward(lm, slots, *args)
@@ -294,7 +295,7 @@ def test_a_loss_that_overflows_starts_the_text_again_instead_of_poisoning_it(tin
             per_text = per_text * poison
         return judged, per_text
 
-    monkeypatch.setattr(memtok.optimise, "batch_pass", overflowing)
+    monkeypatch.setattr(memtok.batch, "batch_pass", overflowing)
     from memtok import EncodeConfig
 
     targets = [tiny_codec.target_ids(t) for t in TEXTS[:2]]

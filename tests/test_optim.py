@@ -108,7 +108,7 @@ def test_warm_up_ramps_the_rate_then_the_schedule_runs_over_the_rest():
 def test_clipping_bounds_each_texts_step(tiny_codec):
     from memtok import EncodeConfig
     from memtok.jobs import Job
-    from memtok.optimise import update
+    from memtok.batch import update
     from memtok.slot import TextSlot
 
     lm = tiny_codec.lm
@@ -141,38 +141,33 @@ def test_position_weights_raise_the_loss_of_the_first_tokens_and_eos(tiny_codec)
 
 
 def test_a_growing_target_plays_a_prefix_first_and_ends_exact_on_the_whole_text(tiny_codec):
-    from collections import deque
-
     from memtok import EncodeConfig
     from memtok.jobs import Job
-    from memtok.optimise import optimise, optimise_verified
+    from memtok.optimise import optimise
 
     lm = tiny_codec.lm
     targets = tiny_codec.target_ids("the cat sat on the mat.")
     growing = MEMTOK.replace(grow_tokens=3)
     first = next(optimise(lm, resolve(lm, EncodeConfig(recipe=growing.replace(max_steps=1))), [Job(0, targets, 1)]))
     assert first.token_accuracy <= 3 / len(targets)  # targets not yet in play count as wrong
-    (result, exact), = optimise_verified(lm, resolve(lm, EncodeConfig(recipe=growing)), deque([Job(0, targets, 1)]))
+    (_, result, exact), = tiny_codec.encode_ids([targets], EncodeConfig(k=1, recipe=growing))
     assert exact and result.converged and result.token_accuracy == 1.0 and result.targets == targets
 
 
 def test_a_long_optimisation_is_verified_at_once_rather_than_held_for_a_full_batch(tiny_codec, monkeypatch):
-    from collections import deque
-
     import memtok.optimise as optimise_module
     from memtok import EncodeConfig
-    from memtok.jobs import Job
-    from memtok.optimise import optimise_verified
 
-    lm = tiny_codec.lm
-    jobs = [Job(i, tiny_codec.target_ids(t), 1) for i, t in enumerate(["the cat sat.", "a dog ran far away."])]
+    targets = [tiny_codec.target_ids(t) for t in ["the cat sat.", "a dog ran far away."]]
     batches = []
-    real_verify = optimise_module.verify
-    monkeypatch.setattr(optimise_module, "verify", lambda *a: batches.append(len(a[3])) or real_verify(*a))
+    import memtok.batch
+
+    real_verify = memtok.batch.verify
+    monkeypatch.setattr(memtok.batch, "verify", lambda *a: batches.append(len(a[3])) or real_verify(*a))
     for at_once, expected in ((float("inf"), [2]), (0.0, [1, 1])):  # 0: every result counts as long
         monkeypatch.setattr(optimise_module, "VERIFY_AT_ONCE_SECONDS", at_once)
         batches.clear()
-        verdicts = list(optimise_verified(lm, resolve(lm, EncodeConfig(recipe="memtok", batch_size=4, max_steps=40)), deque(jobs)))
+        verdicts = list(tiny_codec.encode_ids(targets, EncodeConfig(k=1, recipe="memtok", batch_size=4, max_steps=40)))
         assert batches == expected and len(verdicts) == 2
 
 

@@ -67,11 +67,11 @@ def test_a_fixed_k_beyond_what_was_measured_is_told():
 def test_a_texts_pieces_are_queued_together_the_text_with_the_longest_piece_first(tiny_codec):
     """So that texts finish one after another (an eval records each as it finishes) rather than all
     at the end, and a stopped run loses only the settled pieces of the texts in flight."""
-    from memtok.encode_run import EncodeRun
+    from memtok.schedule import TextSchedule
 
     texts = [" ".join(TEXTS[:2]), " ".join(TEXTS[2:5]), TEXTS[5], " ".join(TEXTS[6:])]
-    run = EncodeRun(tiny_codec.lm, texts, tiny_codec.resolve(EncodeConfig(k=1, segment_tokens=6)))
-    order = [run.pieces[job.key].text_index for job in run.first_tries()]
+    run = TextSchedule(tiny_codec.lm, texts, tiny_codec.resolve(EncodeConfig(k=1, segment_tokens=6)))
+    order = [run.pieces[run.pop().key].text_index for _ in range(len(run))]
     runs = [t for j, t in enumerate(order) if j == 0 or order[j - 1] != t]
     assert sorted(runs) == sorted(set(order)) == list(range(len(texts)))  # each text's pieces in one run
     longest = [max(len(p.targets) for p in run.of_text[t]) for t in runs]

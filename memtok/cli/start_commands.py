@@ -52,13 +52,18 @@ def train_start_command(out: str, steps: int, batch_size: int, lr: float, width:
     if tokens[0] > tokens[1]:
         raise click.BadParameter(f"the shortest piece ({tokens[0]}) is longer than the longest ({tokens[1]})",
                                  param_hint="--tokens")
-    texts = [t for path in extra for t in read_rows(read_source(path).texts, rows)]
+    chosen = {path: read_rows(read_source(path).texts, rows) for path in extra}
+    for path, some in chosen.items():
+        if not some:
+            raise click.BadParameter(f"{rows} selects no row of {path}", param_hint="--rows")
+    texts = [t for some in chosen.values() for t in some]
     rank, world = distributed()  # under torchrun: DDP over gloo, each process on its own GPU (rank_device)
     codec = load_codec(model, rank_device(device))
     train, held = training_pieces(codec.lm, texts, tokens)
     cfg = TrainConfig(net=net, steps=steps, batch_size=batch_size, lr=lr, width=width, min_tokens=tokens[0],
                       max_tokens=tokens[1], bf16=bf16)
-    named = sources([f"{Path(p).name} rows {rows or ':'} (sha256 {read_source(p).sha256})" for p in extra])
+    named = sources([f"{Path(p).name} rows {rows or ':'}, {len(chosen[p])} texts (sha256 {read_source(p).sha256})"
+                     for p in extra])
     click.echo(f"memtok: {net} start, {len(train)} training pieces, {len(held)} held out, {steps} steps of "
                f"{batch_size}, from {'; '.join(named)}", err=True)
     bar = progress(steps, "training", "step", disable=rank > 0)

@@ -21,11 +21,10 @@ is measured, not judged.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
-from random_models import SHAPES, random_lm
+from common import SHAPES, add_model_options, random_lm, write_json
 
 from memtok.greedy import SAFE_MARGIN, _cache_arg, greedy
 from memtok.layout import Layout
@@ -62,9 +61,10 @@ def main() -> int:
     ap.add_argument("--model-dtype", default="float32", choices=list(MODEL_DTYPES))
     ap.add_argument("--json", default=None, help="write the rows here")
     ap.add_argument("--check", action="store_true", help="exit 1 if float32 drifts by SAFE_MARGIN or more")
+    add_model_options(ap)
     args = ap.parse_args()
     lm = random_lm(args.shape, args.device, args.model_dtype) if args.random_weights else \
-        load(None, args.device, args.model_dtype)
+        load(args.model, args.device, args.model_dtype)
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     layout = Layout.build(lm, "{memory}", 1, bos=True)
     gen = torch.Generator().manual_seed(0)
@@ -98,8 +98,7 @@ def main() -> int:
     print(f"\nlargest logit difference {worst:.3g}: SAFE_MARGIN is {SAFE_MARGIN / worst:.0f}x it" if worst else
           "\nno difference at all")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "rows": rows}, f, indent=1)
+        write_json(args.json, {"args": vars(args), "rows": rows})
     if args.check and args.model_dtype == "float32" and worst >= SAFE_MARGIN:
         print(f"FAIL: float32 batched logits drift by {worst:.3g}, not below SAFE_MARGIN {SAFE_MARGIN}")
         return 1

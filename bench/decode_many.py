@@ -16,7 +16,8 @@ import json
 import time
 from pathlib import Path
 
-from memtok import Memory, MemoryCodec
+from common import folder_memories, write_json
+from memtok import MemoryCodec
 
 
 def main() -> None:
@@ -27,7 +28,7 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     folder = Path(args.folder)
-    mems = [Memory.load(p) for p in sorted((folder / "memories").glob("*.safetensors"))[:args.limit]]
+    mems = list(folder_memories(folder).values())[:args.limit]
     codec = MemoryCodec.from_pretrained(json.loads((folder / "run.json").read_text())["model"])
     began = time.perf_counter()
     alone = [codec.decode(m, check=False) for m in mems]
@@ -44,8 +45,7 @@ def main() -> None:
     for r in rows:
         print(" | ".join(f"{k} {v}" for k, v in r.items()))
     if args.json:
-        Path(args.json).write_text(json.dumps({"folder": str(folder), "memories": len(mems), "segments": segments,
-                                               "rows": rows}, indent=2))
+        write_json(args.json, {"folder": str(folder), "memories": len(mems), "segments": segments, "rows": rows})
 
 
 if __name__ == "__main__":

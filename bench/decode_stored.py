@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from memtok import Memory, MemoryCodec
+from common import folder_memories, folder_model
+from memtok import MemoryCodec
 from memtok.header import sha256_text
 
 
@@ -23,10 +23,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folders", nargs="+")
     args = ap.parse_args()
-    codec = MemoryCodec.from_pretrained(device="cpu")
     total = same = 0
     for folder in args.folders:
-        mems = [m for m in map(Memory.load, sorted(Path(folder, "memories").glob("*.safetensors"))) if m.exact]
+        codec = MemoryCodec.from_pretrained(folder_model(folder), device="cpu")
+        mems = list(folder_memories(folder, exact_only=True).values())
         texts = codec.decode(mems, check=False)
         ok = sum(sha256_text(t) == m.text_sha256 for t, m in zip(texts, mems))
         print(f"{folder}: {ok} of {len(mems)} exact memories decode to their texts", flush=True)

@@ -17,15 +17,18 @@ import statistics
 from pathlib import Path
 
 import torch
-from rows import report
+from common import add_model_options, folder_memories, report, write_json
 
 from memtok import Memory, MemoryCodec
 from memtok.analysis.detect import THRESHOLD, nearest_rows, snapped
 from memtok.runs.sources import read_source
 
 
-def auc(negatives: list[float], positives: list[float]) -> float:
-    """P(a positive scores above a negative), ties counted half: the ROC curve's area."""
+def auc(negatives: list[float], positives: list[float]) -> float | None:
+    """P(a positive scores above a negative), ties counted half: the ROC curve's area (None without
+    both kinds)."""
+    if not negatives or not positives:
+        return None
     scores = sorted([(s, 0) for s in negatives] + [(s, 1) for s in positives])
     ranks, i = [0.0] * len(scores), 0
     while i < len(scores):
@@ -40,18 +43,15 @@ def auc(negatives: list[float], positives: list[float]) -> float:
     return (positive_ranks - p * (p + 1) / 2) / (n * p)
 
 
-def folder_memories(folder: Path) -> list[tuple[int, Memory]]:
-    return [(int(p.stem), Memory.load(p)) for p in sorted((folder / "memories").glob("*.safetensors"))]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+", help="eval folders with memories/")
     ap.add_argument("--snap", nargs="*", default=[], help="folders whose memories are also decoded after snapping")
     ap.add_argument("--snap-limit", type=int, default=20, help="memories per folder decoded after snapping")
     ap.add_argument("--json", default=None)
+    add_model_options(ap)
     args = ap.parse_args()
-    codec = MemoryCodec.from_pretrained()
+    codec = MemoryCodec.from_pretrained(args.model)
     lm = codec.lm
     rows_ = lm.vocabulary
     negatives = {}
@@ -65,7 +65,7 @@ def main() -> None:
     every_negative = [x for d in negatives.values() for x in d]
     every_positive = []
     for folder in map(Path, args.folders):
-        mems = [(i, m) for i, m in folder_memories(folder) if m.model_fingerprint == lm.fingerprint]
+        mems = [(i, m) for i, m in folder_memories(folder).items() if m.model_fingerprint == lm.fingerprint]
         if not mems:
             continue
         texts = read_source(json.loads((folder / "run.json").read_text())["data"]).texts
@@ -92,9 +92,7 @@ def main() -> None:
                "min distance", "max distance", "snapped exact", "snapped token accuracy")}, args)
     print(json.dumps(summary))
     if args.json:
-        data = json.loads(Path(args.json).read_text())
-        data["summary"] = summary
-        Path(args.json).write_text(json.dumps(data, indent=2))
+        write_json(args.json, {**json.loads(Path(args.json).read_text()), "summary": summary})
 
 
 def _accuracy(codec: MemoryCodec, mem: Memory, text: str) -> float | None:

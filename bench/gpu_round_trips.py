@@ -12,19 +12,17 @@ come back on another device than its inputs went in on); with `--quantised`, int
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
-from pathlib import Path
 
+from common import write_json
 import torch
 
 from memtok import MemoryCodec
 from memtok.model import FrozenLM
 from memtok.placement import fix_numerics
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from helpers import TEXTS, build_tiny_model_dir, build_tokenizer, fit  # noqa: E402 - the suite's tiny models
+from memtok.testing import TEXTS, build_tiny_model_dir, build_tokenizer, fit
 
 
 def round_trip(codec: MemoryCodec, name: str) -> dict:
@@ -71,7 +69,7 @@ def main() -> int:
                 round_trip(MemoryCodec.from_pretrained(tiny, device="auto"), "device auto"),
                 round_trip(MemoryCodec(split_model(args.device)), "layers on the GPU, norm and head on the CPU")]
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        write_json(args.json, {"rows": rows})
     return 0 if all(r["exact"] == r["decoded_back"] == r["texts"] for r in rows) else 1
 
 

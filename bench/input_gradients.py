@@ -24,7 +24,7 @@ import argparse
 import logging
 
 import torch
-from rows import report
+from common import report
 
 from memtok.embedded import embedded_model_dir
 
@@ -47,7 +47,7 @@ def random_model_dir() -> str:
     """SmolLM2-135M's shape with random weights, as a folder bitsandbytes can quantise while loading."""
     import tempfile
 
-    from random_models import random_lm
+    from common import random_lm
 
     lm = random_lm("smollm2-135m", "cpu")
     path = tempfile.mkdtemp(prefix="random-smollm2-")
@@ -94,9 +94,14 @@ def main() -> int:
                                                                   "saved to a temporary folder (no embedded model)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--check", action="store_true", help="exit 1 unless every gradient is usable (module docstring)")
+    ap.add_argument("--model", default=None, help="a model folder (default: the embedded model's)")
     args = ap.parse_args()
-    path = random_model_dir() if args.random_weights else embedded_model_dir()
+    path = random_model_dir() if args.random_weights else args.model or embedded_model_dir()
     ids = [1, 504, 2365, 6354, 335, 253, 5482, 30]  # a short sentence's tokens: several positions, several matmuls
+    if args.model:  # the same role in another vocabulary
+        from transformers import AutoTokenizer
+
+        ids = AutoTokenizer.from_pretrained(path)("the cat sat on the mat.").input_ids
     truth = input_gradient(load(path, "float32", args.device).requires_grad_(False), ids).float()
     rows = []
     for kind in args.kinds.split(","):

@@ -31,11 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from helpers import TEXTS, build_tiny_model_dir  # noqa: E402 - the suite's tiny model, built the same way
+from memtok.testing import TEXTS, build_tiny_model_dir
 
-from memtok import MemoryCodec  # noqa: E402
-from memtok.store import MemoryStore  # noqa: E402
+from common import write_json
+from memtok import MemoryCodec
+from memtok.store import MemoryStore
 
 HARD = "zebra quantum fjord"  # a row the tiny model cannot make exact: a long optimisation to land in
 
@@ -149,7 +149,7 @@ def main() -> None:
     summary["launcher alone: longest until its workers were gone (s)"] = max(alone, default=None)
     print(json.dumps(summary, indent=2))
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), **result, **summary}, indent=2))
+        write_json(args.json, {"args": vars(args), **result, **summary})
 
 
 if __name__ == "__main__":

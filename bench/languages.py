@@ -25,7 +25,7 @@ import signal
 import statistics
 from pathlib import Path
 
-from rows import report
+from common import report
 
 from memtok import EncodeConfig, MemoryCodec
 from memtok.runs.evaluate import run_eval
@@ -87,7 +87,7 @@ def main() -> None:
     for model in args.models.split(","):
         codec = MemoryCodec.from_pretrained(model)
         config = EncodeConfig(k=1, batch_size=args.batch_size, max_steps=args.max_steps)
-        folder = out / model
+        folder = out / Path(model).name  # a model's name, or a folder's last part
         same = shlex.join(["memtok", "eval", str(path), "-k", "1", "--batch-size", str(args.batch_size),
                            *(["--max-steps", str(args.max_steps)] if args.max_steps else []),
                            "--model", model, "--out", str(folder)])  # what this model's run is, as one command

@@ -24,50 +24,20 @@ text's first N tokens plus EOS in one vector, `memtok capacity`'s cell: r1000-l6
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from functools import partial
 
-from rows import report
+from common import Passes, add_model_options, paper_files, report, row, run_ids
 
 from memtok import MemoryCodec
 from memtok.runs.sources import read_source
 
-DATA = "../shared/data/paper"
-FILES = {"r100": f"{DATA}/raschka_chunks_100.csv", "r1000": f"{DATA}/raschka_chunks_1000.csv",
-         "chunks": f"{DATA}/chunks.csv"}
-SETS = {
-    "r100": (FILES["r100"], {"k": 1}),
-    "r1000": (FILES["r1000"], {}),
-    "chunks": (FILES["chunks"], {}),
-    "r1000-compact": (FILES["r1000"], {"compact": True}),
+SETS = {  # the paper's file (`common.paper_files`) and the encode's options
+    "r100": ("r100", {"k": 1}),
+    "r1000": ("r1000", {}),
+    "chunks": ("chunks", {}),
+    "r1000-compact": ("r1000", {"compact": True}),
 }
-
-
-def p90(xs: list[int]) -> int:
-    return sorted(xs)[max(0, round(0.9 * len(xs)) - 1)]
-
-
-class Passes:
-    """An on_step callback that counts the passes and keeps each text's token accuracy at step 0,
-    the start's own."""
-
-    def __init__(self) -> None:
-        self.count, self.starts = 0, []
-
-    def __call__(self, info) -> None:
-        self.count += 1
-        self.starts.extend(p.accuracy for p in info.texts if p.step == 0)
-
-
-def row(exact: list[bool], steps: list[int], wall: float, passes: Passes, start: str, retried: int = 0,
-        restarted: int = 0) -> dict:
-    return {"exact": f"{sum(exact)}/{len(exact)}", "median steps": statistics.median(steps),
-            "p90 steps": p90(steps), "max steps": max(steps), "total steps": sum(steps),
-            "wall seconds": round(wall, 1), "passes": passes.count,
-            "seconds per pass": round(wall / max(1, passes.count), 3), "retried segments": retried,
-            "restarted segments": restarted,
-            "start accuracy": round(statistics.fmean(passes.starts), 4), "start": start}
 
 
 def run_texts(codec: MemoryCodec, texts: list[str], recipe: str, semantic: str | None, options: dict) -> dict:
@@ -85,45 +55,25 @@ def cut(codec: MemoryCodec, texts: list[str], length: int) -> list[list[int]]:
     return [ids[:length] + [codec.lm.eos_id] for ids in map(codec.lm.tokenize, texts) if len(ids) >= length]
 
 
-def encode_ids(codec: MemoryCodec, targets: list[list[int]], recipe: str, semantic: str | None = None
-               ) -> tuple[list, float, Passes]:
-    """Each target in one vector: the (index, result, exact) of each, the wall time, the passes."""
-    from contextlib import closing
-
-    passes = Passes()
-    began = time.perf_counter()
-    settings = codec.resolve(k=1, recipe=recipe, semantic=semantic)
-    with closing(codec.encode_ids(targets, settings, show_progress_bar=True, on_step=passes)) as it:
-        results = list(it)
-    return results, time.perf_counter() - began, passes
-
-
-def run_ids(codec: MemoryCodec, targets: list[list[int]], recipe: str, semantic: str | None = None) -> dict:
-    """Each target in one vector."""
-    results, wall, passes = encode_ids(codec, targets, recipe, semantic)
-    return row([e for _, _, e in results], [r.steps for _, r, _ in results], wall, passes,
-               codec.resolve(k=1, recipe=recipe).start_name, restarted=sum(r.restarts > 0 for _, r, _ in results))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default="r100")
     ap.add_argument("--limit", type=int, default=20)
     ap.add_argument("--recipes", default="memtok:init=mean,memtok:init=learned")
     ap.add_argument("--semantic", default=None, help="also each recipe's semantic memories with these teachers (a,b)")
-    ap.add_argument("--model", default=None)
     ap.add_argument("--json", default=None)
+    add_model_options(ap, data=True)
     args = ap.parse_args()
-    codec = MemoryCodec.from_pretrained(args.model)
+    codec, files = MemoryCodec.from_pretrained(args.model), paper_files(args.data_dir)
     rows, teachers = [], [None] + (args.semantic.split(",") if args.semantic else [])
     for name in args.sets.split(","):
         if "-l" in name:
             base, length = name.rsplit("-l", 1)
-            targets = cut(codec, read_source(FILES[base], limit=args.limit).texts, int(length))
+            targets = cut(codec, read_source(files[base], limit=args.limit).texts, int(length))
             run = partial(run_ids, codec, targets)
         else:
             data, options = SETS[name]
-            texts = read_source(data, limit=args.limit).texts
+            texts = read_source(files[data], limit=args.limit).texts
             run = partial(run_texts, codec, texts, options=options)
         for recipe in args.recipes.split(","):
             for teacher in teachers:

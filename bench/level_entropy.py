@@ -12,8 +12,8 @@ import argparse
 import math
 import sys
 from collections import Counter
-from pathlib import Path
 
+from common import folder_memories
 import torch
 
 from memtok import Memory
@@ -31,8 +31,7 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", help="eval output folders whose memories/ hold low-bit memories")
     args = ap.parse_args()
     for run in args.runs:
-        mems = [Memory.load(p) for p in sorted(Path(run, "memories").glob("*.safetensors"))]
-        mems = [m for m in mems if framed(m.storage_dtype)]
+        mems = [m for m in folder_memories(run).values() if framed(m.storage_dtype)]
         if not mems:
             print(f"{run}: no low-bit memories", file=sys.stderr)
             continue

@@ -15,11 +15,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
-from rows import report
+from common import add_model_options, folder_memories, report, write_json
 from transformers import GenerationConfig
 
 from memtok import Memory, MemoryCodec
@@ -97,8 +96,9 @@ def main() -> None:
     ap.add_argument("--prepend", type=int, default=5, help="memories of each folder put in front of every question")
     ap.add_argument("--parts", default="repeat,prepend", help="which of the two measurements to run")
     ap.add_argument("--json", default=None)
+    add_model_options(ap)
     args = ap.parse_args()
-    codec = MemoryCodec.from_pretrained()
+    codec = MemoryCodec.from_pretrained(args.model)
     found: dict = {"args": vars(args)}
     if "repeat" in args.parts:
         found["repeat"] = [repeat_rows(codec, d, args.limit) for d in args.data]
@@ -110,14 +110,14 @@ def main() -> None:
         found["prepended"] = [row for folder in args.memories for row in prepended_rows(codec, folder, answered, args.prepend)]
         report(found["prepended"], {k: (lambda r, k=k: r[k]) for k in found["prepended"][0]}, args)
     if args.json:
-        Path(args.json).write_text(json.dumps(found, indent=2))
+        write_json(args.json, found)
 
 
 def prepended_rows(codec: MemoryCodec, folder: str, answered: list, n: int) -> list[dict]:
     """How many of the `answered` questions stay answered right behind each of `folder`'s first `n`
     exact memories, and behind random vectors of the same norms."""
-    mems = [m for m in map(Memory.load, sorted(Path(folder, "memories").glob("*.safetensors")))
-            if m.exact and m.model_fingerprint == codec.lm.fingerprint][:n]
+    mems = [m for m in folder_memories(folder, exact_only=True).values()
+            if m.model_fingerprint == codec.lm.fingerprint][:n]
     gen = torch.Generator().manual_seed(0)
     real = [(memory_prefix(codec, m), len(m.segment_vectors()[0][0])) for m in mems]
     rows = []

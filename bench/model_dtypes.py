@@ -17,7 +17,7 @@ import dataclasses
 import statistics
 import time
 
-from rows import report
+from common import report
 
 from memtok import MemoryCodec
 from memtok.header import sha256_text

@@ -15,15 +15,13 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 
 import torch
-from random_models import random_lm
+from common import random_lm, write_json
 
 from memtok import MemoryCodec
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from helpers import TEXTS  # noqa: E402 - sentences the suite's tokenizer spells exactly
+from memtok.testing import TEXTS
 
 
 class Warnings(logging.Handler):
@@ -65,7 +63,7 @@ def main() -> int:
            "steps_whole": whole, "steps_held": held, "warnings": backed_off}
     print(json.dumps(row, indent=1))
     if args.json:
-        Path(args.json).write_text(json.dumps(row, indent=1))
+        write_json(args.json, row)
     return 0 if backed_off and held == whole else 1
 
 

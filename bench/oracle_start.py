@@ -22,10 +22,8 @@ import argparse
 from dataclasses import dataclass
 
 import torch
-from learned_start import FILES, encode_ids, row, run_ids
-from rows import report
+from common import add_model_options, encode_ids, paper_files, report, row, run_ids
 
-import memtok.resolved
 from memtok import MemoryCodec
 from memtok.model import FrozenLM
 from memtok.runs.sources import read_source
@@ -44,7 +42,8 @@ class PlacedStart:
     def name(self) -> str:
         return f"placed a={self.fraction}"
 
-    def vectors(self, lm: FrozenLM, texts: list[list[int]], k: int = 1) -> torch.Tensor:
+    def vectors(self, lm: FrozenLM, texts: list[list[int]], k: int = 1, codes: torch.Tensor | None = None
+                ) -> torch.Tensor:
         """[B, k, d]: mean + fraction * (solution - mean), as `LearnedStart.vectors` gives its starts."""
         out = [self.mean + self.fraction * (self.solutions[tuple(t)][0] - self.mean) for t in texts]
         return torch.stack(out)[:, None].expand(-1, k, -1).to(lm.embedding_mean.dtype)
@@ -69,12 +68,12 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=20)
     ap.add_argument("--fractions", default="0.5,0.75,0.9,1")
     ap.add_argument("--recipes", default="memtok:init=learned")
-    ap.add_argument("--model", default=None)
     ap.add_argument("--json", default=None)
+    add_model_options(ap, data=True)
     args = ap.parse_args()
     codec = MemoryCodec.from_pretrained(args.model)
     lm = codec.lm
-    texts = read_source(FILES["r100"], limit=args.limit).texts
+    texts = read_source(paper_files(args.data_dir)["r100"], limit=args.limit).texts
     targets = [lm.tokenize(t) + [lm.eos_id] for t in texts]
     solutions, solved = solve(codec, targets)
     targets = [t for t in targets if tuple(t[:-1]) in solutions]
@@ -89,9 +88,9 @@ def main() -> None:
         print(rows[-1], flush=True)
     for fraction in map(float, args.fractions.split(",")):
         placed = PlacedStart(solutions, fraction, mean)
-        memtok.resolved.find_start = lambda _lm, placed=placed: placed  # what an encode with init=learned reads
         for recipe in args.recipes.split(","):
-            rows.append({"recipe": recipe, "toward solution (median)": fraction, **run_ids(codec, targets, recipe)})
+            rows.append({"recipe": recipe, "toward solution (median)": fraction,
+                         **run_ids(codec, targets, recipe, start=placed)})
             print(rows[-1], flush=True)
     report(rows, {k: (lambda r, k=k: r.get(k, "")) for k in dict.fromkeys(k for r in rows for k in r)}, args)
 

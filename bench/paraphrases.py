@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from rows import report
+from common import add_model_options, report
 
 from memtok import MemoryCodec
 from memtok.schedule import TextSchedule
@@ -41,7 +41,7 @@ from memtok.store.search import SCORINGS, best_per_memory, token_logprobs
 
 QUESTIONS = Path(__file__).with_name("paraphrases.json")
 TEACHERS = ("self", "minilm")  # the ones that install offline
-FILES = {"raschka_chunks_100": "../shared/data/paper/raschka_chunks_100.csv", "chunks": "../shared/data/paper/chunks.csv"}
+FILES = ("raschka_chunks_100", "chunks")  # the paper's files the questions are about
 
 
 def best_segments(pieces: torch.Tensor, owner: list[int], n_texts: int, asked: torch.Tensor) -> torch.Tensor:
@@ -79,13 +79,14 @@ def main() -> None:
                     help="teachers to compare (memtok.teachers: self, minilm, or any sentence-transformers id "
                          "or folder, e.g. a stronger model for users with a network)")
     ap.add_argument("--json", default=None)
+    add_model_options(ap, data=True)
     args = ap.parse_args()
     if any(m.partition("=")[0] not in FILES or not m.partition("=")[2] for m in args.memories):
         raise SystemExit(f"--memories takes FILE=FOLDER,... with FILE one of {', '.join(FILES)}")
     folders = dict(m.split("=", 1) for m in args.memories)
     import bm25s
 
-    codec = MemoryCodec.from_pretrained()
+    codec = MemoryCodec.from_pretrained(args.model)
     lm = codec.lm
     spaces = {name: SemanticSpace.of(lm, name) for name in args.teachers.split(",")}
     minilm = (spaces.get("minilm") or SemanticSpace.of(lm, "minilm")).teacher.model
@@ -95,8 +96,8 @@ def main() -> None:
         return torch.cat([space.codes(lm, ids[i:i + 16]).cpu() for i in range(0, len(ids), 16)])
 
     spec, rows = json.loads(QUESTIONS.read_text()), []
-    for name, path in FILES.items():
-        texts = read_source(path, limit=spec[name]["store_rows"]).texts
+    for name in FILES:
+        texts = read_source(f"{args.data_dir}/{name}.csv", limit=spec[name]["store_rows"]).texts
         wanted, questions = zip(*spec[name]["questions"])
         questions = list(questions)
         run = TextSchedule(lm, texts, codec.resolve())  # the default plan's segments

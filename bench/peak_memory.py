@@ -20,13 +20,11 @@ import time
 from pathlib import Path
 
 
-def random_words(n_bytes: int, seed: int = 0) -> str:
-    """Words of the embedded model's vocabulary in random order, `n_bytes` of UTF-8."""
-    from transformers import AutoTokenizer
+def random_words(model: str | None, n_bytes: int, seed: int = 0) -> str:
+    """Words of the model's vocabulary in random order, `n_bytes` of UTF-8."""
+    from memtok import MemoryCodec
 
-    from memtok.embedded import embedded_model_dir
-
-    tok = AutoTokenizer.from_pretrained(embedded_model_dir())
+    tok = MemoryCodec.from_pretrained(model, "cpu").lm.tokenizer
     words = sorted({w[1:] for w in tok.get_vocab() if w.startswith("Ġ") and w[1:].isalpha() and w[1:].isascii()})
     rng = random.Random(seed)
     out, size = [], 0
@@ -37,13 +35,13 @@ def random_words(n_bytes: int, seed: int = 0) -> str:
     return " ".join(out)[:n_bytes]
 
 
-def child(path: str) -> None:
+def child(path: str, model: str | None) -> None:
     """Encode `path` as the command line does, then print this process's peak RSS in MiB."""
     from memtok.cli import main
 
     out = Path(tempfile.mkdtemp()) / "m.safetensors"
     try:
-        main(["encode", "-f", path, "-k", "1", "--max-steps", "2", "-o", str(out)])
+        main(["encode", "-f", path, "-k", "1", "--max-steps", "2", "-o", str(out), *(["--model", model] if model else [])])
     except SystemExit:
         pass
     print(f"PEAK_MIB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
@@ -53,15 +51,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1000,10000,200000", help="text sizes in bytes")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--model", default=None, help="a hub id, model folder or .gguf (default: the embedded model)")
     args = ap.parse_args()
     if args.child:
-        return child(args.child)
+        return child(args.child, args.model)
     print("| text | peak RSS (MiB) | wall (s) | encode's summary |\n|---|---|---|---|")
     for size in (int(s) for s in args.sizes.split(",")):
         with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-            f.write(random_words(size))
+            f.write(random_words(args.model, size))
         started = time.perf_counter()
-        p = subprocess.run([sys.executable, __file__, "--child", f.name], capture_output=True, text=True, check=False)
+        model = ["--model", args.model] if args.model else []
+        p = subprocess.run([sys.executable, __file__, "--child", f.name, *model], capture_output=True, text=True,
+                           check=False)
         wall = time.perf_counter() - started
         peak = next((line.split()[1] for line in p.stdout.splitlines() if line.startswith("PEAK_MIB")), "?")
         summary = (p.stderr.strip().splitlines() or ["?"])[-1]

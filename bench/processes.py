@@ -19,9 +19,9 @@ from pathlib import Path
 
 
 def encode_corpus(data: str, limit: int, store: Path, processes: int, threads: int, batch_size: int,
-                  max_steps: int | None) -> dict:
+                  max_steps: int | None, model: str | None) -> dict:
     args = ["encode-corpus", data, "--out", str(store), "--limit", str(limit), "--batch-size", str(batch_size),
-            "--json"] + (["--max-steps", str(max_steps)] if max_steps else [])
+            "--json"] + (["--max-steps", str(max_steps)] if max_steps else []) + (["--model", model] if model else [])
     if processes == 1:
         cmd = [sys.executable, "-m", "memtok", *args]
     else:
@@ -41,13 +41,14 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=2, help="processes of the second run, one thread each")
     ap.add_argument("--batch-size", type=int, default=8, help="per process")
     ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--model", default=None, help="a hub id, model folder or .gguf (default: the embedded model)")
     args = ap.parse_args()
     print("| processes x threads | batch per process | exact | wall (s) | texts/hour | ratio |\n|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         base = None
-        for processes, threads in ((1, args.processes), (args.processes, 1)):
-            s = encode_corpus(args.data, args.limit, Path(tmp) / f"p{processes}", processes, threads,
-                              args.batch_size, args.max_steps)
+        for run, (processes, threads) in enumerate(((1, args.processes), (args.processes, 1))):
+            s = encode_corpus(args.data, args.limit, Path(tmp) / f"run{run}", processes, threads,
+                              args.batch_size, args.max_steps, args.model)
             base = base or s["texts_per_hour"]
             print(f"| {processes} x {threads} | {args.batch_size} | {s['exact']}/{s['total']} | {s['wall_seconds']} | "
                   f"{s['texts_per_hour']} | {s['texts_per_hour'] / base:.2f} |", flush=True)

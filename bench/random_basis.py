@@ -14,15 +14,15 @@ One vector per segment, at most --max-steps steps.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
 import time
 
 import torch
-from rows import report
+from common import add_model_options, report
 
-import memtok.slot as slot_module
 from memtok import EncodeConfig, MemoryCodec
 from memtok.precision import quantise as framed_levels
 from memtok.runs.sources import read_source
@@ -59,23 +59,22 @@ def main() -> None:
     ap.add_argument("--configs", required=True)
     ap.add_argument("--max-steps", type=int, default=600)
     ap.add_argument("--json", default=None, help="write the rows here too")
+    add_model_options(ap)
     args = ap.parse_args()
-    codec = MemoryCodec.from_pretrained()
+    codec = MemoryCodec.from_pretrained(args.model)
     texts = read_source(args.data, limit=args.limit).texts
-    plain = slot_module.parameters
     rows = []
     for spec in args.configs.split(","):
         tokens, levels, rank = spec.split(":")
         rank = int(rank)
-        if rank:  # the basis is the parameters; the slot stores its float32 output as it is
-            slot_module.parameters = lambda lm, recipe, start, k, text_ids, attempt=0, r=rank, q=levels: \
-                BasisVectors(k, lm.hidden_size, lm.frame, r, q)
-        else:
-            slot_module.parameters = plain
         config = EncodeConfig(k=1, segment_tokens=int(tokens), storage="float32" if rank else levels,
                               max_steps=args.max_steps, batch_size=16, max_batch_tokens=2048)
+        settings = codec.resolve(config)
+        if rank:  # the basis is the parameters; the slot stores its float32 output as it is
+            settings = dataclasses.replace(settings, make_vectors=lambda lm, recipe, start, k, *_, r=rank, q=levels:
+                                           BasisVectors(k, lm.hidden_size, lm.frame, r, q))
         started = time.perf_counter()
-        mems = codec.encode(texts, config, show_progress_bar=True)
+        mems = codec.encode(texts, settings, show_progress_bar=True)
         per_number = {"int8": 8, "int4": 4}.get(levels, 1.6 if levels == "ternary" else 1)
         vector_bytes = (rank * per_number / 8 + 2) if rank else mems[0].nbytes / mems[0].k
         payload = [m.k * vector_bytes + m.payload_bytes - m.nbytes for m in mems]

@@ -22,7 +22,7 @@ import statistics
 import sys
 import time
 
-from rows import report
+from common import report
 
 from memtok import MemoryCodec
 from memtok.recipes import get_recipe

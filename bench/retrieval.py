@@ -24,53 +24,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from rows import report
+from common import KINDS, folder_memories, minilm, queries, report, write_json
 
-from memtok import Memory, MemoryCodec
+from memtok import MemoryCodec
 from memtok.runs.sources import read_source
 from memtok.semantic import SemanticSpace
 from memtok.store.search import SCORINGS, best_per_memory, token_logprobs, vector_scores
 
-KINDS = ("span", "changed", "question")
 TOP_K = 10  # what a two-stage search reads again
-
-
-def queries(codec: MemoryCodec, texts: dict[int, str], seed: int = 0, words_from: Iterable[str] = ()
-            ) -> list[tuple[str, int, str]]:
-    """(kind, index of the text it comes from, query) for every text; changed words come from
-    `words_from` (by default, the texts)."""
-    rng = random.Random(seed)
-    words = sorted({w for t in (words_from or texts.values()) for w in t.split() if w.isalpha() and len(w) > 3})
-    out = []
-    for i, text in texts.items():
-        ids = codec.lm.tokenize(text)
-        start = len(ids) // 4
-        span = codec.lm.detokenize(ids[start:start + 12]).strip()
-        out.append(("span", i, span))
-        parts = span.split()
-        for j in rng.sample(range(len(parts)), min(2, len(parts))):
-            parts[j] = rng.choice(words)
-        out.append(("changed", i, " ".join(parts)))
-        # ties in length go by spelling, not by the process's hash order
-        longest = sorted({w.strip(".,;:()'\"") for w in span.split()}, key=lambda w: (-len(w), w))[:3]
-        out.append(("question", i, f"What does it say about {', '.join(longest)}?"))
-    return out
-
-
-def minilm():
-    import tempfile
-
-    from all_minilm_l6_v2 import extract_model
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(extract_model(tempfile.mkdtemp())), device="cpu")
 
 
 def recall(ranked: list[int], want: int, n: int) -> int:
@@ -92,9 +58,8 @@ def main() -> None:
         raise SystemExit("the folders differ in data or model")
     for folder, run in zip(map(Path, args.folders), runs):
         source = read_source(run["data"], rows=run.get("rows"))
-        for p in sorted((folder / "memories").glob("*.safetensors")):
-            mems[int(p.stem)] = Memory.load(p)
-            texts[int(p.stem)] = source.texts[int(p.stem) - source.first]
+        for i, mem in folder_memories(folder).items():
+            mems[i], texts[i] = mem, source.texts[i - source.first]
     run = runs[0]
     codec = MemoryCodec.from_pretrained(run["model"])
     order = sorted(mems)
@@ -199,9 +164,8 @@ def main() -> None:
     print(json.dumps({"scale": scale, "decode_seconds": round(decode_seconds, 2), "memories": len(memories),
                       "segments": sum(max(1, len(m.segments)) for m in memories)}))
     if args.json:
-        data = json.loads(Path(args.json).read_text())
-        data.update(scale=scale, decode_seconds=round(decode_seconds, 2), examples=qs[:6])
-        Path(args.json).write_text(json.dumps(data, indent=2))
+        write_json(args.json, {**json.loads(Path(args.json).read_text()), "scale": scale,
+                               "decode_seconds": round(decode_seconds, 2), "examples": qs[:6]})
 
 
 if __name__ == "__main__":

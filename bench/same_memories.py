@@ -20,6 +20,7 @@ import hashlib
 import json
 import sys
 
+from common import add_model_options, write_json
 import torch
 
 from memtok import MemoryCodec
@@ -29,11 +30,12 @@ TEXTS = ["Memory tokens turn a text into a vector and back.",
 CASES = {"default": {}, "k1": {"k": 1, "recipe": "memtok"}, "compact": {"compact": True}}
 
 
-def record(codec: MemoryCodec) -> dict:
+def record(codec: MemoryCodec, max_steps: int | None = None) -> dict:
     out = {}
     for case, options in CASES.items():
         torch.manual_seed(0)
-        for i, mem in enumerate(codec.encode(TEXTS, show_progress_bar=False, **options)):
+        capped = {} if max_steps is None else {"max_steps": max_steps}
+        for i, mem in enumerate(codec.encode(TEXTS, show_progress_bar=False, **options, **capped)):
             out[f"{case}/{i}"] = {"vectors_sha256": hashlib.sha256(mem.vectors.float().numpy().tobytes()).hexdigest(),
                                   "steps": [s["steps"] for s in mem.segments], "exact": mem.exact,
                                   "recipe": {k: v for k, v in mem.recipe.items() if k != "name"},  # a name is a label
@@ -47,15 +49,16 @@ def main() -> int:
     group = ap.add_mutually_exclusive_group(required=True)
     group.add_argument("--write", help="record the memories to this JSON file")
     group.add_argument("--check", help="compare the memories with this JSON file")
+    add_model_options(ap)
+    ap.add_argument("--max-steps", type=int, default=None, help="a cap on every case's steps (a quick run)")
     args = ap.parse_args()
     torch.set_num_threads(1)  # one thread: the same reduction order on every machine of this kind
-    now = record(MemoryCodec.from_pretrained(device="cpu"))
+    now = record(MemoryCodec.from_pretrained(args.model, device="cpu"), args.max_steps)
     if args.write:
-        with open(args.write, "w") as f:
-            json.dump(now, f, indent=1, sort_keys=True)
+        write_json(args.write, {"memories": now})
         return 0
     with open(args.check) as f:
-        before = json.load(f)
+        before = json.load(f)["memories"]
     differ = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
     for k in differ:
         print(f"{k}: before {before.get(k)}, now {now.get(k)}")

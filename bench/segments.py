@@ -11,7 +11,7 @@ wall time, with ratios to the first config, and each memory's payload beside its
 (medians over the texts).
 
     python bench/segments.py --limit 1 --configs \
-        "k=1:segment_tokens=32:dtype=int4,k=1:segment_tokens=64:dtype=int4,k=1:segment_tokens=32:dtype=ternary"
+        "k=1:segment_tokens=32:storage=int4,k=1:segment_tokens=64:storage=int4,k=1:segment_tokens=32:storage=ternary"
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 
-from rows import report
+from common import report
 
 from memtok import EncodeConfig, MemoryCodec
 from memtok.recipes import DEFAULT_RECIPE, get_recipe

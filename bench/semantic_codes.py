@@ -25,16 +25,14 @@ import statistics
 
 import torch
 import torch.nn.functional as F
-from retrieval import KINDS, minilm, queries
-from rows import report
+from common import KINDS, add_model_options, minilm, queries, report
 
-import memtok.semantic
 from memtok import MemoryCodec
 from memtok.runs.sources import read_source
+from memtok.semantic import SemanticSpace
 from memtok.start_nets import text_features
 
-FILES = {"raschka_chunks_100": ("../shared/data/paper/raschka_chunks_100.csv", 100, 30),
-         "chunks": ("../shared/data/paper/chunks.csv", 96, 15)}
+FILES = {"raschka_chunks_100": (100, 30), "chunks": (96, 15)}  # texts, and texts asked about
 
 
 def pooled(codec: MemoryCodec, texts: list[str], layer: int, batch: int = 16) -> torch.Tensor:
@@ -71,14 +69,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ranks", default="32,64")
     ap.add_argument("--json", default=None)
+    add_model_options(ap, data=True)
     args = ap.parse_args()
-    codec = MemoryCodec.from_pretrained()
+    codec = MemoryCodec.from_pretrained(args.model)
     embedder = minilm()
     layer = codec.lm.model.config.num_hidden_layers // 2
     mean, directions, spreads = whitening(codec, layer)
     rows = []
-    for name, (path, limit, per_kind) in FILES.items():
-        texts = read_source(path, limit=limit).texts
+    for name, (limit, per_kind) in FILES.items():
+        texts = read_source(f"{args.data_dir}/{name}.csv", limit=limit).texts
         asked = sorted({j * len(texts) // per_kind for j in range(per_kind)})
         qs = queries(codec, {i: texts[i] for i in asked}, words_from=texts)
         owners = [(kind, i) for kind, i, _ in qs]
@@ -88,8 +87,7 @@ def main() -> None:
         rows.append({"file": name, "teacher": "MiniLM", "rank": mini_t.shape[1], "projection": "none",
                      **recalls(mini_t, mini_q, owners)})
         for rank in map(int, args.ranks.split(",")):
-            memtok.semantic.RANK = rank  # the space memtok would make with this rank
-            project = memtok.semantic.SemanticSpace.of(codec.lm).projection.cpu().double()
+            project = SemanticSpace.of(codec.lm, "self", rank=rank).projection.cpu().double()  # memtok's space at this rank
             rows.append({"file": name, "teacher": "the model (memtok)", "rank": rank, "projection": "random (memtok)",
                          **recalls(self_t @ project.T, self_q @ project.T, owners)})
             white = directions[:, :rank] / spreads[:rank]

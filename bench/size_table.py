@@ -17,7 +17,7 @@ import math
 import statistics
 from pathlib import Path
 
-from rows import report
+from common import report
 
 from memtok.sizes import payload_bytes
 

@@ -19,8 +19,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from learned_start import FILES, Passes, row
-from rows import report
+from common import Passes, add_model_options, paper_files, report, row
 
 from memtok import MemoryCodec
 from memtok.runs.sources import read_rows, read_source
@@ -38,15 +37,15 @@ def snapshots(where: str) -> list[Path]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("starts", nargs="+", help="training folders (their snapshots) or start files")
-    ap.add_argument("--set", default="r100", choices=sorted(FILES))
+    ap.add_argument("--set", default="r100", choices=("r100", "r1000", "chunks"))
     ap.add_argument("--limit", type=int, default=10)
     ap.add_argument("--rows", default=None, help="rows START:END of the set instead of its first --limit, e.g. 20:40 "
                                                  "(rows a recipe was not tuned on)")
     ap.add_argument("--json", default=None)
+    add_model_options(ap, data=True)
     args = ap.parse_args()
-    codec = MemoryCodec.from_pretrained()
-    texts = read_rows(read_source(FILES[args.set]).texts, args.rows) if args.rows else \
-        read_source(FILES[args.set], limit=args.limit).texts
+    codec, data = MemoryCodec.from_pretrained(args.model), paper_files(args.data_dir)[args.set]
+    texts = read_rows(read_source(data).texts, args.rows) if args.rows else read_source(data, limit=args.limit).texts
     rows = []
     for where in args.starts:
         for path in snapshots(where):
@@ -63,6 +62,8 @@ def main() -> None:
                          **row([m.exact for m in mems], [m.steps for m in mems], time.perf_counter() - began,
                                passes, start.name)})
             print(rows[-1], flush=True)
+    if not rows:
+        raise SystemExit(f"no start file in {', '.join(args.starts)}")
     report(rows, {k: (lambda r, k=k: r[k]) for k in rows[0]}, args)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from rows import report
+from common import add_model_options, report
 
 from memtok import MemoryCodec
 from memtok.layout import Layout
@@ -41,8 +41,9 @@ def main() -> None:
     ap.add_argument("starts", nargs="+", help="start files (.safetensors)")
     ap.add_argument("--limit", type=int, default=96, help="held-out pieces (train-start scores 96)")
     ap.add_argument("--json", default=None)
+    add_model_options(ap)
     args = ap.parse_args()
-    lm = MemoryCodec.from_pretrained().lm
+    lm = MemoryCodec.from_pretrained(args.model).lm
     held = training_pieces(lm, [], (8, 40))[1][:args.limit]
     guesses = {"mean embedding": lambda text: lm.embedding_mean[None]}
     for path in args.starts:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from rows import report
+from common import report
 
 from memtok.store.search import best_cosines, top
 

@@ -174,7 +174,7 @@ class Batch:
         _share(still, began)
         return still
 
-    def _refill(self, queue: JobQueue) -> None:
+    def _refill(self, queue: Jobs) -> None:
         """Fill free slots: texts set aside first, then jobs from `queue` (each taking up a saved
         state of its text, if the checkpoint has one), within the limit and the token budget. A new
         text that runs out of memory as it is made lowers the limit to the texts in play, and its job

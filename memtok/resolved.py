@@ -14,10 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import EncodeConfig
 from .layout import Layout
+from .learned_vectors import parameters
 from .model import FrozenLM
 from .plan import FixedK, PlannedK, SmallestK, segment_plan
 from .precision import Frame
@@ -40,6 +42,9 @@ class Resolved:
     start: LearnedStart | None = None  # read when the recipe's init is `Init.LEARNED`
     semantic: SemanticSpace | None = None  # where the memories keep their text's code, with `config.semantic`
     frame: Frame | None = None  # the model's frame, for a storage dtype of low-bit levels
+    # how a text's learned parameters are made from its start: the extension point for another
+    # parameterisation (`dataclasses.replace(resolved, make_vectors=...)`, as bench/random_basis.py)
+    make_vectors: Callable = parameters
 
     @property
     def recipe(self) -> Recipe:

@@ -28,11 +28,11 @@ RANK = 64  # dimensions of the input space that carry the text's code: at most t
 SEED = 0
 
 
-def subspace(lm: FrozenLM) -> tuple[torch.Tensor, float]:
-    """The model's subspace for codes, [d, r] with orthonormal columns, and a code's norm there (a
-    token's size in r dimensions)."""
+def subspace(lm: FrozenLM, most: int = RANK) -> tuple[torch.Tensor, float]:
+    """The model's subspace for codes, [d, r] with orthonormal columns (r: `most`, and at most an
+    eighth of the space), and a code's norm there (a token's size in r dimensions)."""
     d = lm.hidden_size
-    rank = min(RANK, d // 8)
+    rank = min(most, d // 8)
     if rank < 2:
         raise MemtokError(f"model {lm.name} has {d} dimensions: too few to keep some for a semantic code")
     gen = torch.Generator().manual_seed(SEED)
@@ -57,10 +57,11 @@ class SemanticSpace:
     scale: float  # the code's norm: a token's size in r dimensions
 
     @classmethod
-    def of(cls, lm: FrozenLM, teacher: str | Teacher | None = None) -> SemanticSpace:
-        """The model's space with `teacher` (a name of `memtok.teachers`; None: the default)."""
+    def of(cls, lm: FrozenLM, teacher: str | Teacher | None = None, rank: int = RANK) -> SemanticSpace:
+        """The model's space with `teacher` (a name of `memtok.teachers`; None: the default), of at
+        most `rank` dimensions (`RANK` is what memories are made with; another rank is for studies)."""
         teacher = teacher if isinstance(teacher, Teacher) else get_teacher(lm, teacher)
-        basis, scale = subspace(lm)
+        basis, scale = subspace(lm, rank)
         gen = torch.Generator().manual_seed(SEED)
         torch.randn(lm.hidden_size, basis.shape[1], generator=gen, dtype=torch.float64)  # the basis's draw, then:
         projection = torch.randn(basis.shape[1], teacher.dim, generator=gen, dtype=torch.float64).float()

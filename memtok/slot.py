@@ -16,7 +16,6 @@ import torch
 from .checkpoint import Checkpoint, SlotState, text_key
 from .forward import on_device
 from .jobs import Job, Optimised
-from .learned_vectors import parameters
 from .model import FrozenLM
 from .precision import stored_form, straight_through
 from .resolved import Resolved
@@ -62,8 +61,8 @@ class TextSlot:
         self.code = None if self.space is None else self.space.codes(lm, [job.targets[:-1]])[0]
         self.storage, self.frame = resolved.storage, resolved.frame
         self.lm, self.attempts = lm, 0 if state is None else state.attempts  # new attempts after a stall
-        self.start = resolved.start
-        self.learned = parameters(lm, recipe, self.start, job.k, job.targets[:-1], self.attempts, self.code)
+        self.start, self.make_vectors = resolved.start, resolved.make_vectors
+        self.learned = self.make_vectors(lm, recipe, self.start, job.k, job.targets[:-1], self.attempts, self.code)
         layout = resolved.layout.with_k(job.k)
         self.first_target = layout.first_target  # input position whose logits predict targets[0]
         self.targets = on_device(job.targets, lm.device)  # [n]
@@ -168,7 +167,7 @@ class TextSlot:
         a run stuck with a token or two wrong can take hundreds of steps to get out, where a new
         attempt is often exact in a few dozen. The best vectors so far are kept."""
         self.steps_before, self.attempts = self.steps, self.attempts + 1
-        self.learned = parameters(self.lm, self.recipe, self.start, self.job.k, self.job.targets[:-1], self.attempts,
+        self.learned = self.make_vectors(self.lm, self.recipe, self.start, self.job.k, self.job.targets[:-1], self.attempts,
                                   self.code)
         self.opts = [VectorOptimizer(self.recipe) for _ in self.learned.params]
         self.attempt_best, self.stalled = -1.0, 0

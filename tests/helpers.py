@@ -5,12 +5,10 @@ optimisation stopped part-way. Test files import these from here, never from con
 import csv
 import json
 import os
-import random
 import subprocess
 import sys
 
 import pytest
-import torch
 
 from memtok import EncodeConfig
 from memtok.checkpoint import Checkpoint
@@ -18,22 +16,12 @@ from memtok.cli import main
 from memtok.jobs import Job
 from memtok.optimise import optimise
 from memtok.resolved import resolve
-
-# What the tiny model is briefly trained on. An untrained random model cannot carry a text from one
-# position to the next, so no memory vector could make it reproduce anything; a few seconds of
-# training make it a small language model of these sentences, which memories then select and steer.
-TEXTS = [
-    "the cat sat on the mat.",
-    "the cat ran to the park.",
-    "a dog ran in the park.",
-    "El perro corre en el parque.",
-    "memory tokens turn text into vectors.",
-    "vectors turn back into text again.",
-    "Die Katze schläft auf dem Sofa.",
-    "numbers: 3 + 4 = 7, 10 - 2 = 8.",
-]
+from memtok.testing import TEXTS, build_tiny_model_dir, build_tokenizer, fit  # noqa: F401 - the suite's tiny models
 
 LINES = [TEXTS[0], TEXTS[4], TEXTS[5]]
+# the tiny model knows its sentences after <s>: a turn opened by <s> and closed by another special
+# token (<|endoftext|>) is a chat it can answer in
+CHAT = "{% for m in messages %}<s>{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}<|endoftext|>{% endif %}"
 
 # Where the tiny models run: `MEMTOK_TEST_DEVICE=cuda pytest -m "not slow"` runs the fast tier on a
 # GPU (the CLI's own default is CUDA when present, so its tests follow without the variable).
@@ -42,57 +30,6 @@ DEVICE = os.environ.get("MEMTOK_TEST_DEVICE", "cpu")
 # batch) run on the CPU: on CUDA, cuBLAS picks kernels by shape, so a row's arithmetic may change
 # with its batch without any bug (memtok's verdicts allow for it: docs/trust.md).
 bits_on_cpu = pytest.mark.skipif(DEVICE != "cpu", reason="compares bits across batch shapes, which CUDA may change")
-
-
-def build_tokenizer(texts: list[str] = TEXTS):
-    """A byte-level BPE of 320 tokens trained on `texts`, with BOS <s> and EOS </s>."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<|endoftext|>", "<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(texts * 10, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<|endoftext|>")
-
-
-def build_tiny_model_dir(path: str, texts: list[str] = TEXTS, context: int = 64) -> str:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    hf_tok = build_tokenizer(texts)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(hf_tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
-                         bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
-                         tie_word_embeddings=True)
-    model = LlamaForCausalLM(config)
-    fit(model, hf_tok, texts)
-    model.save_pretrained(path)
-    hf_tok.save_pretrained(path)
-    return path
-
-
-def fit(model, tok, texts: list[str], steps: int = 150, shifts: tuple[int, ...] = (0,)) -> None:
-    """A few hundred milliseconds of next-token training on `texts`, each between BOS and EOS, and
-    with `shifts` random tokens after the BOS: a model with learned absolute positions (GPT-2, OPT)
-    trained with the text always at position 1 has never seen it one place later, where it sits
-    behind a memory vector."""
-    rng = random.Random(0)
-    rows = [[tok.bos_token_id] + [rng.randrange(3, len(tok)) for _ in range(shift)]
-            + tok(t, add_special_tokens=False).input_ids + [tok.eos_token_id] for t in texts for shift in shifts]
-    width = max(map(len, rows))
-    ids = torch.tensor([r + [tok.eos_token_id] * (width - len(r)) for r in rows])
-    labels = torch.tensor([r + [-100] * (width - len(r)) for r in rows])
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(steps):
-        loss = model(input_ids=ids, labels=labels).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
 
 
 HARD_FOR_ONE = TEXTS[2]  # "a dog ran in the park.": under plain SGD one vector needs ~276 steps, two ~13
@@ -112,6 +49,19 @@ def run(args, capsysbinary, stdin: bytes | None = None, monkeypatch=None):
         code = exc.code or 0
     out, err = capsysbinary.readouterr()
     return code, out, err.decode()
+
+
+def with_chat(model_dir, path) -> str:
+    """A copy of a tiny model whose tokenizer has the chat template `CHAT`."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    shutil.copytree(model_dir, path)
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.chat_template = CHAT
+    tok.save_pretrained(path)
+    return str(path)
 
 
 def write_csv(path, texts, column="chunk"):

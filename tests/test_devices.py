@@ -132,14 +132,15 @@ def test_running_out_of_memory_making_a_text_or_verifying_goes_on_with_fewer(tin
     """Memory can also run out while a text's vectors are made (a learned start's pass) and in greedy
     verification (its KV cache): the batch stops growing, verification goes on in halves, and every
     text ends as it would have."""
-    import memtok.slot
+    import dataclasses
 
-    plain = tiny_codec.encode(TEXTS[:4], k=1, batch_size=4, max_steps=300)
-    made, verify, batches = memtok.slot.parameters, memtok.batch.verify, []
+    settings = tiny_codec.resolve(k=1, batch_size=4, max_steps=300)
+    plain = tiny_codec.encode(TEXTS[:4], settings)
+    made, verify, batches, calls = settings.make_vectors, memtok.batch.verify, [], []
 
     def third_fails(*args, **kwargs):
-        made.calls = getattr(made, "calls", 0) + 1
-        if made.calls == 3:
+        calls.append(1)
+        if len(calls) == 3:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return made(*args, **kwargs)
 
@@ -149,10 +150,9 @@ def test_running_out_of_memory_making_a_text_or_verifying_goes_on_with_fewer(tin
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return verify(lm, layout, inputs, targets)
 
-    monkeypatch.setattr(memtok.slot, "parameters", third_fails)
     monkeypatch.setattr(memtok.batch, "verify", one_at_a_time)
     with caplog.at_level(logging.WARNING, logger="memtok.batch"):
-        again = tiny_codec.encode(TEXTS[:4], k=1, batch_size=4, max_steps=300)
+        again = tiny_codec.encode(TEXTS[:4], dataclasses.replace(settings, make_vectors=third_fails))
     assert [m.steps for m in again] == [m.steps for m in plain] and all(m.exact for m in again)
     assert 1 in batches and any(b > 1 for b in batches)
     assert caplog.records[0].getMessage().startswith("out of memory making a text's vectors beside 2 others")

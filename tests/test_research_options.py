@@ -152,24 +152,14 @@ def test_a_model_loaded_in_another_dtype_makes_memories_only_that_dtype_decodes(
         tiny_codec.decode(Memory.load(mem))
 
 
-# the tiny model knows its sentences after <s>: a turn opened by <s> and closed by another special
-# token (<|endoftext|>) is a chat it can answer in
-CHAT = "{% for m in messages %}<s>{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}<|endoftext|>{% endif %}"
-
-
 def test_chat_puts_the_memory_in_the_users_turn_with_the_templates_own_tokens(tiny_dir, tmp_path):
-    import shutil
+    from helpers import with_chat
 
     from memtok import Memory, MemoryCodec
 
-    chat_dir = tmp_path / "chat-model"
-    shutil.copytree(tiny_dir, chat_dir)
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(chat_dir)
-    tok.chat_template = CHAT
-    tok.save_pretrained(chat_dir)
+    chat_dir = with_chat(tiny_dir, tmp_path / "chat-model")
     codec = MemoryCodec.from_pretrained(str(chat_dir), device="cpu")
+    tok = codec.lm.tokenizer
     mem = codec.encode(TEXTS[0], k=1, chat=True)
     assert mem.exact and codec.decode(mem) == TEXTS[0]
     # <s> and <|endoftext|> each one token, not spelt out; no BOS of the recipe's before the template's own

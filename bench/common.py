@@ -7,15 +7,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
-from importlib.metadata import version
 from pathlib import Path
 
 import torch
@@ -23,6 +19,7 @@ import torch
 from memtok import Memory, MemoryCodec
 from memtok.files import atomic_write
 from memtok.model import FrozenLM
+from memtok.runs.provenance import environment
 from memtok.placement import MODEL_DTYPES, fix_numerics
 from memtok.testing import build_tokenizer
 
@@ -46,21 +43,8 @@ def add_model_options(ap: argparse.ArgumentParser, data: bool = False) -> None:
 
 
 def provenance() -> dict:
-    """The command, commit, library versions, threads and CPU a figure came from, for its JSON."""
-    def git(*cmd: str) -> str:
-        done = subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True)
-        return done.stdout.strip() if done.returncode == 0 else "unknown"
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
-        else platform.processor()
-    return {"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": git("rev-parse", "HEAD"),
-            "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no")),
-            "versions": {name: version(name) for name in ("memtok", "torch", "transformers")},
-            "python": platform.python_version(), "torch_threads": torch.get_num_threads(),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "cpu": cpu, "cores": os.cpu_count(),
-            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    """The command, and the commit, versions, threads and CPU (`memtok.runs.provenance`) a figure came from."""
+    return {"command": " ".join([Path(sys.executable).name, *sys.argv]), **environment()}
 
 
 def write_json(path: str | Path, payload: dict) -> None:

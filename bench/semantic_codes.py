@@ -40,14 +40,16 @@ def pooled(codec: MemoryCodec, texts: list[str], layer: int, batch: int = 16) ->
     return torch.cat([text_features(codec.lm, ids[i:i + batch], (layer,)) for i in range(0, len(ids), batch)]).double()
 
 
-def whitening(codec: MemoryCodec, layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Mean, principal directions and their spreads of the pooled states of pydoc's topics."""
+def whitening(codec: MemoryCodec, layer: int, limit: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean, principal directions and their spreads of the pooled states of pydoc's topics (the
+    first `limit` of their 96-token pieces, or all)."""
     from pydoc_data.topics import topics
 
     pieces = []
     for name in sorted(topics):
         ids = codec.lm.tokenize(topics[name])
         pieces += [codec.lm.detokenize(ids[j:j + 96]) for j in range(0, len(ids) - 32, 96)]
+    pieces = pieces[:limit]
     feats = pooled(codec, pieces, layer)
     mean = feats.mean(0)
     spreads, directions = torch.linalg.eigh(torch.cov((feats - mean).T))
@@ -69,12 +71,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ranks", default="32,64")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--whitening-pieces", type=int, default=None, help="pieces of pydoc's topics the PCA is fitted "
+                                                                        "on (default: all)")
     add_model_options(ap, data=True)
     args = ap.parse_args()
     codec = MemoryCodec.from_pretrained(args.model)
     embedder = minilm()
     layer = codec.lm.model.config.num_hidden_layers // 2
-    mean, directions, spreads = whitening(codec, layer)
+    mean, directions, spreads = whitening(codec, layer, args.whitening_pieces)
     rows = []
     for name, (limit, per_kind) in FILES.items():
         texts = read_source(f"{args.data_dir}/{name}.csv", limit=limit).texts

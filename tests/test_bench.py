@@ -75,7 +75,7 @@ def argv(name: str, m: dict) -> list[str]:
         "same_memories": [*model, "--max-steps", "20", "--write", m["json"]],
         "segments": [*model, *csv, "--limit", "1", "--configs", "k=1:segment_tokens=8:max_steps=50,k=1:storage=int4:max_steps=50",
                      "--batch-size", "2"],
-        "semantic_codes": [*model, *data, "--ranks", "8"],
+        "semantic_codes": [*model, *data, "--ranks", "8", "--whitening-pieces", "64"],
         "size_table": [folder],
         "start_curve": [m["start"] + "/start.safetensors", *model, *data, "--limit", "2"],
         "start_positions": [m["start"] + "/start.safetensors", *model, "--limit", "4"],
@@ -109,5 +109,5 @@ def test_every_bench_runs_on_the_tiny_model(name, made, monkeypatch, capsys):
         assert not stop.code, f"bench/{name}.py exited {stop.code}"
     if "--json" in args or name == "same_memories":
         written = json.loads(Path(made["json"]).read_text())
-        assert {"command", "commit", "versions", "cpu"} <= set(written["provenance"])
+        assert {"command", "commit", "versions", "torch_threads", "cpu"} <= set(written["provenance"])
         Path(made["json"]).unlink()

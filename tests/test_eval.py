@@ -35,6 +35,12 @@ def test_eval_writes_results_summary_report_and_plots(tiny_dir, tmp_path):
     assert summary["overall"]["n"] == 6 and summary["overall"]["exact"] == 6
     assert summary["overall"]["texts_per_k"] == {"1": 6} and first["segment_k"] == [1]
     assert summary["run"]["data_sha256"] and summary["by_length"]
+    from importlib.metadata import version
+
+    from memtok.runs.provenance import cpu_name  # where its figures came from
+    made_in = summary["environment"]
+    assert made_in["versions"]["torch"] == version("torch") and made_in["cpu"] == cpu_name()
+    assert made_in["torch_threads"] >= 1 and made_in["commit"] is not None  # the suite runs in a checkout
     report = (out / "report.md").read_text()
     assert summary["overall"]["median_payload_bytes"] == 4 * 64 + 7 and "payload / zstd" in report
     assert "| all | 6 | 6 |" in report and summary["run"]["data_sha256"] in report and "K=1: 6" in report

@@ -23,6 +23,7 @@ from ..model import FrozenLM
 from ..recipes import Init, parse_recipe, recipe_spec
 from ..resolved import Resolved
 from .migrate import RENAMED, upgrade
+from .provenance import environment
 from .sources import Source
 
 # The texts in flight when a run stopped (`memtok.checkpoint`), taken up by the next run.
@@ -181,7 +182,9 @@ def run_folder(out: Path, settings: dict, key: str = "index", free: Iterable[str
 
 
 def write_outputs(out: Path, summary: dict, report: str, plot: Callable[[Path], None]) -> None:
-    """summary.json, the plots and report.md, each whole or not at all."""
+    """summary.json (with the `environment` it was computed in), the plots and report.md, each whole
+    or not at all."""
+    summary = {**summary, "environment": environment()}
     atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2, sort_keys=True)))
     plot(out)
     atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(report))

@@ -1,5 +1,5 @@
 """How far batched greedy decoding's logits drift from one-by-one decoding: the evidence behind
-`memtok.greedy.SAFE_MARGIN`.
+`memtok.decode.greedy.SAFE_MARGIN`.
 
 A batched verdict stands only where every greedy choice won by at least SAFE_MARGIN logits, so the
 margin must dwarf the largest difference between the logits of a row decoded in a batch and the
@@ -26,15 +26,15 @@ import time
 import torch
 from common import SHAPES, add_model_options, random_lm, write_json
 
-from memtok.greedy import SAFE_MARGIN, _cache_arg, greedy
-from memtok.layout import Layout
-from memtok.model import FrozenLM, load
-from memtok.placement import MODEL_DTYPES
+from memtok.decode.greedy import SAFE_MARGIN, _cache_arg, greedy
+from memtok.model.layout import Layout
+from memtok.model.model import FrozenLM, load
+from memtok.model.placement import MODEL_DTYPES
 
 
 @torch.no_grad()
 def forced_logits(lm: FrozenLM, layout: Layout, memories: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Logits [B, T, V] of the cached decoding loop of `memtok.greedy.greedy_batch`, fed `ids` [B, T]."""
+    """Logits [B, T, V] of the cached decoding loop of `memtok.decode.greedy.greedy_batch`, fed `ids` [B, T]."""
     context = torch.stack([layout.context(lm, m) for m in memories])
     arg = _cache_arg(lm.model)
     out = lm.model(inputs_embeds=context, use_cache=True)

@@ -18,9 +18,9 @@ import torch
 
 from memtok import Memory, MemoryCodec
 from memtok.files import atomic_write
-from memtok.model import FrozenLM
+from memtok.model.model import FrozenLM
 from memtok.runs.provenance import environment
-from memtok.placement import MODEL_DTYPES, fix_numerics
+from memtok.model.placement import MODEL_DTYPES, fix_numerics
 from memtok.testing import build_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,7 +2,7 @@
 
 `memtok decode STORE --all` and retrieval's decode-once-then-index read every memory of a store; one
 at a time, greedy decoding reads every weight of the model once per token per memory. In batches
-(`memtok.greedy.greedy_many`) it reads them once per token for the whole batch, and each text is
+(`memtok.decode.greedy.greedy_many`) it reads them once per token for the whole batch, and each text is
 still the one that memory gives alone. This times both on an eval folder's memories and checks
 that they give the same texts.
 

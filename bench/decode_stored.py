@@ -16,7 +16,7 @@ import sys
 
 from common import folder_memories, folder_model
 from memtok import MemoryCodec
-from memtok.header import sha256_text
+from memtok.format.header import sha256_text
 
 
 def main() -> int:

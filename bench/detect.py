@@ -98,13 +98,12 @@ def main() -> None:
 def _accuracy(codec: MemoryCodec, mem: Memory, text: str) -> float | None:
     """Teacher-forced token accuracy of the text from the (snapped) memory; None for a memory cut
     into segments (each segment is its piece's own tokenization, not a slice of the whole text's)."""
-    from memtok.layout import Layout
-    from memtok.score import score
+    from memtok.decode.score import score
 
     if len(mem.segments) > 1:
         return None
     targets = codec.lm.tokenize(text) + [codec.lm.eos_id]
-    return score(codec.lm, Layout.of(mem), targets, mem.vectors.to(codec.lm.device)).correct / len(targets)
+    return score(codec.lm, mem.layout, targets, mem.vectors.to(codec.lm.device)).correct / len(targets)
 
 
 if __name__ == "__main__":

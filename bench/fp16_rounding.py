@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from memtok import Memory, MemoryCodec
-from memtok.header import sha256_text
+from memtok.format.header import sha256_text
 from memtok.store import MemoryStore
 
 

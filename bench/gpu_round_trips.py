@@ -19,8 +19,8 @@ from common import write_json
 import torch
 
 from memtok import MemoryCodec
-from memtok.model import FrozenLM
-from memtok.placement import fix_numerics
+from memtok.model.model import FrozenLM
+from memtok.model.placement import fix_numerics
 
 from memtok.testing import TEXTS, build_tiny_model_dir, build_tokenizer, fit
 

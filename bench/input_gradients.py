@@ -26,7 +26,7 @@ import logging
 import torch
 from common import report
 
-from memtok.embedded import embedded_model_dir
+from memtok.model.embedded import embedded_model_dir
 
 
 def load(path: str, kind: str, device: str):

@@ -11,7 +11,7 @@ learned start must be installed for the model (memtok/starts/ or MEMTOK_STARTS).
         --recipes memtok:init=mean,memtok:init=learned --json docs/results/bench/learned-start.json
 
 `--semantic minilm` runs each recipe twice, as plain memories and as semantic memories taught by
-that teacher (`memtok.teachers`), side by side: what a semantic memory costs in steps.
+that teacher (`memtok.start.teachers`), side by side: what a semantic memory costs in steps.
 
     python bench/learned_start.py --sets r100,r1000-l64,r1000-l96 --limit 10 --recipes memtok-learned \\
         --semantic minilm --json docs/results/bench/semantic-steps.json

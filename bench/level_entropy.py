@@ -17,7 +17,7 @@ from common import folder_memories
 import torch
 
 from memtok import Memory
-from memtok.precision import framed, pack
+from memtok.model.precision import framed, pack
 
 
 def levels(mem: Memory) -> list[int]:

@@ -22,7 +22,7 @@ from common import add_model_options, folder_memories, report, write_json
 from transformers import GenerationConfig
 
 from memtok import Memory, MemoryCodec
-from memtok.layout import Layout
+from memtok.model.layout import Layout
 from memtok.runs.sources import read_source
 
 # questions a 135M instruct model can answer, with what a right answer contains (any of)

@@ -20,7 +20,7 @@ import time
 from common import report
 
 from memtok import MemoryCodec
-from memtok.header import sha256_text
+from memtok.format.header import sha256_text
 from memtok.runs.sources import read_source
 
 

@@ -25,9 +25,9 @@ import torch
 from common import add_model_options, encode_ids, paper_files, report, row, run_ids
 
 from memtok import MemoryCodec
-from memtok.model import FrozenLM
+from memtok.model.model import FrozenLM
 from memtok.runs.sources import read_source
-from memtok.start import find_start
+from memtok.start.start import find_start
 
 
 @dataclass

@@ -6,7 +6,7 @@ from the texts, 30 for `raschka_chunks_100.csv` (English) and 30 for `chunks.csv
 naming its text. Every text of the file's store (its first `store_rows` rows) is ranked against
 each question, side by side in one run:
 
-- semantic memories, by teacher (`memtok.teachers`): a memory's component in its subspace is its
+- semantic memories, by teacher (`memtok.start.teachers`): a memory's component in its subspace is its
   segments' codes (to float32 rounding: `tests/test_semantic.py`, `tests/test_teachers.py`), so
   what the codes find, each memory scored by its best segment of the default plan (`TextSchedule`'s
   cut, no optimisation), is what a vector search over those memories finds;
@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from common import add_model_options, report
 
 from memtok import MemoryCodec
-from memtok.schedule import TextSchedule
-from memtok.memory import Memory
+from memtok.encode.schedule import TextSchedule
+from memtok.format.memory import Memory
 from memtok.runs.sources import read_source
-from memtok.semantic import SemanticSpace
+from memtok.start.semantic import SemanticSpace
 from memtok.store.search import SCORINGS, best_per_memory, token_logprobs
 
 QUESTIONS = Path(__file__).with_name("paraphrases.json")
@@ -76,7 +76,7 @@ def main() -> None:
     ap.add_argument("--memories", action="append", default=[], metavar="FILE=FOLDER,...",
                     help=f"eval folders with the memories of FILE's store rows ({', '.join(FILES)})")
     ap.add_argument("--teachers", default=",".join(TEACHERS),
-                    help="teachers to compare (memtok.teachers: self, minilm, or any sentence-transformers id "
+                    help="teachers to compare (memtok.start.teachers: self, minilm, or any sentence-transformers id "
                          "or folder, e.g. a stronger model for users with a network)")
     ap.add_argument("--json", default=None)
     add_model_options(ap, data=True)

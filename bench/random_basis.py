@@ -24,7 +24,7 @@ import torch
 from common import add_model_options, report
 
 from memtok import EncodeConfig, MemoryCodec
-from memtok.precision import quantise as framed_levels
+from memtok.model.precision import quantise as framed_levels
 from memtok.runs.sources import read_source
 
 

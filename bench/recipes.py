@@ -25,12 +25,12 @@ import time
 from common import report
 
 from memtok import MemoryCodec
-from memtok.recipes import get_recipe
+from memtok.settings.recipes import get_recipe
 from memtok.runs.sources import read_source
 
 
 def resolve(name: str):
-    """A recipe spec (`memtok.recipes.parse_recipe`), `name@bos` short for `name:bos=true`."""
+    """A recipe spec (`memtok.settings.recipes.parse_recipe`), `name@bos` short for `name:bos=true`."""
     head, _, rest = name.partition(":")
     base, _, variant = head.partition("@")
     spec = ":".join([base] + (["bos=true"] if variant == "bos" else []) + ([rest] if rest else []))

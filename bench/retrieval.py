@@ -8,7 +8,7 @@ a question naming the span's three longest words. Methods, each timed per query:
   (`memtok.store.search.token_logprobs`, one pass per query), scored every way in `SCORINGS` (the
   mean, the mean without the first token, the mean of tokens standardised across the store);
 - vector, when the memories were made with `--semantic`: the query's code against each memory's
-  component in the semantic subspace (`memtok.semantic`); the same, its top 10 ordered again by
+  component in the semantic subspace (`memtok.start.semantic`); the same, its top 10 ordered again by
   the likelihood method (two stages); and beside them the same teacher on the texts themselves
   (what keeping the texts would buy with that embedder);
 - decode + BM25: every memory decoded once (that time shared among the queries), then BM25;
@@ -33,7 +33,7 @@ from common import KINDS, folder_memories, minilm, queries, report, write_json
 
 from memtok import MemoryCodec
 from memtok.runs.sources import read_source
-from memtok.semantic import SemanticSpace
+from memtok.start.semantic import SemanticSpace
 from memtok.store.search import SCORINGS, best_per_memory, token_logprobs, vector_scores
 
 TOP_K = 10  # what a two-stage search reads again

@@ -26,7 +26,7 @@ import time
 from common import report
 
 from memtok import EncodeConfig, MemoryCodec
-from memtok.recipes import DEFAULT_RECIPE, get_recipe
+from memtok.settings.recipes import DEFAULT_RECIPE, get_recipe
 from memtok.runs.sources import read_source
 
 

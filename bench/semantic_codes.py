@@ -29,8 +29,8 @@ from common import KINDS, add_model_options, minilm, queries, report
 
 from memtok import MemoryCodec
 from memtok.runs.sources import read_source
-from memtok.semantic import SemanticSpace
-from memtok.start_nets import text_features
+from memtok.start.semantic import SemanticSpace
+from memtok.start.start_nets import text_features
 
 FILES = {"raschka_chunks_100": (100, 30), "chunks": (96, 15)}  # texts, and texts asked about
 

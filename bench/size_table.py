@@ -5,7 +5,7 @@ and steps per text. No model needed.
     python bench/size_table.py docs/results/raschka1000-plan docs/results/raschka1000-compact
 
 Folders made before memtok recorded payloads and bounds get them from their records: the payload
-from the vector bytes and segments (`memtok.sizes.payload_bytes`), the bound from another given
+from the vector bytes and segments (`memtok.format.sizes.payload_bytes`), the bound from another given
 folder's record of the same text (the bound is the text's, whatever the memory).
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from common import report
 
-from memtok.sizes import payload_bytes
+from memtok.format.sizes import payload_bytes
 
 
 def records(folder: str) -> dict[int, dict]:

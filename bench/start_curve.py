@@ -23,7 +23,7 @@ from common import Passes, add_model_options, paper_files, report, row
 
 from memtok import MemoryCodec
 from memtok.runs.sources import read_rows, read_source
-from memtok.start import LearnedStart
+from memtok.start.start import LearnedStart
 
 
 def snapshots(where: str) -> list[Path]:

@@ -17,10 +17,10 @@ import torch
 from common import add_model_options, report
 
 from memtok import MemoryCodec
-from memtok.layout import Layout
+from memtok.model.layout import Layout
 from memtok.limits import PLACEHOLDER
-from memtok.model import FrozenLM
-from memtok.start import LearnedStart
+from memtok.model.model import FrozenLM
+from memtok.start.start import LearnedStart
 from memtok.training.texts import training_pieces
 
 BANDS = ((0, 1), (1, 2), (2, 4), (4, 8), (8, 16), (16, 64))  # target positions: the first token is 0

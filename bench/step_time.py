@@ -5,7 +5,7 @@ weights, side by side in one process.
     python bench/step_time.py --batch-sizes 20 --positions 28 --variants float32,compiled,autocast,bf16
     python bench/step_time.py --device cuda --batch-sizes 1,8,40 --variants float32,autocast   # on a GPU
 
-A step here is what `memtok.optimise.optimise` runs: a batch of input vectors through the frozen
+A step here is what `memtok.encode.optimise.optimise` runs: a batch of input vectors through the frozen
 model, logits, and the gradient back to the inputs (no weight gradients). Prints the best of
 `--repeats` timings per variant (after warm-ups, which for `compiled` include the compilation,
 reported apart), the ratio to the first variant, and with several batch sizes the texts per
@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import torch
 
-from memtok.model import load
+from memtok.model.model import load
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 

@@ -1,7 +1,7 @@
 """How long a vector search over many semantic memories takes: exact search against approximate
 indexes, side by side in one run, on synthetic keys of the semantic subspace's size.
 
-A semantic memory's key is its component in the semantic subspace (`memtok.semantic`, 64 numbers
+A semantic memory's key is its component in the semantic subspace (`memtok.start.semantic`, 64 numbers
 for SmolLM2), normalised; a search ranks the store's keys by cosine with the query's code. The
 keys here are random unit vectors (no clusters: the hard case for an approximate index), and each
 query is one of them plus noise, so its true nearest key is known. Per store size and method: the

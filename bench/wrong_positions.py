@@ -19,11 +19,10 @@ from collections import Counter
 from pathlib import Path
 
 from memtok import Memory, MemoryCodec
-from memtok.header import sha256_text
-from memtok.layout import Layout
+from memtok.format.header import sha256_text
 from memtok.runs.evaluate import memory_file
 from memtok.runs.sources import read_source
-from memtok.score import score
+from memtok.decode.score import score
 
 SHOWN = 20  # wrong positions listed per text
 
@@ -53,7 +52,7 @@ def main() -> None:
         if len(mem.segments) > 1:
             raise SystemExit(f"text {r['index']} was cut into segments: positions are per segment, not shown here")
         targets = codec.target_ids(text)
-        layout = Layout.of(mem)
+        layout = mem.layout
         s = score(lm, layout, targets, mem.vectors)
         unaided = score(lm, layout, targets).correct  # the same layout with no memory: the model alone
         gains.append(s.correct - unaided)

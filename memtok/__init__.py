@@ -1,15 +1,15 @@
 """memtok: turn a text into memory tokens of a frozen causal LM, and back, exactly."""
 
 from .codec import MemoryCodec
-from .config import EncodeConfig
+from .settings.config import EncodeConfig
 from .errors import (
            DecodeMismatchError,
            MemtokError,
            ModelMismatchError,
            NotAMemoryError,
 )
-from .memory import Memory
-from .recipes import RECIPES, Recipe
+from .format.memory import Memory
+from .settings.recipes import RECIPES, Recipe
 from .version import __version__
 
 __all__ = ["RECIPES", "DecodeMismatchError", "EncodeConfig", "Memory", "MemoryCodec", "MemtokError",

@@ -9,21 +9,22 @@ from pathlib import Path
 
 import torch
 
-from .beam import beam_decode, departs
-from .config import EncodeConfig
+from .decode.beam import beam_decode, departs
+from .settings.config import EncodeConfig
 from .errors import DecodeMismatchError, MemtokError
-from .greedy import greedy_many
-from .header import sha256_text
-from .jobs import Optimised, StepInfo
-from .layout import Layout
-from .memory import Memory
-from .model import FrozenLM, load
-from .optimise import Schedule, encode_loop
-from .precision import framed, model_inputs
-from .progress import progress, show_steps
-from .resolved import Resolved, resolve
-from .schedule import IdSchedule, TextSchedule, target_ids
-from .score import Score, score
+from .decode.greedy import greedy_many
+from .format.header import sha256_text
+from .encode.jobs import Optimised, StepInfo
+from .model.layout import Layout
+from .format.memory import Memory
+from .model.model import FrozenLM, load
+from .encode.optimise import Schedule, encode_loop
+from .encode.plan import config_layout
+from .model.precision import framed, model_inputs
+from .encode.progress import progress, show_steps
+from .encode.resolved import Resolved, resolve
+from .encode.schedule import IdSchedule, TextSchedule, target_ids
+from .decode.score import Score, score
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class MemoryCodec:
 
     def resolve(self, config: EncodeConfig | Resolved | None = None, **options) -> Resolved:
         """What an encode with `config` (or `options`, or both) runs with on this model, checked before
-        any work: its recipe (`memtok.recipes.default_recipe`), layout, K policy and start. A run
+        any work: its recipe (`memtok.settings.recipes.default_recipe`), layout, K policy and start. A run
         resolves once, pins `Resolved.config` in its folder and passes the `Resolved` to `encode`."""
         return resolve(self.lm, config, **options)
 
@@ -94,15 +95,15 @@ class MemoryCodec:
             config: how to encode (`EncodeConfig`, or the `Resolved` a run made once); its fields
                 may also be given as keyword options, e.g. `k=1`, `k="auto"`, `favour="bytes"`, `max_steps=500`,
                 `storage="int8"`. By default each text is cut into segments of the length one
-                vector holds (`memtok.plan`), each with its own vectors; `plan()` says how.
+                vector holds (`memtok.encode.plan`), each with its own vectors; `plan()` says how.
             show_progress_bar: defaults to on when logging is at INFO or lower.
             on_result: called with (input index, memory) as each text finishes.
             on_step: called after every forward pass with each text's standing (`StepInfo.texts`,
                 keyed `{"text": input index, "segment": its index in the text}`), e.g. a
-                `memtok.steplog.StepLog`.
+                `memtok.encode.steplog.StepLog`.
             checkpoint: a file to save the texts in flight to if the call is stopped (Ctrl-C, an
                 error), and to take them up from on the next call with the same file
-                (`memtok.checkpoint`); removed when the call ends with nothing in flight.
+                (`memtok.encode.checkpoint`); removed when the call ends with nothing in flight.
 
         Returns:
             Memory (or a list in input order); `memory.exact` is True only when greedy decoding
@@ -156,13 +157,13 @@ class MemoryCodec:
     def score(self, targets: list[int], config: EncodeConfig, vectors: torch.Tensor | None = None) -> Score:
         """Teacher-forced score of `targets` in the config's layout, after `vectors` (stored values of
         `config.storage`, as `Optimised.vectors` and `Memory.vectors` hold them) or with none."""
-        layout = Layout.for_config(self.lm, config, 1 if vectors is None else len(vectors))
+        layout = config_layout(self.lm, config, 1 if vectors is None else len(vectors))
         return score(self.lm, layout, targets, None if vectors is None else self.inputs(vectors, config.storage))
 
     def beam_departs(self, targets: list[int], config: EncodeConfig, vectors: torch.Tensor, beams: int) -> int | None:
         """Where beam search of width `beams` from `vectors` (stored values, as `score` takes them)
         leaves `targets` (a token position), or None when it gives exactly them."""
-        layout = Layout.for_config(self.lm, config, len(vectors))
+        layout = config_layout(self.lm, config, len(vectors))
         ids = beam_decode(self.lm, layout, self.inputs(vectors, config.storage), beams, len(targets))
         return departs(ids[:len(targets)], targets)
 
@@ -175,8 +176,8 @@ class MemoryCodec:
         """Greedy decoding from the vectors alone, checked against the text's recorded sha256.
 
         Many memories decode in batches of `batch_size` segments, with the very result each gives
-        alone (`memtok.greedy.greedy_many`). With `beams` > 1, beam search of that width instead
-        (`memtok.beam`), one memory at a time: a memory is made for greedy decoding, and beam
+        alone (`memtok.decode.greedy.greedy_many`). With `beams` > 1, beam search of that width instead
+        (`memtok.decode.beam`), one memory at a time: a memory is made for greedy decoding, and beam
         search may leave its text.
 
         A memory decodes exactly only in the numerics it was verified in (and with its vectors as
@@ -216,7 +217,7 @@ class MemoryCodec:
         out = []
         for j, mem in enumerate(mems):
             self.check_decodable(mem)
-            layout = Layout.of(mem)
+            layout = mem.layout
             out += [(j, layout.with_k(len(vectors)), self.inputs(vectors, mem.storage_dtype), n)
                     for vectors, n in mem.segment_vectors()]
         return out

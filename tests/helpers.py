@@ -11,11 +11,11 @@ import sys
 import pytest
 
 from memtok import EncodeConfig
-from memtok.checkpoint import Checkpoint
+from memtok.encode.checkpoint import Checkpoint
 from memtok.cli import main
-from memtok.jobs import Job
-from memtok.optimise import optimise
-from memtok.resolved import resolve
+from memtok.encode.jobs import Job
+from memtok.encode.optimise import optimise
+from memtok.encode.resolved import resolve
 from memtok.testing import TEXTS, build_tiny_model_dir, build_tokenizer, fit  # noqa: F401 - the suite's tiny models
 
 LINES = [TEXTS[0], TEXTS[4], TEXTS[5]]

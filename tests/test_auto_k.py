@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from helpers import HARD_FOR_ONE, LINES, SGD, TEXTS
 
-import memtok.auto_k
-from memtok.auto_k import KPlanner
-from memtok.memory import Memory
-from memtok.segment import split_text
+import memtok.encode.auto_k
+from memtok.encode.auto_k import KPlanner
+from memtok.format.memory import Memory
+from memtok.encode.segment import split_text
 
 
 def test_auto_grows_to_the_first_k_that_is_exact(tiny_codec):
@@ -24,14 +24,14 @@ def test_auto_grows_to_the_first_k_that_is_exact(tiny_codec):
 def test_auto_shrinks_from_a_high_guess_to_the_smallest_k(tiny_codec, monkeypatch):
     # A prior that thinks a vector holds almost nothing guesses K = 3 for a text one vector holds.
     text = TEXTS[0]
-    monkeypatch.setattr(memtok.auto_k, "PRIOR_NATS_PER_DIM", 0.01)
+    monkeypatch.setattr(memtok.encode.auto_k, "PRIOR_NATS_PER_DIM", 0.01)
     mem = tiny_codec.encode(text, k="auto", max_steps=200, recipe=SGD)
     assert mem.exact and mem.k == 1
     assert mem.segments[0]["tried"][0] > 1 and mem.segments[0]["tried"] == sorted(mem.segments[0]["tried"], reverse=True)
 
 
 def test_planner_decisions(monkeypatch):
-    monkeypatch.setattr(memtok.auto_k, "PRIOR_NATS_PER_DIM", 0.2)
+    monkeypatch.setattr(memtok.encode.auto_k, "PRIOR_NATS_PER_DIM", 0.2)
     planner = KPlanner(hidden_size=100, max_steps=400, max_k=8)  # prior: 20 nats per vector
     assert planner.first(5.0) == 1 and planner.first(61.0) == 3
     assert planner.steps(3) == 100 and planner.steps(8) == 400

@@ -5,7 +5,7 @@ import json
 from helpers import TEXTS, run, write_csv
 
 from memtok import EncodeConfig, Memory
-from memtok.beam import departs
+from memtok.decode.beam import departs
 from memtok.runs.capacity import run_capacity
 from memtok.runs.evaluate import run_eval
 from memtok.runs.sources import read_source

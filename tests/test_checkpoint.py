@@ -6,10 +6,10 @@ import pytest
 from helpers import FAST_TEXT, SLOW_TEXT, Stop, Stopped
 
 from memtok import EncodeConfig
-from memtok.checkpoint import Checkpoint
-from memtok.jobs import Job
-from memtok.optimise import optimise
-from memtok.resolved import resolve
+from memtok.encode.checkpoint import Checkpoint
+from memtok.encode.jobs import Job
+from memtok.encode.optimise import optimise
+from memtok.encode.resolved import resolve
 
 
 def test_a_stopped_text_goes_on_from_its_step_and_ends_as_the_unstopped_run_does(tiny_codec, tmp_path):
@@ -30,7 +30,7 @@ def test_a_stopped_text_goes_on_from_its_step_and_ends_as_the_unstopped_run_does
 
 
 def test_a_stopped_encode_saves_the_text_in_flight_and_the_next_call_finishes_it(tiny_codec, tmp_path, monkeypatch):
-    import memtok.optimise as optimise_module
+    import memtok.encode.optimise as optimise_module
 
     path = tmp_path / "in-flight.safetensors"
     monkeypatch.setattr(optimise_module, "VERIFY_AT_ONCE_SECONDS", 0.0)  # each result verified as it comes
@@ -78,7 +78,7 @@ def test_a_state_taken_for_a_slot_that_could_not_be_made_is_there_for_the_next_t
 
     import torch
 
-    from memtok.slot import TextSlot
+    from memtok.encode.slot import TextSlot
 
     run = Stopped(tiny_codec, tmp_path / "in-flight.safetensors", at=3)
     saved = run.checkpoint()

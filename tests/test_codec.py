@@ -5,12 +5,12 @@ import torch
 from helpers import TEXTS, bits_on_cpu
 
 from memtok import EncodeConfig, Memory, MemtokError
-from memtok.greedy import greedy
-from memtok.jobs import Job
-from memtok.layout import Layout
-from memtok.optimise import optimise
-from memtok.recipes import MEMTOK, MEMTOK_SGD
-from memtok.resolved import resolve
+from memtok.decode.greedy import greedy
+from memtok.encode.jobs import Job
+from memtok.model.layout import Layout
+from memtok.encode.optimise import optimise
+from memtok.settings.recipes import MEMTOK, MEMTOK_SGD
+from memtok.encode.resolved import resolve
 
 UNSEEN = "zebra quantum fjord"  # the tiny model never saw it: no single vector makes it exact
 
@@ -29,7 +29,7 @@ def same_outcome(codec, a, b) -> None:
     grow far past any fixed tolerance on the vectors (1e-4 seen on one CPU, 1e-6 on another). What
     the property is about: the same number of steps, both exact, the same decoded ids."""
     assert a.steps == b.steps and a.exact and b.exact
-    ids = [greedy(codec.lm, Layout.of(m), m.vectors, m.n_tokens + 1) for m in (a, b)]
+    ids = [greedy(codec.lm, m.layout, m.vectors, m.n_tokens + 1) for m in (a, b)]
     assert ids[0] == ids[1] and ids[0][-1] == codec.lm.eos_id
 
 

@@ -6,7 +6,7 @@ import pytest
 from helpers import TEXTS, run, write_csv
 
 from memtok import RECIPES, EncodeConfig, MemtokError
-from memtok.recipes import MEMTOK_LEARNED, default_recipe
+from memtok.settings.recipes import MEMTOK_LEARNED, default_recipe
 
 
 @pytest.mark.parametrize("options", [

@@ -8,7 +8,7 @@ from helpers import TEXTS, run
 from safetensors.torch import save_file
 
 from memtok.analysis.detect import THRESHOLD, detect, snapped
-from memtok.forward import vocab_distance
+from memtok.model.forward import vocab_distance
 
 
 def test_token_vectors_pass_even_rounded_and_memories_do_not(tiny_codec):

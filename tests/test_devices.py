@@ -10,8 +10,8 @@ import pytest
 import torch
 from helpers import TEXTS, bits_on_cpu, run
 
-import memtok.batch
-import memtok.optimise
+import memtok.encode.batch
+import memtok.encode.optimise
 from memtok import MemoryCodec, MemtokError
 from memtok.runs import encode_corpus
 from memtok.runs.encode_corpus import rank_device
@@ -100,7 +100,7 @@ def test_running_out_of_memory_halves_the_batch_and_goes_on(tiny_codec, monkeypa
     options = dict(k=1, batch_size=6, max_steps=300, recipe="memtok:restart_after=2")
     plain = tiny_codec.encode(TEXTS[:6], **options)
     assert any(s.get("restarts") for m in plain for s in m.segments)  # the timing of new attempts is tested
-    forward, backward, sizes = memtok.batch.batch_pass, torch.Tensor.backward, []
+    forward, backward, sizes = memtok.encode.batch.batch_pass, torch.Tensor.backward, []
 
     def small_forward(lm, slots, *args):
         sizes.append(len(slots))
@@ -113,15 +113,15 @@ def test_running_out_of_memory_halves_the_batch_and_goes_on(tiny_codec, monkeypa
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         backward(loss, *args, **kwargs)
 
-    monkeypatch.setattr(memtok.batch, "batch_pass", small_forward)
+    monkeypatch.setattr(memtok.encode.batch, "batch_pass", small_forward)
     monkeypatch.setattr(torch.Tensor, "backward", small_backward)
-    with caplog.at_level(logging.WARNING, logger="memtok.batch"):
+    with caplog.at_level(logging.WARNING, logger="memtok.encode.batch"):
         backed_off = tiny_codec.encode(TEXTS[:6], **options)
     assert [m.segments for m in backed_off] == [m.segments for m in plain] and all(m.exact for m in backed_off)
     assert sizes[0] == 6 and max(sizes[1:]) <= 3 and max(sizes[-10:]) <= 1  # 6 -> 3 (forward) -> 1 (backward)
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [
         "out of memory with 6 texts in a pass", "out of memory with 3 texts in a pass"]
-    monkeypatch.setattr(memtok.batch, "batch_pass", lambda *a: (_ for _ in ()).throw(torch.OutOfMemoryError()))
+    monkeypatch.setattr(memtok.encode.batch, "batch_pass", lambda *a: (_ for _ in ()).throw(torch.OutOfMemoryError()))
     with pytest.raises(MemtokError, match="does not fit in the memory of cpu: lower max_batch_tokens") as refused:
         tiny_codec.encode(TEXTS[0], k=1)  # a lone text that does not fit: one line saying what would
     assert "\n" not in str(refused.value)
@@ -136,7 +136,7 @@ def test_running_out_of_memory_making_a_text_or_verifying_goes_on_with_fewer(tin
 
     settings = tiny_codec.resolve(k=1, batch_size=4, max_steps=300)
     plain = tiny_codec.encode(TEXTS[:4], settings)
-    made, verify, batches, calls = settings.make_vectors, memtok.batch.verify, [], []
+    made, verify, batches, calls = settings.make_vectors, memtok.encode.batch.verify, [], []
 
     def third_fails(*args, **kwargs):
         calls.append(1)
@@ -150,8 +150,8 @@ def test_running_out_of_memory_making_a_text_or_verifying_goes_on_with_fewer(tin
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return verify(lm, layout, inputs, targets)
 
-    monkeypatch.setattr(memtok.batch, "verify", one_at_a_time)
-    with caplog.at_level(logging.WARNING, logger="memtok.batch"):
+    monkeypatch.setattr(memtok.encode.batch, "verify", one_at_a_time)
+    with caplog.at_level(logging.WARNING, logger="memtok.encode.batch"):
         again = tiny_codec.encode(TEXTS[:4], dataclasses.replace(settings, make_vectors=third_fails))
     assert [m.steps for m in again] == [m.steps for m in plain] and all(m.exact for m in again)
     assert 1 in batches and any(b > 1 for b in batches)
@@ -165,7 +165,7 @@ def test_a_head_on_another_gpu_than_the_decoder_gets_its_targets_there():
     they carry a device and refuse to mix them, as CUDA does, on a machine without one."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from memtok.forward import judge
+    from memtok.model.forward import judge
 
     with FakeTensorMode(allow_non_fake_inputs=True):
         weight = torch.randn(32, 8, device="cuda:1")
@@ -185,8 +185,8 @@ def test_a_step_of_a_model_spread_over_two_devices_meets_each_tensor_where_it_is
     tensor made on the inputs' device and used with the states fails, as it would between GPUs."""
     from types import SimpleNamespace
 
-    from memtok.batch import batch_pass
-    from memtok.recipes import MEMTOK
+    from memtok.encode.batch import batch_pass
+    from memtok.settings.recipes import MEMTOK
 
     d, vocab, first, second = 8, 32, torch.device("meta"), torch.device("cpu")
     gen = torch.Generator().manual_seed(0)
@@ -212,11 +212,11 @@ def test_a_step_of_a_model_spread_over_two_devices_meets_each_tensor_where_it_is
 def test_a_16_bit_model_verifies_and_decodes_every_memory_alone(dtype, tiny_dir, monkeypatch):
     """In 16 bits a batch moves margins far beyond `SAFE_MARGIN` (0.75 logits in bfloat16 between
     batch 1 and 32, docs/trust.md), so no batched verdict or decoding stands: every row alone."""
-    import memtok.greedy
+    import memtok.decode.greedy
 
     codec = MemoryCodec.from_pretrained(tiny_dir, device="cpu", dtype=dtype)
-    rows, batch = [], memtok.greedy.greedy_batch
-    monkeypatch.setattr(memtok.greedy, "greedy_batch", lambda lm, layout, vectors, *a: rows.append(len(vectors))
+    rows, batch = [], memtok.decode.greedy.greedy_batch
+    monkeypatch.setattr(memtok.decode.greedy, "greedy_batch", lambda lm, layout, vectors, *a: rows.append(len(vectors))
                         or batch(lm, layout, vectors, *a))
     mems = codec.encode(TEXTS[:4], k=1, batch_size=4, max_steps=300)
     assert codec.decode(mems, check=False) and rows and set(rows) == {1}
@@ -227,7 +227,7 @@ def test_a_soft_capped_model_gets_its_logits_whole_in_16_bits():
     any tolerance of 16-bit rounding, so only the config can say the head is not the last step."""
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
-    from memtok.model import FrozenLM
+    from memtok.model.model import FrozenLM
 
     tok = __import__("helpers").build_tokenizer()
     config = Gemma2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -244,7 +244,7 @@ def test_weights_offloaded_off_every_device_are_refused_with_one_line(tiny_dir):
     pass: memtok could neither fingerprint it nor optimise through it at speed."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from memtok.model import fingerprint
+    from memtok.model.model import fingerprint
 
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
     model.lm_head.weight = torch.nn.Parameter(torch.empty_like(model.lm_head.weight, device="meta"))
@@ -261,9 +261,9 @@ def test_a_step_reads_from_the_device_once(tiny_codec, monkeypatch):
 
     package = str(__import__("pathlib").Path(__import__("memtok").__file__).parent)
     from memtok import EncodeConfig
-    from memtok.jobs import Job
-    from memtok.optimise import optimise
-    from memtok.resolved import resolve
+    from memtok.encode.jobs import Job
+    from memtok.encode.optimise import optimise
+    from memtok.encode.resolved import resolve
 
     lm = tiny_codec.lm
     resolved = resolve(lm, EncodeConfig(k=1, recipe="memtok", max_steps=5, batch_size=2))
@@ -283,7 +283,7 @@ def test_a_loss_that_overflows_starts_the_text_again_instead_of_poisoning_it(tin
     """A float16 model can overflow to an infinite or NaN loss; its gradient would put NaN into the
     text's vectors and moments for good. The text starts again (a new factorisation from the mean),
     and the others in the batch are untouched."""
-    forward, hit = memtok.batch.batch_pass, []
+    forward, hit = memtok.encode.batch.batch_pass, []
 
     def overflowing(lm, slots, *args):
         judged, per_text = forward(lm, slots, *args)
@@ -295,7 +295,7 @@ def test_a_loss_that_overflows_starts_the_text_again_instead_of_poisoning_it(tin
             per_text = per_text * poison
         return judged, per_text
 
-    monkeypatch.setattr(memtok.batch, "batch_pass", overflowing)
+    monkeypatch.setattr(memtok.encode.batch, "batch_pass", overflowing)
     from memtok import EncodeConfig
 
     targets = [tiny_codec.target_ids(t) for t in TEXTS[:2]]
@@ -311,7 +311,7 @@ def test_recomputed_layers_keep_a_layers_own_forward(tiny_dir):
     encode's layers still move their inputs."""
     from accelerate.hooks import AlignDevicesHook, add_hook_to_module
 
-    from memtok.recompute import decoder_layers
+    from memtok.model.recompute import decoder_layers
 
     codec = MemoryCodec.from_pretrained(tiny_dir, device="cpu")
     layers = list(decoder_layers(codec.lm))
@@ -325,7 +325,7 @@ def test_recomputed_layers_keep_a_layers_own_forward(tiny_dir):
 def test_recomputed_layers_keep_nothing_for_the_backward_and_change_nothing(tiny_codec, monkeypatch):
     """`recompute_layers` runs each decoder layer again in the backward pass (so its activations need
     not be kept): the same steps and the same vectors, bit for bit, one more layer pass per update."""
-    from memtok.recompute import decoder_layers
+    from memtok.model.recompute import decoder_layers
 
     layer = decoder_layers(tiny_codec.lm)[0]
     cls, calls = type(layer), []

@@ -27,7 +27,7 @@ def test_the_readme_names_the_test_command_ci_runs():
 def test_the_package_map_names_every_module_and_nothing_else():
     section = README.split("## Package map", 1)[1].split("\n## ", 1)[0]
     named = set(re.findall(r"`([a-z_]+\.py)`", section))
-    core = {p.name for p in PACKAGE.glob("*.py")} - {"__init__.py", "__main__.py"}
+    core = {p.name for p in PACKAGE.glob("*.py")} - {"__init__.py", "__main__.py"}  # the rooms are folders
     assert named == core, f"missing {sorted(core - named)}, gone {sorted(named - core)}"
     packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
     assert packages == set(re.findall(r"`([a-z_]+)/`", section))

@@ -10,7 +10,7 @@ import pytest
 from memtok.cli import cli
 from memtok.cli.options import config_of
 from memtok.errors import MemtokError
-from memtok.recipes import MEMTOK
+from memtok.settings.recipes import MEMTOK
 from memtok.runs.folder import pin_settings, pinned_settings
 from memtok.runs.migrate import command_for, upgrade
 from memtok.runs.sources import Source

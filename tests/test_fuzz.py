@@ -22,8 +22,8 @@ import memtok.cli.memory_commands
 from memtok import EncodeConfig, MemtokError
 from memtok.runs.encode_corpus import run_corpus
 from memtok.runs.sources import read_source
-from memtok.start import LearnedStart, find_start
-from memtok.start_nets import PooledStart
+from memtok.start.start import LearnedStart, find_start
+from memtok.start.start_nets import PooledStart
 
 TEXT = TEXTS[3]
 BASE = settings(deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from memtok import Memory, MemtokError, NotAMemoryError
-from memtok.precision import pack
+from memtok.model.precision import pack
 
 TEXT = TEXTS[3]
 

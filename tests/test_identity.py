@@ -7,7 +7,7 @@ import pytest
 from helpers import TEXTS, run
 
 from memtok import Memory, MemtokError
-from memtok.identity import describe, file_sha256, find_model
+from memtok.model.identity import describe, file_sha256, find_model
 
 TEXT = TEXTS[2]
 

@@ -12,10 +12,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from memtok import MemoryCodec, MemtokError
-from memtok.recipes import MEMTOK_LEARNED
-from memtok.semantic import subspace
-from memtok.start import NO_START, LearnedStart, find_start
-from memtok.start_nets import NETS, AttentionStart, PooledStart
+from memtok.settings.recipes import MEMTOK_LEARNED
+from memtok.start.semantic import subspace
+from memtok.start.start import NO_START, LearnedStart, find_start
+from memtok.start.start_nets import NETS, AttentionStart, PooledStart
 from memtok.training.start_training import TrainConfig, train_start
 from memtok.training.texts import training_pieces
 
@@ -78,7 +78,7 @@ def test_without_a_start_for_the_model_learned_falls_back_to_the_mean_and_says_s
 def test_a_run_loads_its_start_once(trained, monkeypatch, tmp_path):
     """A run resolves its settings once and hands them to every encode: one start loaded for an
     eval, and one for a capacity run over several K."""
-    import memtok.resolved
+    import memtok.encode.resolved
     from memtok import EncodeConfig
     from memtok.runs.capacity import run_capacity
     from memtok.runs.evaluate import run_eval
@@ -86,8 +86,8 @@ def test_a_run_loads_its_start_once(trained, monkeypatch, tmp_path):
 
     codec, _, out, _ = trained
     monkeypatch.setenv("MEMTOK_STARTS", str(out))
-    loads, real = [], memtok.resolved.find_start
-    monkeypatch.setattr(memtok.resolved, "find_start", lambda lm: loads.append(lm) or real(lm))
+    loads, real = [], memtok.encode.resolved.find_start
+    monkeypatch.setattr(memtok.encode.resolved, "find_start", lambda lm: loads.append(lm) or real(lm))
     source = Source("texts", TEXTS[:2], "0" * 64)
     run_eval(codec, source, tmp_path / "eval", EncodeConfig(k=1, recipe="memtok:init=learned", max_steps=50),
              show_progress_bar=False)

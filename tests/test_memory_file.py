@@ -8,8 +8,8 @@ from helpers import DEVICE, TEXTS
 from safetensors.torch import save_file
 
 from memtok import Memory, MemoryCodec, MemtokError, ModelMismatchError, NotAMemoryError
-from memtok.header import sha256_text
-from memtok.precision import DTYPES
+from memtok.format.header import sha256_text
+from memtok.model.precision import DTYPES
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_text_is_not_stored_unless_asked(tiny_codec, tmp_path):
 
 
 def test_a_failed_write_leaves_nothing_behind(memory, tmp_path, monkeypatch):
-    import memtok.memory as mm
+    import memtok.format.memory as mm
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
@@ -98,7 +98,7 @@ def test_fingerprint_survives_a_reload(tiny_dir, tiny_codec):
 
 @pytest.mark.parametrize("dtype", ["int8", "int4", "ternary", "binary"])
 def test_straight_through_rounds_forward_and_passes_gradients(dtype):
-    from memtok.precision import Frame, model_inputs, stored_form, straight_through
+    from memtok.model.precision import Frame, model_inputs, stored_form, straight_through
 
     frame = Frame(torch.randn(16), torch.rand(16) + 0.5)
     v = torch.randn(2, 16, requires_grad=True)
@@ -112,7 +112,7 @@ def test_straight_through_rounds_forward_and_passes_gradients(dtype):
 @pytest.mark.parametrize("dtype, levels", [("int4", 15), ("ternary", 3), ("binary", 2)])
 def test_framed_levels_pack_into_bytes_and_back_exactly(dtype, levels):
     """Each vector's levels and float16 scale are found again from the stored values alone."""
-    from memtok.precision import Frame, nbytes, pack, stored_form, unpack
+    from memtok.model.precision import Frame, nbytes, pack, stored_form, unpack
 
     frame = Frame(torch.zeros(577), torch.ones(577))
     stored = stored_form(torch.randn(3, 577) * torch.tensor([[0.01], [1.0], [300.0]]), dtype, frame)
@@ -128,7 +128,7 @@ def test_every_storage_dtype_saves_what_its_entry_says(dtype, tmp_path):
     expects, its byte count is nbytes', and a framed dtype can be planned compact."""
     from safetensors import safe_open
 
-    from memtok.precision import STORAGE, Frame, pack, stored_form
+    from memtok.model.precision import STORAGE, Frame, pack, stored_form
 
     spec, frame = STORAGE[dtype], Frame(torch.zeros(577), torch.ones(577))
     save_file(pack(stored_form(torch.randn(3, 577), dtype, frame), dtype), str(tmp_path / "v.safetensors"))
@@ -181,7 +181,7 @@ def test_a_step_rounds_on_the_vectors_own_device_to_the_bits_the_file_holds(dtyp
     """Every step rounds every text's vectors to the storage dtype: on a GPU a trip through host
     memory would stop it each time. The rounding made on the device is what saving then loading gives,
     bit for bit (the file's values are what the optimiser saw)."""
-    from memtok.precision import pack, stored_form, unpack
+    from memtok.model.precision import pack, stored_form, unpack
 
     v = torch.randn(4, 577, generator=torch.Generator().manual_seed(0)) * 3
     saved = unpack(pack(v, dtype))

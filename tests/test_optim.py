@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from memtok.recipes import KURATOV, MEMTOK, MEMTOK_SGD, PAPER, Optimizer, Schedule
-from memtok.resolved import resolve
-from memtok.vector_optimizer import VectorOptimizer
+from memtok.settings.recipes import KURATOV, MEMTOK, MEMTOK_SGD, PAPER, Optimizer, Schedule
+from memtok.encode.resolved import resolve
+from memtok.encode.vector_optimizer import VectorOptimizer
 
 
 def _run_ours(recipe, p0, grads):
@@ -107,9 +107,9 @@ def test_warm_up_ramps_the_rate_then_the_schedule_runs_over_the_rest():
 
 def test_clipping_bounds_each_texts_step(tiny_codec):
     from memtok import EncodeConfig
-    from memtok.jobs import Job
-    from memtok.batch import update
-    from memtok.slot import TextSlot
+    from memtok.encode.jobs import Job
+    from memtok.encode.batch import update
+    from memtok.encode.slot import TextSlot
 
     lm = tiny_codec.lm
     job = Job(0, tiny_codec.target_ids("the cat sat on the mat."), 1)
@@ -127,8 +127,8 @@ def test_clipping_bounds_each_texts_step(tiny_codec):
 
 def test_position_weights_raise_the_loss_of_the_first_tokens_and_eos(tiny_codec):
     from memtok import EncodeConfig
-    from memtok.jobs import Job
-    from memtok.optimise import optimise
+    from memtok.encode.jobs import Job
+    from memtok.encode.optimise import optimise
 
     lm = tiny_codec.lm
     targets = tiny_codec.target_ids("the cat sat on the mat.")
@@ -142,8 +142,8 @@ def test_position_weights_raise_the_loss_of_the_first_tokens_and_eos(tiny_codec)
 
 def test_a_growing_target_plays_a_prefix_first_and_ends_exact_on_the_whole_text(tiny_codec):
     from memtok import EncodeConfig
-    from memtok.jobs import Job
-    from memtok.optimise import optimise
+    from memtok.encode.jobs import Job
+    from memtok.encode.optimise import optimise
 
     lm = tiny_codec.lm
     targets = tiny_codec.target_ids("the cat sat on the mat.")
@@ -155,15 +155,15 @@ def test_a_growing_target_plays_a_prefix_first_and_ends_exact_on_the_whole_text(
 
 
 def test_a_long_optimisation_is_verified_at_once_rather_than_held_for_a_full_batch(tiny_codec, monkeypatch):
-    import memtok.optimise as optimise_module
+    import memtok.encode.optimise as optimise_module
     from memtok import EncodeConfig
 
     targets = [tiny_codec.target_ids(t) for t in ["the cat sat.", "a dog ran far away."]]
     batches = []
-    import memtok.batch
+    import memtok.encode.batch
 
-    real_verify = memtok.batch.verify
-    monkeypatch.setattr(memtok.batch, "verify", lambda *a: batches.append(len(a[3])) or real_verify(*a))
+    real_verify = memtok.encode.batch.verify
+    monkeypatch.setattr(memtok.encode.batch, "verify", lambda *a: batches.append(len(a[3])) or real_verify(*a))
     for at_once, expected in ((float("inf"), [2]), (0.0, [1, 1])):  # 0: every result counts as long
         monkeypatch.setattr(optimise_module, "VERIFY_AT_ONCE_SECONDS", at_once)
         batches.clear()

@@ -1,4 +1,5 @@
-"""The package's shape: a core that can be read alone, and functions that each fit on a screen."""
+"""The package's shape: a core that can be read alone, in rooms that show what it is made of, and
+functions that each fit on a screen."""
 
 import ast
 from pathlib import Path
@@ -10,8 +11,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "memtok"
 LAYERS = ("core", "store", "runs", "analysis", "cli")
 # training (a learned start) stands on the core alone, and only the commands use it
 BESIDE = {"training": ("core",)}
+# The core's rooms, each on the ones before it: the model, the memory file, decoding, what an encode
+# is asked, where a memory starts, encoding. Beneath them the core's own modules (errors, files,
+# limits, version, testing), which import no room; above them the codec, which joins them.
+ROOMS = ("model", "format", "decode", "settings", "start", "encode")
+ABOVE_ROOMS = {"memtok", "memtok.codec"}
 MAX_FUNCTION_LINES = 60
-MAX_MODULE_LINES = 350  # a module one reads in one sitting
+MAX_MODULE_LINES = 300  # a module one reads in one sitting
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__main__.py")  # `python -m memtok` runs the CLI
 
 
@@ -30,9 +36,17 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def layer(module: str) -> str:
-    """The layer of a dotted memtok module name: its subpackage, or the core."""
+    """The layer of a dotted memtok module name: its subpackage, or the core (its rooms included)."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 and (PACKAGE / parts[1]).is_dir() else "core"
+    return parts[1] if len(parts) > 1 and (PACKAGE / parts[1]).is_dir() and parts[1] not in ROOMS else "core"
+
+
+def room(module: str) -> int:
+    """Where a core module stands: beneath the rooms (-1), in one (its place in `ROOMS`), or above them."""
+    parts = module.split(".")
+    if module in ABOVE_ROOMS:
+        return len(ROOMS)
+    return ROOMS.index(parts[1]) if len(parts) > 1 and parts[1] in ROOMS else -1
 
 
 def dotted(path: Path) -> str:
@@ -52,6 +66,7 @@ def test_imported_modules_resolves_relative_imports():
     a lazy import inside a function."""
     sample = PACKAGE / "runs" / "encode_corpus.py"
     assert {"memtok.store.writer", "memtok.codec", "memtok.runs.folder"} <= imported_modules(sample)
+    assert room("memtok.encode.plan") == ROOMS.index("encode") and room("memtok.errors") == -1
     assert "memtok.runs.evaluate" in imported_modules(PACKAGE / "cli" / "run_commands.py")  # imported lazily
     assert layer("memtok.store.writer") == "store" and layer("memtok.codec") == "core" and layer("memtok") == "core"
 
@@ -61,6 +76,21 @@ def test_each_layer_imports_only_the_layers_before_it(path):
     source = layer(dotted(path))
     banned = sorted(n for n in imported_modules(path) if layer(n) not in allowed(source))
     assert not banned, f"{path.relative_to(PACKAGE)} ({source}) imports {banned}"
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if layer(dotted(p)) == "core"],
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_each_room_of_the_core_imports_only_the_rooms_before_it(path):
+    here = room(dotted(path))
+    banned = sorted(n for n in imported_modules(path) if layer(n) == "core" and room(n) > here)
+    assert not banned, f"{path.relative_to(PACKAGE)} ({ROOMS[here] if 0 <= here < len(ROOMS) else 'core'}) imports {banned}"
+
+
+def test_the_core_is_in_rooms():
+    """What the core is made of shows in its folders: at the top, only the codec and what every room needs."""
+    top = sorted(p.stem for p in PACKAGE.glob("*.py"))
+    assert top == ["__init__", "__main__", "codec", "errors", "files", "limits", "testing", "version"]
+    assert all((PACKAGE / r / "__init__.py").exists() for r in ROOMS)
 
 
 def test_no_modules_import_each_other_even_lazily():

@@ -6,7 +6,7 @@ from __future__ import annotations
 from helpers import HARD_FOR_ONE, SGD, TEXTS, run
 
 from memtok import EncodeConfig
-from memtok.plan import TOKENS_PER_VECTOR, most_tokens
+from memtok.encode.plan import TOKENS_PER_VECTOR, most_tokens
 
 LONG = " ".join(TEXTS[:6])  # 50-odd tokens of the tiny model: longer than a planned segment for steps
 
@@ -58,7 +58,7 @@ def test_encode_says_how_it_cut_the_text(tiny_dir, tmp_path, capsysbinary):
 
 
 def test_a_fixed_k_beyond_what_was_measured_is_told():
-    from memtok.plan import FixedK
+    from memtok.encode.plan import FixedK
 
     assert FixedK(1, 576).describe(96) == "1 vector per segment"
     assert "200 tokens is beyond the 96 that 1 vector held here" in FixedK(1, 576).describe(200)
@@ -67,7 +67,7 @@ def test_a_fixed_k_beyond_what_was_measured_is_told():
 def test_a_texts_pieces_are_queued_together_the_text_with_the_longest_piece_first(tiny_codec):
     """So that texts finish one after another (an eval records each as it finishes) rather than all
     at the end, and a stopped run loses only the settled pieces of the texts in flight."""
-    from memtok.schedule import TextSchedule
+    from memtok.encode.schedule import TextSchedule
 
     texts = [" ".join(TEXTS[:2]), " ".join(TEXTS[2:5]), TEXTS[5], " ".join(TEXTS[6:])]
     run = TextSchedule(tiny_codec.lm, texts, tiny_codec.resolve(EncodeConfig(k=1, segment_tokens=6)))

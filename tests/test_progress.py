@@ -8,7 +8,7 @@ import sys
 import pytest
 from helpers import TEXTS
 
-from memtok.progress import PlainProgress, progress
+from memtok.encode.progress import PlainProgress, progress
 
 
 def test_a_log_gets_plain_lines_at_the_interval():
@@ -27,7 +27,7 @@ def test_a_log_gets_plain_lines_at_the_interval():
 
 def test_a_log_line_says_when_the_work_will_end_from_this_runs_own_pace(monkeypatch):
     clock = iter([0.0, 600.0])  # made at 0 s, 600 s later 10 steps of this run are done
-    monkeypatch.setattr("memtok.progress.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("memtok.encode.progress.time.monotonic", lambda: next(clock))
     log = io.StringIO()
     bar = PlainProgress(100, "training", "step", 0.0, log)
     bar.n = 50  # a resumed run: 50 steps were done before it

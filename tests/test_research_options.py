@@ -7,10 +7,10 @@ import pytest
 from helpers import TEXTS, run, write_csv
 
 from memtok import EncodeConfig, MemtokError
-from memtok.recipes import MEMTOK, PAPER, parse_recipe, recipe_spec
+from memtok.settings.recipes import MEMTOK, PAPER, parse_recipe, recipe_spec
 from memtok.runs.evaluate import run_eval
 from memtok.runs.sources import read_rows, read_source
-from memtok.steplog import StepLog, read_steps
+from memtok.encode.steplog import StepLog, read_steps
 
 
 def test_a_recipe_spec_changes_the_named_fields_and_only_those():

@@ -8,7 +8,7 @@ import pytest
 from helpers import SLOW_TEXT, Stopped, one_text_curve
 
 from memtok import EncodeConfig
-from memtok.optimise import optimise
+from memtok.encode.optimise import optimise
 
 
 def test_without_restart_after_a_run_never_starts_again(tiny_codec):

@@ -23,8 +23,7 @@ def test_likelihood_is_the_models_own_score_of_the_query_after_each_memory(tiny_
     """Batched over the store, each score is what scoring the query alone after that memory gives.
     float32 matmuls batched or not may round differently in the last bits of logits of order 10: a
     mean over a few tokens agrees to well within 1e-4."""
-    from memtok.layout import Layout
-    from memtok.score import score
+    from memtok.decode.score import score
     from memtok.store.search import likelihood_scores
 
     memories = MemoryStore(store)
@@ -33,13 +32,13 @@ def test_likelihood_is_the_models_own_score_of_the_query_after_each_memory(tiny_
     ids = tiny_codec.lm.tokenize(query)
     batched = likelihood_scores(tiny_codec, mems, query, batch_size=3, scoring="mean")
     for mem, got in zip(mems, batched):
-        alone = score(tiny_codec.lm, Layout.of(mem), ids, tiny_codec.inputs(mem.vectors, mem.storage_dtype))
+        alone = score(tiny_codec.lm, mem.layout, ids, tiny_codec.inputs(mem.vectors, mem.storage_dtype))
         assert got == pytest.approx(-alone.nats / len(ids), abs=1e-4)
     hits = memories.search(tiny_codec, query, top_n=3, scoring="mean")
     assert len(hits) == 3 and [h.score for h in hits] == sorted(batched, reverse=True)[:3]
     skipped = likelihood_scores(tiny_codec, mems, query, batch_size=3)  # the default: skip1
     for mem, got in zip(mems, skipped):  # the first token read, not scored
-        layout, vectors = Layout.of(mem), tiny_codec.inputs(mem.vectors, mem.storage_dtype)
+        layout, vectors = mem.layout, tiny_codec.inputs(mem.vectors, mem.storage_dtype)
         rest = score(tiny_codec.lm, layout, ids, vectors).nats - score(tiny_codec.lm, layout, ids[:1], vectors).nats
         assert got == pytest.approx(-rest / (len(ids) - 1), abs=1e-4)
 

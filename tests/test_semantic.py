@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from memtok import EncodeConfig, Memory
 from memtok.runs.encode_corpus import run_corpus
 from memtok.runs.sources import read_source
-from memtok.semantic import SemanticSpace
+from memtok.start.semantic import SemanticSpace
 from memtok.store import MemoryStore
 from memtok.store.keys import KEYS, read_keys
 

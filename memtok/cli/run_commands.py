@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..config import EncodeConfig
-from ..start import start_path
+from ..settings.config import EncodeConfig
+from ..start.start import start_path
 from .main import cli, command_line, load_codec
 from .options import IntList, data_options, encode_options, log_steps_option, model_options
 

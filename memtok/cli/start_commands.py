@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import torch
 
-from ..start_nets import NETS
+from ..start.start_nets import NETS
 from ..training.start_training import TrainConfig
 from .main import cli, load_codec
 from .options import model_options
@@ -43,7 +43,7 @@ def train_start_command(out: str, steps: int, batch_size: int, lr: float, width:
     memtok train-start --out runs/start-smollm2 --extra ../shared/data/paper/raschka_chunks_100.csv --rows 100:
     torchrun --nproc-per-node 8 -m memtok train-start --device cuda --bf16 --model DIR --out runs/s
     """
-    from ..progress import progress
+    from ..encode.progress import progress
     from ..runs.encode_corpus import distributed, rank_device
     from ..runs.sources import read_rows, read_source
     from ..training.start_training import train_start

@@ -21,10 +21,10 @@ from contextlib import closing, nullcontext
 from pathlib import Path
 
 from ..codec import MemoryCodec
-from ..config import EncodeConfig
+from ..settings.config import EncodeConfig
 from ..errors import MemtokError
-from ..resolved import Resolved
-from ..steplog import StepLog
+from ..encode.resolved import Resolved
+from ..encode.steplog import StepLog
 from .beam_summary import beam_summary, beam_table
 from .folder import CHECKPOINT, FREE, STEPS, ResultsLog, run_folder, settings, with_pinned_recipe, write_outputs
 from .migrate import command_for

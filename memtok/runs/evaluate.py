@@ -12,14 +12,14 @@ import statistics
 import time
 from pathlib import Path
 
-from ..beam import departs
+from ..decode.beam import departs
 from ..codec import MemoryCodec
-from ..config import EncodeConfig
+from ..settings.config import EncodeConfig
 from ..errors import MemtokError
 from ..files import set_aside
-from ..memory import Memory
-from ..resolved import Resolved
-from ..steplog import StepLog, read_steps
+from ..format.memory import Memory
+from ..encode.resolved import Resolved
+from ..encode.steplog import StepLog, read_steps
 from .beam_summary import beam_summary, beam_table
 from .folder import CHECKPOINT, STEPS, ResultsLog, run_folder, settings, with_pinned_recipe, write_outputs
 from .migrate import command_for
@@ -51,7 +51,7 @@ def run_eval(codec: MemoryCodec, source: Source, out: str | Path, config: Encode
     """Encode every text of `source` not yet in `out/results.jsonl` (its memory into `out/memories/`), then
     write the summary, report and plots. A text that cannot be encoded is recorded as failed. An
     interrupted run (Ctrl-C, SIGTERM) writes them for the texts it finished before it stops. With
-    `log_steps`, each text's curve goes to `out/steps.jsonl` (`memtok.steplog`) and into the report.
+    `log_steps`, each text's curve goes to `out/steps.jsonl` (`memtok.encode.steplog`) and into the report.
     With `beams`, each memory is also decoded by beam search of each width, and its record says
     where that leaves the text (`beams`: width -> first differing character, None when exact)."""
     out = Path(out)
@@ -156,7 +156,7 @@ def _stats(rows: list[dict]) -> dict:
 
 
 def _size_stats(ok: list[dict]) -> dict:
-    """Medians of each size figure the rows have (`memtok.sizes.size_figures`)."""
+    """Medians of each size figure the rows have (`memtok.format.sizes.size_figures`)."""
     keys = ("payload_bytes", "utf8_bytes", "gzip_bytes", "xz_bytes", "zstd_bytes", "entropy_bytes", "bits_per_byte",
             "entropy_bits_per_byte", "to_zstd", "to_entropy")
     return {f"median_{key}": round(statistics.median(r[key] for r in ok), 3) for key in keys if all(key in r for r in ok)}

@@ -16,19 +16,19 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..config import SPEED_ONLY, EncodeConfig
+from ..settings.config import SPEED_ONLY, EncodeConfig
 from ..errors import MemtokError
 from ..files import atomic_write, lock_folder, sweep_temporaries
-from ..model import FrozenLM
-from ..recipes import Init, parse_recipe, recipe_spec
-from ..resolved import Resolved
+from ..model.model import FrozenLM
+from ..settings.recipes import Init, parse_recipe, recipe_spec
+from ..encode.resolved import Resolved
 from .migrate import RENAMED, upgrade
 from .provenance import environment
 from .sources import Source
 
-# The texts in flight when a run stopped (`memtok.checkpoint`), taken up by the next run.
+# The texts in flight when a run stopped (`memtok.encode.checkpoint`), taken up by the next run.
 CHECKPOINT = "in-flight.safetensors"
-# Each text's optimisation curve, with --log-steps (`memtok.steplog`).
+# Each text's optimisation curve, with --log-steps (`memtok.encode.steplog`).
 STEPS = "steps.jsonl"
 # The wall time of each part of a run: each process that worked on it (a run stopped and resumed has several).
 PARTS = "parts.json"

@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import shlex
 
-from ..config import MAX_BATCH_TOKENS, EncodeConfig
-from ..embedded import DEFAULT_MODEL
-from ..layout import DEFAULT_TEMPLATE
-from ..recipes import Recipe, recipe_spec
+from ..settings.config import MAX_BATCH_TOKENS, EncodeConfig
+from ..model.embedded import DEFAULT_MODEL
+from ..model.layout import DEFAULT_TEMPLATE
+from ..settings.recipes import Recipe, recipe_spec
 
 RENAMED = {"tokens": "k", "dtype": "storage"}  # old name -> today's
 

@@ -20,8 +20,8 @@ from safetensors.torch import save_file
 from ..codec import MemoryCodec
 from ..errors import MemtokError, NotAMemoryError
 from ..files import atomic_write
-from ..header import check_space
-from ..semantic import SemanticSpace
+from ..format.header import check_space
+from ..start.semantic import SemanticSpace
 from .search import memories_space, segment_keys
 from .shards import load_from_shard, read_shard_header, shard_files
 

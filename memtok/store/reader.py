@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import MemtokError, NotAMemoryError
-from ..memory import Memory
+from ..format.memory import Memory
 from .shards import ID, SHARD, load_from_shard, memory_id, read_shard_header
 
 
@@ -74,7 +74,7 @@ class MemoryStore:
         likelihood method's `scoring` is one of its `SCORINGS`; the vector method's `teacher` must be
         the memories' own, which it is when None), as `Hit`s with their scores (and decoded texts
         with `decode`)."""
-        from ..progress import progress
+        from ..encode.progress import progress
         from .keys import read_keys
         from .search import METHODS, SCORINGS, Hit, best_cosines, likelihood_scores, query_code, top, vector_scores
 

@@ -8,7 +8,7 @@ Two ways, both read-only over a store's memories:
   first (`SCORINGS` has the others). A memory cut into segments scores as its best segment, since a
   passage lives in one of them.
 - `vector`, for memories made with `--semantic`: the query's code (its embedding by the teacher the
-  memories record, `memtok.semantic`) against each memory's component in the semantic subspace, by
+  memories record, `memtok.start.semantic`) against each memory's component in the semantic subspace, by
   cosine; the best segment's is the memory's. No model pass over the memories at all.
 """
 
@@ -23,10 +23,10 @@ import torch.nn.functional as F
 
 from ..codec import MemoryCodec
 from ..errors import MemtokError
-from ..layout import Layout
-from ..memory import Memory
-from ..semantic import SemanticSpace
-from ..teachers import ALIASES
+from ..model.layout import Layout
+from ..format.memory import Memory
+from ..start.semantic import SemanticSpace
+from ..start.teachers import ALIASES
 
 METHODS = ("likelihood", "vector")
 
@@ -154,7 +154,7 @@ def best_cosines(owners: torch.Tensor, keys: torch.Tensor, code: torch.Tensor, n
 
 def vector_scores(codec: MemoryCodec, memories: Sequence[Memory], query: str, teacher: str | None = None
                   ) -> list[float]:
-    """Per semantic memory (`memtok.semantic`): the cosine between the query's code and its best
+    """Per semantic memory (`memtok.start.semantic`): the cosine between the query's code and its best
     segment's component in the semantic subspace. No pass of the model over the memories."""
     space = memories_space(codec, [m.semantic for m in memories], teacher)
     owners, keys = segment_keys(codec, memories, space)

@@ -26,8 +26,8 @@ from safetensors.torch import save_file
 
 from ..errors import NotAMemoryError
 from ..files import atomic_write
-from ..memory import Memory, read_memory
-from ..precision import pack
+from ..format.memory import Memory, read_memory
+from ..model.precision import pack
 
 STORE_FORMAT = "memtok-store"
 ID = re.compile(r"[0-9]{9}")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from ..errors import NotAMemoryError
 from ..files import atomic_write, set_aside, sweep_temporaries
-from ..memory import Memory
-from ..precision import DTYPES, nbytes
-from ..sizes import payload_bytes
+from ..format.memory import Memory
+from ..model.precision import DTYPES, nbytes
+from ..format.sizes import payload_bytes
 from .shards import (
     load_from_shard,
     memory_id,

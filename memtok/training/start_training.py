@@ -1,4 +1,4 @@
-"""Train a learned start (`memtok.start`) for one model: the whole loop, read top to bottom.
+"""Train a learned start (`memtok.start.start`) for one model: the whole loop, read top to bottom.
 
 The loss is the memory's own: the frozen model's cross-entropy of each text (and EOS) after
 [BOS, proposed vector], back-propagated into the small network only. The run lives in a folder:
@@ -8,7 +8,7 @@ stopped run goes on where it stopped, `log.jsonl` (the training curve), and `sta
 `start-<examples>.safetensors` at log-spaced numbers of examples seen (the scaling curve's points).
 
 The network reads semantic codes when it is an `AttentionStart`: a share of the batches have a
-random code fixed in the semantic subspace (`memtok.semantic`), as a semantic memory has, and the
+random code fixed in the semantic subspace (`memtok.start.semantic`), as a semantic memory has, and the
 network is told it, so one start serves plain and semantic memories of any teacher. Every fourth
 batch asks for two vectors a text, as the plan's retries do.
 
@@ -31,18 +31,18 @@ import torch
 
 from ..errors import MemtokError
 from ..files import atomic_write
-from ..forward import padded_pass
-from ..layout import Layout
+from ..model.forward import padded_pass
+from ..model.layout import Layout
 from ..limits import PLACEHOLDER
-from ..model import FrozenLM
-from ..semantic import place, subspace
-from ..start import LearnedStart, propose
-from ..start_nets import NETS, feature_layers
+from ..model.model import FrozenLM
+from ..start.semantic import place, subspace
+from ..start.start import LearnedStart, propose
+from ..start.start_nets import NETS, feature_layers
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    net: str = "pooled-mlp"  # a kind of `memtok.start_nets.NETS`: the one that measured best (docs/performance.md)
+    net: str = "pooled-mlp"  # a kind of `memtok.start.start_nets.NETS`: the one that measured best (docs/performance.md)
     steps: int = 4000
     batch_size: int = 16
     lr: float = 1e-3

@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..model import FrozenLM
+from ..model.model import FrozenLM
 
 
 def pydoc_topics() -> Iterator[str]:

@@ -1,0 +1,1 @@
+"""Encoding: settings resolved once, the schedule of jobs and retries, the batch and its step, the loop."""

@@ -1,0 +1,1 @@
+"""The memory file: a safetensors file whose header is checked field by field, and its sizes."""

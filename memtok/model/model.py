@@ -1,0 +1,290 @@
+"""Load a frozen causal LM and its tokenizer, and name it by a fingerprint.
+
+A memory only means something to the exact model that made it, so every loaded model carries a
+fingerprint that memories record and decoding checks.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from .embedded import packaged, packaged_model_dir
+from ..errors import MemtokError
+from .identity import describe
+from ..limits import PLACEHOLDER, check_template
+from .placement import MODEL_DTYPES, QUANTISED, check_device, default_device, fix_numerics, placement_of, quantisation
+from .precision import Frame
+
+# A Hugging Face hub id: "name" or "owner/name", optionally "@revision" (a commit, branch or tag);
+# what is not a local folder and has this form goes to the hub
+HUB_ID = re.compile(r"(?P<id>(?!\.)[\w.-]+(/(?!\.)[\w.-]+)?)(@(?P<revision>[\w.-]+))?")
+# Config keys of models whose logits are more than head(decoder(x)): soft-capping (Gemma 2) or scaling
+# (Cohere, Granite). Such models get their logits whole.
+LOGIT_CHANGES = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+# Config keys that say how a model was loaded, not what it computes.
+_VOLATILE_CONFIG_KEYS = {"transformers_version", "quantization_config", "dtype", "torch_dtype",
+                         "architectures", "use_cache"}
+
+
+@dataclass
+class FrozenLM:
+    """A causal LM whose weights never change, with its tokenizer and identity."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+    # where it came from (`memtok.model.identity`), worked out when first asked: hashing a big local
+    # model's files takes a while, and only a memory being written needs it
+    describe: Callable[[], str] | None = field(default=None, repr=False)
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    @functools.cached_property
+    def source(self) -> str | None:
+        """`hub:<id>@<commit>`, `sha256:<hex>` or `package:<name>`: what finds this model again."""
+        return self.describe() if self.describe is not None else None
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    def quantised(self) -> bool:
+        """Weights quantised as loaded (bitsandbytes): LLM.int8 picks the columns it keeps in 16 bits
+        from the whole batch, so a row's logits depend on the rows beside it."""
+        return getattr(self.model, "hf_quantizer", None) is not None
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.get_input_embeddings().weight.shape[1]
+
+    @property
+    def context_length(self) -> int:
+        cfg = self.model.config
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            if getattr(cfg, key, None):
+                return int(getattr(cfg, key))
+        return int(self.tokenizer.model_max_length)
+
+    @property
+    def eos_id(self) -> int:
+        eos = self.tokenizer.eos_token_id
+        if eos is None:
+            eos = self.model.config.eos_token_id
+        if isinstance(eos, list):
+            eos = eos[0]
+        if eos is None:
+            raise MemtokError(f"model {self.name} has no end-of-sequence token; memtok needs one to stop decoding")
+        return int(eos)
+
+    @property
+    def bos_id(self) -> int | None:
+        """The token placed before the memory: the BOS if the model has one, else the EOS.
+
+        Small models given a memory vector at position 0 rarely get the first text tokens right
+        (docs/results/README.md: the paper's layout); a real token in front of it acts as the attention
+        sink they were trained with.
+        """
+        bos = self.tokenizer.bos_token_id
+        if bos is None:
+            bos = self.model.config.bos_token_id
+        return int(bos) if bos is not None else self.eos_id
+
+    def tokenize(self, text: str, specials: bool = False) -> list[int]:
+        """Token ids of `text` alone: no special tokens added, and none parsed out of the text unless
+        `specials` (a chat template's own markers)."""
+        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=not specials).input_ids)
+
+    def template_ids(self, template: str, chat: bool = False) -> tuple[list[int], list[int], str]:
+        """The token ids before and after `{memory}` in `template`, and the template they came from:
+        with `chat`, the model's own chat template around `template` as the user's turn, ready for the
+        reply (its special tokens parsed as such)."""
+        if chat:
+            if not getattr(self.tokenizer, "chat_template", None):
+                raise MemtokError(f"model {self.name} has no chat template; leave out --chat")
+            template = self.tokenizer.apply_chat_template([{"role": "user", "content": template}], tokenize=False,
+                                                          add_generation_prompt=True)
+        head, _, tail = template.partition(PLACEHOLDER)
+        ids = (self.tokenize(head, chat) if head else []), (self.tokenize(tail, chat) if tail else [])
+        check_template(template)  # refused before any caller sees the ids
+        return *ids, template
+
+    def detokenize(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Input vectors through the model's own lookup (Gemma scales inside it)."""
+        return self.model.get_input_embeddings()(ids)
+
+    @functools.cached_property
+    def embedding_mean(self) -> torch.Tensor:
+        """Mean input vector over the vocabulary, as the model's lookup returns it."""
+        return self._embedding_moments[0]
+
+    @functools.cached_property
+    def embedding_std(self) -> float:
+        return self._embedding_moments[1]
+
+    @functools.cached_property
+    def frame(self) -> Frame:
+        """Per-dimension mean and standard deviation of the input vectors: where low-bit memories live."""
+        _, _, per_dim = self._embedding_moments
+        return per_dim
+
+    @functools.cached_property
+    def _embedding_moments(self) -> tuple[torch.Tensor, float, Frame]:
+        n = self.model.get_input_embeddings().weight.shape[0]
+        total, sq = 0.0, 0.0
+        with torch.no_grad():
+            for start in range(0, n, 8192):  # chunked: Gemma's 262k rows would not fit at once
+                ids = torch.arange(start, min(n, start + 8192), device=self.device)
+                e = self.embed(ids).double()
+                total = total + e.sum(0)
+                sq = sq + (e * e).sum(0)
+        mean = total / n
+        var = sq.sum() / (n * mean.numel()) - (mean.mean()) ** 2
+        per_dim = (sq / n - mean ** 2).clamp_min(1e-12).sqrt()
+        frame = Frame(mean.half().float(), per_dim.half().float().clamp_min(1e-3))
+        return mean.to(self.model.get_input_embeddings().weight.dtype), float(var.clamp_min(0).sqrt()), frame
+
+    @functools.cached_property
+    def split_head(self) -> tuple[torch.nn.Module, torch.nn.Module] | None:
+        """(decoder, output head) when the model's logits are just head(decoder(x)), so that logits can
+        be made a few positions at a time; None for models that change them further (soft-capping,
+        scaling), which then get their logits whole. Checked once on a few positions."""
+        decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
+        cfg = self.model.config
+        # a change the numbers below could miss: in 16 bits a soft cap at 30 moves a logit of 3 by less
+        # than the tolerance, which is 64 of its rounding steps
+        if decoder is None or head is None or any(getattr(cfg, key, None) for key in LOGIT_CHANGES):
+            return None
+        x = self.embed(torch.arange(min(8, self.model.config.vocab_size), device=self.device))[None]
+        with torch.no_grad():
+            whole = self.model(inputs_embeds=x, use_cache=False).logits
+            # a head on another GPU than the last layer (`--device auto`) gives its logits there
+            split = head(decoder(inputs_embeds=x, use_cache=False).last_hidden_state).to(whole.device)
+        # the same operations on the same inputs: only a different kernel choice could round differently
+        close = torch.allclose(whole, split, rtol=0, atol=64 * torch.finfo(whole.dtype).eps * float(whole.abs().max()))
+        return (decoder, head) if close else None
+
+    @functools.cached_property
+    def vocabulary(self) -> torch.Tensor:
+        """[V, d] float32: every token's input vector, as the model's own lookup returns it."""
+        n = self.model.get_input_embeddings().weight.shape[0]
+        with torch.no_grad():
+            return torch.cat([self.embed(torch.arange(s, min(n, s + 8192), device=self.device)).float()
+                              for s in range(0, n, 8192)])
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.model, self.tokenizer)
+        return self._fingerprint
+
+
+def fingerprint(model: torch.nn.Module, tokenizer) -> str:
+    """sha256 over the config, the input embeddings, a sample of every weight and the vocabulary,
+    and the dtype the model computes in when it is not float32.
+
+    Hashing every weight of an 8B model would take tens of seconds; the embeddings in full plus
+    4096 evenly spaced values of each tensor catch any other model or fine-tune at a fraction. A
+    model stored in bfloat16 has the same weights loaded in float32 or bfloat16, but not the same
+    arithmetic, and a memory is exact only in the arithmetic it was verified in.
+    """
+    offloaded = [name for name, p in model.named_parameters() if p.device.type == "meta"]
+    if offloaded:  # accelerate left them on disk or in host memory, to be brought in pass by pass
+        raise MemtokError(f"{len(offloaded)} weights of this model did not fit the GPUs and were offloaded "
+                          f"({offloaded[0]}, ...): memtok needs every weight on a device, to fingerprint the model "
+                          f"and to optimise through it; use more GPUs or --model-dtype bfloat16 or nf4")
+    h = hashlib.sha256()
+    computes = model.get_input_embeddings().weight.dtype
+    if computes != torch.float32:
+        h.update(f"computes in {computes}".encode())
+    if getattr(model, "hf_quantizer", None) is not None:  # quantised as loaded (a GGUF file is dequantised)
+        settings = model.config.quantization_config
+        settings = settings.to_dict() if hasattr(settings, "to_dict") else settings
+        h.update(f"quantised {json.dumps(settings, sort_keys=True, default=str)}".encode())
+    cfg = {k: v for k, v in model.config.to_dict().items()
+           if not k.startswith("_") and k not in _VOLATILE_CONFIG_KEYS}
+    h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    emb = model.get_input_embeddings().weight.detach()
+    h.update(emb.float().cpu().contiguous().numpy().tobytes())
+    for name, p in sorted(model.state_dict().items()):
+        flat = p.detach().reshape(-1)
+        step = max(1, flat.numel() // 4096)
+        h.update(name.encode())
+        h.update(flat[::step].float().cpu().contiguous().numpy().tobytes())
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    h.update(json.dumps(vocab, ensure_ascii=False).encode())
+    return h.hexdigest()
+
+
+def check_takes_vectors(model: torch.nn.Module, name: str) -> None:
+    """Refuse a model whose forward pass cannot be given input vectors: no memory could reach it."""
+    if "inputs_embeds" not in inspect.signature(model.forward).parameters:
+        raise MemtokError(f"model {name} takes no input vectors (its forward has no inputs_embeds), so no memory "
+                          f"can be given to it")
+
+
+def load(model: str | None = None, device: str | None = None, dtype: str = "float32") -> FrozenLM:
+    """Load `model`: None (the embedded default), a `.gguf` file, a local directory or a hub id.
+
+    `dtype` is what the model computes in (bfloat16 halves a big model's memory; `int8` and `nf4`
+    hold its weights in 8 or 4 bits through bitsandbytes, nf4 on CUDA only; memories made in it are
+    verified in it, and refused by a model loaded in another dtype). `device="auto"` spreads the
+    model over every GPU there is (accelerate's `device_map="auto"`).
+    """
+    if dtype not in MODEL_DTYPES and dtype not in QUANTISED:
+        raise MemtokError(f"model dtype must be one of {', '.join([*MODEL_DTYPES, *QUANTISED])}, got {dtype!r}")
+    check_device(device)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    revision = None
+    if (shipped := packaged(model)) is not None:
+        path, name, gguf = packaged_model_dir(shipped), shipped.name, None
+    elif model.endswith(".gguf"):
+        if not os.path.isfile(model):
+            raise MemtokError(f"model file not found: {model}")
+        path, name, gguf = os.path.dirname(os.path.abspath(model)), os.path.basename(model), os.path.basename(model)
+    else:
+        path, name, gguf = model, model, None
+        hub = None if os.path.isdir(model) else HUB_ID.fullmatch(model)
+        if not os.path.isdir(model) and hub is None:
+            raise MemtokError(f"model directory not found: {model}")
+        if hub is not None and hub["revision"]:
+            path, revision = hub["id"], hub["revision"]
+    kwargs = {"gguf_file": gguf} if gguf else {"revision": revision} if revision else {}
+    placement = placement_of(device, dtype)
+    if dtype in QUANTISED:
+        weights = quantisation(dtype, device or default_device())
+    else:
+        weights = {"dtype": MODEL_DTYPES[dtype]}
+    try:
+        tok = AutoTokenizer.from_pretrained(path, **kwargs)
+        lm = AutoModelForCausalLM.from_pretrained(path, **weights, **kwargs, **placement)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if os.path.exists(path):
+            raise MemtokError(f"could not load model {model!r}: {first}") from exc
+        from huggingface_hub.constants import HF_HUB_CACHE, HF_HUB_OFFLINE
+
+        why = "the hub is switched off (HF_HUB_OFFLINE)" if HF_HUB_OFFLINE else "the hub could not provide it"
+        raise MemtokError(f"model {model!r} is neither a local folder nor in the Hugging Face cache ({HF_HUB_CACHE}), "
+                          f"and {why}: {first}") from exc
+    check_takes_vectors(lm, name)
+    lm.requires_grad_(False)
+    lm.eval()
+    if not placement:
+        lm.to(device or default_device())
+    fix_numerics()
+    frozen = FrozenLM(lm, tok, name, functools.partial(describe, model, path, gguf, revision))
+    frozen.fingerprint  # noqa: B018 - taken before any pass: a quantised layer may repack its weights at its first
+    return frozen

@@ -1,0 +1,1 @@
+"""What an encode is asked to do: `EncodeConfig` and the registered recipes."""

@@ -1,0 +1,1 @@
+"""Where a memory starts: the learned start and its networks, and semantic codes with their teachers."""

@@ -167,9 +167,10 @@ class MemoryCodec:
         ids = beam_decode(self.lm, layout, self.inputs(vectors, config.storage), beams, len(targets))
         return departs(ids[:len(targets)], targets)
 
-    def inputs(self, stored: torch.Tensor, dtype: str) -> torch.Tensor:
-        """The model's input vectors for a memory's stored values (a framed dtype's live in the model's frame)."""
-        return model_inputs(stored, dtype, self.lm.frame if framed(dtype) else None)
+    def inputs(self, stored: torch.Tensor, storage: str) -> torch.Tensor:
+        """The model's input vectors for a memory's stored values (`storage`: what they were stored in;
+        a framed storage dtype's values live in the model's frame)."""
+        return model_inputs(stored, storage, self.lm.frame if framed(storage) else None)
 
     def decode(self, memories: Memory | Sequence[Memory], check: bool = True, beams: int = 1,
                batch_size: int = 32, show_progress_bar: bool | None = None) -> str | list[str]:

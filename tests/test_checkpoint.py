@@ -88,3 +88,32 @@ def test_a_state_taken_for_a_slot_that_could_not_be_made_is_there_for_the_next_t
     assert len(saved.waiting) == 1
     slot = TextSlot(run.lm, run.job, run.resolved, saved)
     assert slot.steps == 2 and not saved.waiting  # stopped on pass 3: two updates made
+
+
+def test_every_field_of_a_slots_state_survives_the_file_and_the_slot(tiny_codec, tmp_path):
+    """A slot's state is written, read, snapshotted and restored in one place each (`SlotState`):
+    every field, given a value unlike its default, comes back from the file and from a slot made
+    from it."""
+    import dataclasses
+
+    import torch
+
+    from memtok.encode.checkpoint import SlotState
+    from memtok.encode.slot import TextSlot
+
+    run = Stopped(tiny_codec, tmp_path / "in-flight.safetensors", at=3)
+    (key, state), = run.checkpoint().waiting.items()
+    odd = dataclasses.replace(state, **{name: type(getattr(state, name))(7) for name in SlotState.counters()},
+                              seconds=1.5)
+    Checkpoint(tmp_path / "odd.safetensors", run.lm, run.resolved).save({key: odd})
+    back = Checkpoint(tmp_path / "odd.safetensors", run.lm, run.resolved).waiting[key]
+    for f in dataclasses.fields(SlotState):
+        a, b = getattr(odd, f.name), getattr(back, f.name)
+        same = (torch.equal(a, b) if isinstance(a, torch.Tensor) else
+                all(torch.equal(x, y) for x, y in zip(a, b)) if f.name == "params" else
+                all(torch.equal(x, y) for xs, ys in zip(a, b) for x, y in zip(xs, ys)) if f.name == "moments" else a == b)
+        assert same, f.name
+    holder = Checkpoint(tmp_path / "holder.safetensors", run.lm, run.resolved)
+    holder.give_back(key, back)
+    again = TextSlot(run.lm, run.job, run.resolved, holder).snapshot()
+    assert {n: getattr(again, n) for n in SlotState.counters()} == {n: getattr(odd, n) for n in SlotState.counters()}

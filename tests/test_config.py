@@ -70,7 +70,7 @@ def test_every_command_builds_the_config_python_would(tiny_dir, tmp_path, capsys
     data = write_csv(tmp_path / "d.csv", TEXTS[:1])
     out = tmp_path / "run"
     code, _, err = run(["eval", str(data), "--model", tiny_dir, "--out", str(out), "--tokens", "2", "--max-steps",
-                        "300", "--dtype", "float16", "--recipe", "memtok-sgd", "-b", "3", "--keep-text"], capsysbinary)
+                        "300", "--storage", "float16", "--recipe", "memtok-sgd", "-b", "3", "--keep-text"], capsysbinary)
     assert code == 0, err
     pinned = json.loads((out / "run.json").read_text())
     expected = EncodeConfig(k=2, max_steps=300, storage="float16", recipe=RECIPES["memtok-sgd"], batch_size=3,
@@ -80,15 +80,14 @@ def test_every_command_builds_the_config_python_would(tiny_dir, tmp_path, capsys
     assert code == 0 and json.loads(stdout)["recipe"] == expected["recipe"]
 
 
-def test_the_storage_precisions_earlier_name_still_works_where_it_is_typed():
-    """`--dtype` and `dtype=` were the storage precision's names before `dtype` came to mean only
-    what the model computes in; both still set `storage`."""
+def test_dtype_means_the_models_arithmetic_only():
+    """`dtype` is what the model computes in (`from_pretrained`, `--model-dtype`); the saved vectors'
+    precision is `storage`: an encode given `dtype=` is refused in one line that says so."""
     from memtok.cli import cli
-    from memtok.cli.options import config_of
 
-    assert EncodeConfig.from_options(dtype="int8").storage == "int8"
-    params = cli.commands["eval"].make_context("eval", ["data.csv", "--dtype", "int4"]).params
-    assert config_of(params)["config"].storage == "int4"
+    with pytest.raises(MemtokError, match="dtype is what the model computes in.*storage='int8'"):
+        EncodeConfig.from_options(dtype="int8")
+    assert "--dtype" not in [f for p in cli.commands["eval"].params for f in getattr(p, "opts", [])]
 
 
 @pytest.mark.parametrize("storage", ["int4", "ternary", "binary"])
@@ -100,3 +99,10 @@ def test_a_semantic_memory_in_low_bit_levels_is_refused_in_one_line(storage):
     assert "\n" not in str(refused.value)
     with pytest.raises(MemtokError, match="which int4 levels would move"):
         EncodeConfig(semantic=True, compact=True)
+
+
+@pytest.mark.parametrize("options", [{"k": 1}, {"k": "auto"}, {"compact": True}])
+def test_favouring_bytes_where_there_is_no_plan_is_refused_not_ignored(options):
+    with pytest.raises(MemtokError, match="favour='bytes' picks the plan's segment length; with .* no effect"):
+        EncodeConfig(favour="bytes", **options)
+    assert EncodeConfig(favour="bytes").favour == "bytes"

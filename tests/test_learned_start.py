@@ -26,7 +26,8 @@ def trained(tiny_dir, tmp_path_factory):
     codec = MemoryCodec.from_pretrained(tiny_dir, device="cpu")
     pieces = [codec.lm.tokenize(t) for t in TEXTS]
     out = tmp_path_factory.mktemp("start")
-    cfg = TrainConfig(net="attention", steps=120, batch_size=8, lr=3e-3, width=64, save_every=40, eval_every=60)
+    cfg = TrainConfig(net="attention", steps=120, batch_size=8, lr=3e-3, width=64, save_every=40, eval_every=60,
+                      min_tokens=4)
     info = train_start(codec.lm, pieces, pieces, out, cfg)
     return codec, pieces, out, info
 
@@ -119,7 +120,7 @@ def test_a_start_installed_later_never_changes_what_a_folder_resumes_with(traine
 def test_a_stopped_training_run_goes_on_where_it_stopped(tiny_dir, tmp_path):
     codec = MemoryCodec.from_pretrained(tiny_dir, device="cpu")
     pieces = [codec.lm.tokenize(t) for t in TEXTS]
-    cfg = TrainConfig(steps=10, batch_size=4, width=16, save_every=5, eval_every=10)
+    cfg = TrainConfig(steps=10, batch_size=4, width=16, save_every=5, eval_every=10, min_tokens=4)
     train_start(codec.lm, pieces, pieces, tmp_path / "whole", cfg)
 
     def stop_at_5(step: int, loss: float, accuracy: float) -> None:
@@ -189,7 +190,7 @@ def test_a_start_file_from_before_there_were_two_networks_loads_as_the_pooled_on
 def test_a_time_budget_stops_a_run_that_the_same_call_resumes(tiny_dir, tmp_path):
     codec = MemoryCodec.from_pretrained(tiny_dir, device="cpu")
     pieces = [codec.lm.tokenize(t) for t in TEXTS]
-    cfg = TrainConfig(steps=4, batch_size=4, width=16, save_every=5, eval_every=10)
+    cfg = TrainConfig(steps=4, batch_size=4, width=16, save_every=5, eval_every=10, min_tokens=4)
     info = train_start(codec.lm, pieces, pieces, tmp_path, cfg, sources=["the tests' texts"], budget_s=0)
     assert info["step"] == 0 and torch.load(tmp_path / "state.pt", weights_only=True)["step"] == 0
     info = train_start(codec.lm, pieces, pieces, tmp_path, cfg, sources=["the tests' texts"])
@@ -203,7 +204,7 @@ def test_two_gloo_processes_train_the_same_start_as_one(tiny_dir, tmp_path):
     """Each process takes half of every batch and DDP averages the gradients: the update is the
     one-process update, up to the rounding of a sum taken in another order."""
     p = subprocess.run(memtok_cmd("train-start", "--model", tiny_dir, "--device", "cpu", "--steps", "3", "--batch-size",
-                                  "4", "--width", "16", "--tokens", "4", "12", "--net", "attention",  # a code input
+                                  "4", "--width", "16", "--piece-tokens", "4", "12", "--net", "attention",  # a code input
                                   "--out", str(tmp_path / "two"), nproc=2), capture_output=True, timeout=600, check=False)
     assert p.returncode == 0, p.stderr.decode()[-1500:]
     lm = MemoryCodec.from_pretrained(tiny_dir, device="cpu").lm  # the same run in this one process
@@ -222,7 +223,7 @@ def test_two_gloo_processes_train_the_same_start_as_one(tiny_dir, tmp_path):
 def test_train_start_under_bf16_autocast_shows_progress_and_ends_with_a_summary(tiny_dir, tmp_path, capsysbinary):
     """What `--device cuda --bf16` runs on a GPU, on the CPU's own bfloat16 autocast."""
     code, out, err = run(["train-start", "--model", tiny_dir, "--device", "cpu", "--steps", "2", "--batch-size", "4",
-                          "--width", "16", "--tokens", "4", "12", "--bf16", "--out", str(tmp_path)], capsysbinary)
+                          "--width", "16", "--piece-tokens", "4", "12", "--bf16", "--out", str(tmp_path)], capsysbinary)
     assert code == 0 and out == b"", err
     assert "training" in err and "step 2 of 2 (8 examples" in err and "held-out token accuracy" in err
     assert LearnedStart.load(tmp_path / "start.safetensors").info["config"]["bf16"] is True
@@ -246,7 +247,7 @@ def test_a_restart_from_the_learned_start_begins_there_with_the_next_seeds_facto
 def test_a_run_stopped_between_saves_resumes_with_each_step_once_in_its_curve(tiny_dir, tmp_path):
     codec = MemoryCodec.from_pretrained(tiny_dir, device="cpu")
     pieces = [codec.lm.tokenize(t) for t in TEXTS]
-    cfg = TrainConfig(steps=5, batch_size=4, width=16, save_every=2, eval_every=10)
+    cfg = TrainConfig(steps=5, batch_size=4, width=16, save_every=2, eval_every=10, min_tokens=4)
 
     def killed_at_3(step: int, loss: float, accuracy: float) -> None:
         if step == 3:
@@ -260,3 +261,18 @@ def test_a_run_stopped_between_saves_resumes_with_each_step_once_in_its_curve(ti
     train_start(codec.lm, pieces, pieces, tmp_path, cfg)
     rows = [json.loads(r) for r in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5]
+
+
+def test_a_training_option_with_no_effect_is_refused(tiny_codec, tmp_path):
+    """Piece lengths the pieces do not have, a share of coded batches for a network that reads no
+    code, a code rank for it: each refused, none silently ignored."""
+    from memtok.errors import MemtokError
+    from memtok.start.start_nets import make_net
+
+    pieces = [tiny_codec.lm.tokenize(t) for t in TEXTS]  # 7 to 24 tokens
+    with pytest.raises(MemtokError, match="pieces of 7-24 tokens, where the config asks for 8-40"):
+        train_start(tiny_codec.lm, pieces, pieces, tmp_path, TrainConfig(steps=1))
+    with pytest.raises(MemtokError, match="reads no code"):
+        TrainConfig(net="pooled-mlp", semantic_share=0.9)
+    with pytest.raises(ValueError, match="reads no code"):
+        make_net("pooled-mlp", 64, (0, 1), 16, code_rank=8)

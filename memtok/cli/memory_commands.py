@@ -45,7 +45,8 @@ def encode(text: str | None, path: str | None, out: str | None, model: str | Non
         raise MemtokError("empty text: there is nothing to encode")
     out = out or f"{sha256_text(text)[:12]}.mem.safetensors"
     codec = load_codec(model, device)
-    click.echo(f"plan: {codec.plan(text, config)}", err=True)
+    settings = codec.resolve(config)  # once: the plan printed is the one encoded
+    click.echo(f"plan: {codec.plan(text, settings)}", err=True)
     began = time.perf_counter()
     if log_steps:
         from ..encode.steplog import StepLog
@@ -53,9 +54,9 @@ def encode(text: str | None, path: str | None, out: str | None, model: str | Non
         steps_path = f"{out}.steps.jsonl"
         Path(steps_path).unlink(missing_ok=True)  # a new memory, a new curve
         with StepLog(steps_path, log_steps, lambda key: key) as log:
-            mem = codec.encode(text, config, show_progress_bar=True, on_step=log)
+            mem = codec.encode(text, settings, show_progress_bar=True, on_step=log)
     else:
-        mem = codec.encode(text, config, show_progress_bar=True)
+        mem = codec.encode(text, settings, show_progress_bar=True)
     mem.save(out)
     wall = time.perf_counter() - began
     if as_json:

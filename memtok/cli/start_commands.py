@@ -25,13 +25,13 @@ from .options import model_options
 @click.option("--budget", "budget_minutes", type=click.FloatRange(0, min_open=True), default=None,
               help="stop after this many minutes (the same command resumes)")
 @click.option("--bf16", is_flag=True, help="bfloat16 autocast (on a GPU)")
-@click.option("--tokens", type=(click.IntRange(1), click.IntRange(1)), default=(8, 40), show_default=True,
+@click.option("--piece-tokens", type=(click.IntRange(1), click.IntRange(1)), default=(8, 40), show_default=True,
               help="shortest and longest training piece, in tokens")
 @click.option("--extra", multiple=True, help="more training text: a CSV / JSONL / text file (never evaluation rows)")
 @click.option("--rows", default=None, help="with --extra: a row range START:END of each file, e.g. 100:")
 @model_options
 def train_start_command(out: str, steps: int, batch_size: int, lr: float, width: int, net: str,
-                        budget_minutes: float | None, bf16: bool, tokens: tuple[int, int], extra: tuple[str, ...],
+                        budget_minutes: float | None, bf16: bool, piece_tokens: tuple[int, int], extra: tuple[str, ...],
                         rows: str | None, model: str | None, device: str | None) -> None:
     """Train a network that proposes each text's starting memory vector, for one model.
 
@@ -49,9 +49,9 @@ def train_start_command(out: str, steps: int, batch_size: int, lr: float, width:
     from ..training.start_training import train_start
     from ..training.texts import sources, training_pieces
 
-    if tokens[0] > tokens[1]:
-        raise click.BadParameter(f"the shortest piece ({tokens[0]}) is longer than the longest ({tokens[1]})",
-                                 param_hint="--tokens")
+    if piece_tokens[0] > piece_tokens[1]:
+        raise click.BadParameter(f"the shortest piece ({piece_tokens[0]}) is longer than the longest "
+                                 f"({piece_tokens[1]})", param_hint="--piece-tokens")
     chosen = {path: read_rows(read_source(path).texts, rows) for path in extra}
     for path, some in chosen.items():
         if not some:
@@ -59,9 +59,9 @@ def train_start_command(out: str, steps: int, batch_size: int, lr: float, width:
     texts = [t for some in chosen.values() for t in some]
     rank, world = distributed()  # under torchrun: DDP over gloo, each process on its own GPU (rank_device)
     codec = load_codec(model, rank_device(device))
-    train, held = training_pieces(codec.lm, texts, tokens)
-    cfg = TrainConfig(net=net, steps=steps, batch_size=batch_size, lr=lr, width=width, min_tokens=tokens[0],
-                      max_tokens=tokens[1], bf16=bf16)
+    cfg = TrainConfig(net=net, steps=steps, batch_size=batch_size, lr=lr, width=width, min_tokens=piece_tokens[0],
+                      max_tokens=piece_tokens[1], bf16=bf16)
+    train, held = training_pieces(codec.lm, texts, (cfg.min_tokens, cfg.max_tokens))
     named = sources([f"{Path(p).name} rows {rows or ':'}, {len(chosen[p])} texts (sha256 {read_source(p).sha256})"
                      for p in extra])
     click.echo(f"memtok: {net} start, {len(train)} training pieces, {len(held)} held out, {steps} steps of "

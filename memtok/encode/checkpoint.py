@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -49,6 +49,29 @@ class SlotState:
     steps_before: int = 0  # steps spent before the latest attempt
     attempt_best: float = -1.0  # the latest attempt's best accuracy, and the steps since it
     stalled: int = 0
+
+    # the counters a slot keeps under the same names, saved and restored as they are
+    @classmethod
+    def counters(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls) if f.name not in _NOT_COUNTERS)
+
+    def header(self) -> dict:
+        """Everything but the tensors, as the checkpoint's JSON header holds it."""
+        return {"params": len(self.params), "moments": [len(m) for m in self.moments], "step": self.step,
+                "seconds": self.seconds, "best": self.best, **{name: getattr(self, name) for name in self.counters()}}
+
+    @classmethod
+    def from_header(cls, t: dict, get) -> SlotState:
+        """The state a `header` describes, its tensors read by `get(name)` under the text's key."""
+        return cls(params=[get(f"param.{i}") for i in range(t["params"])],
+                   moments=[[get(f"moment.{i}.{j}") for j in range(n)] for i, n in enumerate(t["moments"])],
+                   step=t["step"], seconds=t["seconds"], best=t["best"],
+                   best_vectors=get("best") if t["best"] is not None else None,
+                   **{name: t[name] for name in cls.counters()})
+
+
+# what a slot does not keep under the same name: its tensors, its step and time, its best
+_NOT_COUNTERS = {"params", "moments", "step", "seconds", "best", "best_vectors"}
 
 
 def text_key(targets: list[int], k: int, max_steps: int) -> str:
@@ -102,10 +125,7 @@ class Checkpoint:
                     tensors[f"{key}.moment.{i}.{j}"] = m
             if s.best_vectors is not None:
                 tensors[f"{key}.best"] = s.best_vectors
-            texts[key] = {"params": len(s.params), "moments": [len(m) for m in s.moments], "step": s.step,
-                          "span": s.span, "since_best": s.since_best, "seconds": s.seconds, "best": s.best,
-                          "shared_seconds": s.shared_seconds, "attempts": s.attempts,
-                          "steps_before": s.steps_before, "attempt_best": s.attempt_best, "stalled": s.stalled}
+            texts[key] = s.header()
         header = {"version": VERSION, "settings": self.settings, "texts": texts}
         tensors = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in tensors.items()}
         atomic_write(self.path, lambda tmp: save_file(tensors, tmp, metadata={HEADER_KEY: json.dumps(header)}))
@@ -119,17 +139,10 @@ class Checkpoint:
                                    "prompt; its texts start afresh", self.path)
                     return {}
 
-                def get(name: str) -> torch.Tensor:
-                    return f.get_tensor(name).to(self.device)
+                def getter(key: str):
+                    return lambda name: f.get_tensor(f"{key}.{name}").to(self.device)
 
-                return {key: SlotState(
-                    params=[get(f"{key}.param.{i}") for i in range(t["params"])],
-                    moments=[[get(f"{key}.moment.{i}.{j}") for j in range(n)] for i, n in enumerate(t["moments"])],
-                    step=t["step"], span=t["span"], since_best=t["since_best"], seconds=t["seconds"], best=t["best"],
-                    best_vectors=get(f"{key}.best") if t["best"] is not None else None,
-                    shared_seconds=t["shared_seconds"], attempts=t["attempts"], steps_before=t["steps_before"],
-                    attempt_best=t["attempt_best"], stalled=t["stalled"])
-                    for key, t in header["texts"].items()}
+                return {key: SlotState.from_header(t, getter(key)) for key, t in header["texts"].items()}
         except (SafetensorError, OSError, KeyError, TypeError, ValueError) as exc:
             set_aside(self.path, f"unreadable checkpoint: {exc}")
             return {}

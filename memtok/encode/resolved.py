@@ -11,6 +11,7 @@ installed in the middle of a run cannot change what the run does.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -73,8 +74,11 @@ class Resolved:
         return start_name(self.recipe.init, self.start)
 
     def with_k(self, lm: FrozenLM, k: int) -> Resolved:
-        """The same settings with `k` vectors per segment, the start and space not loaded again."""
-        return resolve(lm, self.config.replace(k=k), loaded=self)
+        """The same settings with `k` vectors per segment: only the plan is made again (its recipe is
+        decided, its start and space are these)."""
+        config = self.config.replace(k=k)
+        layout, policy, room, limit = segment_plan(lm, config)
+        return dataclasses.replace(self, config=config, layout=layout, policy=policy, room=room, segment_limit=limit)
 
     def checkpoint_key(self, lm: FrozenLM) -> str:
         """What a saved optimisation state is only valid under: the model, recipe, storage dtype,
@@ -88,20 +92,16 @@ class Resolved:
         return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def resolve(lm: FrozenLM, config: EncodeConfig | Resolved | None = None, *, loaded: Resolved | None = None,
-            **options) -> Resolved:
+def resolve(lm: FrozenLM, config: EncodeConfig | Resolved | None = None, **options) -> Resolved:
     """What an encode with `config` (or one made from `options`, or `config` with `options` changed)
     runs with on `lm`, refused with one line if it does not fit the model. A `Resolved` is taken as
-    it is: a run resolves once and hands the same one to every encode. `loaded`: settings whose
-    start and semantic space serve this config too."""
+    it is: a run resolves once and hands the same one to every encode."""
     if isinstance(config, Resolved):
         if options:
             raise TypeError("options change a config, not settings already resolved")
         return config
     config = EncodeConfig.from_options(config, **options).decided(start_path(lm) is not None)
     layout, policy, room, limit = segment_plan(lm, config)
-    if loaded is not None:
-        return Resolved(config, layout, policy, room, limit, loaded.start, loaded.semantic, loaded.frame)
     start = find_start(lm) if config.recipe.init is Init.LEARNED else None
     if config.recipe.init is Init.LEARNED and start is None:
         logger.warning("recipe %s starts from a learned start, and none is installed for %s: starting from "

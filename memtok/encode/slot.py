@@ -87,10 +87,9 @@ class TextSlot:
                     p.copy_(saved)
             for opt, moments in zip(self.opts, state.moments, strict=True):
                 opt.restore(state.step - state.steps_before, moments)
-            self.steps_before, self.attempt_best, self.stalled = state.steps_before, state.attempt_best, state.stalled
-            self.span, self.since_best = state.span, state.since_best
+            for name in SlotState.counters():
+                setattr(self, name, getattr(state, name))
             self.began = time.perf_counter() - state.seconds
-            self.shared_seconds = state.shared_seconds
             if state.best is not None:
                 self.best = Best(Judged(*state.best), state.best_vectors)
 
@@ -183,11 +182,9 @@ class TextSlot:
         """Where this text stands, for a checkpoint."""
         best = self.best
         return SlotState(params=[p.detach() for p in self.learned.params], moments=[o.moments() for o in self.opts],
-                         step=self.steps, span=self.span, since_best=self.since_best,
-                         seconds=time.perf_counter() - self.began, best=list(best.judged) if best else None,
-                         best_vectors=best.vectors if best else None, shared_seconds=self.shared_seconds,
-                         attempts=self.attempts, steps_before=self.steps_before, attempt_best=self.attempt_best,
-                         stalled=self.stalled)
+                         step=self.steps, seconds=time.perf_counter() - self.began,
+                         best=list(best.judged) if best else None, best_vectors=best.vectors if best else None,
+                         **{name: getattr(self, name) for name in SlotState.counters()})
 
     def _result(self, converged: bool, judged: Judged) -> Optimised:
         """The converged vectors, or for a text that gave up the most accurate it had."""

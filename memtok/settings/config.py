@@ -62,7 +62,7 @@ class EncodeConfig:
     chat: bool = option(False, "the memory (in its template) as the user's turn of the model's chat template; the "
                                "text comes back as the reply")
     storage: str = option("float32", "storage precision of the saved vectors; they are optimised through its "
-                                     "rounding and verified after it", "--storage", "--dtype", choices=DTYPES)
+                                     "rounding and verified after it", "--storage", choices=DTYPES)
     segment_tokens: int | None = option(None, "cut texts into pieces of at most this many text tokens, each with "
                                               "its own vectors (texts longer than the model's context are always "
                                               "cut)", texts_only=True, low=1)
@@ -85,6 +85,9 @@ class EncodeConfig:
             raise MemtokError(f"k must be a number of vectors from 1 to {MAX_K}, 'plan' or 'auto', got {self.k!r}")
         if self.favour not in FAVOUR:
             raise MemtokError(f"favour must be one of {', '.join(FAVOUR)}, got {self.favour!r}")
+        if self.favour != FAVOUR[0] and (self.k != PLAN or self.compact):  # every option has an effect, or is refused
+            raise MemtokError(f"favour={self.favour!r} picks the plan's segment length; with "
+                              f"{'compact' if self.compact else f'k={self.k!r}'} it would have no effect")
         if self.recipe is not None:
             self.recipe = get_recipe(self.recipe)
         if self.max_steps is not None:  # checked now, whichever recipe the default turns out to be
@@ -151,8 +154,9 @@ class EncodeConfig:
     def from_options(cls, config: EncodeConfig | None = None, **options) -> EncodeConfig:
         """`config` (default: the defaults) with keyword `options` changed, refusing unknown ones with
         the list of valid ones."""
-        if "dtype" in options:  # the storage precision's earlier name, kept for those who type it
-            options["storage"] = options.pop("dtype")
+        if "dtype" in options:  # one meaning per word: dtype is the model's arithmetic
+            raise MemtokError("dtype is what the model computes in (MemoryCodec.from_pretrained(dtype=...)); the "
+                              f"saved vectors' precision is storage={options['dtype']!r}")
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(options) - set(known))
         if unknown:

@@ -26,7 +26,7 @@ from ..errors import MemtokError
 from ..files import atomic_write
 from ..model.model import FrozenLM
 from ..settings.recipes import Init
-from .start_nets import NETS, AttentionStart, PooledStart, token_states
+from .start_nets import NETS, AttentionStart, PooledStart, make_net, token_states
 
 START_FORMAT = "memtok-start"
 SHIPPED = Path(__file__).resolve().parent.parent / "starts"  # the starts that ship with memtok
@@ -83,7 +83,7 @@ class LearnedStart:
                     raise ValueError(f"its network {kind[:40]!r} is none of {', '.join(NETS)}")
                 if not 0 <= code_rank <= hidden:
                     raise ValueError(f"its code rank {code_rank} is not from 0 to {hidden}")
-                net = NETS[kind](hidden, layers, width, code_rank)
+                net = make_net(kind, hidden, layers, width, code_rank)
                 net.load_state_dict(tensors)
                 return cls(net.requires_grad_(False).eval(), meta["model_fingerprint"], meta["name"],
                            json.loads(meta.get("info", "{}")))

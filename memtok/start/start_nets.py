@@ -56,8 +56,9 @@ class PooledStart(torch.nn.Module):
     """Mean-pooled states -> one start vector, repeated for each of K."""
 
     kind = "pooled-mlp"
+    reads_codes = False
 
-    def __init__(self, hidden: int, layers: tuple[int, ...], width: int, code_rank: int = 0) -> None:
+    def __init__(self, hidden: int, layers: tuple[int, ...], width: int) -> None:
         super().__init__()
         self.layers, self.width, self.code_rank = tuple(layers), width, 0  # it reads no code
         self.norm = torch.nn.LayerNorm(hidden * len(layers))
@@ -76,6 +77,7 @@ class AttentionStart(torch.nn.Module):
     """K learned queries (and the code, when given) attend over the text's states at every depth."""
 
     kind = "attention"
+    reads_codes = True
     QUERIES = 4  # vectors with a query of their own; a 5th vector reuses the 1st query, and so on
     HEADS = 8
 
@@ -106,3 +108,12 @@ class AttentionStart(torch.nn.Module):
 
 
 NETS = {net.kind: net for net in (PooledStart, AttentionStart)}
+
+
+def make_net(kind: str, hidden: int, layers: tuple[int, ...], width: int, code_rank: int) -> torch.nn.Module:
+    """A start network of `kind`; a code rank for one that reads no code is refused (ValueError)."""
+    if NETS[kind].reads_codes:
+        return NETS[kind](hidden, layers, width, code_rank)
+    if code_rank:
+        raise ValueError(f"a {kind} start reads no code, yet a code rank of {code_rank} was given")
+    return NETS[kind](hidden, layers, width)

@@ -37,7 +37,11 @@ from ..limits import PLACEHOLDER
 from ..model.model import FrozenLM
 from ..start.semantic import place, subspace
 from ..start.start import LearnedStart, propose
-from ..start.start_nets import NETS, feature_layers
+from ..start.start_nets import NETS, feature_layers, make_net
+
+
+SEMANTIC_SHARE = 0.5
+NETS_READ_CODES = {kind: net.reads_codes for kind, net in NETS.items()}
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,14 @@ class TrainConfig:
     save_every: int = 25
     eval_every: int = 250
     held_out: int = 96  # held-out pieces scored at each evaluation
-    semantic_share: float = 0.5  # batches with a code fixed in the semantic subspace (a network that reads codes)
+    semantic_share: float = SEMANTIC_SHARE  # batches with a code fixed in the semantic subspace (a network that reads codes)
     bf16: bool = False  # the frozen model's passes under bfloat16 autocast (on a GPU)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_tokens <= self.max_tokens:
+            raise MemtokError(f"pieces of {self.min_tokens} to {self.max_tokens} tokens: no such length")
+        if not NETS_READ_CODES.get(self.net, True) and self.semantic_share != SEMANTIC_SHARE:
+            raise MemtokError(f"a {self.net} start reads no code: semantic_share has no effect on it")
 
 
 def snapshot_points(batch_size: int, steps: int) -> set[int]:
@@ -118,8 +128,8 @@ class _Run:
         self.basis, self.scale = subspace(lm)
         with torch.random.fork_rng(devices=[]):  # the same first weights for the same seed, the caller's RNG untouched
             torch.manual_seed(cfg.seed)
-            self.net = NETS[cfg.net](lm.hidden_size, feature_layers(lm.model.config.num_hidden_layers), cfg.width,
-                                     self.basis.shape[1])
+            self.net = make_net(cfg.net, lm.hidden_size, feature_layers(lm.model.config.num_hidden_layers), cfg.width,
+                                self.basis.shape[1] if NETS[cfg.net].reads_codes else 0)
         self.net.to(lm.device)
         self.rank, self.world = process_group()
         # a batch without codes leaves the network's code input without a gradient
@@ -222,6 +232,10 @@ def train_start(lm: FrozenLM, train: list[list[int]], held: list[list[int]], out
     """
     if not train or not held:
         raise MemtokError("no training text: the corpus gave no pieces of the asked lengths")
+    lengths = {len(p) for p in train + held}
+    if min(lengths) < cfg.min_tokens or max(lengths) > cfg.max_tokens:
+        raise MemtokError(f"pieces of {min(lengths)}-{max(lengths)} tokens, where the config asks for "
+                          f"{cfg.min_tokens}-{cfg.max_tokens} (training_pieces cuts them to its lengths)")
     run = _Run(Path(out), lm, cfg)
     held, sources, began_run = held[:cfg.held_out], sources or [], time.perf_counter()
     snapshots = snapshot_points(cfg.batch_size, cfg.steps)

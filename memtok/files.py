@@ -94,7 +94,7 @@ def lock_folder(folder: Path) -> Iterator[None]:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise MemtokError(f"{folder} is in use by another memtok run; wait for it to end or use another --out") \
+        raise MemtokError(f"{folder} is in use by another memtok run; wait for it to end or use another folder") \
             from None
     try:
         yield

@@ -132,3 +132,23 @@ def test_real_process_pipes_and_exit_codes(tiny_dir, tmp_path):
     assert dec.returncode == 0 and dec.stdout == TEXTS[5].encode()
     bad = subprocess.run([sys.executable, "-m", "memtok", "info", str(tmp_path / "missing")], capture_output=True, check=False)
     assert bad.returncode == 2 and bad.stderr.decode().count("\n") == 1
+
+
+def test_the_library_speaks_of_settings_and_the_command_line_of_its_options(tiny_codec, tiny_dir, capsysbinary):
+    """A core error names a setting as Python does (`chat=True`); `memtok` says the option that sets it."""
+    import ast
+    from pathlib import Path
+
+    from memtok.errors import MemtokError
+
+    with pytest.raises(MemtokError, match=r"leave out chat=True$"):
+        tiny_codec.encode(TEXTS[0], k=1, chat=True)
+    code, _, err = run(["encode", TEXTS[0], "--model", tiny_dir, "--device", "cpu", "-k", "1", "--chat"], capsysbinary)
+    assert code == 2 and err.strip().endswith("leave out --chat")
+    core = Path(__file__).resolve().parent.parent / "memtok"
+    flagged = []
+    for path in [p for p in core.rglob("*.py") if p.parent.name not in ("cli", "runs", "analysis", "training", "store")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and "--" in ast.unparse(node).replace("--no-deps", ""):
+                flagged.append(f"{path.name}:{node.lineno}")
+    assert not flagged, f"core errors that name a command-line option: {flagged}"

@@ -104,7 +104,9 @@ def main(args: list[str] | None = None) -> None:
     except MemtokError as exc:
         if debug:
             raise
-        click.echo(f"memtok: error: {exc}", err=True)
+        from .options import in_flags  # the library's words for a setting, as this command line spells it
+
+        click.echo(f"memtok: error: {in_flags(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except Exception as exc:  # the one place that turns any failure into one line
         if debug:

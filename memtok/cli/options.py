@@ -154,3 +154,29 @@ def encode_options(many_k: bool = False, texts: bool = True) -> Callable[[Callab
         return command
 
     return decorate
+
+
+# The library names a setting as Python does (`name=value`, or a name with an underscore); the
+# command line says the option that sets it. The model's arithmetic is `dtype` to `from_pretrained`.
+LOAD_FLAGS = {"dtype": "--model-dtype", "model": "--model", "device": "--device"}
+
+
+def flags_of() -> dict[str, str]:
+    """Each setting's option: `EncodeConfig`'s fields as `_option` makes them, and the loading's."""
+    out = {f.name: (f.metadata["flags"] or (f"--{f.name.replace('_', '-')}",))[0] for f in dataclasses.fields(EncodeConfig)}
+    return {**out, **LOAD_FLAGS}
+
+
+def in_flags(message: str) -> str:
+    """A library message in the command line's words: `recompute_layers=True` -> `--recompute-layers`,
+    `storage='int8'` -> `--storage int8`, `max_batch_tokens` -> `--max-batch-tokens`."""
+    flags = flags_of()
+
+    def setting(m: re.Match) -> str:
+        name, value = m.group(1), m.group(2)
+        if name not in flags:
+            return m.group(0)
+        return flags[name] if value == "True" else f"{flags[name]} {value.strip(chr(39) + chr(34))}"
+
+    message = re.sub(r"\b([a-z][a-z_]*)=('[^']*'|\"[^\"]*\"|[^\s,;)]+)", setting, message)
+    return re.sub(r"\b([a-z]+(?:_[a-z]+)+)\b", lambda m: flags.get(m.group(1), m.group(1)), message)

@@ -130,7 +130,7 @@ class Memory:
         if fingerprint != self.model_fingerprint:
             raise ModelMismatchError(
                 f"this memory was made with model {self.model_name} (fingerprint {self.model_fingerprint[:12]}), "
-                f"not {model_name} ({fingerprint[:12]}); decode it with --model {self.model_name}")
+                f"not {model_name} ({fingerprint[:12]}); decode it with model={self.model_name!r}")
 
 
 def read_memory(f, header: object, names: dict[str, str], where: str) -> Memory:

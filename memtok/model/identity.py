@@ -115,4 +115,4 @@ def find_model(name: str, source: str | None, near: Iterable[str | os.PathLike] 
             return str(candidate)
     places = ", ".join(str(p) for p in search_path(near))
     raise MemtokError(f"this memory's model {name} (sha256 {pin[:12]}) is not here: looked in {places}; "
-                      f"give it with --model, or add its folder to MEMTOK_MODEL_PATH")
+                      f"give it as model=PATH, or add its folder to MEMTOK_MODEL_PATH")

@@ -109,7 +109,7 @@ class FrozenLM:
         reply (its special tokens parsed as such)."""
         if chat:
             if not getattr(self.tokenizer, "chat_template", None):
-                raise MemtokError(f"model {self.name} has no chat template; leave out --chat")
+                raise MemtokError(f"model {self.name} has no chat template; leave out chat=True")
             template = self.tokenizer.apply_chat_template([{"role": "user", "content": template}], tokenize=False,
                                                           add_generation_prompt=True)
         head, _, tail = template.partition(PLACEHOLDER)
@@ -203,7 +203,7 @@ def fingerprint(model: torch.nn.Module, tokenizer) -> str:
     if offloaded:  # accelerate left them on disk or in host memory, to be brought in pass by pass
         raise MemtokError(f"{len(offloaded)} weights of this model did not fit the GPUs and were offloaded "
                           f"({offloaded[0]}, ...): memtok needs every weight on a device, to fingerprint the model "
-                          f"and to optimise through it; use more GPUs or --model-dtype bfloat16 or nf4")
+                          f"and to optimise through it; use more GPUs, or dtype='bfloat16' or dtype='nf4'")
     h = hashlib.sha256()
     computes = model.get_input_embeddings().weight.dtype
     if computes != torch.float32:

@@ -50,10 +50,10 @@ def quantisation(dtype: str, device: str) -> dict:
 
     on_cuda = torch.cuda.is_available() and (device == "auto" or device.startswith("cuda"))
     if dtype == "nf4" and not on_cuda:
-        raise MemtokError("--model-dtype nf4 needs a CUDA GPU: bitsandbytes' 4-bit path on a CPU gives no gradient "
+        raise MemtokError("dtype='nf4' needs a CUDA GPU: bitsandbytes' 4-bit path on a CPU gives no gradient "
                           "to the input vectors, so no memory could be optimised (use bfloat16 or int8 here)")
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise MemtokError(f"--model-dtype {dtype} needs bitsandbytes: pip install bitsandbytes")
+        raise MemtokError(f"dtype={dtype!r} needs bitsandbytes: pip install bitsandbytes")
     from transformers import BitsAndBytesConfig
 
     # said at every pass: what int8 matrix products always do, not news

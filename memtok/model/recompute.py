@@ -28,7 +28,7 @@ def decoder_layers(lm: FrozenLM) -> torch.nn.ModuleList:
     for module in decoder.modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) == n:
             return module
-    raise MemtokError(f"model {lm.name} has no stack of {n} decoder layers to recompute; leave out --recompute-layers")
+    raise MemtokError(f"model {lm.name} has no stack of {n} decoder layers to recompute; leave out recompute_layers=True")
 
 
 def _recomputed(forward: Callable, *args, **kwargs):

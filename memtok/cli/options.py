@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ..settings.config import AUTO, DEFAULT_TEACHER, PLAN, EncodeConfig
+from ..settings.config import AUTO, DEFAULT_TEACHER, PLAN, EncodeConfig, cli_flag
 from ..errors import MemtokError
 from ..limits import MAX_K, k_ok
 from ..model.placement import MODEL_DTYPES, QUANTISED
@@ -163,8 +163,7 @@ LOAD_FLAGS = {"dtype": "--model-dtype", "model": "--model", "device": "--device"
 
 def flags_of() -> dict[str, str]:
     """Each setting's option: `EncodeConfig`'s fields as `_option` makes them, and the loading's."""
-    out = {f.name: (f.metadata["flags"] or (f"--{f.name.replace('_', '-')}",))[0] for f in dataclasses.fields(EncodeConfig)}
-    return {**out, **LOAD_FLAGS}
+    return {**{f.name: cli_flag(f) for f in dataclasses.fields(EncodeConfig)}, **LOAD_FLAGS}
 
 
 def in_flags(message: str) -> str:

@@ -12,9 +12,8 @@ from __future__ import annotations
 import dataclasses
 import shlex
 
-from ..settings.config import MAX_BATCH_TOKENS, EncodeConfig
+from ..settings.config import EncodeConfig, cli_flag
 from ..model.embedded import DEFAULT_MODEL
-from ..model.layout import DEFAULT_TEMPLATE
 from ..settings.recipes import Recipe, recipe_spec
 
 RENAMED = {"tokens": "k", "dtype": "storage"}  # old name -> today's
@@ -61,20 +60,13 @@ def command_for(pinned: dict, folder: str | None = None) -> str:
         args += ["--lengths", ",".join(map(str, d["lengths"])), "-k", ",".join(map(str, d["k"]
                  if isinstance(d["k"], list) else [d["k"]]))]
         args += [] if d.get("eos", True) else ["--no-eos"]
-    else:
-        args += ["-k", str(d["k"])]
-        args += ["--favour", d["favour"]] if d["favour"] != "steps" else []
-        args += ["--segment-tokens", str(d["segment_tokens"])] if d.get("segment_tokens") else []
-        args += ["--keep-text"] if d.get("keep_text") else []
-        args += ["--compact"] if d.get("compact") else []
-    args += ["--storage", d["storage"]] if d["storage"] != "float32" and not d.get("compact") else []
-    args += ["--template", d["template"]] if d["template"] != DEFAULT_TEMPLATE else []
-    args += ["--chat"] if d.get("chat") else []
+    for f in dataclasses.fields(EncodeConfig):  # every setting the folder pinned away from its default
+        value = d.get(f.name, f.default)
+        if f.name in ("recipe", "max_steps") or (capacity and (f.name == "k" or f.metadata["texts_only"])):
+            continue  # the recipe in full below, with its max_steps; a capacity run's K above
+        if value != f.default and not (f.name == "storage" and d.get("compact")):  # compact implies its storage
+            args += [cli_flag(f)] if value is True else [f"{cli_flag(f)}={value}"]
     args += ["--recipe", recipe_spec(d["recipe"])]
     args += ["--model", d["model"]] if d["model"] != DEFAULT_MODEL else []
-    args += ["--batch-size", str(d["batch_size"])]
-    args += ["--max-batch-tokens", str(d["max_batch_tokens"])] if d["max_batch_tokens"] != MAX_BATCH_TOKENS else []
-    args += ["--recompute-layers"] if d.get("recompute_layers") else []
-    args += [f"--semantic={d['semantic']}"] if d.get("semantic") else []
     args += ["--out", folder]
     return shlex.join(args)

@@ -36,6 +36,11 @@ def option(default: object, help: str, *flags: str, texts_only: bool = False, ch
                                             "choices": choices, "low": low, "high": high})
 
 
+def cli_flag(f: Field) -> str:
+    """A field's command-line option: the first spelling it declares, or `--field-name`."""
+    return (f.metadata["flags"] or (f"--{f.name.replace('_', '-')}",))[0]
+
+
 @dataclass
 class EncodeConfig:
     """How to encode: checked on creation; the model-dependent checks are `memtok.encode.resolved.resolve`'s.

@@ -35,7 +35,7 @@ from memtok.model.placement import MODEL_DTYPES
 @torch.no_grad()
 def forced_logits(lm: FrozenLM, layout: Layout, memories: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """Logits [B, T, V] of the cached decoding loop of `memtok.decode.greedy.greedy_batch`, fed `ids` [B, T]."""
-    context = torch.stack([layout.context(lm, m) for m in memories])
+    context = torch.stack([layout.inputs(lm, m) for m in memories])
     arg = _cache_arg(lm.model)
     out = lm.model(inputs_embeds=context, use_cache=True)
     logits = [out.logits[:, -1].float()]

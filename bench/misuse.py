@@ -74,7 +74,7 @@ def memory_prefix(codec: MemoryCodec, mem: Memory) -> torch.Tensor:
     """A memory's prompt and (first segment's) vectors as input vectors: what goes in front of a chat."""
     vectors, _ = mem.segment_vectors()[0]
     layout = Layout(tuple(mem.prefix_ids), (), len(vectors))
-    return layout.context(codec.lm, codec.inputs(vectors, mem.storage_dtype).to(codec.lm.device))
+    return layout.inputs(codec.lm, codec.inputs(vectors, mem.storage_dtype).to(codec.lm.device))
 
 
 def repeat_rows(codec: MemoryCodec, data: str, limit: int) -> dict:

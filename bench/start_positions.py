@@ -31,7 +31,7 @@ def hits_by_position(lm: FrozenLM, vector: torch.Tensor, text: list[int]) -> tor
     """1.0 where greedy prediction after [the default encode's context, the text so far] is the next
     token (or EOS): the layout `train-start` scores."""
     layout = Layout.build(lm, PLACEHOLDER, 1, bos=True)
-    seq = torch.cat([layout.context(lm, vector), lm.embed(torch.tensor(text, device=lm.device))])
+    seq = layout.inputs(lm, vector, text)
     predicted = lm.model(inputs_embeds=seq[None], use_cache=False).logits[0, layout.first_target:].argmax(-1)
     return (predicted.cpu() == torch.tensor([*text, lm.eos_id])).float()
 

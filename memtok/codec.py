@@ -242,7 +242,7 @@ class MemoryCodec:
         """What the file's own checks cannot know: that it was made with this model and fits it."""
         mem.check_model(self.lm.fingerprint, self.lm.name)
         lm = self.lm
-        vocab = lm.model.get_input_embeddings().weight.shape[0]
+        vocab = lm.vocab_size
         if mem.vectors.shape[1] != lm.hidden_size:
             raise MemtokError(f"this memory's vectors have {mem.vectors.shape[1]} dimensions, {lm.name} takes "
                               f"{lm.hidden_size}")

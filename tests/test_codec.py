@@ -51,7 +51,7 @@ def test_padding_leaves_each_texts_logits_as_alone(tiny_codec):
     lm = tiny_codec.lm
     cfg = lm.model.config
     layout = Layout.build(lm, "{memory}", 1, MEMTOK.bos)
-    rows = [layout.context(lm, lm.embedding_mean[None]) for _ in TEXTS[:3]]
+    rows = [layout.inputs(lm, lm.embedding_mean[None]) for _ in TEXTS[:3]]
     rows = [torch.cat([c, lm.embed(torch.tensor(lm.tokenize(t)))]) for c, t in zip(rows, TEXTS[:3])]
     batch = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
     mask = (torch.arange(batch.shape[1])[None] < torch.tensor([len(r) for r in rows])[:, None]).long()

@@ -244,7 +244,7 @@ def test_weights_offloaded_off_every_device_are_refused_with_one_line(tiny_dir):
     pass: memtok could neither fingerprint it nor optimise through it at speed."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from memtok.model.model import fingerprint
+    from memtok.model.identity import fingerprint
 
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
     model.lm_head.weight = torch.nn.Parameter(torch.empty_like(model.lm_head.weight, device="meta"))

@@ -31,7 +31,7 @@ def test_wrong_positions_are_the_tokens_a_memory_misses(tiny_codec):
     layout = Layout.build(lm, "{memory}", 1, bos=True)
     memory = torch.randn(1, lm.model.config.hidden_size, generator=torch.Generator().manual_seed(0))
     s = score(lm, layout, targets, memory)
-    expected, ties = next_token_misses(lm, layout.context(lm, memory), targets)
+    expected, ties = next_token_misses(lm, layout.inputs(lm, memory), targets)
     assert expected, "a random vector should miss something, or this test checks nothing"
     assert set(s.wrong) - ties == set(expected) - ties and s.correct == len(targets) - len(s.wrong)
 

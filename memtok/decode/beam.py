@@ -21,13 +21,12 @@ from ..model.model import FrozenLM
 @torch.no_grad()
 def beam_decode(lm: FrozenLM, layout: Layout, vectors: torch.Tensor, beams: int, max_new_tokens: int) -> list[int]:
     """The best beam's token ids from [prefix, vectors, infix], up to and including EOS."""
-    weight = lm.model.get_input_embeddings().weight
-    context = layout.context(lm, vectors.to(weight.device, weight.dtype))[None]
+    context = layout.inputs(lm, vectors)[None]
     # a config of its own: a model's generation_config may ask for sampling or a repetition penalty
     config = GenerationConfig(num_beams=beams, do_sample=False, max_new_tokens=max_new_tokens,
                               eos_token_id=lm.eos_id, pad_token_id=lm.eos_id, length_penalty=1.0,
                               **({"early_stopping": True} if beams > 1 else {}))
-    mask = torch.ones(context.shape[:2], dtype=torch.long, device=weight.device)
+    mask = torch.ones(context.shape[:2], dtype=torch.long, device=lm.device)
     out = lm.model.generate(inputs_embeds=context, attention_mask=mask, generation_config=config)
     ids = out[0].tolist()  # with inputs_embeds alone, generate returns only the new tokens
     if lm.eos_id in ids:

@@ -42,7 +42,7 @@ def batches_exactly(lm: FrozenLM) -> bool:
     bfloat16 they moved by up to 0.75 logits from batch 32 on, in float16 by 0.0625 from batch 2 on
     (logits by up to 0.164), and quantised weights depend on the batch itself (docs/trust.md), so
     such models decode every row alone."""
-    return lm.model.get_input_embeddings().weight.dtype == torch.float32 and not lm.quantised
+    return lm.dtype == torch.float32 and not lm.quantised
 
 
 def _cache_arg(model: torch.nn.Module) -> str:
@@ -65,19 +65,18 @@ def greedy_batch(lm: FrozenLM, layout: Layout, vectors: torch.Tensor, max_new_to
     of each choice over the runner-up logit [B, n]; n stops at `max_new_tokens` or once every row
     has ended: produced EOS or, given `targets`, departed from or run past its own targets (a
     verdict needs nothing more). A row's ids after its end mean nothing."""
-    weight = lm.model.get_input_embeddings().weight
-    vectors = vectors.to(weight.device, weight.dtype)
-    context = torch.stack([layout.context(lm, v) for v in vectors])
+    device = lm.device
+    context = torch.stack([layout.inputs(lm, v) for v in vectors])
     arg = _cache_arg(lm.model)
     out = lm.model(inputs_embeds=context, use_cache=True, **_last_logits_only(lm.model))
     ids, margins = [], []
-    ended = torch.zeros(len(vectors), dtype=torch.bool, device=weight.device)
+    ended = torch.zeros(len(vectors), dtype=torch.bool, device=device)
     expected = None
     if targets is not None:  # -1 past a row's own targets: no id equals it
         expected = torch.full((len(targets), max_new_tokens), -1, dtype=torch.long)
         for row, t in zip(expected, targets):
             row[:len(t)] = torch.tensor(t[:max_new_tokens], dtype=torch.long)
-        expected = expected.to(weight.device)
+        expected = expected.to(device)
     while True:
         logits = out.logits[:, -1]
         nxt = logits.argmax(-1)

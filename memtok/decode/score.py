@@ -31,17 +31,12 @@ def score(lm: FrozenLM, layout: Layout, targets: list[int], vectors: torch.Tenso
     With nothing at all before the text (the paper's layout, unaided) the first target has no
     context: it is scored as a uniform guess, log(vocabulary) nats and not right.
     """
-    weight = lm.model.get_input_embeddings().weight
-    if vectors is None:
-        context = lm.embed(torch.tensor(list(layout.prefix_ids) + list(layout.infix_ids), dtype=torch.long,
-                                        device=lm.device))
-    else:
-        context = layout.context(lm, vectors.to(weight.device, weight.dtype))
-    scored = targets if len(context) else targets[1:]
-    nats = 0.0 if len(context) else math.log(weight.shape[0])
-    wrong = [] if len(context) else [0]
+    context = len(layout.prefix_ids) + len(layout.infix_ids) + (0 if vectors is None else len(vectors))
+    scored = targets if context else targets[1:]
+    nats = 0.0 if context else math.log(lm.vocab_size)
+    wrong = [] if context else [0]
     if scored:
-        x = torch.cat([context, lm.embed(torch.tensor(targets[:-1], dtype=torch.long, device=lm.device))])
+        x = layout.inputs(lm, vectors, targets[:-1])
         logits = lm.model(inputs_embeds=x[None], use_cache=False).logits[0, -len(scored):].float()
         tgt = torch.tensor(scored, device=lm.device)
         nats += F.cross_entropy(logits, tgt, reduction="sum").item()

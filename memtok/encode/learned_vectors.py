@@ -21,7 +21,6 @@ def initial_vectors(lm: FrozenLM, init: Init, seed: int, start: LearnedStart | N
     """Initial [K, d] vectors for one text from `init`; the same whatever the batch. `Init.LEARNED`
     reads `start` (told the text's semantic `code` [r], if any), and without one (`memtok.encode.resolved`
     warns) starts from the mean embedding; `Init.NORMAL` draws with `seed`."""
-    weight = lm.model.get_input_embeddings().weight
     if init is Init.TEXT:
         vec = lm.embed(torch.tensor(text_ids, device=lm.device)).mean(0)
         return vec.expand(k, -1).clone()
@@ -31,8 +30,8 @@ def initial_vectors(lm: FrozenLM, init: Init, seed: int, start: LearnedStart | N
     if init in (Init.MEAN, Init.LEARNED):
         return lm.embedding_mean.expand(k, -1).clone()
     gen = torch.Generator().manual_seed(seed)
-    noise = torch.randn(k, weight.shape[1], generator=gen)
-    return (noise * lm.embedding_std).to(lm.device, weight.dtype)
+    noise = torch.randn(k, lm.hidden_size, generator=gen)
+    return (noise * lm.embedding_std).to(lm.device, lm.dtype)
 
 
 @dataclass

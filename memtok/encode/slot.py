@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 
 from .checkpoint import Checkpoint, SlotState, text_key
-from ..model.forward import on_device
+from ..model.model import on_device
 from .jobs import Job, Optimised
 from ..model.model import FrozenLM
 from ..model.precision import stored_form, straight_through
@@ -65,11 +65,7 @@ class TextSlot:
         self.learned = self.make_vectors(lm, recipe, self.start, job.k, job.targets[:-1], self.attempts, self.code)
         layout = resolved.layout.with_k(job.k)
         self.first_target = layout.first_target  # input position whose logits predict targets[0]
-        self.targets = on_device(job.targets, lm.device)  # [n]
-        with torch.no_grad():  # the prompt around the vectors, and the text after them
-            self.prefix, self.infix = (lm.embed(on_device(list(ids), lm.device))
-                                       for ids in (layout.prefix_ids, layout.infix_ids))
-            self.text_emb = lm.embed(self.targets[:-1])  # [n - 1, d]: EOS is only predicted
+        self.layout, self.targets = layout, on_device(job.targets, lm.device)  # [n]
         self.opts = [VectorOptimizer(recipe) for _ in self.learned.params]
         # targets in play: all, or a prefix that grows by `grow_tokens` each time it is solved
         self.span = min(recipe.grow_tokens or len(job.targets), len(job.targets))
@@ -118,7 +114,7 @@ class TextSlot:
     def inputs(self, vectors: torch.Tensor) -> torch.Tensor:
         """The whole input of this text's next pass around its input `vectors`: the prompt, the
         vectors, and the targets in play but the last (it is only predicted)."""
-        return torch.cat([self.prefix, vectors.to(self.prefix.dtype), self.infix, self.text_emb[:self.span - 1]])
+        return self.layout.inputs(self.lm, vectors, self.targets[:self.span - 1])
 
     def stored(self) -> torch.Tensor:
         """The vectors as they would be saved (for a framed dtype, its levels times scales): what this

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch.nn.utils.rnn import pad_sequence
 
-from .model import FrozenLM
+from .model import FrozenLM, on_device
 
 HEAD_CHUNK = 256  # target positions whose logits [chunk, vocab] exist at once
 
@@ -45,13 +45,6 @@ def judge(head: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor,
         right = indices.select(-1, 0) == t
         margin = logits.gather(-1, t.unsqueeze(-1)).squeeze(-1) - torch.where(right, runner_up, best)
     return ce.to(h.device), right.to(h.device), margin.to(h.device)
-
-
-def on_device(values: list, device: torch.device) -> torch.Tensor:
-    """Host integers as a tensor on `device` without waiting for it: on a GPU they are staged in
-    pinned memory and copied on the stream (`torch.tensor(list, device="cuda")` waits for it)."""
-    t = torch.tensor(values, dtype=torch.long)
-    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
 
 
 def score_positions(lm: FrozenLM, x: torch.Tensor, mask: torch.Tensor, first: int, where: list[list[int]],

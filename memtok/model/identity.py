@@ -22,6 +22,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+import torch
+
 from .embedded import cache_dir, packaged
 from ..errors import MemtokError
 
@@ -116,3 +118,45 @@ def find_model(name: str, source: str | None, near: Iterable[str | os.PathLike] 
     places = ", ".join(str(p) for p in search_path(near))
     raise MemtokError(f"this memory's model {name} (sha256 {pin[:12]}) is not here: looked in {places}; "
                       f"give it as model=PATH, or add its folder to MEMTOK_MODEL_PATH")
+
+
+# Config keys that say how a model was loaded, not what it computes.
+_VOLATILE_CONFIG_KEYS = {"transformers_version", "quantization_config", "dtype", "torch_dtype",
+                         "architectures", "use_cache"}
+
+
+def fingerprint(model: torch.nn.Module, tokenizer) -> str:
+    """sha256 over the config, the input embeddings, a sample of every weight and the vocabulary,
+    and the dtype the model computes in when it is not float32.
+
+    Hashing every weight of an 8B model would take tens of seconds; the embeddings in full plus
+    4096 evenly spaced values of each tensor catch any other model or fine-tune at a fraction. A
+    model stored in bfloat16 has the same weights loaded in float32 or bfloat16, but not the same
+    arithmetic, and a memory is exact only in the arithmetic it was verified in.
+    """
+    offloaded = [name for name, p in model.named_parameters() if p.device.type == "meta"]
+    if offloaded:  # accelerate left them on disk or in host memory, to be brought in pass by pass
+        raise MemtokError(f"{len(offloaded)} weights of this model did not fit the GPUs and were offloaded "
+                          f"({offloaded[0]}, ...): memtok needs every weight on a device, to fingerprint the model "
+                          f"and to optimise through it; use more GPUs, or dtype='bfloat16' or dtype='nf4'")
+    h = hashlib.sha256()
+    computes = model.get_input_embeddings().weight.dtype
+    if computes != torch.float32:
+        h.update(f"computes in {computes}".encode())
+    if getattr(model, "hf_quantizer", None) is not None:  # quantised as loaded (a GGUF file is dequantised)
+        settings = model.config.quantization_config
+        settings = settings.to_dict() if hasattr(settings, "to_dict") else settings
+        h.update(f"quantised {json.dumps(settings, sort_keys=True, default=str)}".encode())
+    cfg = {k: v for k, v in model.config.to_dict().items()
+           if not k.startswith("_") and k not in _VOLATILE_CONFIG_KEYS}
+    h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    emb = model.get_input_embeddings().weight.detach()
+    h.update(emb.float().cpu().contiguous().numpy().tobytes())
+    for name, p in sorted(model.state_dict().items()):
+        flat = p.detach().reshape(-1)
+        step = max(1, flat.numel() // 4096)
+        h.update(name.encode())
+        h.update(flat[::step].float().cpu().contiguous().numpy().tobytes())
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    h.update(json.dumps(vocab, ensure_ascii=False).encode())
+    return h.hexdigest()

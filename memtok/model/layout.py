@@ -41,10 +41,17 @@ class Layout:
         """Position whose logits predict the first text token."""
         return len(self.prefix_ids) + self.k + len(self.infix_ids) - 1
 
-    def context(self, lm: FrozenLM, vectors: torch.Tensor) -> torch.Tensor:
-        """[prefix, vectors, infix] as input vectors: the whole prompt a memory decodes from."""
-        dev = vectors.device
-        parts = [lm.embed(torch.tensor(self.prefix_ids, dtype=torch.long, device=dev)),
-                 vectors,
-                 lm.embed(torch.tensor(self.infix_ids, dtype=torch.long, device=dev))]
+    def inputs(self, lm: FrozenLM, vectors: torch.Tensor | None, text: torch.Tensor | list[int] = ()) -> torch.Tensor:
+        """The model's input vectors [prefix, vectors, infix, text]: what every pass over a memory
+        reads (the encode's batch, verification and decoding, scoring, beam search, search, the
+        start's training), built here alone. `vectors` [K, d] (None: a text with no memory) go to the
+        model's device and dtype; `text`: token ids after them, a tensor on the model's device or a
+        list."""
+        parts = [lm.embed_prompt(self.prefix_ids)]
+        if vectors is not None:
+            parts.append(vectors.to(lm.device, lm.dtype))
+        parts.append(lm.embed_prompt(self.infix_ids))
+        if len(text):
+            ids = text if isinstance(text, torch.Tensor) else torch.tensor(list(text), dtype=torch.long, device=lm.device)
+            parts.append(lm.embed(ids))
         return torch.cat(parts, dim=0)

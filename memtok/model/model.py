@@ -7,9 +7,7 @@ fingerprint that memories record and decoding checks.
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
-import json
 import os
 import re
 from collections.abc import Callable
@@ -19,7 +17,7 @@ import torch
 
 from .embedded import packaged, packaged_model_dir
 from ..errors import MemtokError
-from .identity import describe
+from .identity import describe, fingerprint
 from ..limits import PLACEHOLDER, check_template
 from .placement import MODEL_DTYPES, QUANTISED, check_device, default_device, fix_numerics, placement_of, quantisation
 from .precision import Frame
@@ -30,9 +28,13 @@ HUB_ID = re.compile(r"(?P<id>(?!\.)[\w.-]+(/(?!\.)[\w.-]+)?)(@(?P<revision>[\w.-
 # Config keys of models whose logits are more than head(decoder(x)): soft-capping (Gemma 2) or scaling
 # (Cohere, Granite). Such models get their logits whole.
 LOGIT_CHANGES = ("final_logit_softcapping", "logit_scale", "logits_scaling")
-# Config keys that say how a model was loaded, not what it computes.
-_VOLATILE_CONFIG_KEYS = {"transformers_version", "quantization_config", "dtype", "torch_dtype",
-                         "architectures", "use_cache"}
+
+
+def on_device(values: list, device: torch.device) -> torch.Tensor:
+    """Host integers as a tensor on `device` without waiting for it: on a GPU they are staged in
+    pinned memory and copied on the stream (`torch.tensor(list, device="cuda")` waits for it)."""
+    t = torch.tensor(values, dtype=torch.long)
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
 
 
 @dataclass
@@ -46,6 +48,7 @@ class FrozenLM:
     # model's files takes a while, and only a memory being written needs it
     describe: Callable[[], str] | None = field(default=None, repr=False)
     _fingerprint: str | None = field(default=None, repr=False)
+    _prompts: dict = field(default_factory=dict, repr=False, compare=False)  # `embed_prompt`'s
 
     @functools.cached_property
     def source(self) -> str | None:
@@ -54,7 +57,17 @@ class FrozenLM:
 
     @property
     def device(self) -> torch.device:
+        """Where input vectors go: the input embeddings' device."""
         return self.model.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """What input vectors are made of: the input embeddings' dtype."""
+        return self.model.get_input_embeddings().weight.dtype
+
+    @property
+    def vocab_size(self) -> int:
+        return self.model.get_input_embeddings().weight.shape[0]
 
     @property
     def quantised(self) -> bool:
@@ -124,6 +137,14 @@ class FrozenLM:
         """Input vectors through the model's own lookup (Gemma scales inside it)."""
         return self.model.get_input_embeddings()(ids)
 
+    def embed_prompt(self, ids: tuple[int, ...]) -> torch.Tensor:
+        """[len(ids), d] input vectors of a prompt's tokens, made once per prompt: every pass reads
+        them, and none copies ids to the device again."""
+        if ids not in self._prompts:
+            with torch.no_grad():
+                self._prompts[ids] = self.embed(on_device(list(ids), self.device))
+        return self._prompts[ids]
+
     @functools.cached_property
     def embedding_mean(self) -> torch.Tensor:
         """Mean input vector over the vocabulary, as the model's lookup returns it."""
@@ -188,43 +209,6 @@ class FrozenLM:
         if self._fingerprint is None:
             self._fingerprint = fingerprint(self.model, self.tokenizer)
         return self._fingerprint
-
-
-def fingerprint(model: torch.nn.Module, tokenizer) -> str:
-    """sha256 over the config, the input embeddings, a sample of every weight and the vocabulary,
-    and the dtype the model computes in when it is not float32.
-
-    Hashing every weight of an 8B model would take tens of seconds; the embeddings in full plus
-    4096 evenly spaced values of each tensor catch any other model or fine-tune at a fraction. A
-    model stored in bfloat16 has the same weights loaded in float32 or bfloat16, but not the same
-    arithmetic, and a memory is exact only in the arithmetic it was verified in.
-    """
-    offloaded = [name for name, p in model.named_parameters() if p.device.type == "meta"]
-    if offloaded:  # accelerate left them on disk or in host memory, to be brought in pass by pass
-        raise MemtokError(f"{len(offloaded)} weights of this model did not fit the GPUs and were offloaded "
-                          f"({offloaded[0]}, ...): memtok needs every weight on a device, to fingerprint the model "
-                          f"and to optimise through it; use more GPUs, or dtype='bfloat16' or dtype='nf4'")
-    h = hashlib.sha256()
-    computes = model.get_input_embeddings().weight.dtype
-    if computes != torch.float32:
-        h.update(f"computes in {computes}".encode())
-    if getattr(model, "hf_quantizer", None) is not None:  # quantised as loaded (a GGUF file is dequantised)
-        settings = model.config.quantization_config
-        settings = settings.to_dict() if hasattr(settings, "to_dict") else settings
-        h.update(f"quantised {json.dumps(settings, sort_keys=True, default=str)}".encode())
-    cfg = {k: v for k, v in model.config.to_dict().items()
-           if not k.startswith("_") and k not in _VOLATILE_CONFIG_KEYS}
-    h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
-    emb = model.get_input_embeddings().weight.detach()
-    h.update(emb.float().cpu().contiguous().numpy().tobytes())
-    for name, p in sorted(model.state_dict().items()):
-        flat = p.detach().reshape(-1)
-        step = max(1, flat.numel() // 4096)
-        h.update(name.encode())
-        h.update(flat[::step].float().cpu().contiguous().numpy().tobytes())
-    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
-    h.update(json.dumps(vocab, ensure_ascii=False).encode())
-    return h.hexdigest()
 
 
 def check_takes_vectors(model: torch.nn.Module, name: str) -> None:

@@ -51,20 +51,17 @@ def token_logprobs(codec: MemoryCodec, memories: Sequence[Memory], query: str, b
     memory's prompt: which memory each segment is of, and a [segments, query tokens] tensor. Every
     way of scoring reads this one pass."""
     lm, ids = codec.lm, query_ids(codec, query)
-    q = lm.embed(torch.tensor(ids, device=lm.device))
     # every segment of every memory, grouped by what shares a batch: its layout (the prompt and K)
     groups: dict[Layout, list[tuple[int, torch.Tensor]]] = defaultdict(list)
     for i, layout, inputs, _ in codec.segments(memories):
         groups[layout].append((i, inputs))
     owners, rows = [], []
-    weight = lm.model.get_input_embeddings().weight
     target = torch.tensor(ids, device=lm.device)
     for layout, items in groups.items():
         for start in range(0, len(items), batch_size):
             part = items[start:start + batch_size]
-            context = torch.stack([layout.context(lm, v.to(weight.device, weight.dtype)) for _, v in part])
-            x = torch.cat([context, q[:-1].expand(len(part), -1, -1)], dim=1)
-            logits = lm.model(inputs_embeds=x, use_cache=False).logits[:, context.shape[1] - 1:].float()
+            x = torch.stack([layout.inputs(lm, v, target[:-1]) for _, v in part])
+            logits = lm.model(inputs_embeds=x, use_cache=False).logits[:, layout.first_target:].float()
             rows.append(-F.cross_entropy(logits.transpose(1, 2), target.expand(len(part), -1), reduction="none").cpu())
             owners += [i for i, _ in part]
             if on_batch is not None:

@@ -82,9 +82,8 @@ def reconstruction(lm: FrozenLM, vectors: torch.Tensor, texts: list[list[int]]
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per text: mean cross-entropy of its tokens and EOS after [BOS, its vectors] (with a gradient to
     the vectors), targets right, and targets. `vectors` is [B, K, d]."""
-    dev = lm.device
     layout = Layout.build(lm, PLACEHOLDER, vectors.shape[1], bos=True)  # the default encode's: BOS, then the vectors
-    seqs = [torch.cat([layout.context(lm, v), lm.embed(torch.tensor(t, device=dev))]) for v, t in zip(vectors, texts)]
+    seqs = [layout.inputs(lm, v, t) for v, t in zip(vectors, texts)]
     ce, right, _, rows, n = padded_pass(lm, seqs, [t + [lm.eos_id] for t in texts], [layout.first_target] * len(texts))
     zeros = torch.zeros(len(texts), device=ce.device)
     return zeros.index_add(0, rows, ce) / n, zeros.index_add(0, rows, right.float()), n.float()

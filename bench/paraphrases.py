@@ -44,9 +44,9 @@ TEACHERS = ("self", "minilm")  # the ones that install offline
 FILES = ("raschka_chunks_100", "chunks")  # the paper's files the questions are about
 
 
-def best_segments(pieces: torch.Tensor, owner: list[int], n_texts: int, asked: torch.Tensor) -> torch.Tensor:
-    """[Q, texts]: each text's best cosine over its segments' rows of `pieces`."""
-    cos = F.normalize(asked, dim=1) @ F.normalize(pieces, dim=1).T
+def best_segments(segments: torch.Tensor, owner: list[int], n_texts: int, asked: torch.Tensor) -> torch.Tensor:
+    """[Q, texts]: each text's best cosine over its segments' rows of `segments`."""
+    cos = F.normalize(asked, dim=1) @ F.normalize(segments, dim=1).T
     out = torch.full((len(asked), n_texts), -2.0, dtype=cos.dtype)
     return out.scatter_reduce(1, torch.tensor(owner).expand(len(asked), -1), cos, "amax")
 
@@ -101,12 +101,12 @@ def main() -> None:
         wanted, questions = zip(*spec[name]["questions"])
         questions = list(questions)
         run = TextSchedule(lm, texts, codec.resolve())  # the default plan's segments
-        pieces = [p.text for p in run.pieces]
-        owner = [p.text_index for p in run.pieces]
+        segments = [p.text for p in run.segments]
+        owner = [p.text_index for p in run.segments]
         by_method = {}
         for teacher, space in spaces.items():
             asked = codes(space, questions)
-            by_method[f"memories, --semantic={teacher}"] = best_segments(codes(space, pieces), owner, len(texts), asked)
+            by_method[f"memories, --semantic={teacher}"] = best_segments(codes(space, segments), owner, len(texts), asked)
             by_method[f"{teacher}'s code on whole texts"] = F.normalize(asked, dim=1) @ F.normalize(
                 codes(space, texts), dim=1).T
         full = [minilm.encode(t, convert_to_tensor=True).cpu() for t in (questions, texts)]
@@ -122,7 +122,7 @@ def main() -> None:
         if name in folders:
             by_method.update(likelihoods(codec, folders[name], len(texts), questions))
         for method, scores in by_method.items():
-            rows.append({"file": name, "texts": len(texts), "segments": len(pieces), "questions": len(questions),
+            rows.append({"file": name, "texts": len(texts), "segments": len(segments), "questions": len(questions),
                          "method": method, **recalls(scores.double(), list(wanted))})
     report(rows, {k: (lambda r, k=k: r[k]) for k in rows[0]}, args)
 

@@ -95,11 +95,11 @@ def test_weights_load_straight_onto_the_gpu_they_run_on(tiny_dir, monkeypatch, f
 def test_running_out_of_memory_halves_the_batch_and_goes_on(tiny_codec, monkeypatch, caplog):
     """A pass of more than two texts runs out of memory (forward or backward, as a GPU would): the
     batch halves, the texts set aside keep their state, and every text ends as it would have, with
-    the same steps and its new attempts at the same steps (a pass whose backward failed is not
+    the same steps and its restarts at the same steps (a pass whose backward failed is not
     counted against a text's patience)."""
     options = dict(k=1, batch_size=6, max_steps=300, recipe="memtok:restart_after=2")
     plain = tiny_codec.encode(TEXTS[:6], **options)
-    assert any(s.get("restarts") for m in plain for s in m.segments)  # the timing of new attempts is tested
+    assert any(s.get("restarts") for m in plain for s in m.segments)  # the timing of restarts is tested
     forward, backward, sizes = memtok.encode.batch.batch_pass, torch.Tensor.backward, []
 
     def small_forward(lm, slots, *args):

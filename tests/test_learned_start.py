@@ -230,8 +230,8 @@ def test_train_start_under_bf16_autocast_shows_progress_and_ends_with_a_summary(
 
 
 def test_a_restart_from_the_learned_start_begins_there_with_the_next_seeds_factorisation(trained, monkeypatch):
-    """`restart_init=learned`: a new attempt starts from the text's learned start again, a new random
-    step away from it, where the default new attempt starts from the mean."""
+    """`restart_init=learned`: a restart starts from the text's learned start again, a new random
+    step away from it, where the default restart starts from the mean."""
     codec, _, out, _ = trained
     monkeypatch.setenv("MEMTOK_STARTS", str(out))
     _, points = one_text_curve(codec, "memtok:init=learned:restart_after=1:restart_init=learned", max_steps=40)

@@ -66,13 +66,13 @@ def test_a_fixed_k_beyond_what_was_measured_is_told():
 
 def test_a_texts_pieces_are_queued_together_the_text_with_the_longest_piece_first(tiny_codec):
     """So that texts finish one after another (an eval records each as it finishes) rather than all
-    at the end, and a stopped run loses only the settled pieces of the texts in flight."""
+    at the end, and a stopped run loses only the settled segments of the texts in flight."""
     from memtok.encode.schedule import TextSchedule
 
     texts = [" ".join(TEXTS[:2]), " ".join(TEXTS[2:5]), TEXTS[5], " ".join(TEXTS[6:])]
     run = TextSchedule(tiny_codec.lm, texts, tiny_codec.resolve(EncodeConfig(k=1, segment_tokens=6)))
-    order = [run.pieces[run.pop().key].text_index for _ in range(len(run))]
+    order = [run.segments[run.pop().key].text_index for _ in range(len(run))]
     runs = [t for j, t in enumerate(order) if j == 0 or order[j - 1] != t]
-    assert sorted(runs) == sorted(set(order)) == list(range(len(texts)))  # each text's pieces in one run
+    assert sorted(runs) == sorted(set(order)) == list(range(len(texts)))  # each text's segments in one run
     longest = [max(len(p.targets) for p in run.of_text[t]) for t in runs]
     assert longest == sorted(longest, reverse=True) and len(order) > len(texts)

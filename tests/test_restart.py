@@ -40,7 +40,7 @@ def test_a_stopped_run_goes_on_after_its_restarts_as_the_unstopped_one(tiny_code
     at = next(i for i, p in enumerate(points) if p.restarts == 1) + 3  # stopped a few passes after a restart
     stopped = Stopped(tiny_codec, tmp_path / "in-flight.safetensors", at=at, config=config)
     (saved,) = stopped.checkpoint().waiting.values()
-    assert saved.attempts == 1 and saved.steps_before > 0
+    assert saved.restarts == 1 and saved.steps_before > 0
 
     again = next(optimise(stopped.lm, stopped.resolved, [stopped.job], None, stopped.checkpoint()))
     assert (again.steps, again.restarts, again.converged) == (whole.steps, whole.restarts, whole.converged)

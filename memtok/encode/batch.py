@@ -59,13 +59,13 @@ def batch_pass(lm: FrozenLM, slots: list[TextSlot]) -> tuple[list[Judged], torch
 
 def update(slots: list[TextSlot]) -> None:
     """One optimiser step for each of these texts (`VectorOptimizer.update_all`: a few kernels for
-    all, each text with its own moments and step), then a new attempt for any that asks for one. A
-    text whose loss was not a number makes no step: that attempt is dropped, its best kept."""
+    all, each text with its own moments and step), then a restart for any that asks for one. A
+    text whose loss was not a number makes no step: that run of steps is dropped, its best kept."""
     going = []
     for s in slots:
         if not s.finite:
             s.drop_grads()
-            s.new_attempt()
+            s.restart()
             continue
         if s.recipe.clip:  # one norm over this text's parameters, as torch.nn.utils.clip_grad_norm_
             torch.nn.utils.clip_grad_norm_(s.learned.params, s.recipe.clip)
@@ -74,8 +74,8 @@ def update(slots: list[TextSlot]) -> None:
     VectorOptimizer.update_all([opt for s in going for opt in s.opts], params, [p.grad for p in params])
     for s in going:
         s.drop_grads()
-        if s.wants_new_attempt():
-            s.new_attempt()
+        if s.wants_restart():
+            s.restart()
 
 
 def free_memory() -> None:
@@ -229,7 +229,7 @@ def _share(slots: list[TextSlot], since: float) -> float:
 def _step_info(slots: list[TextSlot], judged: list[Judged], results: list[Optimised | None], done: int,
                waiting: int) -> StepInfo:
     """A pass's standing, per text and overall, once it is settled which texts are done."""
-    curve = [TextStep(s.job.key, s.job.k, s.steps, j.loss, j.accuracy, j.margin, r is not None, s.attempts)
+    curve = [TextStep(s.job.key, s.job.k, s.steps, j.loss, j.accuracy, j.margin, r is not None, s.restarts)
              for s, j, r in zip(slots, judged, results)]
     going = sum(r is None for r in results)
     return StepInfo(len(slots), done, done + waiting + going, sum(j.loss for j in judged) / len(judged),

@@ -29,7 +29,7 @@ from .resolved import Resolved
 
 logger = logging.getLogger(__name__)
 HEADER_KEY = "memtok.checkpoint"
-VERSION = 2  # 2: a text's new attempts named as such
+VERSION = 3  # 3: a text's restarts named as memories name them (restarts, restart_best)
 
 
 @dataclass
@@ -45,9 +45,9 @@ class SlotState:
     best: list[float] | None = None  # the best standing so far (`memtok.encode.slot.Judged`), and its vectors
     best_vectors: torch.Tensor | None = None
     shared_seconds: float = 0.0  # its share of the passes it was in (`memtok.encode.jobs.Optimised.seconds`)
-    attempts: int = 0  # new attempts after a stall (`memtok.settings.recipes.Recipe.restart_after`)
-    steps_before: int = 0  # steps spent before the latest attempt
-    attempt_best: float = -1.0  # the latest attempt's best accuracy, and the steps since it
+    restarts: int = 0  # restarts after a stall (`memtok.settings.recipes.Recipe.restart_after`)
+    steps_before: int = 0  # steps spent before the latest restart
+    restart_best: float = -1.0  # the latest restart's best accuracy, and the steps since it
     stalled: int = 0
 
     # the counters a slot keeps under the same names, saved and restored as they are

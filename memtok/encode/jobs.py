@@ -72,7 +72,7 @@ class Optimised:
     # growing target (`Recipe.grow_tokens`), targets not yet in play count as wrong
     converged: bool  # every argmax right with at least the recipe's margin
     targets: list[int]  # the job's, which greedy decoding must give
-    restarts: int = 0  # new attempts after a stall (`Recipe.restart_after`)
+    restarts: int = 0  # restarts after a stall (`Recipe.restart_after`)
     ended: float = field(default_factory=time.perf_counter)  # when it was made (`time.perf_counter`)
 
     @property
@@ -92,7 +92,7 @@ class TextStep:
     accuracy: float
     margin: float
     done: bool  # its last pass: exact with the recipe's margin, or out of steps or patience
-    restarts: int = 0  # new attempts so far (`Recipe.restart_after`): the first pass of each sees its initial vectors
+    restarts: int = 0  # restarts so far (`Recipe.restart_after`): the first pass of each sees its initial vectors
 
 
 @dataclass

@@ -66,17 +66,17 @@ class LowRankVectors:
 
 
 def parameters(lm: FrozenLM, recipe: Recipe, start: LearnedStart | None, k: int, text_ids: list[int],
-               attempt: int = 0, code: torch.Tensor | None = None) -> FullVectors | LowRankVectors:
-    """One text's learned parameters, from the recipe's `init` on its first attempt and its
+               restart: int = 0, code: torch.Tensor | None = None) -> FullVectors | LowRankVectors:
+    """One text's learned parameters, from the recipe's `init` on its first start and its
     `restart_init` on a new one, in float32 whatever the model's dtype: Adam's small steps would
-    vanish in bfloat16's 8 bits of mantissa. Each attempt draws its own factorisation (W's columns
-    at the embeddings' scale / sqrt(rank), z at the recipe's `z_scale`), so a new attempt from the
+    vanish in bfloat16's 8 bits of mantissa. Each start draws its own factorisation (W's columns
+    at the embeddings' scale / sqrt(rank), z at the recipe's `z_scale`), so a restart from the
     learned start begins a new random step away from it."""
-    init = recipe.restart_init if attempt else recipe.init
+    init = recipe.restart_init if restart else recipe.init
     initial = initial_vectors(lm, init, recipe.seed, start, k, text_ids, code).float()
     if not recipe.rank:
         return FullVectors(initial.clone().requires_grad_(True))
-    gen = torch.Generator().manual_seed(recipe.seed + attempt)
+    gen = torch.Generator().manual_seed(recipe.seed + restart)
     w = torch.randn(initial.shape[1], recipe.rank, generator=gen) * (lm.embedding_std / recipe.rank ** 0.5)
     z = torch.randn(initial.shape[0], recipe.rank, generator=gen) * recipe.z_scale
     return LowRankVectors(initial, z.to(initial).requires_grad_(True), w.to(initial).requires_grad_(True))

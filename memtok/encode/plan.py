@@ -58,7 +58,7 @@ class Try:
 
 
 @dataclass
-class Piece:
+class Segment:
     """A text, or one segment of it, on its way through the optimiser, with every try it had."""
 
     text_index: int
@@ -67,7 +67,7 @@ class Piece:
     tried: list[int] = field(default_factory=list)  # K of each try, in order
     outcomes: dict[int, bool] = field(default_factory=dict)  # K -> exact
     steps: int = 0
-    restarts: int = 0  # new attempts after a stall, over all its tries (`Recipe.restart_after`)
+    restarts: int = 0  # restarts after a stall, over all its tries (`Recipe.restart_after`)
     seconds: float = 0.0  # its share of the run's wall time (`Optimised.seconds`)
     began: float | None = None  # its first try's first pass, and its last try's last (`Optimised.began`, `.ended`)
     ended: float | None = None
@@ -100,10 +100,10 @@ class FixedK:
     def for_run(self) -> FixedK:
         return self
 
-    def first(self, piece: Piece) -> Try:
+    def first(self, segment: Segment) -> Try:
         return Try(self.k)
 
-    def next(self, piece: Piece, loss: float) -> Try | None:
+    def next(self, segment: Segment, loss: float) -> Try | None:
         return None
 
     def describe(self, longest: int) -> str:
@@ -134,13 +134,13 @@ class PlannedK:
         last = k >= min(self.max_k, first + self.RETRIES)
         return Try(k, self.max_steps if last else max(1, self.max_steps // 4))
 
-    def first(self, piece: Piece) -> Try:
-        k = min(self.max_k, max(1, math.ceil((len(piece.targets) - 1) / self.per_vector)))
+    def first(self, segment: Segment) -> Try:
+        k = min(self.max_k, max(1, math.ceil((len(segment.targets) - 1) / self.per_vector)))
         return self._try(k, k)
 
-    def next(self, piece: Piece, loss: float) -> Try | None:
-        k, first = piece.tried[-1] + 1, piece.tried[0]
-        if piece.exact or k > min(self.max_k, first + self.RETRIES):
+    def next(self, segment: Segment, loss: float) -> Try | None:
+        k, first = segment.tried[-1] + 1, segment.tried[0]
+        if segment.exact or k > min(self.max_k, first + self.RETRIES):
             return None
         return self._try(k, first)
 
@@ -168,21 +168,21 @@ class SmallestK:
 
 
 class KSearch:
-    """`SmallestK` within one call: each piece's unaided nats, and what the texts so far have taught."""
+    """`SmallestK` within one call: each segment's unaided nats, and what the texts so far have taught."""
 
     def __init__(self, policy: SmallestK, planner: KPlanner) -> None:
         self.policy, self.planner = policy, planner
-        self.nats: dict[int, float] = {}  # id(piece) -> its unaided cross-entropy
+        self.nats: dict[int, float] = {}  # id(segment) -> its unaided cross-entropy
 
-    def first(self, piece: Piece) -> Try:
-        nats = self.nats[id(piece)] = score(self.policy.lm, self.policy.layout, piece.targets).nats
+    def first(self, segment: Segment) -> Try:
+        nats = self.nats[id(segment)] = score(self.policy.lm, self.policy.layout, segment.targets).nats
         k = self.planner.first(nats)
         return Try(k, self.planner.steps(k))
 
-    def next(self, piece: Piece, loss: float) -> Try | None:
-        k = self.planner.decide(piece.outcomes, piece.tried[-1], loss * len(piece.targets))
+    def next(self, segment: Segment, loss: float) -> Try | None:
+        k = self.planner.decide(segment.outcomes, segment.tried[-1], loss * len(segment.targets))
         if k is None:
-            self.planner.learn(self.nats[id(piece)], piece.outcomes)
+            self.planner.learn(self.nats[id(segment)], segment.outcomes)
             return None
         return Try(k, self.planner.steps(k))
 

@@ -3,8 +3,8 @@
 The loop (`memtok.encode.optimise.encode_loop`) takes jobs from a schedule as slots free up and tells it
 each verified try; the schedule alone decides what comes next (a retry with more vectors jumps the
 queue) and gives back what is complete. `TextSchedule` is `MemoryCodec.encode`'s: the texts cut
-into pieces that fit the model, the vectors each gets (`memtok.encode.plan`), and each text's `Memory` put
-together once its last piece has settled. `IdSchedule` is `encode_ids`': one try per sequence.
+into segments that fit the model, the vectors each gets (`memtok.encode.plan`), and each text's `Memory` put
+together once its last segment has settled. `IdSchedule` is `encode_ids`': one try per sequence.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..format.header import sha256_text
 from .jobs import Job, JobQueue, Optimised
 from ..format.memory import Memory
 from ..model.model import FrozenLM
-from .plan import Piece
+from .plan import Segment
 from ..settings.recipes import Init
 from .resolved import Resolved
 from ..decode.score import entropy_bits
@@ -54,7 +54,7 @@ class IdSchedule(JobQueue):
 
 
 class TextSchedule(JobQueue):
-    """The pieces of a list of texts, their jobs, and which texts are complete."""
+    """The segments of a list of texts, their jobs, and which texts are complete."""
 
     def __init__(self, lm: FrozenLM, texts: list[str], resolved: Resolved) -> None:
         super().__init__()
@@ -62,16 +62,16 @@ class TextSchedule(JobQueue):
         self.layout = resolved.layout
         self.policy = resolved.policy.for_run()  # a search learns within this call only
         self.limit = resolved.segment_limit
-        self.pieces = self._cut()
-        self.of_text: list[list[Piece]] = [[] for _ in texts]
-        for p in self.pieces:
+        self.segments = self._cut()
+        self.of_text: list[list[Segment]] = [[] for _ in texts]
+        for p in self.segments:
             self.of_text[p.text_index].append(p)
-        self.left = [len(group) for group in self.of_text]  # pieces of each text not yet settled
+        self.left = [len(group) for group in self.of_text]  # segments of each text not yet settled
         self._queue_first_tries()
 
     def describe(self) -> str:
         """How the texts were cut, for a person to read."""
-        n, longest = len(self.pieces), max(len(p.targets) - 1 for p in self.pieces)
+        n, longest = len(self.segments), max(len(p.targets) - 1 for p in self.segments)
         recipe = self.config.recipe
         start = f", from {self.resolved.start_name}" if recipe.init is Init.LEARNED else ""
         space = self.resolved.semantic
@@ -79,33 +79,33 @@ class TextSchedule(JobQueue):
         return (f"{n} segment{'s' * (n > 1)} of at most {self.limit} tokens (cut at natural boundaries), "
                 f"{self.policy.describe(longest)}; recipe {recipe.name}{start}{taught}")
 
-    def _cut(self) -> list[Piece]:
-        """Each text, cut where it must be (or where asked) into pieces that fit the model."""
-        pieces = []
+    def _cut(self) -> list[Segment]:
+        """Each text, cut where it must be (or where asked) into segments that fit the model."""
+        segments = []
         for i, text in enumerate(self.texts):
             target_ids(self.lm, text)  # checks the whole text first, for a clear error
-            pieces += [Piece(i, piece, target_ids(self.lm, piece)) for piece in split_text(self.lm, text, self.limit)]
-        return pieces
+            segments += [Segment(i, cut, target_ids(self.lm, cut)) for cut in split_text(self.lm, text, self.limit)]
+        return segments
 
     def _queue_first_tries(self) -> None:
-        """First tries, text by text, the text with the longest piece first: the long texts start
-        early and the short ones fill the tail, and a text's pieces run together, so texts finish
+        """First tries, text by text, the text with the longest segment first: the long texts start
+        early and the short ones fill the tail, and a text's segments run together, so texts finish
         (and an eval records them) one after another, not all at the end, and a run stopped
-        part-way loses only the settled pieces of the texts in flight. Retries join as tries settle."""
+        part-way loses only the settled segments of the texts in flight. Retries join as tries settle."""
         longest = [max(len(p.targets) for p in group) for group in self.of_text]
-        for key in sorted(range(len(self.pieces)), key=lambda j: (-longest[self.pieces[j].text_index],
-                                                                  self.pieces[j].text_index)):
-            p = self.pieces[key]
+        for key in sorted(range(len(self.segments)), key=lambda j: (-longest[self.segments[j].text_index],
+                                                                  self.segments[j].text_index)):
+            p = self.segments[key]
             first = self.policy.first(p)
             self.put(Job(key, p.targets, first.k, max_steps=first.max_steps))
 
     def settle(self, result: Optimised, exact: bool) -> tuple[int, Memory] | None:
-        """Record a verified try: a text's index and `Memory` once its last piece has settled, else None.
+        """Record a verified try: a text's index and `Memory` once its last segment has settled, else None.
 
         A try may call for another (queued first, so that no text is left half-done for long), and
-        the piece is not settled yet.
+        the segment is not settled yet.
         """
-        p = self.pieces[result.key]
+        p = self.segments[result.key]
         p.add_try(result, exact)
         again = self.policy.next(p, result.loss)
         if again is not None:
@@ -116,32 +116,32 @@ class TextSchedule(JobQueue):
         return None if self.left[i] else (i, self._memory(i))
 
     def _memory(self, i: int) -> Memory:
-        """Text `i`'s memory, from its settled pieces. Exact: greedy decoding gave each piece's ids
-        and EOS, which `target_ids` checked detokenize back to the piece byte for byte."""
-        pieces, lm, config = self.of_text[i], self.lm, self.config
-        n = [len(p.targets) for p in pieces]
-        segments = [{"k": len(p.result.vectors), "tokens": len(p.targets) - 1, "steps": p.steps,
-                     **({} if config.fixed else {"tried": p.tried}),
-                     **({} if config.recipe.restart_after is None else {"restarts": p.restarts})} for p in pieces]
+        """Text `i`'s memory, from its settled segments. Exact: greedy decoding gave each segment's ids
+        and EOS, which `target_ids` checked detokenize back to the segment byte for byte."""
+        own, lm, config = self.of_text[i], self.lm, self.config
+        n = [len(p.targets) for p in own]
+        records = [{"k": len(p.result.vectors), "tokens": len(p.targets) - 1, "steps": p.steps,
+                    **({} if config.fixed else {"tried": p.tried}),
+                    **({} if config.recipe.restart_after is None else {"restarts": p.restarts})} for p in own]
         return Memory(
-            vectors=torch.cat([p.result.vectors for p in pieces]), model_name=lm.name, model_source=lm.source,
+            vectors=torch.cat([p.result.vectors for p in own]), model_name=lm.name, model_source=lm.source,
             model_fingerprint=lm.fingerprint, template=self.layout.template or config.template,
             prefix_ids=list(self.layout.prefix_ids),
             infix_ids=list(self.layout.infix_ids), n_tokens=sum(n) - len(n), text_sha256=sha256_text(self.texts[i]),
-            recipe=config.recipe.to_dict(), steps=sum(p.steps for p in pieces),
-            seconds=round(sum(p.seconds for p in pieces), 3),
+            recipe=config.recipe.to_dict(), steps=sum(p.steps for p in own),
+            seconds=round(sum(p.seconds for p in own), 3),
             # its first segment's first pass to its last segment's last: segments run side by side
-            elapsed_seconds=round(max(p.ended for p in pieces) - min(p.began for p in pieces), 3),
-            final_loss=sum(p.result.loss * m for p, m in zip(pieces, n)) / sum(n),
-            min_margin=min(p.result.min_margin for p in pieces),
-            token_accuracy=sum(p.result.token_accuracy * m for p, m in zip(pieces, n)) / sum(n),
-            exact=all(p.exact for p in pieces), text=self.texts[i] if config.keep_text else None,
-            storage_dtype=config.storage, segments=segments, text_sizes=text_sizes(self.texts[i]),
+            elapsed_seconds=round(max(p.ended for p in own) - min(p.began for p in own), 3),
+            final_loss=sum(p.result.loss * m for p, m in zip(own, n)) / sum(n),
+            min_margin=min(p.result.min_margin for p in own),
+            token_accuracy=sum(p.result.token_accuracy * m for p, m in zip(own, n)) / sum(n),
+            exact=all(p.exact for p in own), text=self.texts[i] if config.keep_text else None,
+            storage_dtype=config.storage, segments=records, text_sizes=text_sizes(self.texts[i]),
             start=self.resolved.start_name,
             semantic=None if self.resolved.semantic is None else self.resolved.semantic.describe(),
             entropy_bits=round(entropy_bits(lm, self.layout, target_ids(lm, self.texts[i])), 2))
 
     def label(self, key: int) -> dict:
-        """What a job is known by outside: its text's index and its place among that text's pieces."""
-        p = self.pieces[key]
+        """What a job is known by outside: its text's index and its place among that text's segments."""
+        p = self.segments[key]
         return {"text": p.text_index, "segment": next(j for j, q in enumerate(self.of_text[p.text_index]) if q is p)}

@@ -1,9 +1,9 @@
-"""Cutting a text too long for one memory into pieces at natural boundaries.
+"""Cutting a text too long for one memory into segments at natural boundaries.
 
-Each piece gets its own vectors and decodes on its own; the pieces concatenated give back the text
+Each segment gets its own vectors and decodes on its own; the segments concatenated give back the text
 byte for byte. Cuts prefer paragraph ends, then line ends, then sentence ends, then spaces, and
 fall back to token boundaries only for text with no spaces at all. A cut before a space keeps the
-space with the next word, where byte-level BPE tokenizers put it, so a piece tokenizes as it does
+space with the next word, where byte-level BPE tokenizers put it, so a segment tokenizes as it does
 inside the whole text.
 """
 
@@ -21,15 +21,15 @@ _BOUNDARIES = ((r"\n[ \t]*\n+", True), (r"\n", True), (r"(?<=[.!?…。])(?=\s)"
 
 
 def split_text(lm: FrozenLM, text: str, max_tokens: int) -> list[str]:
-    """Pieces of at most `max_tokens` tokens whose concatenation is `text`."""
+    """Segments of at most `max_tokens` tokens whose concatenation is `text`."""
     if max_tokens < 1:
         raise MemtokError(f"a segment must hold at least one token, got {max_tokens}")
-    pieces = []
+    segments = []
     while len(lm.tokenize(text)) > max_tokens:
         cut = _cut(lm, text, max_tokens)
-        pieces.append(text[:cut])
+        segments.append(text[:cut])
         text = text[cut:]
-    return pieces + [text] if text else pieces
+    return segments + [text] if text else segments
 
 
 def _fits(lm: FrozenLM, text: str, max_tokens: int) -> bool:
@@ -37,7 +37,7 @@ def _fits(lm: FrozenLM, text: str, max_tokens: int) -> bool:
 
 
 def _cut(lm: FrozenLM, text: str, max_tokens: int) -> int:
-    """Where to end the next piece: the coarsest boundary giving a piece at least half the budget."""
+    """Where to end the next segment: the coarsest boundary giving a segment at least half the budget."""
     fallback = 0
     for pattern, after in _BOUNDARIES:
         cuts = sorted({m.end() if after else m.start() for m in re.finditer(pattern, text)} - {0, len(text)})
@@ -56,4 +56,4 @@ def _cut(lm: FrozenLM, text: str, max_tokens: int) -> int:
         head = lm.detokenize(ids[:n])
         if head and text.startswith(head):
             return len(head)
-    raise MemtokError("cannot cut this text into pieces the tokenizer reproduces")
+    raise MemtokError("cannot cut this text into segments the tokenizer reproduces")

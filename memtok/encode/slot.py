@@ -1,5 +1,5 @@
 """One text's place in the optimiser's batch: its targets, its learned vectors and their optimiser,
-its best so far, and when it starts a new attempt.
+its best so far, and when it starts a restart.
 
 The batch (`memtok.encode.batch`) only moves slots in and out of the batch; everything one text's
 optimisation remembers between passes lives here, and a checkpoint saves and restores it whole.
@@ -60,21 +60,21 @@ class TextSlot:
         self.space = resolved.semantic
         self.code = None if self.space is None else self.space.codes(lm, [job.targets[:-1]])[0]
         self.storage, self.frame = resolved.storage, resolved.frame
-        self.lm, self.attempts = lm, 0 if state is None else state.attempts  # new attempts after a stall
+        self.lm, self.restarts = lm, 0 if state is None else state.restarts  # restarts after a stall
         self.start, self.make_vectors = resolved.start, resolved.make_vectors
-        self.learned = self.make_vectors(lm, recipe, self.start, job.k, job.targets[:-1], self.attempts, self.code)
+        self.learned = self.make_vectors(lm, recipe, self.start, job.k, job.targets[:-1], self.restarts, self.code)
         layout = resolved.layout.with_k(job.k)
         self.first_target = layout.first_target  # input position whose logits predict targets[0]
         self.layout, self.targets = layout, on_device(job.targets, lm.device)  # [n]
         self.opts = [VectorOptimizer(recipe) for _ in self.learned.params]
         # targets in play: all, or a prefix that grows by `grow_tokens` each time it is solved
         self.span = min(recipe.grow_tokens or len(job.targets), len(job.targets))
-        self.steps_before = 0  # steps spent before the latest attempt
+        self.steps_before = 0  # steps spent before the latest restart
         self.began = time.perf_counter()
         self.shared_seconds = 0.0  # this text's share of each pass it was in
         self.best: Best | None = None
         self.since_best = 0
-        self.attempt_best, self.stalled = -1.0, 0  # this attempt's best accuracy, and the steps since it
+        self.restart_best, self.stalled = -1.0, 0  # this restart's best accuracy, and the steps since it
         self.finite = True  # whether the latest pass's loss was a number
         self._weights: torch.Tensor | None = None
         if state is not None:  # go on from where this text stopped
@@ -126,7 +126,7 @@ class TextSlot:
         margin, or out of steps or patience), else None; a growing target solved short of the
         text's end takes more targets instead."""
         r = self.recipe
-        self._unsettled = (self.span, self.best, self.since_best, self.attempt_best, self.stalled, self.finite)
+        self._unsettled = (self.span, self.best, self.since_best, self.restart_best, self.stalled, self.finite)
         solved = judged.right == self.span and judged.margin > 0 and judged.margin >= r.min_margin
         converged = solved and self.span == len(self.targets)
         if solved and not converged:  # go on from the vectors that solved the shorter span
@@ -138,7 +138,7 @@ class TextSlot:
     def unsettle(self) -> None:
         """Take back the latest `settle`: its pass made no update (it ran out of memory in the
         backward pass), so the same vectors are judged again and counted once."""
-        self.span, self.best, self.since_best, self.attempt_best, self.stalled, self.finite = self._unsettled
+        self.span, self.best, self.since_best, self.restart_best, self.stalled, self.finite = self._unsettled
 
     def _keep_if_best(self, judged: Judged) -> None:
         self.finite = math.isfinite(judged.loss)
@@ -146,26 +146,26 @@ class TextSlot:
             self.best, self.since_best = Best(judged, self.stored()), 0
         else:
             self.since_best += 1
-        if judged.accuracy > self.attempt_best:
-            self.attempt_best, self.stalled = judged.accuracy, 0
+        if judged.accuracy > self.restart_best:
+            self.restart_best, self.stalled = judged.accuracy, 0
         else:
             self.stalled += 1
 
-    def wants_new_attempt(self) -> bool:
+    def wants_restart(self) -> bool:
         """Its loss was not a number (a float16 overflow would put NaN into its vectors and moments
         for good), or it has stalled for the recipe's `restart_after` steps."""
         after = self.recipe.restart_after
         return not self.finite or (after is not None and self.stalled >= after)
 
-    def new_attempt(self) -> None:
+    def restart(self) -> None:
         """Begin again from the recipe's `restart_init` with a new factorisation and a fresh optimiser:
-        a run stuck with a token or two wrong can take hundreds of steps to get out, where a new
-        attempt is often exact in a few dozen. The best vectors so far are kept."""
-        self.steps_before, self.attempts = self.steps, self.attempts + 1
-        self.learned = self.make_vectors(self.lm, self.recipe, self.start, self.job.k, self.job.targets[:-1], self.attempts,
-                                  self.code)
+        a run stuck with a token or two wrong can take hundreds of steps to get out, where a restart
+        is often exact in a few dozen. The best vectors so far are kept."""
+        self.steps_before, self.restarts = self.steps, self.restarts + 1
+        self.learned = self.make_vectors(self.lm, self.recipe, self.start, self.job.k, self.job.targets[:-1],
+                                         self.restarts, self.code)
         self.opts = [VectorOptimizer(self.recipe) for _ in self.learned.params]
-        self.attempt_best, self.stalled = -1.0, 0
+        self.restart_best, self.stalled = -1.0, 0
 
     def drop_grads(self) -> None:
         for p in self.learned.params:
@@ -191,4 +191,4 @@ class TextSlot:
         return Optimised(key=self.job.key, vectors=vectors.float().cpu(), steps=self.steps,
                          seconds=self.shared_seconds, elapsed_seconds=time.perf_counter() - self.began,
                          loss=judged.loss, min_margin=judged.margin, token_accuracy=judged.accuracy,
-                         converged=converged, targets=self.job.targets, restarts=self.attempts)
+                         converged=converged, targets=self.job.targets, restarts=self.restarts)

@@ -50,7 +50,7 @@ class Recipe:
                                                                       "new random factorisation) after this many "
                                                                       "steps without a better accuracy since the "
                                                                       "last start; the steps go on counting"})
-    restart_init: Init = field(default=Init.MEAN, metadata={"help": "where a new attempt starts: mean, or learned "
+    restart_init: Init = field(default=Init.MEAN, metadata={"help": "where a restart starts: mean, or learned "
                                                                      "(the text's learned start again, a new "
                                                                      "random step away from it)"})
     init: Init = field(default=Init.MEAN, metadata={"help": "starting point of the vectors"})

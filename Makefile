@@ -22,11 +22,12 @@ demo: setup
 # two workers (pytest-xdist): the machines this runs on have two cores, and each test process
 # keeps to one thread (tests/conftest.py). With worksteal an idle worker takes queued tests from
 # the busy one: 231 s against 298 s with xdist's default scheduling, one run after the other on
-# an idle machine (OMP_NUM_THREADS=2).
+# an idle machine (OMP_NUM_THREADS=2), before every bench ran in the suite; with them, 265 s.
 test: setup
 	$(PY) -m pytest -q -n 2 --dist worksteal
 
-# without the slow tests, and with a quarter of the fuzzing cases (tests/test_fuzz.py)
+# without the slow tests, and with a quarter of the fuzzing cases (tests/test_fuzz.py); every bench
+# on the tiny model but the three that start processes of their own (tests/test_bench.py)
 test-fast: setup
 	MEMTOK_FUZZ_SCALE=0.25 $(PY) -m pytest -q -n 2 --dist worksteal -m "not slow"
 

@@ -10,7 +10,7 @@ to its row's text, and nothing left over (parts, in-flight files, temporaries). 
 finishes before its kill has its store checked the same way and removed, so that every kill has
 work to land in; it goes on until `--kills` kills have landed mid-run.
 
-Runs on the tiny model the test suite builds (tests/helpers.py), so the kills, not the model, are
+Runs on the tiny model the test suite builds (memtok.testing), so the kills, not the model, are
 what takes the time; `--model` takes any other.
 
     python bench/kill_anywhere.py --kills 20 --json docs/results/bench/kill-anywhere.json

@@ -37,7 +37,7 @@ def score(lm: FrozenLM, layout: Layout, targets: list[int], vectors: torch.Tenso
     wrong = [] if context else [0]
     if scored:
         x = layout.inputs(lm, vectors, targets[:-1])
-        logits = lm.model(inputs_embeds=x[None], use_cache=False).logits[0, -len(scored):].float()
+        logits = lm.logits(x[None], len(x) - len(scored))[0]
         tgt = torch.tensor(scored, device=lm.device)
         nats += F.cross_entropy(logits, tgt, reduction="sum").item()
         offset = len(targets) - len(scored)

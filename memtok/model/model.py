@@ -137,6 +137,11 @@ class FrozenLM:
         """Input vectors through the model's own lookup (Gemma scales inside it)."""
         return self.model.get_input_embeddings()(ids)
 
+    def logits(self, inputs: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """[B, T - first, vocabulary] float32 logits of input vectors [B, T, d], from position `first` on:
+        one pass, no cache (decoding keeps its cache in `memtok.decode.greedy`)."""
+        return self.model(inputs_embeds=inputs, use_cache=False).logits[:, first:].float()
+
     def embed_prompt(self, ids: tuple[int, ...]) -> torch.Tensor:
         """[len(ids), d] input vectors of a prompt's tokens, made once per prompt: every pass reads
         them, and none copies ids to the device again."""

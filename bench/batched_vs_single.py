@@ -26,7 +26,8 @@ import time
 import torch
 from common import SHAPES, add_model_options, random_lm, write_json
 
-from memtok.decode.greedy import SAFE_MARGIN, _cache_arg, greedy
+from memtok.decode.greedy import SAFE_MARGIN, greedy
+from memtok.model.decoding import extend, prefill
 from memtok.model.layout import Layout
 from memtok.model.model import FrozenLM, load
 from memtok.model.placement import MODEL_DTYPES
@@ -36,11 +37,10 @@ from memtok.model.placement import MODEL_DTYPES
 def forced_logits(lm: FrozenLM, layout: Layout, memories: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """Logits [B, T, V] of the cached decoding loop of `memtok.decode.greedy.greedy_batch`, fed `ids` [B, T]."""
     context = torch.stack([layout.inputs(lm, m) for m in memories])
-    arg = _cache_arg(lm.model)
-    out = lm.model(inputs_embeds=context, use_cache=True)
+    out = prefill(lm, context)
     logits = [out.logits[:, -1].float()]
     for t in range(ids.shape[1] - 1):
-        out = lm.model(input_ids=ids[:, t:t + 1], use_cache=True, **{arg: getattr(out, arg)})
+        out = extend(lm, ids[:, t:t + 1], out)
         logits.append(out.logits[:, -1].float())
     return torch.stack(logits, 1)
 

@@ -24,12 +24,12 @@ them once per token for all.
 
 from __future__ import annotations
 
-import inspect
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 import torch
 
+from ..model.decoding import extend, prefill
 from ..model.layout import Layout
 from ..model.model import FrozenLM
 
@@ -45,19 +45,6 @@ def batches_exactly(lm: FrozenLM) -> bool:
     return lm.dtype == torch.float32 and not lm.quantised
 
 
-def _cache_arg(model: torch.nn.Module) -> str:
-    """transformers 5.x renamed `past_key_values` to `cache`; speak whichever the model knows."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-def _last_logits_only(model: torch.nn.Module) -> dict:
-    """The prefill's logits for its last position only, where the model can: for the whole context they
-    would be [rows, context, vocabulary], gigabytes for long prompts of a big vocabulary."""
-    parameters = inspect.signature(model.forward).parameters
-    return {"logits_to_keep": 1} if "logits_to_keep" in parameters else \
-        {"num_logits_to_keep": 1} if "num_logits_to_keep" in parameters else {}
-
-
 @torch.no_grad()
 def greedy_batch(lm: FrozenLM, layout: Layout, vectors: torch.Tensor, max_new_tokens: int,
                  targets: list[list[int]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,8 +54,7 @@ def greedy_batch(lm: FrozenLM, layout: Layout, vectors: torch.Tensor, max_new_to
     verdict needs nothing more). A row's ids after its end mean nothing."""
     device = lm.device
     context = torch.stack([layout.inputs(lm, v) for v in vectors])
-    arg = _cache_arg(lm.model)
-    out = lm.model(inputs_embeds=context, use_cache=True, **_last_logits_only(lm.model))
+    out = prefill(lm, context)
     ids, margins = [], []
     ended = torch.zeros(len(vectors), dtype=torch.bool, device=device)
     expected = None
@@ -88,7 +74,7 @@ def greedy_batch(lm: FrozenLM, layout: Layout, vectors: torch.Tensor, max_new_to
             ended |= nxt != expected[:, len(ids) - 1]
         if bool(ended.all()) or len(ids) >= max_new_tokens:
             return torch.stack(ids, 1).cpu(), torch.stack(margins, 1).cpu()
-        out = lm.model(input_ids=nxt[:, None], use_cache=True, **{arg: getattr(out, arg)})
+        out = extend(lm, nxt[:, None], out)
 
 
 def greedy(lm: FrozenLM, layout: Layout, vectors: torch.Tensor, max_new_tokens: int,

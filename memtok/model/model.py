@@ -76,6 +76,10 @@ class FrozenLM:
         return getattr(self.model, "hf_quantizer", None) is not None
 
     @property
+    def layers(self) -> int:
+        return self.model.config.num_hidden_layers
+
+    @property
     def hidden_size(self) -> int:
         return self.model.get_input_embeddings().weight.shape[1]
 

@@ -23,7 +23,7 @@ from .model import FrozenLM
 
 def decoder_layers(lm: FrozenLM) -> torch.nn.ModuleList:
     """The model's stack of decoder layers: the module list inside its decoder with one entry per layer."""
-    n = lm.model.config.num_hidden_layers
+    n = lm.layers
     decoder = lm.model.get_decoder() or lm.model
     for module in decoder.modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) == n:

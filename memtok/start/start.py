@@ -120,7 +120,7 @@ def find_start(lm: FrozenLM) -> LearnedStart | None:
     if path is None:
         return None
     start = LearnedStart.load(path)
-    depth, hidden = lm.model.config.num_hidden_layers, start.net.down.weight.shape[0]
+    depth, hidden = lm.layers, start.net.down.weight.shape[0]
     if max(start.net.layers) > depth or hidden != lm.hidden_size:
         raise MemtokError(f"start file {path} names {lm.name} but does not fit it (layers "
                           f"{list(start.net.layers)} of {depth}, width {hidden} of {lm.hidden_size})")

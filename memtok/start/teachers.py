@@ -56,7 +56,7 @@ class SelfTeacher(Teacher):
     """The frozen model's hidden states at its middle layer, mean-pooled over the segment."""
 
     def __init__(self, lm: FrozenLM) -> None:
-        self.name, self.dim, self.layer = SELF, lm.hidden_size, lm.model.config.num_hidden_layers // 2
+        self.name, self.dim, self.layer = SELF, lm.hidden_size, lm.layers // 2
 
     def describe(self) -> dict:
         return {"teacher": self.name, "layer": self.layer}  # the memory's model fingerprint names the weights

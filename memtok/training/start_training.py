@@ -127,7 +127,7 @@ class _Run:
         self.basis, self.scale = subspace(lm)
         with torch.random.fork_rng(devices=[]):  # the same first weights for the same seed, the caller's RNG untouched
             torch.manual_seed(cfg.seed)
-            self.net = make_net(cfg.net, lm.hidden_size, feature_layers(lm.model.config.num_hidden_layers), cfg.width,
+            self.net = make_net(cfg.net, lm.hidden_size, feature_layers(lm.layers), cfg.width,
                                 self.basis.shape[1] if NETS[cfg.net].reads_codes else 0)
         self.net.to(lm.device)
         self.rank, self.world = process_group()

@@ -40,10 +40,10 @@ from memtok.store import MemoryStore
 HARD = "zebra quantum fjord"  # a row the tiny model cannot make exact: a long optimisation to land in
 
 
-def command(data: Path, store: Path, model: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "memtok",
-            "encode-corpus", str(data), "--out", str(store), "--model", model, "-k", "1", "--max-steps", "300",
-            "--batch-size", "2", "--shard-size", "4", "--json", "--device", "cpu"]
+def command(data: Path, store: Path, model: str, processes: int) -> list[str]:
+    launch = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)] if processes > 1 else []
+    return [sys.executable, *launch, "-m", "memtok", "encode-corpus", str(data), "--out", str(store), "--model", model,
+            "-k", "1", "--max-steps", "300", "--batch-size", "2", "--shard-size", "4", "--json", "--device", "cpu"]
 
 
 def descendants(pid: int) -> list[int]:
@@ -110,6 +110,7 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--rows", type=int, default=48)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--processes", type=int, default=2, help="under torchrun; 1: one process, no launcher (quick)")
     ap.add_argument("--model", default=None, help="default: the suite's tiny model, built here")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -120,14 +121,14 @@ def main() -> None:
     data = work / "rows.csv"
     with open(data, "w", newline="") as f:
         csv.writer(f).writerows([["chunk"], *([r] for r in rows)])
-    outcome, whole = attempt(command(data, work / "reference", model), None)
+    outcome, whole = attempt(command(data, work / "reference", model, args.processes), None)
     assert outcome == "finished", outcome
     print(f"an uninterrupted run: {whole:.1f} s", file=sys.stderr)
     log, checks, store, codec = [], [], work / "store", MemoryCodec.from_pretrained(model, "cpu")
     while sum(e["outcome"] == "killed" for e in log) < args.kills and len(log) < 3 * args.kills:
         everything = len(log) % 2 == 0
         delay = rng.uniform(0.0, whole)
-        outcome, gone = attempt(command(data, store, model), delay, everything)
+        outcome, gone = attempt(command(data, store, model, args.processes), delay, everything)
         what = "launcher and workers" if everything else "launcher alone"
         log.append({"attempt": len(log) + 1, "after seconds": round(delay, 2), "killed": what, "outcome": outcome,
                     "workers gone after seconds": round(gone, 1) if outcome == "killed" else None})
@@ -138,7 +139,7 @@ def main() -> None:
         if outcome == "finished":  # the store is whole: check it, and start a new one for the next kills
             checks.append(check(store, rows, codec))
             shutil.rmtree(store)
-    outcome, _ = attempt(command(data, store, model), None)
+    outcome, _ = attempt(command(data, store, model, args.processes), None)
     checks.append(check(store, rows, codec))
     result = {"uninterrupted seconds": round(whole, 1), "kills": log, "final run": outcome, "stores checked": checks,
               "every store whole": all(c["each once"] and c["exact"] == c["exact decode to their text"]

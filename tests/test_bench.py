@@ -56,7 +56,7 @@ def argv(name: str, m: dict) -> list[str]:
         "fp16_rounding": [m["store"]],
         "gpu_round_trips": ["--device", "cpu"],
         "input_gradients": [*model, "--kinds", "float32,bfloat16"],
-        "kill_anywhere": [*model, "--kills", "1", "--rows", "4"],
+        "kill_anywhere": [*model, "--kills", "1", "--rows", "4", "--processes", "1"],
         "languages": ["--models", m["model"], "--per-language", "1", "--languages", "english", "--max-steps", "50",
                       "--out", str(Path(m["json"]).with_name("languages"))],
         "learned_start": [*model, *data, "--limit", "2", "--recipes", "memtok,memtok-learned"],

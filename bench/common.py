@@ -19,8 +19,8 @@ import torch
 from memtok import Memory, MemoryCodec
 from memtok.files import atomic_write
 from memtok.model.model import FrozenLM
-from memtok.runs.provenance import environment
 from memtok.model.placement import MODEL_DTYPES, fix_numerics
+from memtok.runs.provenance import environment
 from memtok.testing import build_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent

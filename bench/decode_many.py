@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from common import folder_memories, write_json
+
 from memtok import MemoryCodec
 
 

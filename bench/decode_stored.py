@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from common import folder_memories, folder_model
+
 from memtok import MemoryCodec
 from memtok.format.header import sha256_text
 

@@ -15,13 +15,12 @@ import argparse
 import sys
 import tempfile
 
-from common import write_json
 import torch
+from common import write_json
 
 from memtok import MemoryCodec
 from memtok.model.model import FrozenLM
 from memtok.model.placement import fix_numerics
-
 from memtok.testing import TEXTS, build_tiny_model_dir, build_tokenizer, fit
 
 

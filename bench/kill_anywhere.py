@@ -31,11 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from memtok.testing import TEXTS, build_tiny_model_dir
-
 from common import write_json
+
 from memtok import MemoryCodec
 from memtok.store import MemoryStore
+from memtok.testing import TEXTS, build_tiny_model_dir
 
 HARD = "zebra quantum fjord"  # a row the tiny model cannot make exact: a long optimisation to land in
 

@@ -13,8 +13,8 @@ import math
 import sys
 from collections import Counter
 
-from common import folder_memories
 import torch
+from common import folder_memories
 
 from memtok import Memory
 from memtok.model.precision import framed, pack

@@ -20,7 +20,6 @@ import torch
 from common import random_lm, write_json
 
 from memtok import MemoryCodec
-
 from memtok.testing import TEXTS
 
 

@@ -25,8 +25,8 @@ import time
 from common import report
 
 from memtok import MemoryCodec
-from memtok.settings.recipes import get_recipe
 from memtok.runs.sources import read_source
+from memtok.settings.recipes import get_recipe
 
 
 def resolve(name: str):

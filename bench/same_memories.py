@@ -20,8 +20,8 @@ import hashlib
 import json
 import sys
 
-from common import add_model_options, write_json
 import torch
+from common import add_model_options, write_json
 
 from memtok import MemoryCodec
 

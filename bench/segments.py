@@ -26,8 +26,8 @@ import time
 from common import report
 
 from memtok import EncodeConfig, MemoryCodec
-from memtok.settings.recipes import DEFAULT_RECIPE, get_recipe
 from memtok.runs.sources import read_source
+from memtok.settings.recipes import DEFAULT_RECIPE, get_recipe
 
 
 def parse(spec: str) -> EncodeConfig:

@@ -17,8 +17,8 @@ import torch
 from common import add_model_options, report
 
 from memtok import MemoryCodec
-from memtok.model.layout import Layout
 from memtok.limits import PLACEHOLDER
+from memtok.model.layout import Layout
 from memtok.model.model import FrozenLM
 from memtok.start.start import LearnedStart
 from memtok.training.texts import training_pieces

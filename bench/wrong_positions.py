@@ -19,10 +19,10 @@ from collections import Counter
 from pathlib import Path
 
 from memtok import Memory, MemoryCodec
+from memtok.decode.score import score
 from memtok.format.header import sha256_text
 from memtok.runs.evaluate import memory_file
 from memtok.runs.sources import read_source
-from memtok.decode.score import score
 
 SHOWN = 20  # wrong positions listed per text
 

@@ -1,7 +1,6 @@
 """memtok: turn a text into memory tokens of a frozen causal LM, and back, exactly."""
 
 from .codec import MemoryCodec
-from .settings.config import EncodeConfig
 from .errors import (
            DecodeMismatchError,
            MemtokError,
@@ -9,6 +8,7 @@ from .errors import (
            NotAMemoryError,
 )
 from .format.memory import Memory
+from .settings.config import EncodeConfig
 from .settings.recipes import RECIPES, Recipe
 from .version import __version__
 

@@ -10,21 +10,21 @@ from pathlib import Path
 import torch
 
 from .decode.beam import beam_decode, departs
-from .settings.config import EncodeConfig
-from .errors import DecodeMismatchError, MemtokError
 from .decode.greedy import greedy_many
-from .format.header import sha256_text
+from .decode.score import Score, score
 from .encode.jobs import Optimised, StepInfo
-from .model.layout import Layout
-from .format.memory import Memory
-from .model.model import FrozenLM, load
 from .encode.optimise import Schedule, encode_loop
 from .encode.plan import config_layout
-from .model.precision import framed, model_inputs
 from .encode.progress import progress, show_steps
 from .encode.resolved import Resolved, resolve
 from .encode.schedule import IdSchedule, TextSchedule, target_ids
-from .decode.score import Score, score
+from .errors import DecodeMismatchError, MemtokError
+from .format.header import sha256_text
+from .format.memory import Memory
+from .model.layout import Layout
+from .model.model import FrozenLM, load
+from .model.precision import framed, model_inputs
+from .settings.config import EncodeConfig
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from memtok import EncodeConfig
-from memtok.encode.checkpoint import Checkpoint
 from memtok.cli import main
+from memtok.encode.checkpoint import Checkpoint
 from memtok.encode.jobs import Job
 from memtok.encode.optimise import optimise
 from memtok.encode.resolved import resolve

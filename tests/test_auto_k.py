@@ -7,8 +7,8 @@ from helpers import HARD_FOR_ONE, LINES, SGD, TEXTS
 
 import memtok.encode.auto_k
 from memtok.encode.auto_k import KPlanner
-from memtok.format.memory import Memory
 from memtok.encode.segment import split_text
+from memtok.format.memory import Memory
 
 
 def test_auto_grows_to_the_first_k_that_is_exact(tiny_codec):

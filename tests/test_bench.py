@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import TEXTS, with_chat, write_csv
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"

@@ -7,10 +7,10 @@ from helpers import TEXTS, bits_on_cpu
 from memtok import EncodeConfig, Memory, MemtokError
 from memtok.decode.greedy import greedy
 from memtok.encode.jobs import Job
-from memtok.model.layout import Layout
 from memtok.encode.optimise import optimise
-from memtok.settings.recipes import MEMTOK, MEMTOK_SGD
 from memtok.encode.resolved import resolve
+from memtok.model.layout import Layout
+from memtok.settings.recipes import MEMTOK, MEMTOK_SGD
 
 UNSEEN = "zebra quantum fjord"  # the tiny model never saw it: no single vector makes it exact
 

@@ -10,10 +10,10 @@ import pytest
 from memtok.cli import cli
 from memtok.cli.options import config_of
 from memtok.errors import MemtokError
-from memtok.settings.recipes import MEMTOK
 from memtok.runs.folder import pin_settings, pinned_settings
 from memtok.runs.migrate import command_for, upgrade
 from memtok.runs.sources import Source
+from memtok.settings.recipes import MEMTOK
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
 FOLDERS = sorted(p.parent for p in RESULTS.glob("*/run.json") if (p.parent / "report.md").exists())  # not in flight

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from memtok.settings.recipes import KURATOV, MEMTOK, MEMTOK_SGD, PAPER, Optimizer, Schedule
 from memtok.encode.resolved import resolve
 from memtok.encode.vector_optimizer import VectorOptimizer
+from memtok.settings.recipes import KURATOV, MEMTOK, MEMTOK_SGD, PAPER, Optimizer, Schedule
 
 
 def _run_ours(recipe, p0, grads):
@@ -107,8 +107,8 @@ def test_warm_up_ramps_the_rate_then_the_schedule_runs_over_the_rest():
 
 def test_clipping_bounds_each_texts_step(tiny_codec):
     from memtok import EncodeConfig
-    from memtok.encode.jobs import Job
     from memtok.encode.batch import update
+    from memtok.encode.jobs import Job
     from memtok.encode.slot import TextSlot
 
     lm = tiny_codec.lm

@@ -7,10 +7,10 @@ import pytest
 from helpers import TEXTS, run, write_csv
 
 from memtok import EncodeConfig, MemtokError
-from memtok.settings.recipes import MEMTOK, PAPER, parse_recipe, recipe_spec
+from memtok.encode.steplog import StepLog, read_steps
 from memtok.runs.evaluate import run_eval
 from memtok.runs.sources import read_rows, read_source
-from memtok.encode.steplog import StepLog, read_steps
+from memtok.settings.recipes import MEMTOK, PAPER, parse_recipe, recipe_spec
 
 
 def test_a_recipe_spec_changes_the_named_fields_and_only_those():

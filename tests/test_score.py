@@ -1,8 +1,8 @@
 import torch
 from helpers import TEXTS
 
-from memtok.model.layout import Layout
 from memtok.decode.score import score
+from memtok.model.layout import Layout
 
 
 def next_token_misses(lm, context: torch.Tensor, targets: list[int]) -> tuple[list[int], set[int]]:

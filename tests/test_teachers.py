@@ -10,9 +10,9 @@ from helpers import TEXTS, run, semantic_store_in
 from memtok import EncodeConfig, MemtokError
 from memtok.settings.config import DEFAULT_TEACHER
 from memtok.start.semantic import SemanticSpace
+from memtok.start.teachers import MINILM, SELF, get_teacher
 from memtok.store import MemoryStore
 from memtok.store.search import memories_space
-from memtok.start.teachers import MINILM, SELF, get_teacher
 
 pytest.importorskip("sentence_transformers", reason="the semantic extra (pip install 'memtok[semantic]')")
 

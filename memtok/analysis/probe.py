@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 
 from ..codec import MemoryCodec
-from ..errors import MemtokError
 from ..decode.greedy import verify
+from ..errors import MemtokError
 from ..format.header import sha256_text
-from ..model.layout import Layout
 from ..format.memory import Memory
+from ..model.layout import Layout
 from ..model.precision import DTYPES, framed, stored_form
 
 NOISE = (1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from ..settings.config import EncodeConfig
 from ..errors import MemtokError
+from ..settings.config import EncodeConfig
 from .main import cli, load_codec, memory_model
 from .options import encode_options, log_steps_option, model_options
 
@@ -129,9 +129,9 @@ def _decode_checked(codec, mem, out: str | None, unchecked: bool, beams: int = 1
 
 
 def _decode_store(path, out, mem_id, all_, unchecked, model, device, beams) -> None:
+    from ..encode.progress import progress
     from ..errors import DecodeMismatchError
     from ..format.header import sha256_text
-    from ..encode.progress import progress
     from ..store import MemoryStore
     from .textio import write_text
 

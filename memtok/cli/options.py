@@ -10,10 +10,10 @@ from pathlib import Path
 
 import click
 
-from ..settings.config import AUTO, DEFAULT_TEACHER, PLAN, EncodeConfig, cli_flag
 from ..errors import MemtokError
 from ..limits import MAX_K, k_ok
 from ..model.placement import MODEL_DTYPES, QUANTISED
+from ..settings.config import AUTO, DEFAULT_TEACHER, PLAN, EncodeConfig, cli_flag
 from ..settings.recipes import parse_recipe
 from ..start.teachers import TEACHERS
 

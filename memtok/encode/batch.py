@@ -18,15 +18,15 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import Checkpoint
+from ..decode.greedy import verify
 from ..errors import DoesNotFitError
 from ..model.forward import padded_pass, vocab_distance
-from ..decode.greedy import verify
-from .jobs import Job, Jobs, Optimised, StepInfo, TextStep
 from ..model.layout import Layout
 from ..model.model import FrozenLM
 from ..model.precision import model_inputs
 from ..model.recompute import layers_recomputed
+from .checkpoint import Checkpoint
+from .jobs import Job, Jobs, Optimised, StepInfo, TextStep
 from .resolved import Resolved
 from .slot import Judged, TextSlot
 from .vector_optimizer import VectorOptimizer

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from ..model.model import FrozenLM
 from .batch import Batch
 from .checkpoint import Checkpoint
 from .jobs import Job, JobQueue, Jobs, Optimised, StepInfo
-from ..model.model import FrozenLM
 from .resolved import Resolved
 
 # a result that took this long to optimise is verified at once, with any waiting, rather than held for a

@@ -21,14 +21,14 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar, NamedTuple
 
-from .auto_k import KPlanner, max_auto_k
-from ..settings.config import EncodeConfig
+from ..decode.score import score
 from ..errors import MemtokError
-from .jobs import Optimised
 from ..model.layout import Layout
 from ..model.model import FrozenLM
 from ..model.precision import STORAGE
-from ..decode.score import score
+from ..settings.config import EncodeConfig
+from .auto_k import KPlanner, max_auto_k
+from .jobs import Optimised
 
 # Text tokens per vector for each thing to favour, on SmolLM2-135M. steps: 32. The default on the
 # first 20 rows of each of the paper's long files cut them into 412 such segments, and every one

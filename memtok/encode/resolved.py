@@ -18,15 +18,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..settings.config import EncodeConfig
 from ..model.layout import Layout
-from .learned_vectors import parameters
 from ..model.model import FrozenLM
-from .plan import FixedK, PlannedK, SmallestK, segment_plan
 from ..model.precision import Frame
+from ..settings.config import EncodeConfig
 from ..settings.recipes import Init, Recipe
 from ..start.semantic import SemanticSpace
 from ..start.start import LearnedStart, find_start, start_name, start_path
+from .learned_vectors import parameters
+from .plan import FixedK, PlannedK, SmallestK, segment_plan
 
 logger = logging.getLogger(__name__)
 

@@ -13,17 +13,17 @@ from collections.abc import Sequence
 
 import torch
 
+from ..decode.score import entropy_bits
 from ..errors import MemtokError
 from ..format.header import sha256_text
-from .jobs import Job, JobQueue, Optimised
 from ..format.memory import Memory
-from ..model.model import FrozenLM
-from .plan import Segment
-from ..settings.recipes import Init
-from .resolved import Resolved
-from ..decode.score import entropy_bits
-from .segment import split_text
 from ..format.sizes import text_sizes
+from ..model.model import FrozenLM
+from ..settings.recipes import Init
+from .jobs import Job, JobQueue, Optimised
+from .plan import Segment
+from .resolved import Resolved
+from .segment import split_text
 
 
 def target_ids(lm: FrozenLM, text: str) -> list[int]:

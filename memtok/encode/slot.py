@@ -13,11 +13,10 @@ from typing import NamedTuple
 
 import torch
 
-from .checkpoint import Checkpoint, SlotState, text_key
-from ..model.model import on_device
-from .jobs import Job, Optimised
-from ..model.model import FrozenLM
+from ..model.model import FrozenLM, on_device
 from ..model.precision import stored_form, straight_through
+from .checkpoint import Checkpoint, SlotState, text_key
+from .jobs import Job, Optimised
 from .resolved import Resolved
 from .vector_optimizer import VectorOptimizer
 

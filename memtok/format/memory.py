@@ -16,11 +16,11 @@ from safetensors.torch import save_file
 
 from ..errors import MemtokError, ModelMismatchError, NotAMemoryError
 from ..files import atomic_write
-from .header import FORMAT_VERSION, check_header, check_levels, check_values
 from ..model.layout import Layout
 from ..model.precision import nbytes, pack, unpack
-from .sizes import payload_bytes, size_figures
 from ..version import __version__
+from .header import FORMAT_VERSION, check_header, check_levels, check_values
+from .sizes import payload_bytes, size_figures
 
 FORMAT = "memtok"
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from .embedded import cache_dir, packaged
 from ..errors import MemtokError
+from .embedded import cache_dir, packaged
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
 # a hub cache snapshot: .../models--owner--name/snapshots/<commit>

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .embedded import packaged, packaged_model_dir
 from ..errors import MemtokError
-from .identity import describe, fingerprint
 from ..limits import PLACEHOLDER, check_template
+from .embedded import packaged, packaged_model_dir
+from .identity import describe, fingerprint
 from .placement import MODEL_DTYPES, QUANTISED, check_device, default_device, fix_numerics, placement_of, quantisation
 from .precision import Frame
 

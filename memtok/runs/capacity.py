@@ -21,10 +21,10 @@ from contextlib import closing, nullcontext
 from pathlib import Path
 
 from ..codec import MemoryCodec
-from ..settings.config import EncodeConfig
-from ..errors import MemtokError
 from ..encode.resolved import Resolved
 from ..encode.steplog import StepLog
+from ..errors import MemtokError
+from ..settings.config import EncodeConfig
 from .beam_summary import beam_summary, beam_table
 from .folder import CHECKPOINT, FREE, STEPS, ResultsLog, run_folder, settings, with_pinned_recipe, write_outputs
 from .migrate import command_for

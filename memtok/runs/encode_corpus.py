@@ -20,10 +20,10 @@ import torch
 import torch.distributed as dist
 
 from ..codec import MemoryCodec
-from ..settings.config import EncodeConfig
+from ..encode.resolved import Resolved
 from ..errors import MemtokError
 from ..files import lock_folder
-from ..encode.resolved import Resolved
+from ..settings.config import EncodeConfig
 from ..store.keys import write_keys
 from ..store.shards import STORE_FORMAT
 from ..store.writer import ShardWriter, done_rows, prepare, write_index

@@ -12,14 +12,14 @@ import statistics
 import time
 from pathlib import Path
 
-from ..decode.beam import departs
 from ..codec import MemoryCodec
-from ..settings.config import EncodeConfig
+from ..decode.beam import departs
+from ..encode.resolved import Resolved
+from ..encode.steplog import StepLog, read_steps
 from ..errors import MemtokError
 from ..files import set_aside
 from ..format.memory import Memory
-from ..encode.resolved import Resolved
-from ..encode.steplog import StepLog, read_steps
+from ..settings.config import EncodeConfig
 from .beam_summary import beam_summary, beam_table
 from .folder import CHECKPOINT, STEPS, ResultsLog, run_folder, settings, with_pinned_recipe, write_outputs
 from .migrate import command_for

@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..settings.config import SPEED_ONLY, EncodeConfig
+from ..encode.resolved import Resolved
 from ..errors import MemtokError
 from ..files import atomic_write, lock_folder, sweep_temporaries
 from ..model.model import FrozenLM
+from ..settings.config import SPEED_ONLY, EncodeConfig
 from ..settings.recipes import Init, parse_recipe, recipe_spec
-from ..encode.resolved import Resolved
 from .migrate import RENAMED, upgrade
 from .provenance import environment
 from .sources import Source

@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 import shlex
 
-from ..settings.config import EncodeConfig, cli_flag
 from ..model.embedded import DEFAULT_MODEL
+from ..settings.config import EncodeConfig, cli_flag
 from ..settings.recipes import Recipe, recipe_spec
 
 RENAMED = {"tokens": "k", "dtype": "storage"}  # old name -> today's

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 
-from ..settings.config import DEFAULT_TEACHER
-from ..model.embedded import cache_dir
 from ..errors import MemtokError
 from ..files import atomic_dir
+from ..model.embedded import cache_dir
 from ..model.model import FrozenLM
+from ..settings.config import DEFAULT_TEACHER
 from .start_nets import text_features
 
 SELF = "self-middle-mean"  # what a memory taught by its own model records

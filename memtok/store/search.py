@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 from ..codec import MemoryCodec
 from ..errors import MemtokError
-from ..model.layout import Layout
 from ..format.memory import Memory
+from ..model.layout import Layout
 from ..start.semantic import SemanticSpace
 from ..start.teachers import ALIASES
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from ..errors import NotAMemoryError
 from ..files import atomic_write, set_aside, sweep_temporaries
 from ..format.memory import Memory
-from ..model.precision import DTYPES, nbytes
 from ..format.sizes import payload_bytes
+from ..model.precision import DTYPES, nbytes
 from .shards import (
     load_from_shard,
     memory_id,

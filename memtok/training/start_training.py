@@ -31,14 +31,13 @@ import torch
 
 from ..errors import MemtokError
 from ..files import atomic_write
+from ..limits import PLACEHOLDER
 from ..model.forward import padded_pass
 from ..model.layout import Layout
-from ..limits import PLACEHOLDER
 from ..model.model import FrozenLM
 from ..start.semantic import place, subspace
 from ..start.start import LearnedStart, propose
 from ..start.start_nets import NETS, feature_layers, make_net
-
 
 SEMANTIC_SHARE = 0.5
 NETS_READ_CODES = {kind: net.reads_codes for kind, net in NETS.items()}

@@ -60,7 +60,7 @@ def batch_pass(lm: FrozenLM, slots: list[TextSlot]) -> tuple[list[Judged], torch
 def update(slots: list[TextSlot]) -> None:
     """One optimiser step for each of these texts (`VectorOptimizer.update_all`: a few kernels for
     all, each text with its own moments and step), then a restart for any that asks for one. A
-    text whose loss was not a number makes no step: that run of steps is dropped, its best kept."""
+    text whose loss was not a number makes no step: it restarts, its best kept."""
     going = []
     for s in slots:
         if not s.finite:
@@ -127,8 +127,9 @@ class Batch:
         verdicts = _verdicts(self.lm, resolved.layout,
                              [model_inputs(e.vectors, resolved.storage, resolved.frame) for e in done],
                              [e.targets for e in done])
+        share = (time.perf_counter() - began) / len(done)
         for result in done:
-            result.seconds += (time.perf_counter() - began) / len(done)
+            result.seconds += share
         return verdicts
 
     def step(self, queue: Jobs, on_step: Callable[[StepInfo], None] | None = None) -> list[Optimised]:

@@ -67,9 +67,9 @@ class LowRankVectors:
 
 def parameters(lm: FrozenLM, recipe: Recipe, start: LearnedStart | None, k: int, text_ids: list[int],
                restart: int = 0, code: torch.Tensor | None = None) -> FullVectors | LowRankVectors:
-    """One text's learned parameters, from the recipe's `init` on its first start and its
-    `restart_init` on a new one, in float32 whatever the model's dtype: Adam's small steps would
-    vanish in bfloat16's 8 bits of mantissa. Each start draws its own factorisation (W's columns
+    """One text's learned parameters, from the recipe's `init` at first and its
+    `restart_init` on a restart, in float32 whatever the model's dtype: Adam's small steps would
+    vanish in bfloat16's 8 bits of mantissa. Each restart draws its own factorisation (W's columns
     at the embeddings' scale / sqrt(rank), z at the recipe's `z_scale`), so a restart from the
     learned start begins a new random step away from it."""
     init = recipe.restart_init if restart else recipe.init

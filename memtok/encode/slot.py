@@ -1,5 +1,5 @@
 """One text's place in the optimiser's batch: its targets, its learned vectors and their optimiser,
-its best so far, and when it starts a restart.
+its best so far, and when it restarts.
 
 The batch (`memtok.encode.batch`) only moves slots in and out of the batch; everything one text's
 optimisation remembers between passes lives here, and a checkpoint saves and restores it whole.
@@ -63,7 +63,6 @@ class TextSlot:
         self.start, self.make_vectors = resolved.start, resolved.make_vectors
         self.learned = self.make_vectors(lm, recipe, self.start, job.k, job.targets[:-1], self.restarts, self.code)
         layout = resolved.layout.with_k(job.k)
-        self.first_target = layout.first_target  # input position whose logits predict targets[0]
         self.layout, self.targets = layout, on_device(job.targets, lm.device)  # [n]
         self.opts = [VectorOptimizer(recipe) for _ in self.learned.params]
         # targets in play: all, or a prefix that grows by `grow_tokens` each time it is solved
@@ -87,6 +86,11 @@ class TextSlot:
             self.began = time.perf_counter() - state.seconds
             if state.best is not None:
                 self.best = Best(Judged(*state.best), state.best_vectors)
+
+    @property
+    def first_target(self) -> int:
+        """The input position whose logits predict targets[0]."""
+        return self.layout.first_target
 
     @property
     def steps(self) -> int:

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup demo test test-fast bench gpu-check gpu-wheels
+.PHONY: setup demo test test-fast bench gpu-check gpu-wheels train-text held-out-text
 
 setup: $(VENV)/.memtok-installed
 
@@ -34,6 +34,16 @@ test-fast: setup
 # The recipes side by side on the paper's short chunks (reads ../shared/data, beside the project).
 bench: setup
 	$(PY) bench/recipes.py --data ../shared/data/paper/raschka_chunks_100.csv --limit 20 --recipes paper@bos,kuratov,memtok
+
+# A learned start's training text (memtok.training.text_sources): Debian's manual pages in English and
+# Spanish, the Python documentation and the Debian Reference in Spanish. `held-out-text`: the fortune
+# packages, which no start trains on (bench/learned_start.py --sets quotes).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+train-text:
+	$(SUDO) apt-get install -y -q manpages manpages-dev manpages-es python3.11-doc debian-reference-es
+
+held-out-text:
+	$(SUDO) apt-get install -y -q fortunes-min fortunes-es
 
 # What only a CUDA GPU shows (scripts/gpu_check.py, docs/trust.md): run on a lent GPU machine with that
 # machine's own Python; a verdict per step, the log and figures under $OUT. Without CUDA it runs the steps

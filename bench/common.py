@@ -33,6 +33,28 @@ def paper_files(folder: str = PAPER_DATA) -> dict[str, str]:
             "chunks": f"{folder}/chunks.csv"}
 
 
+FORTUNES = "/usr/share/games/fortunes"  # Debian's fortunes-min and fortunes-es (`make held-out-text`)
+
+
+def quotations(n: int, lengths: tuple[int, int] = (100, 230), folder: str = FORTUNES) -> list[str]:
+    """A set of another kind than any training text: `n` quotations, half English (fortunes-min), half
+    Spanish (fortunes-es), of `lengths` characters, whitespace made single spaces, drawn with a fixed
+    seed. Fortune packages are kept out of every start's training text (`memtok.training.text_sources`)."""
+    import random
+
+    chosen = []
+    english = [Path(folder, name) for name in ("fortunes", "literature", "riddles")]
+    for files in (english, sorted(Path(folder, "es").glob("*.fortunes"))):
+        entries = [" ".join(e.split()) for p in files if p.is_file()
+                   for e in p.read_text(encoding="utf-8", errors="replace").split("\n%\n")]
+        fitting = sorted({e for e in entries if lengths[0] <= len(e) <= lengths[1]})
+        if len(fitting) < n // 2:
+            raise SystemExit(f"{len(fitting)} quotations of {lengths[0]}-{lengths[1]} characters in {folder}: "
+                             "install fortunes-min and fortunes-es (make held-out-text)")
+        chosen += random.Random(0).sample(fitting, n // 2)
+    return chosen
+
+
 def add_model_options(ap: argparse.ArgumentParser, data: bool = False) -> None:
     """`--model` (default: the embedded SmolLM2-135M-Instruct) and, with `data`, `--data-dir` (the
     folder of the paper's files): what every bench that loads a model, or reads the paper's files

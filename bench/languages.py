@@ -30,7 +30,7 @@ from common import report
 from memtok import EncodeConfig, MemoryCodec
 from memtok.runs.evaluate import run_eval
 from memtok.runs.sources import read_source
-from memtok.training.texts import chatterbot_files
+from memtok.training.text_sources import chatterbot_files
 
 LANGUAGES = "english,spanish,german,french,italian,portuguese,russian,chinese,japanese,hindi"
 

@@ -17,37 +17,53 @@ that teacher (`memtok.start.teachers`), side by side: what a semantic memory cos
         --semantic minilm --json docs/results/bench/semantic-steps.json
 
 Sets: r100 (raschka_chunks_100, K=1, the paper's protocol), r1000 and chunks (the default encode,
-32-token segments), r1000-compact (--compact), and any of r100, r1000 or chunks with -lN (each
+32-token segments), quotes (`--limit` quotations of 100-230 characters, half English, half Spanish,
+from Debian's fortune packages, which no start trains on; the default encode), r1000-compact (--compact), and any of r100, r1000 or chunks with -lN (each
 text's first N tokens plus EOS in one vector, `memtok capacity`'s cell: r1000-l64, chunks-l32).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from functools import partial
+from itertools import product
 
-from common import Passes, add_model_options, paper_files, report, row, run_ids
+from common import Passes, add_model_options, paper_files, quotations, report, row, run_ids
 
 from memtok import MemoryCodec
 from memtok.runs.sources import read_source
+from memtok.settings.recipes import Init, get_recipe
+from memtok.start.start import LearnedStart
 
 SETS = {  # the paper's file (`common.paper_files`) and the encode's options
     "r100": ("r100", {"k": 1}),
     "r1000": ("r1000", {}),
     "chunks": ("chunks", {}),
     "r1000-compact": ("r1000", {"compact": True}),
+    "quotes": ("quotes", {}),  # `common.quotations`: of another kind than any training text
 }
 
 
-def run_texts(codec: MemoryCodec, texts: list[str], recipe: str, semantic: str | None, options: dict) -> dict:
+def run_texts(codec: MemoryCodec, texts: list[str], recipe: str, semantic: str | None, start: LearnedStart | None,
+              options: dict) -> dict:
     passes = Passes()
     began = time.perf_counter()
-    mems = codec.encode(texts, recipe=recipe, semantic=semantic, show_progress_bar=True, on_step=passes, **options)
+    resolved = codec.resolve(recipe=recipe, semantic=semantic, **options)
+    if start is not None:
+        resolved = dataclasses.replace(resolved, start=start)
+    mems = codec.encode(texts, resolved, show_progress_bar=True, on_step=passes)
     wall = time.perf_counter() - began
     retried = sum(len(s.get("tried", [])) > 1 for m in mems for s in m.segments)
     restarted = sum(s.get("restarts", 0) > 0 for m in mems for s in m.segments)
     return row([m.exact for m in mems], [m.steps for m in mems], wall, passes, mems[0].start, retried, restarted)
+
+
+def loaded(codec: MemoryCodec, path: str) -> LearnedStart:
+    start = LearnedStart.load(path)
+    start.net.to(codec.lm.device)
+    return start
 
 
 def cut(codec: MemoryCodec, texts: list[str], length: int) -> list[list[int]]:
@@ -63,9 +79,12 @@ def main() -> None:
     ap.add_argument("--semantic", default=None, help="also each recipe's semantic memories with these teachers (a,b)")
     ap.add_argument("--json", default=None)
     add_model_options(ap, data=True)
+    ap.add_argument("--starts", default=None, help="start files (a,b): each recipe that starts from a learned start "
+                                                   "runs once from each (default: the installed start)")
     args = ap.parse_args()
     codec, files = MemoryCodec.from_pretrained(args.model), paper_files(args.data_dir)
     rows, teachers = [], [None] + (args.semantic.split(",") if args.semantic else [])
+    starts = [None] if not args.starts else [loaded(codec, path) for path in args.starts.split(",")]
     for name in args.sets.split(","):
         if "-l" in name:
             base, length = name.rsplit("-l", 1)
@@ -73,11 +92,12 @@ def main() -> None:
             run = partial(run_ids, codec, targets)
         else:
             data, options = SETS[name]
-            texts = read_source(files[data], limit=args.limit).texts
+            texts = quotations(args.limit) if data == "quotes" else read_source(files[data], limit=args.limit).texts
             run = partial(run_texts, codec, texts, options=options)
         for recipe in args.recipes.split(","):
-            for teacher in teachers:
-                rows.append({"set": name, "recipe": recipe, "semantic": teacher or "plain", **run(recipe, teacher)})
+            for teacher, start in product(teachers, starts if get_recipe(recipe).init is Init.LEARNED else [None]):
+                rows.append({"set": name, "recipe": recipe, "semantic": teacher or "plain",
+                             **run(recipe, teacher, start=start)})
                 print(rows[-1], flush=True)
     report(rows, {k: (lambda r, k=k: r[k]) for k in rows[0]}, args)
 

@@ -21,6 +21,7 @@ from memtok.limits import PLACEHOLDER
 from memtok.model.layout import Layout
 from memtok.model.model import FrozenLM
 from memtok.start.start import LearnedStart
+from memtok.training.text_sources import TEXT_SOURCES
 from memtok.training.texts import training_pieces
 
 BANDS = ((0, 1), (1, 2), (2, 4), (4, 8), (8, 16), (16, 64))  # target positions: the first token is 0
@@ -40,11 +41,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("starts", nargs="+", help="start files (.safetensors)")
     ap.add_argument("--limit", type=int, default=96, help="held-out pieces (train-start scores 96)")
+    ap.add_argument("--text", default=",".join(TEXT_SOURCES), help="the training text's sources whose held-out "
+                                                                  "pieces are scored (train-start's --text)")
     ap.add_argument("--json", default=None)
     add_model_options(ap)
     args = ap.parse_args()
     lm = MemoryCodec.from_pretrained(args.model).lm
-    held = training_pieces(lm, [], (8, 40))[1][:args.limit]
+    held = training_pieces(lm, args.text.split(","), {}, (8, 40)).held[:args.limit]
     guesses = {"mean embedding": lambda text: lm.embedding_mean[None]}
     for path in args.starts:
         start = LearnedStart.load(path)

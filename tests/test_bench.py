@@ -38,7 +38,7 @@ def made(tiny_dir, tmp_path_factory) -> dict:
     cli("eval", csv, "--compact", "--out", str(root / "compact"), *common)
     cli("encode-corpus", csv, "--out", str(root / "store"), *common)
     cli("train-start", "--out", str(root / "start"), "--steps", "2", "--batch-size", "2", "--model", tiny_dir,
-        "--device", "cpu")
+        "--device", "cpu", "--text", "pydoc-topics")
     return {"model": tiny_dir, "chat_model": with_chat(tiny_dir, root / "chat-model"), "data": str(data), "csv": csv, "eval": str(root / "eval"),
             "compact": str(root / "compact"), "store": str(root / "store"), "start": str(root / "start"),
             "json": str(root / "out.json")}
@@ -77,7 +77,7 @@ def argv(name: str, m: dict) -> list[str]:
         "semantic_codes": [*model, *data, "--ranks", "8", "--whitening-pieces", "64"],
         "size_table": [folder],
         "start_curve": [m["start"] + "/start.safetensors", *model, *data, "--limit", "2"],
-        "start_positions": [m["start"] + "/start.safetensors", *model, "--limit", "4"],
+        "start_positions": [m["start"] + "/start.safetensors", *model, "--limit", "4", "--text", "pydoc-topics"],
         "step_time": [*model, "--batch-sizes", "2", "--repeats", "1", "--warmups", "0", "--variants", "float32"],
         "vector_index": ["--sizes", "50", "--dim", "8", "--queries", "5", "--methods", "exact (torch),faiss flat (exact),usearch HNSW"],
         "wrong_positions": [folder, "--all"],

@@ -205,11 +205,13 @@ def test_two_gloo_processes_train_the_same_start_as_one(tiny_dir, tmp_path):
     one-process update, up to the rounding of a sum taken in another order."""
     p = subprocess.run(memtok_cmd("train-start", "--model", tiny_dir, "--device", "cpu", "--steps", "3", "--batch-size",
                                   "4", "--width", "16", "--piece-tokens", "4", "12", "--net", "attention",  # a code input
+                                  "--text", "pydoc-topics",
                                   "--out", str(tmp_path / "two"), nproc=2), capture_output=True, timeout=600, check=False)
     assert p.returncode == 0, p.stderr.decode()[-1500:]
     lm = MemoryCodec.from_pretrained(tiny_dir, device="cpu").lm  # the same run in this one process
     cfg = TrainConfig(net="attention", steps=3, batch_size=4, width=16, min_tokens=4, max_tokens=12)
-    train_start(lm, *training_pieces(lm, [], (4, 12)), tmp_path / "one", cfg)
+    pieces = training_pieces(lm, ["pydoc-topics"], {}, (4, 12))
+    train_start(lm, pieces.train, pieces.held, tmp_path / "one", cfg)
     net = LearnedStart.load(tmp_path / "one" / "start.safetensors").net
     with torch.random.fork_rng():
         torch.manual_seed(0)  # the first weights, as a run of seed 0 draws them
@@ -223,7 +225,8 @@ def test_two_gloo_processes_train_the_same_start_as_one(tiny_dir, tmp_path):
 def test_train_start_under_bf16_autocast_shows_progress_and_ends_with_a_summary(tiny_dir, tmp_path, capsysbinary):
     """What `--device cuda --bf16` runs on a GPU, on the CPU's own bfloat16 autocast."""
     code, out, err = run(["train-start", "--model", tiny_dir, "--device", "cpu", "--steps", "2", "--batch-size", "4",
-                          "--width", "16", "--piece-tokens", "4", "12", "--bf16", "--out", str(tmp_path)], capsysbinary)
+                          "--width", "16", "--piece-tokens", "4", "12", "--bf16", "--text", "pydoc-topics",
+                          "--out", str(tmp_path)], capsysbinary)
     assert code == 0 and out == b"", err
     assert "training" in err and "step 2 of 2 (8 examples" in err and "held-out token accuracy" in err
     assert LearnedStart.load(tmp_path / "start.safetensors").info["config"]["bf16"] is True
@@ -276,3 +279,19 @@ def test_a_training_option_with_no_effect_is_refused(tiny_codec, tmp_path):
         TrainConfig(net="pooled-mlp", semantic_share=0.9)
     with pytest.raises(ValueError, match="reads no code"):
         make_net("pooled-mlp", 64, (0, 1), 16, code_rank=8)
+
+
+def test_a_run_begins_from_a_start_file_and_trains_through_the_encodes_steps(trained, tmp_path):
+    """`init_from`: the network begins as the file's (its examples counted on); `unroll`: the
+    held-out figures include the loss after that many of the encode's steps, the loss it trains on."""
+    codec, pieces, out, info = trained
+    cfg = TrainConfig(net="attention", steps=2, batch_size=4, width=64, min_tokens=4, unroll=2,
+                      init_from=str(out / "start.safetensors"), lr=1e-12)
+    warm = train_start(codec.lm, pieces, pieces, tmp_path / "warm", cfg)
+    assert warm["warm_start"]["examples"] == info["examples"] and warm["examples_in_all"] == info["examples"] + 8
+    assert set(warm["held_out"]) == {"learned", "learned+2", "mean", "mean+2"}
+    # a rate of 1e-12 leaves the network where the file put it: its guess scores as the file's did, up
+    # to the file's float16 weights (11 bits: a relative rounding of 4.9e-4 a weight), hence rel 1e-3
+    assert warm["held_out"]["learned"]["loss"] == pytest.approx(info["held_out"]["learned"]["loss"], rel=1e-3)
+    with pytest.raises(MemtokError, match="holds a network attention of width 64, where this run asks for attention of width 16"):
+        train_start(codec.lm, pieces, pieces, tmp_path / "other", TrainConfig(**{**cfg.__dict__, "width": 16}))

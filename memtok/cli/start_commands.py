@@ -9,6 +9,7 @@ import torch
 
 from ..start.start_nets import NETS
 from ..training.start_training import TrainConfig
+from ..training.text_sources import TEXT_SOURCES
 from .main import cli, load_codec
 from .options import model_options
 
@@ -25,29 +26,40 @@ from .options import model_options
 @click.option("--budget", "budget_minutes", type=click.FloatRange(0, min_open=True), default=None,
               help="stop after this many minutes (the same command resumes)")
 @click.option("--bf16", is_flag=True, help="bfloat16 autocast (on a GPU)")
+@click.option("--unroll", type=click.IntRange(0, 64), default=TrainConfig.unroll, show_default=True,
+              help="train on the loss after this many of the encode's optimiser steps from the guess (first-order); "
+                   "0: the guess's own loss")
+@click.option("--recipe", default=TrainConfig.recipe, show_default=True, help="the encode whose steps --unroll runs")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="begin from this start file's network (e.g. the shipped start), not from zero")
 @click.option("--piece-tokens", type=(click.IntRange(1), click.IntRange(1)), default=(8, 40), show_default=True,
               help="shortest and longest training piece, in tokens")
+@click.option("--text", "text_sources", default=",".join(TEXT_SOURCES), show_default=True,
+              help="the training text's sources, those installed (make train-text): "
+                   + "; ".join(f"{s.name}: {s.what}" for s in TEXT_SOURCES.values()))
 @click.option("--extra", multiple=True, help="more training text: a CSV / JSONL / text file (never evaluation rows)")
 @click.option("--rows", default=None, help="with --extra: a row range START:END of each file, e.g. 100:")
 @model_options
 def train_start_command(out: str, steps: int, batch_size: int, lr: float, width: int, net: str,
-                        budget_minutes: float | None, bf16: bool, piece_tokens: tuple[int, int], extra: tuple[str, ...],
+                        budget_minutes: float | None, bf16: bool, unroll: int, recipe: str, init_from: str | None,
+                        piece_tokens: tuple[int, int], text_sources: str, extra: tuple[str, ...],
                         rows: str | None, model: str | None, device: str | None) -> None:
     """Train a network that proposes each text's starting memory vector, for one model.
 
-    From CPython's docs, chatterbot-corpus (memtok[train]) and --extra files, into --out: state.pt
-    (resumable), log.jsonl, start.safetensors, snapshots at 1k, 2k, 4k ... examples. Put the file in
-    MEMTOK_STARTS. Under torchrun each process takes a share of every batch (DDP).
+    From the --text sources installed and --extra files, into --out: state.pt (resumable), log.jsonl,
+    pieces.safetensors (the text, tokenised once), start.safetensors, snapshots at 1k, 2k, 4k ...
+    examples. Put the file in MEMTOK_STARTS. Under torchrun each process takes a share of every batch (DDP).
 
     \b
-    memtok train-start --out runs/start-smollm2 --extra ../shared/data/paper/raschka_chunks_100.csv --rows 100:
+    memtok train-start --out runs/start-smollm2
+    memtok train-start --out runs/unrolled --unroll 4 --init-from memtok/starts/smollm2-135m.safetensors
     torchrun --nproc-per-node 8 -m memtok train-start --device cuda --bf16 --model DIR --out runs/s
     """
     from ..encode.progress import progress
     from ..runs.encode_corpus import distributed, rank_device
     from ..runs.sources import read_rows, read_source
     from ..training.start_training import train_start
-    from ..training.texts import sources, training_pieces
+    from ..training.texts import training_pieces
 
     if piece_tokens[0] > piece_tokens[1]:
         raise click.BadParameter(f"the shortest piece ({piece_tokens[0]}) is longer than the longest "
@@ -56,16 +68,18 @@ def train_start_command(out: str, steps: int, batch_size: int, lr: float, width:
     for path, some in chosen.items():
         if not some:
             raise click.BadParameter(f"{rows} selects no row of {path}", param_hint="--rows")
-    texts = [t for some in chosen.values() for t in some]
     rank, world = distributed()  # under torchrun: DDP over gloo, each process on its own GPU (rank_device)
     codec = load_codec(model, rank_device(device))
     cfg = TrainConfig(net=net, steps=steps, batch_size=batch_size, lr=lr, width=width, min_tokens=piece_tokens[0],
-                      max_tokens=piece_tokens[1], bf16=bf16)
-    train, held = training_pieces(codec.lm, texts, (cfg.min_tokens, cfg.max_tokens))
-    named = sources([f"{Path(p).name} rows {rows or ':'}, {len(chosen[p])} texts (sha256 {read_source(p).sha256})"
-                     for p in extra])
+                      max_tokens=piece_tokens[1], bf16=bf16, unroll=unroll, recipe=recipe,
+                      init_from=None if init_from is None else str(Path(init_from).resolve()))
+    Path(out).mkdir(parents=True, exist_ok=True)
+    labels = {f"{Path(p).name} rows {rows or ':'}": texts for p, texts in chosen.items()}
+    pieces = training_pieces(codec.lm, [n for n in text_sources.split(",") if n], labels,
+                             (cfg.min_tokens, cfg.max_tokens), cache=Path(out) / "pieces.safetensors")
+    train, held, named = pieces.train, pieces.held, pieces.sources
     click.echo(f"memtok: {net} start, {len(train)} training pieces, {len(held)} held out, {steps} steps of "
-               f"{batch_size}, from {'; '.join(named)}", err=True)
+               f"{batch_size}, unroll {unroll} ({recipe}), from:\n  " + "\n  ".join(named), err=True)
     bar = progress(steps, "training", "step", disable=rank > 0)
 
     def on_step(step: int, loss: float, accuracy: float) -> None:

@@ -69,11 +69,16 @@ def parameters(lm: FrozenLM, recipe: Recipe, start: LearnedStart | None, k: int,
                restart: int = 0, code: torch.Tensor | None = None) -> FullVectors | LowRankVectors:
     """One text's learned parameters, from the recipe's `init` at first and its
     `restart_init` on a restart, in float32 whatever the model's dtype: Adam's small steps would
-    vanish in bfloat16's 8 bits of mantissa. Each restart draws its own factorisation (W's columns
-    at the embeddings' scale / sqrt(rank), z at the recipe's `z_scale`), so a restart from the
-    learned start begins a new random step away from it."""
+    vanish in bfloat16's 8 bits of mantissa."""
     init = recipe.restart_init if restart else recipe.init
-    initial = initial_vectors(lm, init, recipe.seed, start, k, text_ids, code).float()
+    return around(lm, recipe, initial_vectors(lm, init, recipe.seed, start, k, text_ids, code).float(), restart)
+
+
+def around(lm: FrozenLM, recipe: Recipe, initial: torch.Tensor, restart: int = 0) -> FullVectors | LowRankVectors:
+    """The recipe's parameters of vectors that begin at `initial` [K, d] (float32). Each restart draws
+    its own factorisation (W's columns at the embeddings' scale / sqrt(rank), z at the recipe's
+    `z_scale`), so a restart from the learned start begins a new random step away from it; the first
+    is the same for every text, which lets a start be trained through an encode's first steps."""
     if not recipe.rank:
         return FullVectors(initial.clone().requires_grad_(True))
     gen = torch.Generator().manual_seed(recipe.seed + restart)

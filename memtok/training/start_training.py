@@ -31,13 +31,12 @@ import torch
 
 from ..errors import MemtokError
 from ..files import atomic_write
-from ..limits import PLACEHOLDER
-from ..model.forward import padded_pass
-from ..model.layout import Layout
 from ..model.model import FrozenLM
+from ..settings.recipes import MEMTOK_LEARNED, parse_recipe
 from ..start.semantic import place, subspace
 from ..start.start import LearnedStart, propose
 from ..start.start_nets import NETS, feature_layers, make_net
+from .losses import reconstruction, unrolled
 
 SEMANTIC_SHARE = 0.5
 NETS_READ_CODES = {kind: net.reads_codes for kind, net in NETS.items()}
@@ -58,12 +57,18 @@ class TrainConfig:
     held_out: int = 96  # held-out pieces scored at each evaluation
     semantic_share: float = SEMANTIC_SHARE  # batches with a code fixed in the semantic subspace (a network that reads codes)
     bf16: bool = False  # the frozen model's passes under bfloat16 autocast (on a GPU)
+    unroll: int = 0  # the loss after this many of the encode's steps from the guess; 0: the guess's own
+    recipe: str = MEMTOK_LEARNED.name  # the encode whose steps are unrolled (a recipe spec)
+    init_from: str | None = None  # a start file whose network this run begins from (warm start)
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_tokens <= self.max_tokens:
             raise MemtokError(f"pieces of {self.min_tokens} to {self.max_tokens} tokens: no such length")
         if not NETS_READ_CODES.get(self.net, True) and self.semantic_share != SEMANTIC_SHARE:
             raise MemtokError(f"a {self.net} start reads no code: semantic_share has no effect on it")
+        if not 0 <= self.unroll <= 64:
+            raise MemtokError(f"unroll {self.unroll}: the steps unrolled must be 0 to 64")
+        parse_recipe(self.recipe)  # a recipe that does not parse is refused here, not at the first step
 
 
 def snapshot_points(batch_size: int, steps: int) -> set[int]:
@@ -77,32 +82,25 @@ def process_group() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
 
 
-def reconstruction(lm: FrozenLM, vectors: torch.Tensor, texts: list[list[int]]
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per text: mean cross-entropy of its tokens and EOS after [BOS, its vectors] (with a gradient to
-    the vectors), targets right, and targets. `vectors` is [B, K, d]."""
-    layout = Layout.build(lm, PLACEHOLDER, vectors.shape[1], bos=True)  # the default encode's: BOS, then the vectors
-    seqs = [layout.inputs(lm, v, t) for v, t in zip(vectors, texts)]
-    ce, right, _, rows, n = padded_pass(lm, seqs, [t + [lm.eos_id] for t in texts], [layout.first_target] * len(texts))
-    zeros = torch.zeros(len(texts), device=ce.device)
-    return zeros.index_add(0, rows, ce) / n, zeros.index_add(0, rows, right.float()), n.float()
-
-
-@torch.no_grad()
-def held_out_figures(lm: FrozenLM, start: LearnedStart, held: list[list[int]], batch_size: int) -> dict:
-    """The start alone, before any optimisation step, on held-out pieces: loss, token accuracy, and
-    the share already exact teacher-forced; beside the same for the mean embedding (the old start)."""
+def held_out_figures(lm: FrozenLM, start: LearnedStart, held: list[list[int]], batch_size: int,
+                     recipe: Recipe | None = None, steps: int = 0) -> dict:
+    """On held-out pieces, the start before any optimisation step (and, given `steps`, after that
+    many of `recipe`'s steps: what an unrolled start is trained on): loss, token accuracy, and the
+    share already exact teacher-forced; beside the same for the mean embedding (the old start)."""
     figures = {}
     for name, learned in (("learned", True), ("mean", False)):
-        loss = right = total = exact = 0.0
-        for i in range(0, len(held), batch_size):
-            batch = held[i:i + batch_size]
-            v = start.vectors(lm, batch) if learned else lm.embedding_mean.expand(len(batch), 1, -1)
-            ce, r, n = reconstruction(lm, v, batch)
-            loss, right, total = loss + float(ce.sum()), right + float(r.sum()), total + float(n.sum())
-            exact += float((r == n).sum())
-        figures[name] = {"loss": round(loss / len(held), 4), "token_accuracy": round(right / total, 4),
-                         "exact": round(exact / len(held), 4)}
+        for after in sorted({0, steps}):
+            loss = right = total = exact = 0.0
+            for i in range(0, len(held), batch_size):
+                batch = held[i:i + batch_size]
+                with torch.no_grad():
+                    v = start.vectors(lm, batch) if learned else lm.embedding_mean.expand(len(batch), 1, -1)
+                ce, r, n = unrolled(lm, recipe, v, batch, after) if after else reconstruction(lm, v, batch)
+                loss, right, total = loss + float(ce.sum()), right + float(r.sum()), total + float(n.sum())
+                exact += float((r == n).sum())
+            figures[name + (f"+{after}" if after else "")] = {
+                "loss": round(loss / len(held), 4), "token_accuracy": round(right / total, 4),
+                "exact": round(exact / len(held), 4)}
     return figures
 
 
@@ -128,7 +126,9 @@ class _Run:
             torch.manual_seed(cfg.seed)
             self.net = make_net(cfg.net, lm.hidden_size, feature_layers(lm.layers), cfg.width,
                                 self.basis.shape[1] if NETS[cfg.net].reads_codes else 0)
+        self.before = self.warm_start() if cfg.init_from else {}
         self.net.to(lm.device)
+        self.recipe = parse_recipe(cfg.recipe)
         self.rank, self.world = process_group()
         # a batch without codes leaves the network's code input without a gradient
         self.trained = self.net if self.world == 1 else torch.nn.parallel.DistributedDataParallel(
@@ -140,8 +140,8 @@ class _Run:
             state = torch.load(state_path, map_location=lm.device, weights_only=True)
             pinned = {"fingerprint": lm.fingerprint, **dataclasses.asdict(cfg)}
             # a folder from before there were two networks trained the pooled one, in float32
-            saved = {"net": "pooled-mlp", "semantic_share": cfg.semantic_share, "bf16": False,
-                     **json.loads(state["settings"])}
+            saved = {"net": "pooled-mlp", "semantic_share": cfg.semantic_share, "bf16": False, "unroll": 0,
+                     "recipe": MEMTOK_LEARNED.name, "init_from": None, **json.loads(state["settings"])}
             if saved != pinned:
                 raise MemtokError(f"{out} holds a start trained with other settings or another model; "
                                   "use another --out")
@@ -149,6 +149,20 @@ class _Run:
             self.opt.load_state_dict(state["opt"])
             self.step, self.seconds = int(state["step"]), float(state["seconds"])
             self.forget_after_state()
+
+    def warm_start(self) -> dict:
+        """Begin from the network of the start file `init_from` (of this model, kind and width); returns
+        what that start's own training was, for the record."""
+        begun = LearnedStart.load(self.cfg.init_from)
+        if begun.model_fingerprint != self.lm.fingerprint:
+            raise MemtokError(f"{self.cfg.init_from} is a start for another model")
+        try:
+            self.net.load_state_dict(begun.net.state_dict())
+        except RuntimeError:
+            raise MemtokError(f"{self.cfg.init_from} holds a network {begun.net.kind} of width {begun.net.width}, "
+                              f"where this run asks for {self.cfg.net} of width {self.cfg.width}") from None
+        return {"start": begun.name, "examples": begun.info.get("examples_in_all", begun.info.get("examples", 0)),
+                "sources": begun.info.get("sources", [])}
 
     def forget_after_state(self) -> None:
         """Drop the curve's rows past the saved step: a run stopped between saves does those steps
@@ -190,9 +204,8 @@ class _Run:
         """The batch's reconstruction from what the network proposes, codes fixed in their subspace."""
         with torch.autocast(self.lm.device.type, torch.bfloat16, enabled=self.cfg.bf16):
             v = propose(self.lm, self.trained, self.net.layers, texts, k, codes)
-            if codes is not None:
-                v = place(self.basis, v, codes[:, None])
-            return reconstruction(self.lm, v, texts)
+            at = None if codes is None else (lambda x: place(self.basis, x, codes[:, None]))
+            return unrolled(self.lm, self.recipe, v, texts, self.cfg.unroll, at)
 
     def log(self, row: dict) -> None:
         if self.rank:
@@ -206,9 +219,11 @@ class _Run:
         if self.rank:
             return {}
         self.net.eval()
-        figures = held_out_figures(self.lm, self.start(), held, self.cfg.batch_size)
+        figures = held_out_figures(self.lm, self.start(), held, self.cfg.batch_size, self.recipe, self.cfg.unroll)
         self.net.train()
-        info = {"model": self.lm.name, "step": self.step, "examples": self.step * self.cfg.batch_size,
+        examples = self.step * self.cfg.batch_size
+        info = {"model": self.lm.name, "step": self.step, "examples": examples,
+                "examples_in_all": examples + self.before.get("examples", 0), "warm_start": self.before,
                 "train_pieces": n_train, "held_out_pieces": len(held), "sources": sources, "processes": self.world,
                 "seconds": round(self.seconds), "held_out": figures, "config": dataclasses.asdict(self.cfg)}
         start = self.start()
@@ -235,7 +250,8 @@ def train_start(lm: FrozenLM, train: list[list[int]], held: list[list[int]], out
         raise MemtokError(f"pieces of {min(lengths)}-{max(lengths)} tokens, where the config asks for "
                           f"{cfg.min_tokens}-{cfg.max_tokens} (training_pieces cuts them to its lengths)")
     run = _Run(Path(out), lm, cfg)
-    held, sources, began_run = held[:cfg.held_out], sources or [], time.perf_counter()
+    held = random.Random(cfg.seed).sample(held, min(cfg.held_out, len(held)))  # every source's, not the first's
+    sources, began_run = sources or [], time.perf_counter()
     snapshots = snapshot_points(cfg.batch_size, cfg.steps)
     info: dict = {}
     run.net.train()

@@ -1,52 +1,72 @@
-"""Training text for a learned start: real text this machine has without a network.
+"""A learned start's training text as token pieces, with a record of where every piece came from.
 
-Never the paper's evaluation rows: the sources are CPython's own documentation
-(`pydoc_data.topics`), the multilingual dialogues of `chatterbot-corpus` when installed, and any
-files given (e.g. rows 100+ of `raschka_chunks_100.csv`, by `--extra FILE --rows 100:`). Each
-document is cut into pieces of a random length in tokens, the lengths a memory's segments have.
+The documents of the named sources (`memtok.training.text_sources`) and any files given are cut into
+pieces of a random length in tokens, the lengths a memory's segments have; 1 document in 20 is held
+out whole. Tokenising tens of megabytes takes a while, so a training folder keeps its pieces
+(`pieces.safetensors`) beside the record of their sources, and reuses them while the sources are
+the same.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import hashlib
+import json
 import random
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..errors import MemtokError
+from ..files import atomic_write
 from ..model.model import FrozenLM
+from .text_sources import TEXT_SOURCES
+
+HELD_OUT_EVERY = 20  # one document in this many is held out whole
 
 
-def pydoc_topics() -> Iterator[str]:
-    """CPython's help topics (~465 KB of English prose and code)."""
-    from pydoc_data.topics import topics
+@dataclass
+class Pieces:
+    """Training and held-out token pieces, and one line per source saying what it was."""
 
-    for name in sorted(topics):
-        yield topics[name]
-
-
-def chatterbot_files(language: str = "*") -> list[Path]:
-    """chatterbot-corpus's YAML files (of one language, a folder name such as 'spanish'); none when
-    it is not installed."""
-    spec = importlib.util.find_spec("chatterbot_corpus")
-    if spec is None or spec.origin is None:
-        return []
-    return sorted((Path(spec.origin).parent / "data").glob(f"{language}/*.yml"))
+    train: list[list[int]]
+    held: list[list[int]]
+    sources: list[str]
 
 
-def chatterbot_dialogues() -> Iterator[str]:
-    """The lines of chatterbot-corpus's YAML files, one document per file (many languages)."""
-    for path in chatterbot_files():
-        lines = [ln.strip().lstrip("- ").strip() for ln in path.read_text(encoding="utf-8").splitlines()]
-        text = " ".join(ln for ln in lines if ln and not ln.endswith(":") and not ln.startswith("#"))
-        if text:
-            yield text
+def documents(names: list[str], extra: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    """Every document of the named sources, then the `extra` files' texts; and one record a source:
+    name, version, documents, characters and sha256 of the documents in order. A source that is not
+    installed is refused, so that the same command trains on the same text everywhere."""
+    docs, records = [], []
+    for name in names:
+        if name not in TEXT_SOURCES:
+            raise MemtokError(f"unknown text source {name!r}; choose from {', '.join(TEXT_SOURCES)}")
+        version, found = TEXT_SOURCES[name].read()
+        some = list(found) if version else []
+        if not some:
+            raise MemtokError(f"text source {name} is not installed ({TEXT_SOURCES[name].what}): "
+                              "make train-text, or leave it out of the sources")
+        docs += some
+        records.append(_record(f"{name} ({version})", some))
+    for label, texts in extra.items():
+        docs += texts
+        records.append(_record(label, texts))
+    return docs, records
 
 
-def cut(lm: FrozenLM, documents: list[str], lengths: tuple[int, int], seed: int) -> list[list[int]]:
+def _record(label: str, docs: list[str]) -> str:
+    digest = hashlib.sha256("\0".join(docs).encode()).hexdigest()
+    return f"{label}: {len(docs)} documents, {sum(map(len, docs))} characters, sha256 {digest[:16]}"
+
+
+def cut(lm: FrozenLM, docs: list[str], lengths: tuple[int, int], seed: int) -> list[list[int]]:
     """Every document tokenised and cut into consecutive pieces of `lengths[0]..lengths[1]` tokens."""
     rng = random.Random(seed)
     pieces = []
-    for doc in documents:
+    for doc in docs:
         ids = lm.tokenize(doc)
         at = 0
         while len(ids) - at >= lengths[0]:
@@ -56,23 +76,38 @@ def cut(lm: FrozenLM, documents: list[str], lengths: tuple[int, int], seed: int)
     return pieces
 
 
-def sources(extra_names: list[str]) -> list[str]:
-    """Where the training text comes from, as a start file records it: package and file."""
-    import sys
+def training_pieces(lm: FrozenLM, names: list[str], extra: dict[str, list[str]], lengths: tuple[int, int],
+                    seed: int = 0, cache: Path | None = None) -> Pieces:
+    """(train, held out) token pieces of the sources `names` and the `extra` texts (label -> texts):
+    no held-out piece shares a document with a training one. With `cache` (a file), pieces cut
+    before from the same sources, lengths and tokenizer are read back rather than cut again."""
+    docs, records = documents(names, extra)
+    if not docs:
+        raise MemtokError("no training text: no source and no file given")
+    key = json.dumps({"sources": records, "lengths": list(lengths), "seed": seed, "vocab": lm.vocab_size,
+                      "model": lm.fingerprint})
+    if cache is not None and cache.exists():
+        with safe_open(cache, "pt") as f:
+            if f.metadata().get("key") == key:
+                return Pieces(_unpack(f.get_tensor("train")), _unpack(f.get_tensor("held")), records)
+    held = [d for i, d in enumerate(docs) if i % HELD_OUT_EVERY == 7]
+    train = [d for i, d in enumerate(docs) if i % HELD_OUT_EVERY != 7]
+    pieces = Pieces(cut(lm, train, lengths, seed), cut(lm, held, lengths, seed + 1), records)
+    if cache is not None:
+        tensors = {"train": _pack(pieces.train), "held": _pack(pieces.held)}
+        atomic_write(cache, lambda tmp: save_file(tensors, tmp, metadata={"key": key}))
+    return pieces
 
-    found = [f"pydoc_data.topics (CPython {sys.version.split()[0]})"]
-    if chatterbot_files():
-        from importlib.metadata import version
 
-        found.append(f"chatterbot-corpus {version('chatterbot-corpus')} (data/*/*.yml, every language)")
-    return found + extra_names
+def _pack(pieces: list[list[int]]) -> torch.Tensor:
+    """Pieces as one int32 row: each piece's length, then its ids."""
+    return torch.tensor([x for p in pieces for x in (len(p), *p)], dtype=torch.int32)
 
 
-def training_pieces(lm: FrozenLM, extra: list[str], lengths: tuple[int, int], seed: int = 0
-                    ) -> tuple[list[list[int]], list[list[int]]]:
-    """(train, held out) token pieces: 1 document in 20 is held out whole, so no held-out piece
-    shares a document with a training one."""
-    docs = [*pydoc_topics(), *chatterbot_dialogues(), *extra]
-    held = [d for i, d in enumerate(docs) if i % 20 == 7]
-    train = [d for i, d in enumerate(docs) if i % 20 != 7]
-    return cut(lm, train, lengths, seed), cut(lm, held, lengths, seed + 1)
+def _unpack(flat: torch.Tensor) -> list[list[int]]:
+    values, pieces, at = flat.tolist(), [], 0
+    while at < len(values):
+        n = values[at]
+        pieces.append(values[at + 1:at + 1 + n])
+        at += 1 + n
+    return pieces

@@ -182,8 +182,9 @@ class MemoryCodec:
         search may leave its text.
 
         A memory decodes exactly only in the numerics it was verified in (and with its vectors as
-        saved), so the result is compared with the memory's `text_sha256`: on a mismatch this raises
-        `DecodeMismatchError` (holding the decoded text) unless `check=False`. A memory made with
+        saved), so the result is compared with the memory's `text_sha256`: on any mismatch this raises
+        `DecodeMismatchError`, which says which memories did not match and holds every text decoded,
+        unless `check=False`. A memory made with
         another model, or one that does not fit this model, is refused before decoding.
         """
         single = isinstance(memories, Memory)
@@ -195,13 +196,16 @@ class MemoryCodec:
         else:
             segments = [self.segment_ids(m, beams) for m in mems]
         texts = [self.text_of(s) for s in segments]
-        for mem, text in zip(mems, texts):
-            if check and sha256_text(text) != mem.text_sha256:
-                made = "" if mem.exact else " (it was not exact when made)"
-                made += f" (beam search of width {beams}: a memory is made for greedy decoding)" if beams > 1 else ""
-                raise DecodeMismatchError(
-                    f"the decoded text does not match the memory's text_sha256{made}: a memory decodes exactly "
-                    f"only with the vectors, device, precision and software it was verified with", text)
+        wrong = [i for i, (mem, text) in enumerate(zip(mems, texts)) if sha256_text(text) != mem.text_sha256]
+        if check and wrong:
+            made = "" if all(mems[i].exact for i in wrong) else " (not all were exact when made)"
+            made += f" (beam search of width {beams}: a memory is made for greedy decoding)" if beams > 1 else ""
+            which = "the decoded text does not" if single else \
+                f"{len(wrong)} of {len(mems)} decoded texts (at {', '.join(map(str, wrong[:10]))}) do not"
+            raise DecodeMismatchError(
+                f"{which} match the memory's text_sha256{made}: a memory decodes exactly only with the vectors, "
+                f"device, precision and software it was verified with; the error holds every text decoded "
+                f"(.texts) and which did not match (.mismatched)", texts[wrong[0]], texts, wrong)
         return texts[0] if single else texts
 
     def segment_ids(self, mem: Memory, beams: int = 1) -> list[list[int]]:

@@ -26,9 +26,12 @@ class DecodeMismatchError(MemtokError):
 
     exit_code = 1
 
-    def __init__(self, message: str, text: str) -> None:
+    def __init__(self, message: str, text: str, texts: list[str] | None = None,
+                 mismatched: list[int] | None = None) -> None:
         super().__init__(message)
-        self.text = text  # what decoding gave, for `memtok decode --unchecked` and inspection
+        self.text = text  # what decoding gave (the first that did not match), for inspection
+        self.texts = texts if texts is not None else [text]  # every text decoded, matched or not
+        self.mismatched = mismatched if mismatched is not None else [0]  # their indices that did not match
 
 
 class DoesNotFitError(MemtokError):

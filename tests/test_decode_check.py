@@ -33,6 +33,20 @@ def test_codec_decode_raises_on_a_mismatch_and_keeps_the_text(tiny_codec, memory
     assert tiny_codec.decode(memory) == TEXTS[2]
 
 
+def test_decoding_a_list_says_which_memories_did_not_match_and_keeps_every_text(tiny_codec, memory):
+    good = tiny_codec.encode(TEXTS[3])
+    with pytest.raises(DecodeMismatchError, match=r"1 of 3 decoded texts \(at 1\) do not match") as caught:
+        tiny_codec.decode([memory, tampered(memory), good])
+    assert caught.value.mismatched == [1]
+    assert caught.value.texts == [TEXTS[2], caught.value.text, TEXTS[3]] and caught.value.text != TEXTS[2]
+
+
+def test_memories_compare_by_their_vectors_and_header_and_print_short(memory, tmp_path):
+    again = Memory.load(memory.save(tmp_path / "m.safetensors"))
+    assert again == memory and again in [tampered(memory), memory] and tampered(memory) != memory
+    assert len(repr(memory)) < 200 and repr(memory).startswith(f"Memory(model={memory.model_name!r}, k=1")
+
+
 def test_decode_command_writes_nothing_on_a_mismatch(tiny_codec, memory, tmp_path, capsysbinary):
     path = tampered(memory).save(tmp_path / "bad.safetensors")
     out = tmp_path / "out.txt"

@@ -73,6 +73,15 @@ def test_hits_decode_and_the_vector_method_ranks_every_memory(tiny_codec, store)
         memories.search(tiny_codec, "x", scoring="max")
 
 
+def test_a_hit_whose_decoded_text_does_not_match_comes_back_without_it(tiny_codec, store, monkeypatch):
+    memories = MemoryStore(store)
+    real = tiny_codec.decode
+    monkeypatch.setattr(tiny_codec, "decode", lambda mems, **kw: ["not the text"] + real(mems[1:], **kw))
+    first, second = memories.search(tiny_codec, TEXTS[3], top_n=2, decode=True)
+    assert (first.text, first.mismatch) == (None, True)
+    assert (second.text, second.mismatch) == (TEXTS[int(second.id)], False)
+
+
 def test_search_command_prints_ranked_json_and_changes_nothing(tiny_dir, store, capsysbinary):
     before = {p.name: p.stat().st_mtime_ns for p in store.rglob("*")}
     code, out, err = run(["search", str(store), TEXTS[5], "-n", "2", "--json", "--decode", "--scoring", "z",

@@ -174,8 +174,9 @@ def search(store: str, query: str, top_n: int, method: str, scoring: str, teache
                            scoring=scoring, teacher=teacher)
     for rank, h in enumerate(hits, 1):
         if as_json:
-            click.echo(json.dumps({"rank": rank, "id": h.id, "score": h.score, **({"text": h.text} if decode_hits else {})},
-                                  ensure_ascii=False))
+            shown = {"text": h.text, "mismatch": h.mismatch} if decode_hits else {}
+            click.echo(json.dumps({"rank": rank, "id": h.id, "score": h.score, **shown}, ensure_ascii=False))
         else:
-            click.echo(f"{rank}. {h.id}  {h.score:.4f}" + (f"  {h.text!r}" if decode_hits else ""))
+            text = "  (decoded text did not match its sha256)" if h.mismatch else f"  {h.text!r}"
+            click.echo(f"{rank}. {h.id}  {h.score:.4f}" + (text if decode_hits else ""))
     click.echo(f"{len(hits)} of {len(memories)} memories by {method} in {time.perf_counter() - began:.1f} s", err=True)

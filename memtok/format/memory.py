@@ -25,7 +25,7 @@ from .sizes import payload_bytes, size_figures
 FORMAT = "memtok"
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class Memory:
     """A text turned into memory vectors of one model, with what it takes to decode them."""
 
@@ -63,6 +63,20 @@ class Memory:
     semantic: dict | None = None  # for a semantic memory, the space its code is in (`memtok.start.semantic`)
     memtok_version: str = __version__
     format_version: int = FORMAT_VERSION
+
+    def __eq__(self, other: object) -> bool:
+        """The same vectors (bit for bit) and the same header: what two files of one memory share."""
+        if not isinstance(other, Memory):
+            return NotImplemented
+        mine, theirs = asdict(self), asdict(other)
+        return torch.equal(mine.pop("vectors"), theirs.pop("vectors")) and mine == theirs
+
+    __hash__ = None  # a mutable record, as a dataclass with eq is
+
+    def __repr__(self) -> str:
+        text = "" if self.text is None else f", text={self.text[:40] + ('...' if len(self.text) > 40 else '')!r}"
+        return (f"Memory(model={self.model_name!r}, k={self.k}, n_tokens={self.n_tokens}, exact={self.exact}, "
+                f"steps={self.steps}, storage={self.storage_dtype!r}{text})")
 
     @property
     def k(self) -> int:

@@ -105,7 +105,11 @@ class MemoryStore:
         return self._decoded(codec, hits) if decode else hits
 
     def _decoded(self, codec, hits: list) -> list:
+        """The hits with their texts: a text comes back exact (its sha256 checked) or not at all."""
+        from ..format.header import sha256_text
         from .search import Hit
 
-        texts = codec.decode([self[h.id] for h in hits], check=False, show_progress_bar=False)
-        return [Hit(h.id, h.score, text) for h, text in zip(hits, texts)]
+        mems = [self[h.id] for h in hits]
+        texts = codec.decode(mems, check=False, show_progress_bar=False)
+        checked = [sha256_text(t) == m.text_sha256 for t, m in zip(texts, mems)]
+        return [Hit(h.id, h.score, t if ok else None, not ok) for h, t, ok in zip(hits, texts, checked)]

@@ -35,7 +35,8 @@ METHODS = ("likelihood", "vector")
 class Hit:
     id: str
     score: float
-    text: str | None = None  # the decoded text, when asked for
+    text: str | None = None  # the decoded text, when asked for and only when its sha256 is the memory's
+    mismatch: bool = False  # decoding was asked for and gave a text whose sha256 is not the memory's
 
 
 def query_ids(codec: MemoryCodec, query: str) -> list[int]:

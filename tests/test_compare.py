@@ -37,3 +37,20 @@ def test_eval_and_capacity_folders_do_not_mix(tmp_path):
         compare([a, c])
     with pytest.raises(MemtokError, match="not a finished"):
         compare([tmp_path])
+
+
+def test_a_plot_leaves_the_callers_matplotlib_backend_as_it_was(tmp_path):
+    """A notebook's inline backend must survive a library call that draws a PNG."""
+    import matplotlib
+
+    from memtok.runs.plots import plot_steps
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        plot_steps([{"index": 0, "k": 1, "step": i, "loss": 1 / (i + 1), "accuracy": 0.5, "margin": None}
+                    for i in range(3)], tmp_path / "steps.png")
+        assert matplotlib.get_backend() == "svg"
+        assert (tmp_path / "steps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        matplotlib.use(before)

@@ -65,14 +65,18 @@ def test_nf4_is_refused_on_a_cpu_with_one_line_saying_why(tiny_dir, capsysbinary
     assert "nf4 needs a CUDA GPU" in err and "no gradient" in err
 
 
-def test_loading_pins_the_matmul_numerics_a_memory_is_verified_in(tiny_dir):
+def test_loading_pins_the_matmul_numerics_a_memory_is_verified_in_and_says_what_it_changed(tiny_dir, caplog):
     matmul = torch.backends.cuda.matmul
     for flag in ("allow_tf32", "allow_bf16_reduced_precision_reduction", "allow_fp16_reduced_precision_reduction"):
         setattr(matmul, flag, True)  # what another library in the process may have set (loading resets them)
-    MemoryCodec.from_pretrained(tiny_dir, device="cpu")
+    with caplog.at_level("INFO", logger="memtok"):
+        MemoryCodec.from_pretrained(tiny_dir, device="cpu")
     assert not (matmul.allow_tf32 or matmul.allow_bf16_reduced_precision_reduction
                 or matmul.allow_fp16_reduced_precision_reduction)
     assert torch.get_float32_matmul_precision() == "highest"
+    said = {r.levelname: r.getMessage() for r in caplog.records if r.name == "memtok"}
+    assert "TF32 matmul True -> False" in said["WARNING"]  # the caller's own setting
+    assert "bf16 reduced-precision reductions True -> False" in said["INFO"]  # torch's default
 
 
 def test_weights_load_straight_onto_the_gpu_they_run_on(tiny_dir, monkeypatch, four_gpus):

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..files import atomic_write
-from ..runs.plots import save_figure
+from ..runs.plots import figure, save_figure
 
 
 def write_probe(folder: Path, rows: list[dict], summary: dict) -> None:
@@ -33,12 +33,7 @@ def probe_table(summary: dict) -> str:
 
 
 def _plot(summary: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = figure()
     levels = [float(lv) for lv in summary["noise"]]
     ax.plot(levels, list(summary["noise"].values()), marker="o")
     ax.set(xscale="log", xlabel="noise norm / vector norm", ylabel="share still exact", ylim=(-0.02, 1.02),

@@ -5,6 +5,8 @@ numerics every memory is verified in.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from ..errors import MemtokError
@@ -46,7 +48,6 @@ QUANTISED = ("int8", "nf4")
 def quantisation(dtype: str, device: str) -> dict:
     """from_pretrained's arguments for a bitsandbytes-quantised model, refused where it cannot work."""
     import importlib.util
-    import logging
 
     on_cuda = torch.cuda.is_available() and (device == "auto" or device.startswith("cuda"))
     if dtype == "nf4" and not on_cuda:
@@ -69,12 +70,24 @@ def fix_numerics() -> None:
     """Matrix products in the arithmetic a memory is verified in, whatever else the process set: no
     TF32 for float32, and no reduced-precision reductions in bfloat16 or float16 (cuBLAS allows both
     by default for 16-bit, and picks its kernels by shape, so a verdict could rest on rounding that
-    a decode of another batch shape does not repeat)."""
+    a decode of another batch shape does not repeat). These are torch's process-wide switches, so
+    what they were is said when this changes them: as a warning where the caller had changed torch's
+    default, at info level where it was torch's own default (cuDNN's TF32, 16-bit reductions)."""
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = {"float32 matmul precision": torch.get_float32_matmul_precision(), "TF32 matmul": matmul.allow_tf32,
+              "TF32 cuDNN": cudnn.allow_tf32,
+              "bf16 reduced-precision reductions": matmul.allow_bf16_reduced_precision_reduction,
+              "fp16 reduced-precision reductions": matmul.allow_fp16_reduced_precision_reduction}
     torch.set_float32_matmul_precision("highest")
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
-    torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
+    matmul.allow_tf32 = cudnn.allow_tf32 = False
+    matmul.allow_bf16_reduced_precision_reduction = matmul.allow_fp16_reduced_precision_reduction = False
+    for callers, names in ((True, tuple(before)[:2]), (False, tuple(before)[2:])):
+        changed = [f"{name} {before[name]} -> {'highest' if name.startswith('float32') else False}"
+                   for name in names if before[name] not in ("highest", False)]
+        if changed:
+            logging.getLogger("memtok").log(logging.WARNING if callers else logging.INFO,
+                                            "memtok set torch's process-wide numerics for exact memories: %s",
+                                            "; ".join(changed))
 
 
 def placement_of(device: str | None, dtype: str) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import MemtokError
 from ..files import atomic_write
 from .evaluate import BUCKETS
-from .plots import save_figure
+from .plots import figure, save_figure
 
 
 def _rows(folder: Path) -> tuple[dict, list[dict]]:
@@ -61,12 +61,7 @@ def write_comparison(table: list[dict], out: Path) -> None:
               f"{r['median_steps']} |" for r in table]
     atomic_write(out / "comparison.md", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
     atomic_write(out / "comparison.json", lambda tmp: Path(tmp).write_text(json.dumps(table, indent=2)))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (left, right) = figure(2, figsize=(10, 3.6))
     for folder in dict.fromkeys(r["folder"] for r in table):
         mine = [r for r in table if r["folder"] == folder]
         x = [r["median_tokens"] for r in mine]

@@ -1,4 +1,5 @@
-"""PNG plots of evaluation results (matplotlib, no display needed)."""
+"""PNG plots of evaluation results: matplotlib's Figure objects, drawn without pyplot, so that a
+plot neither needs a display nor switches the backend of the notebook or program that asked for it."""
 
 from __future__ import annotations
 
@@ -7,24 +8,24 @@ from pathlib import Path
 from ..files import atomic_write
 
 
-def save_figure(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
+def figure(columns: int = 1, figsize: tuple[float, float] = (6, 3.6)) -> tuple:
+    """A figure of one row of `columns` axes, and its axes."""
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(1, columns)
+
+
+def save_figure(fig, path: Path) -> None:
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
-    plt.close(fig)
 
 
 def plot_eval(results: list[dict], out: Path) -> None:
     """accuracy_vs_length.png (token accuracy per text, exact ones marked) and steps_vs_length.png."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     exact = [r for r in results if r["exact"]]
     wrong = [r for r in results if not r["exact"]]
 
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = figure()
     for rows, colour, label in ((exact, "tab:green", "exact"), (wrong, "tab:red", "not exact")):
         ax.scatter([r["tokens"] for r in rows], [r["token_accuracy"] for r in rows], c=colour, s=18, label=label)
     ax.set(xlabel="text length (tokens)", ylabel="token accuracy (teacher-forced)",
@@ -33,7 +34,7 @@ def plot_eval(results: list[dict], out: Path) -> None:
     ax.legend(loc="lower left")
     save_figure(fig, out / "accuracy_vs_length.png")
 
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = figure()
     for rows, colour, label in ((exact, "tab:green", "exact"), (wrong, "tab:red", "not exact (gave up)")):
         ax.scatter([r["tokens"] for r in rows], [r["steps"] for r in rows], c=colour, s=18, label=label)
     ax.set(xlabel="text length (tokens)", ylabel="optimisation steps", title="steps to an exact memory")
@@ -43,12 +44,7 @@ def plot_eval(results: list[dict], out: Path) -> None:
 
 def plot_capacity(summary: dict, path: Path) -> None:
     """Exact share and information gain against length, one line per K."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (left, right) = figure(2, figsize=(10, 3.6))
     for k, s in summary["by_k"].items():
         x = [c["length"] for c in s["cells"]]
         left.plot(x, [c["exact"] / c["n"] for c in s["cells"]], marker="o", label=f"K = {k}")
@@ -67,15 +63,10 @@ def plot_capacity(summary: dict, path: Path) -> None:
 
 def plot_steps(rows: list[dict], path: Path) -> None:
     """Loss, token accuracy and margin against step, one line per text (and segment), from a step log."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     curves: dict[tuple, list[dict]] = {}
     for r in rows:
         curves.setdefault((r.get("index", r.get("key")), r.get("segment", 0), r["k"]), []).append(r)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = figure(3, figsize=(13, 3.6))
     for points in curves.values():
         points = sorted(points, key=lambda r: r["step"])
         x = [r["step"] for r in points]

@@ -22,7 +22,11 @@ def gpu_check():
 
 
 def test_a_gpu_that_torch_cannot_use_fails_in_one_line(gpu_check, tmp_path, monkeypatch):
-    """nvidia-smi sees a GPU, torch (this CPU build) has no CUDA: one line, before any step."""
+    """nvidia-smi sees a GPU, torch has no CUDA (a CPU build; made so on a GPU machine too): one line,
+    before any step."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     smi = tmp_path / "nvidia-smi"
     smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0)'\n")
     smi.chmod(0o755)
@@ -55,3 +59,24 @@ def test_every_step_ends_in_a_verdict(gpu_check, tmp_path):
     assert verdicts[0].startswith("PASS") and verdicts[1].startswith("FAIL (exit 3")
     assert verdicts[2] == "FAIL (over its 1 s)"
     assert "figures" in (tmp_path / "log").read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads a process's state from Linux's /proc")
+def test_a_step_over_its_limit_fails_and_is_killed_with_its_children(gpu_check, tmp_path):
+    """pytest -n starts workers, a bench may start processes: the limit ends them all, not only the first."""
+    import os
+    import time
+
+    marker = tmp_path / "child.pid"
+    child = f"import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); " \
+            f"open({str(marker)!r}, 'w').write(str(p.pid)); time.sleep(60)"
+    with open(tmp_path / "log", "w") as log:
+        verdict = gpu_check.run(gpu_check.Step("sleeps", [sys.executable, "-c", child], 2), False, log, dict(os.environ))
+    assert verdict == "FAIL (over its 2 s)"
+    stat = Path(f"/proc/{int(marker.read_text())}/stat")
+    for _ in range(50):  # killed: gone, or a zombie (state Z) until whoever adopted it reaps it
+        if not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the step's child outlived its limit: {stat.read_text()}")

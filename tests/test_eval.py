@@ -5,7 +5,7 @@ import signal
 import time
 
 import pytest
-from helpers import TEXTS, memtok, write_csv
+from helpers import TEXTS, memtok, run, write_csv
 
 from memtok import EncodeConfig, MemtokError
 from memtok.runs.folder import ResultsLog
@@ -203,3 +203,80 @@ def test_a_resumed_runs_wall_counts_every_part_as_its_texts_seconds_do(tiny_code
     assert [r["part"] for r in records] == [1, 2]
     long = records[0]
     assert len(long["segment_k"]) > 1 and long["elapsed_seconds"] <= first["wall_seconds_now"] + 0.1
+
+
+def test_sources_read_tsv_json_arrays_and_parquet_and_refuse_other_json_in_one_line(tmp_path):
+    (tmp_path / "a.tsv").write_text("id\tchunk\n1\t" + TEXTS[0] + "\n2\t" + TEXTS[1] + "\n")
+    assert read_source(str(tmp_path / "a.tsv")).texts == TEXTS[:2]
+    (tmp_path / "b.json").write_text(json.dumps([{"text": TEXTS[0]}, {"text": TEXTS[1]}]))
+    (tmp_path / "c.json").write_text(json.dumps(TEXTS[:3]))
+    assert read_source(str(tmp_path / "b.json")).texts == TEXTS[:2] and read_source(str(tmp_path / "c.json")).texts == TEXTS[:3]
+    (tmp_path / "d.json").write_text(json.dumps({"text": TEXTS[0]}))
+    with pytest.raises(MemtokError, match="a JSON file of texts is an array"):
+        read_source(str(tmp_path / "d.json"))
+    (tmp_path / "e.json").write_text(json.dumps([{"body": "x"}]))
+    with pytest.raises(MemtokError, match="item 0: neither a string nor an object with a string 'text'"):
+        read_source(str(tmp_path / "e.json"))
+    pq = pytest.importorskip("pyarrow.parquet", reason="the datasets extra (pip install 'memtok[datasets]')")
+    import pyarrow
+
+    pq.write_table(pyarrow.table({"text": TEXTS[:4]}), tmp_path / "f.parquet")
+    assert read_source(str(tmp_path / "f.parquet"), rows="1:", limit=2).texts == TEXTS[1:3]
+    (tmp_path / "g.parquet").write_bytes(b"PAR1 not a table")
+    with pytest.raises(MemtokError, match="cannot read .*g.parquet as parquet"):
+        read_source(str(tmp_path / "g.parquet"))
+
+
+def hub_folder(root, shards: dict[str, list[list[str]]]):
+    """A dataset folder in the Hub's layout: a subset per key, each of parquet shards of texts, named
+    by the README's `configs`, as `datasets` reads a repository."""
+    import pyarrow
+    import pyarrow.parquet as pq
+
+    card = ["---", "configs:"]
+    for subset, parts in shards.items():
+        (root / subset).mkdir(parents=True)
+        for i, texts in enumerate(parts):
+            pq.write_table(pyarrow.table({"text": texts}), root / subset / f"train-{i:05d}-of-{len(parts):05d}.parquet")
+        card += [f"- config_name: {subset}", "  data_files:", "  - split: train", f"    path: {subset}/train-*.parquet"]
+    (root / "README.md").write_text("\n".join(card + ["---", ""]))
+    return root
+
+
+def test_a_hub_dataset_streams_its_subset_and_reads_only_the_rows_taken(tmp_path):
+    pytest.importorskip("datasets", reason="the datasets extra (pip install 'memtok[datasets]')")
+    folder = hub_folder(tmp_path / "owner" / "corpus", {"en": [TEXTS[:3], TEXTS[3:6]], "es": [TEXTS[6:]]})
+    assert read_source(str(folder), subset="es").texts == TEXTS[6:]
+    (folder / "en" / "train-00001-of-00002.parquet").write_bytes(b"PAR1 damaged")  # never reached below
+    source = read_source(str(folder), subset="en", rows="1:", limit=2)
+    assert source.texts == TEXTS[1:3] and source.pinned() == {"rows": "1:", "subset": "en"}
+    with pytest.raises(MemtokError, match="could not load dataset"):
+        read_source(str(folder), subset="en", rows="2:", limit=3)  # the damaged shard is read now
+    with pytest.raises(MemtokError, match="has no column 'chunk'"):
+        read_source(str(folder), column="chunk", subset="es")
+
+
+def test_a_hub_id_with_an_owner_is_a_dataset_not_a_missing_file(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets", reason="the datasets extra (pip install 'memtok[datasets]')")
+    folder = hub_folder(tmp_path / "here", {"plain_text": [TEXTS[:2]]})
+    asked = []
+    real = datasets.load_dataset
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, *a, **k: asked.append((name, *a, k)) or real(str(folder), *a, **k))
+    assert read_source("stanfordnlp/imdb", subset="plain_text").texts == TEXTS[:2]
+    assert asked == [("stanfordnlp/imdb", "plain_text", {"split": "train", "streaming": True})]
+    with pytest.raises(MemtokError, match="no such file: owner/missing.csv"):
+        read_source("owner/missing.csv")
+
+
+def test_eval_and_encode_corpus_stream_a_hub_datasets_subset(tiny_dir, tmp_path, capsysbinary):
+    pytest.importorskip("datasets", reason="the datasets extra (pip install 'memtok[datasets]')")
+    folder = hub_folder(tmp_path / "owner" / "corpus", {"en": [TEXTS[:2], TEXTS[2:4]], "es": [TEXTS[6:]]})
+    (folder / "en" / "train-00001-of-00002.parquet").write_bytes(b"PAR1 damaged")  # --limit 2 never reads it
+    common = ["--subset", "en", "--limit", "2", "-k", "1", "--model", tiny_dir, "--device", "cpu", "--max-steps", "300"]
+    code, _, err = run(["eval", str(folder), "--out", str(tmp_path / "eval"), *common], capsysbinary)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert (summary["overall"]["n"], summary["overall"]["exact"]) == (2, 2)
+    assert json.loads((tmp_path / "eval" / "run.json").read_text())["subset"] == "en"
+    code, _, err = run(["encode-corpus", str(folder), "--out", str(tmp_path / "store"), *common], capsysbinary)
+    assert code == 0, err

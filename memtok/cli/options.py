@@ -40,12 +40,14 @@ def log_steps_option(f: Callable) -> Callable:
 
 def data_options(f: Callable) -> Callable:
     """Where a run's texts come from (`memtok.runs.sources.read_source`)."""
+    f = click.option("--subset", default=None, help="a hub dataset's subset (its config name, e.g. wikitext-2-raw-v1)")(f)
     f = click.option("--split", default=None, help="a hub dataset's split (default: train)")(f)
     f = click.option("--rows", default=None, metavar="START:END",
                      help="a range of rows, as a Python slice: 100:200, 100: (then --limit counts from START)")(f)
     f = click.option("--limit", type=click.IntRange(1), default=None, help="only the first N texts, in file order")(f)
     return click.option("--column", default=None,
-                        help="CSV column / JSONL field / dataset column (default: chunk, text)")(f)
+                        help="CSV/TSV column, JSON(L) field, parquet or dataset column (default: chunk for "
+                             "CSV/TSV, text otherwise)")(f)
 
 
 class KType(click.ParamType):

@@ -22,22 +22,24 @@ from .options import IntList, data_options, encode_options, log_steps_option, mo
 @log_steps_option
 @click.option("--beams", type=IntList(), default=None, metavar="N,N,...",
               help="also decode each memory by beam search of these widths, and report where each leaves the text")
-def eval_(data: str, column: str | None, limit: int | None, rows: str | None, split: str | None, out: str | None,
-          model: str | None, device: str | None, config: EncodeConfig, log_steps: int | None,
+def eval_(data: str, column: str | None, limit: int | None, rows: str | None, split: str | None, subset: str | None,
+          out: str | None, model: str | None, device: str | None, config: EncodeConfig, log_steps: int | None,
           beams: list[int] | None) -> None:
     """Encode every text of DATA and report how many come back exactly.
 
-    DATA is a CSV (column `chunk`), a JSONL file (field `text`), a plain text file (blank-line
-    separated blocks) or a Hugging Face dataset name. Writes results.jsonl, summary.json,
-    report.md and PNG plots into --out; run the same command again to resume.
+    DATA is a CSV or TSV (column `chunk`), a JSONL, JSON-array or parquet file (field `text`), a
+    plain text file (blank-line separated blocks), or a Hugging Face dataset (a Hub id or a folder in
+    the Hub's layout; --subset, --split), streamed. Writes results.jsonl, summary.json, report.md and
+    PNG plots into --out; run the same command again to resume.
 
     \b
     memtok eval ../shared/data/paper/raschka_chunks_100.csv --limit 20 --out runs/r100
+    memtok eval Salesforce/wikitext --subset wikitext-2-raw-v1 --split test --limit 20 --out runs/wiki
     """
     from ..runs.evaluate import run_eval
     from ..runs.sources import read_source
 
-    source = read_source(data, column, limit, rows, split)
+    source = read_source(data, column, limit, rows, split, subset)
     codec = load_codec(model, device)
     out = out or f"eval-{Path(data).stem}-{config.decided(start_path(codec.lm) is not None).recipe.name}-k{config.k}"
     s = run_eval(codec, source, out, config, command=command_line(), log_steps=log_steps, beams=beams or [])
@@ -64,7 +66,7 @@ def eval_(data: str, column: str | None, limit: int | None, rows: str | None, sp
 @click.option("--beams", type=IntList(), default=None, metavar="N,N,...",
               help="also decode each memory by beam search of these widths, and report where each leaves it")
 def capacity(data: str, lengths: list[int], column: str | None, limit: int | None, rows: str | None,
-             split: str | None, out: str | None, eos: bool, model: str | None, device: str | None,
+             split: str | None, subset: str | None, out: str | None, eos: bool, model: str | None, device: str | None,
              config: EncodeConfig, ks: list[int], log_steps: int | None, beams: list[int] | None) -> None:
     """How many tokens K memory vectors hold: the largest length every text is exact at, per K
     (on the first 10 texts of DATA unless --limit says otherwise).
@@ -75,7 +77,7 @@ def capacity(data: str, lengths: list[int], column: str | None, limit: int | Non
     from ..runs.capacity import run_capacity, shown
     from ..runs.sources import read_source
 
-    source = read_source(data, column, limit or 10, rows, split)
+    source = read_source(data, column, limit or 10, rows, split, subset)
     out = out or f"capacity-{Path(data).stem}"
     codec = load_codec(model, device)
     s = run_capacity(codec, source, out, lengths, ks, config, eos=eos, command=command_line(), log_steps=log_steps,
@@ -95,7 +97,8 @@ def capacity(data: str, lengths: list[int], column: str | None, limit: int | Non
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 @model_options
 @encode_options()
-def encode_corpus(data: str, column: str | None, limit: int | None, rows: str | None, split: str | None, out: str, shard_size: int, as_json: bool,
+def encode_corpus(data: str, column: str | None, limit: int | None, rows: str | None, split: str | None,
+                  subset: str | None, out: str, shard_size: int, as_json: bool,
                   model: str | None, device: str | None, config: EncodeConfig) -> None:
     """Encode every text of DATA into a memory store; resumable, and parallel under torchrun.
 
@@ -107,7 +110,7 @@ def encode_corpus(data: str, column: str | None, limit: int | None, rows: str | 
     from ..runs.sources import read_source
 
     watch_launcher()
-    source = read_source(data, column, limit, rows, split)
+    source = read_source(data, column, limit, rows, split, subset)
     codec = load_codec(model, rank_device(device))
     s = run_corpus(codec, source, out, config, shard_size=shard_size, command=command_line())
     if "total" in s:

@@ -198,14 +198,16 @@ class MemoryCodec:
         texts = [self.text_of(s) for s in segments]
         wrong = [i for i, (mem, text) in enumerate(zip(mems, texts)) if sha256_text(text) != mem.text_sha256]
         if check and wrong:
-            made = "" if all(mems[i].exact for i in wrong) else " (not all were exact when made)"
+            inexact = sum(not mems[i].exact for i in wrong)
+            made = (" (it was not exact when made)" if single else f" ({inexact} were not exact when made)") \
+                if inexact else ""
             made += f" (beam search of width {beams}: a memory is made for greedy decoding)" if beams > 1 else ""
             which = "the decoded text does not" if single else \
                 f"{len(wrong)} of {len(mems)} decoded texts (at {', '.join(map(str, wrong[:10]))}) do not"
+            held = "" if single else "; the error holds every text decoded (.texts) and which did not match (.mismatched)"
             raise DecodeMismatchError(
                 f"{which} match the memory's text_sha256{made}: a memory decodes exactly only with the vectors, "
-                f"device, precision and software it was verified with; the error holds every text decoded "
-                f"(.texts) and which did not match (.mismatched)", texts[wrong[0]], texts, wrong)
+                f"device, precision and software it was verified with{held}", texts[wrong[0]], texts, wrong)
         return texts[0] if single else texts
 
     def segment_ids(self, mem: Memory, beams: int = 1) -> list[list[int]]:

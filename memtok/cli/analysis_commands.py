@@ -42,7 +42,7 @@ def _read_vectors(path: str):
     return None, vectors
 
 
-@cli.command()
+@cli.command(short_help="Say whether FILE's vectors are ordinary token embeddings.")
 @click.argument("file")
 @click.option("--threshold", type=click.FloatRange(0, min_open=True), default=None,
               help="distance to the nearest token's vector, relative to its norm, above which a vector is no "
@@ -87,7 +87,7 @@ def detect(file: str, threshold: float | None, as_json: bool, model: str | None,
         sys.exit(1)
 
 
-@cli.command()
+@cli.command(short_help="How fragile a run's memories are: noise, rounding, moving.")
 @click.argument("run")
 @click.option("--out", "-o", default=None, help="folder for probe.jsonl, probe.md and probe.png (default: RUN/probe)")
 @click.option("--noise", default=None, metavar="R,R,...",
@@ -140,20 +140,21 @@ def _floats(text: str) -> tuple[float, ...]:
     return values
 
 
-@cli.command()
+@cli.command(short_help="Rank a store's memories by how likely each holds QUERY.")
 @click.argument("store")
 @click.argument("query")
 @click.option("-n", "--top", "top_n", type=click.IntRange(1), default=5, show_default=True, help="memories to show")
 @click.option("--method", type=click.Choice(["likelihood", "vector"]), default="likelihood", show_default=True,
-              help="likelihood: the model's probability of the query after each memory; vector: cosine with a "
-                   "memory made of the query")
+              help="likelihood: the model's probability of the query after each memory; vector: cosine of the "
+                   "query's teacher embedding with each semantic memory's code (no memory is made of the query)")
 @click.option("--scoring", type=click.Choice(["mean", "skip1", "z"]), default="skip1", show_default=True,
               help="likelihood: the mean log-probability of the query's tokens (mean), of all but the first "
                    "(skip1), or of each token's standardised across the store (z)")
 @click.option("--teacher", default=None, help="vector: the teacher the memories were made with (default: the one "
                                                "they record); another is refused")
 @click.option("--decode", "decode_hits", is_flag=True, help="decode each hit and show its text")
-@click.option("--batch-size", "-b", type=click.IntRange(1, 4096), default=64, show_default=True)
+@click.option("--batch-size", "-b", type=click.IntRange(1, 4096), default=64, show_default=True,
+              help="likelihood: memory segments scored in one pass")
 @click.option("--json", "as_json", is_flag=True, help="print the hits as JSON lines")
 @model_options
 def search(store: str, query: str, top_n: int, method: str, scoring: str, teacher: str | None, decode_hits: bool,

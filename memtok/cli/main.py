@@ -20,10 +20,14 @@ from ..errors import MemtokError
 from ..version import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+             invoke_without_command=True)
 @click.version_option(__version__, prog_name="memtok")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Turn texts into memory tokens of a frozen language model, and back, exactly."""
+    if ctx.invoked_subcommand is None:  # `memtok` alone: what it can do, not an error
+        click.echo(ctx.get_help())
 
 
 def _quiet_libraries() -> None:

@@ -18,7 +18,7 @@ from .options import encode_options, log_steps_option, model_options
 DECODE_CHUNK = 256  # memories a store's --all decodes together: enough to batch, few enough to hold
 
 
-@cli.command()
+@cli.command(short_help="Encode TEXT (or -f FILE, or stdin) into a memory file.")
 @click.argument("text", required=False)
 @click.option("-f", "--file", "path", default=None, help="read the text from this file ('-': standard input)")
 @click.option("-o", "--out", default=None, help="memory file to write (default: <sha256 prefix>.mem.safetensors)")
@@ -73,13 +73,14 @@ def encode(text: str | None, path: str | None, out: str | None, model: str | Non
 
 
 def _size_line(sizes: dict) -> str:
-    """'1234 bytes (2.10x zstd, 4.00x the model's bound)' from `Memory.sizes()`."""
-    ratios = [f"{sizes[key]:.2f}x {name}" for key, name in (("to_zstd", "zstd"), ("to_entropy", "the model's bound"))
-              if key in sizes]
+    """'1234 bytes (2.10x the text's zstd size, 4.00x the model's bound)' from `Memory.sizes()`: how
+    many times larger the memory is, not a compression ratio."""
+    ratios = [f"{sizes[key]:.2f}x {name}" for key, name in (("to_zstd", "the text's zstd size"),
+                                                            ("to_entropy", "the model's bound")) if key in sizes]
     return f"{sizes['payload_bytes']} bytes" + (f" ({', '.join(ratios)})" if ratios else "")
 
 
-@cli.command()
+@cli.command(short_help="Decode a memory file (or a store's) back into its text.")
 @click.argument("file")
 @click.option("-o", "--out", default=None, help="write the text here (with --all: a folder) instead of standard output")
 @click.option("--id", "mem_id", default=None, help="the memory to decode, when FILE is a store")
@@ -168,7 +169,7 @@ def _decode_store(path, out, mem_id, all_, unchecked, model, device, beams) -> N
                                   + (", written anyway (--unchecked)" if unchecked else ", not written"), "")
 
 
-@cli.command()
+@cli.command(short_help="Show what a memory FILE holds, without loading a model.")
 @click.argument("file")
 @click.option("--json", "as_json", is_flag=True, help="print the metadata as JSON")
 def info(file, as_json) -> None:

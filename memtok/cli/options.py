@@ -54,8 +54,10 @@ class KType(click.ParamType):
     name = "K|plan|auto"
 
     def convert(self, value, param, ctx):
-        if value in (AUTO, PLAN) or isinstance(value, int):
+        if isinstance(value, int):
             return value
+        if str(value).lower() in (AUTO, PLAN):  # the help shows them as K|PLAN|AUTO
+            return str(value).lower()
         if str(value).isdigit() and k_ok(int(value)):
             return int(value)
         self.fail(f"{value!r} is neither 'plan', 'auto' nor a number of vectors from 1 to {MAX_K}", param, ctx)

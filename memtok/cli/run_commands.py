@@ -13,7 +13,7 @@ from .main import cli, command_line, load_codec
 from .options import IntList, data_options, encode_options, log_steps_option, model_options
 
 
-@cli.command("eval")
+@cli.command("eval", short_help="Encode every text of DATA; report how many come back exact.")
 @click.argument("data")
 @data_options
 @click.option("--out", "-o", default=None, help="output folder (default: eval-<data>-<recipe>-k<K>)")
@@ -46,13 +46,13 @@ def eval_(data: str, column: str | None, limit: int | None, rows: str | None, sp
     o = s["overall"]
     click.echo(f"{o['exact']}/{o['n']} exact, mean token accuracy {o['mean_token_accuracy']:.4f}, "
                f"median {o['median_steps']} steps / {o['median_seconds']} s per text"
-               + (f", median payload {o['median_payload_bytes']} bytes ({o['median_to_zstd']}x zstd)"
+               + (f", median payload {o['median_payload_bytes']} bytes ({o['median_to_zstd']}x the text's zstd size)"
                   if "median_to_zstd" in o else "")
                + "".join(f"; beams {b['beams']}: {b['exact']}/{b['decoded']} exact" for b in s["beams"])
                + f" ({s['encoded_now']} encoded now, {s['resumed_with']} resumed) -> {out}/report.md", err=True)
 
 
-@cli.command()
+@cli.command(short_help="The longest text K vectors hold exactly, per K.")
 @click.argument("data")
 @click.option("--lengths", type=IntList(), default="16,32,64,96,128", show_default=True,
               help="text lengths in tokens (each text's first N tokens)")
@@ -88,7 +88,7 @@ def capacity(data: str, lengths: list[int], column: str | None, limit: int | Non
     click.echo(f"{s['encoded_now']} texts encoded now in {s['wall_seconds_now']} s -> {out}/report.md", err=True)
 
 
-@cli.command("encode-corpus")
+@cli.command("encode-corpus", short_help="Encode every text of DATA into a memory store.")
 @click.argument("data")
 @data_options
 @click.option("--out", "-o", required=True, help="the store folder (created, or resumed when it exists)")
@@ -123,7 +123,7 @@ def encode_corpus(data: str, column: str | None, limit: int | None, rows: str | 
                    + (f"; {s['semantic_keys']} semantic keys" if s["semantic_keys"] else "") + f" -> {out}", err=True)
 
 
-@cli.command()
+@cli.command(short_help="Set several models' eval or capacity folders side by side.")
 @click.argument("folders", nargs=-1, required=True)
 @click.option("--out", "-o", required=True, help="folder for comparison.md, comparison.json and comparison.png")
 def compare(folders: tuple[str, ...], out: str) -> None:

@@ -14,11 +14,14 @@ from .main import cli, load_codec
 from .options import model_options
 
 
-@cli.command("train-start")
+@cli.command("train-start", short_help="Train a model's learned start (the first guess of a memory).")
 @click.option("--out", "-o", required=True, help="training folder (run the same command again to resume)")
-@click.option("--steps", type=click.IntRange(1), default=4000, show_default=True)
-@click.option("--batch-size", "-b", type=click.IntRange(1, 1024), default=16, show_default=True)
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=TrainConfig.steps, show_default=True,
+              help="optimiser steps of the network (the rate's warm-up and cosine decay span them)")
+@click.option("--batch-size", "-b", type=click.IntRange(1, 1024), default=TrainConfig.batch_size, show_default=True,
+              help="training pieces a step (shared among processes under torchrun)")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=TrainConfig.lr, show_default=True,
+              help="the network's peak learning rate (AdamW)")
 @click.option("--width", type=click.IntRange(8, 65536), default=512, show_default=True, help="the network's hidden width")
 @click.option("--net", type=click.Choice(list(NETS)), default=TrainConfig.net, show_default=True,
               help="pooled-mlp: the states mean-pooled; attention: a query per vector over every position, told "
@@ -57,24 +60,19 @@ def train_start_command(out: str, steps: int, batch_size: int, lr: float, width:
     """
     from ..encode.progress import progress
     from ..runs.encode_corpus import distributed, rank_device
-    from ..runs.sources import read_rows, read_source
     from ..training.start_training import train_start
     from ..training.texts import training_pieces
 
     if piece_tokens[0] > piece_tokens[1]:
         raise click.BadParameter(f"the shortest piece ({piece_tokens[0]}) is longer than the longest "
                                  f"({piece_tokens[1]})", param_hint="--piece-tokens")
-    chosen = {path: read_rows(read_source(path).texts, rows) for path in extra}
-    for path, some in chosen.items():
-        if not some:
-            raise click.BadParameter(f"{rows} selects no row of {path}", param_hint="--rows")
+    labels = _extra_texts(extra, rows)
     rank, world = distributed()  # under torchrun: DDP over gloo, each process on its own GPU (rank_device)
     codec = load_codec(model, rank_device(device))
     cfg = TrainConfig(net=net, steps=steps, batch_size=batch_size, lr=lr, width=width, min_tokens=piece_tokens[0],
                       max_tokens=piece_tokens[1], bf16=bf16, unroll=unroll, recipe=recipe,
                       init_from=None if init_from is None else str(Path(init_from).resolve()))
     Path(out).mkdir(parents=True, exist_ok=True)
-    labels = {f"{Path(p).name} rows {rows or ':'}": texts for p, texts in chosen.items()}
     pieces = training_pieces(codec.lm, [n for n in text_sources.split(",") if n], labels,
                              (cfg.min_tokens, cfg.max_tokens), cache=Path(out) / "pieces.safetensors")
     train, held, named = pieces.train, pieces.held, pieces.sources
@@ -94,10 +92,28 @@ def train_start_command(out: str, steps: int, batch_size: int, lr: float, width:
         bar.close()
         if world > 1:
             torch.distributed.destroy_process_group()
-    if rank:
-        return
+    if not rank:
+        click.echo(_summary(info, steps, unroll, out), err=True)
+
+
+def _extra_texts(extra: tuple[str, ...], rows: str | None) -> dict[str, list[str]]:
+    """The --extra files' texts (their --rows), by a label that says which rows."""
+    from ..runs.sources import read_rows, read_source
+
+    chosen = {path: read_rows(read_source(path).texts, rows) for path in extra}
+    for path, some in chosen.items():
+        if not some:
+            raise click.BadParameter(f"{rows} selects no row of {path}", param_hint="--rows")
+    return {f"{Path(p).name} rows {rows or ':'}": texts for p, texts in chosen.items()}
+
+
+def _summary(info: dict, steps: int, unroll: int, out: str) -> str:
     fig = info["held_out"]
-    click.echo(f"step {info['step']} of {steps} ({info['examples']} examples, {info['seconds']} s): held-out token "
-               f"accuracy before any optimisation step "
-               f"{fig['learned']['token_accuracy']:.4f} (mean embedding {fig['mean']['token_accuracy']:.4f}), "
-               f"loss {fig['learned']['loss']:.3f} ({fig['mean']['loss']:.3f}) -> {out}/start.safetensors", err=True)
+    after = f"+{unroll}" if unroll else ""
+    line = (f"step {info['step']} of {steps} ({info['examples']} examples, {info['seconds']} s): held-out token "
+            f"accuracy before any optimisation step {fig['learned']['token_accuracy']:.4f} (mean embedding "
+            f"{fig['mean']['token_accuracy']:.4f}), loss {fig['learned']['loss']:.3f} ({fig['mean']['loss']:.3f})")
+    if after:
+        line += (f"; after {unroll} steps, the loss it trains on: {fig['learned' + after]['loss']:.3f} (mean "
+                 f"embedding {fig['mean' + after]['loss']:.3f})")
+    return f"{line} -> {out}/start.safetensors"

@@ -131,6 +131,43 @@ def test_running_out_of_memory_halves_the_batch_and_goes_on(tiny_codec, monkeypa
     assert "\n" not in str(refused.value)
 
 
+def test_a_text_left_alone_after_a_shared_backward_ran_out_goes_on_alone_and_each_step_is_told_once(
+        tiny_codec, monkeypatch):
+    """A pass of two texts where one is done and the other's backward runs out of memory: the
+    activations of both were held, so the other is not refused as too large but goes on alone; the
+    failed pass is told to `on_step` for the finished text only, and done again for the other."""
+    from memtok.encode.slot import TextSlot
+
+    options = dict(k=1, batch_size=2, max_steps=300)
+    plain = tiny_codec.encode(TEXTS[:2], **options)
+    assert plain[0].steps != plain[1].steps  # one finishes first
+    forward, backward, settle = memtok.encode.batch.batch_pass, torch.Tensor.backward, TextSlot.settle
+    passes, failed, told = [], [], []
+
+    def counted_forward(lm, slots, *args):
+        passes.append({"texts": len(slots), "done": False})
+        return forward(lm, slots, *args)
+
+    def noted_settle(slot, judged):
+        result = settle(slot, judged)
+        passes[-1]["done"] |= result is not None
+        return result
+
+    def shared_backward(loss, *args, **kwargs):
+        if passes[-1] == {"texts": 2, "done": True} and not failed:
+            failed.append(len(passes))
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        backward(loss, *args, **kwargs)
+
+    monkeypatch.setattr(memtok.encode.batch, "batch_pass", counted_forward)
+    monkeypatch.setattr(TextSlot, "settle", noted_settle)
+    monkeypatch.setattr(torch.Tensor, "backward", shared_backward)
+    mems = tiny_codec.encode(TEXTS[:2], on_step=lambda info: told.extend((repr(t.key), t.restarts, t.step) for t in info.texts),
+                             **options)
+    assert failed and all(m.exact for m in mems) and [m.steps for m in mems] == [m.steps for m in plain]
+    assert len(told) == len(set(told)) == sum(m.steps + 1 for m in mems)  # every pass of every text, once
+
+
 @bits_on_cpu
 def test_running_out_of_memory_making_a_text_or_verifying_goes_on_with_fewer(tiny_codec, monkeypatch, caplog):
     """Memory can also run out while a text's vectors are made (a learned start's pass) and in greedy

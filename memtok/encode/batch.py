@@ -148,32 +148,45 @@ class Batch:
         began = _share(self.slots, began)
         results = [s.settle(j) for s, j in zip(self.slots, judged)]
         still = [s for s, r in zip(self.slots, results) if r is None]
-        finished = [r for r in results if r is not None]
-        self.done += len(finished)
-        if on_step is not None:
-            on_step(_step_info(self.slots, judged, results, self.done, len(queue) + len(self.parked)))
-        self.slots = self._learn(still, per_text, began)
-        return finished
+        ended = [i for i, r in enumerate(results) if r is not None]
+        self.done += len(ended)
+        waiting = len(queue) + len(self.parked)
+        backed = self._backward(still, per_text)
+        if on_step is not None and (backed or ended):
+            # a pass whose backward ran out of memory is done again: only its finished texts are told now
+            told = range(len(results)) if backed else ended
+            on_step(_step_info([self.slots[i] for i in told], [judged[i] for i in told], [results[i] for i in told],
+                               self.done, waiting + (0 if backed else len(still))))
+        self.slots = self._learn(still, backed, began, len(self.slots))
+        return [results[i] for i in ended]
 
-    def _learn(self, still: list[TextSlot], per_text: torch.Tensor, began: float) -> list[TextSlot]:
-        """The backward pass and one update of the texts still in play. Out of memory in the backward
-        pass, no update is made and the pass is not counted: the texts go on from where they were,
-        half of them waiting (`_back_off`)."""
+    def _backward(self, still: list[TextSlot], per_text: torch.Tensor) -> bool:
+        """The backward pass of the texts still in play; False where it ran out of memory."""
         if not still:
-            return still
-        backed = False
+            return True
         try:
             per_text.sum().backward()
-            backed = True
+            return True
         except torch.OutOfMemoryError:
-            pass  # backed off below, once the exception no longer holds the pass's tensors
-        if not backed:
-            for s in still:
-                s.unsettle()
-            return self._back_off(still)
-        update(still)
-        _share(still, began)
-        return still
+            return False  # backed off in `_learn`, once the exception no longer holds the pass's tensors
+
+    def _learn(self, still: list[TextSlot], backed: bool, began: float, in_pass: int) -> list[TextSlot]:
+        """One update of the texts still in play after their backward pass. Where it ran out of
+        memory, no update is made and the pass is not counted: the texts go on from where they were,
+        half of them waiting (`_back_off`), or a lone text that shared the pass with finished ones alone
+        (not refused as too large: their activations were held too)."""
+        if backed:
+            update(still)
+            _share(still, began)
+            return still
+        for s in still:
+            s.unsettle()
+        if len(still) == 1 and in_pass > 1:
+            still[0].drop_grads()
+            free_memory()
+            self.limit = 1
+            return still
+        return self._back_off(still)
 
     def _refill(self, queue: Jobs) -> None:
         """Fill free slots: texts set aside first, then jobs from `queue` (each taking up a saved

@@ -201,25 +201,32 @@ def test_a_time_budget_stops_a_run_that_the_same_call_resumes(tiny_dir, tmp_path
 
 @pytest.mark.slow  # two processes under torchrun
 def test_two_gloo_processes_train_the_same_start_as_one(tiny_dir, tmp_path):
-    """Each process takes half of every batch and DDP averages the gradients: the update is the
-    one-process update, up to the rounding of a sum taken in another order."""
-    p = subprocess.run(memtok_cmd("train-start", "--model", tiny_dir, "--device", "cpu", "--steps", "3", "--batch-size",
-                                  "4", "--width", "16", "--piece-tokens", "4", "12", "--net", "attention",  # a code input
-                                  "--text", "pydoc-topics",
-                                  "--out", str(tmp_path / "two"), nproc=2), capture_output=True, timeout=600, check=False)
-    assert p.returncode == 0, p.stderr.decode()[-1500:]
+    """Each process takes its share of every batch (3 texts: two and one) and DDP averages the
+    gradients, each text weighing the same: the update is the one-process update, up to the
+    rounding of a sum taken in another order. A batch smaller than the process count runs too."""
+    def two(batch: int, out: str) -> None:
+        p = subprocess.run(memtok_cmd("train-start", "--model", tiny_dir, "--device", "cpu", "--steps", "3",
+                                      "--batch-size", str(batch), "--width", "16", "--piece-tokens", "4", "12",
+                                      "--net", "attention", "--text", "pydoc-topics",  # a code input
+                                      "--out", str(tmp_path / out), nproc=2),
+                           capture_output=True, timeout=600, check=False)
+        assert p.returncode == 0, p.stderr.decode()[-1500:]
+
+    two(3, "two")
+    two(1, "lone")
     lm = MemoryCodec.from_pretrained(tiny_dir, device="cpu").lm  # the same run in this one process
-    cfg = TrainConfig(net="attention", steps=3, batch_size=4, width=16, min_tokens=4, max_tokens=12)
+    cfg = TrainConfig(net="attention", steps=3, batch_size=3, width=16, min_tokens=4, max_tokens=12)
     pieces = training_pieces(lm, ["pydoc-topics"], {}, (4, 12))
     train_start(lm, pieces.train, pieces.held, tmp_path / "one", cfg)
     net = LearnedStart.load(tmp_path / "one" / "start.safetensors").net
     with torch.random.fork_rng():
         torch.manual_seed(0)  # the first weights, as a run of seed 0 draws them
         first = NETS[net.kind](net.down.weight.shape[0], net.layers, 16, net.code_rank).state_dict()
-    one, two = (torch.load(tmp_path / n / "state.pt", weights_only=True)["net"] for n in ("one", "two"))
+    one, two_, lone = (torch.load(tmp_path / n / "state.pt", weights_only=True)["net"] for n in ("one", "two", "lone"))
     moved = sum(float((one[k] - first[k]).norm() ** 2) for k in one) ** 0.5
-    apart = sum(float((one[k] - two[k]).norm() ** 2) for k in one) ** 0.5
+    apart = sum(float((one[k] - two_[k]).norm() ** 2) for k in one) ** 0.5
     assert moved > 0 and apart < 0.01 * moved, (apart, moved)
+    assert sum(float((lone[k] - first[k]).norm()) for k in lone) > 0  # the batch of one trained as well
 
 
 def test_train_start_under_bf16_autocast_shows_progress_and_ends_with_a_summary(tiny_dir, tmp_path, capsysbinary):

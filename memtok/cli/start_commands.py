@@ -67,8 +67,9 @@ def train_start_command(out: str, steps: int, batch_size: int, lr: float, width:
         raise click.BadParameter(f"the shortest piece ({piece_tokens[0]}) is longer than the longest "
                                  f"({piece_tokens[1]})", param_hint="--piece-tokens")
     labels = _extra_texts(extra, rows)
-    rank, world = distributed()  # under torchrun: DDP over gloo, each process on its own GPU (rank_device)
-    codec = load_codec(model, rank_device(device))
+    device = rank_device(device)  # under torchrun each process on its own GPU, averaging gradients over NCCL
+    rank, world = distributed("cpu:gloo,cuda:nccl" if str(device).startswith("cuda") else "gloo")
+    codec = load_codec(model, device)
     cfg = TrainConfig(net=net, steps=steps, batch_size=batch_size, lr=lr, width=width, min_tokens=piece_tokens[0],
                       max_tokens=piece_tokens[1], bf16=bf16, unroll=unroll, recipe=recipe,
                       init_from=None if init_from is None else str(Path(init_from).resolve()))

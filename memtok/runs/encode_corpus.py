@@ -38,13 +38,14 @@ GROUP_TIMEOUT = timedelta(days=2)
 _watching = False
 
 
-def distributed() -> tuple[int, int]:
-    """(rank, world size); joins the process group a launcher set up through its environment. The
-    ranks exchange only a barrier and a few counts, on CPU tensors: gloo, whatever they encode on."""
+def distributed(backend: str = "gloo") -> tuple[int, int]:
+    """(rank, world size); joins the process group a launcher set up through its environment. An
+    encode's ranks exchange only a barrier and a few counts, on CPU tensors: gloo, whatever they encode
+    on; a training averages gradients where they are (`"cpu:gloo,cuda:nccl"` on GPUs)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         watch_launcher()
-        dist.init_process_group("gloo", timeout=GROUP_TIMEOUT)
+        dist.init_process_group(backend, timeout=GROUP_TIMEOUT)
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 

@@ -186,26 +186,34 @@ class _Run:
                  "seconds": self.seconds, "settings": settings}
         atomic_write(self.out / "state.pt", lambda tmp: torch.save(state, tmp))
 
-    def batch(self, train: list[list[int]]) -> tuple[list[list[int]], int, torch.Tensor | None]:
-        """This step's texts and codes to fix (or None), this process's share of them, and the vectors
-        a text; drawn by generators seeded with the step, so a resumed run sees what an unbroken one
-        would have, and the processes share one batch whatever their number."""
+    def batch(self, train: list[list[int]]) -> tuple[list[list[int]], int, torch.Tensor | None, float]:
+        """This step's texts and codes to fix (or None), this process's share of them, the vectors a
+        text and the weight of each of this process's texts in the batch's mean loss; drawn by
+        generators seeded with the step, so a resumed run sees what an unbroken one would have, and
+        the processes share one batch whatever their number. DDP averages the processes' gradients,
+        so a text weighs world / batch wherever it lands; a process left without a text (a batch
+        smaller than the process count) takes the first with weight 0, to join the gradients' average."""
         cfg, rng = self.cfg, random.Random(self.cfg.seed * 1_000_003 + self.step)
         texts = rng.sample(train, min(cfg.batch_size, len(train)))
         k = 2 if self.step % 4 == 3 else 1
-        share = slice(self.rank, None, self.world)
+        mine = list(range(self.rank, len(texts), self.world)) or [0]
+        weight = self.world / len(texts) if self.rank < len(texts) else 0.0
         if not (self.net.code_rank and rng.random() < cfg.semantic_share):
-            return texts[share], k, None
+            return [texts[i] for i in mine], k, None, weight
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
         codes = torch.randn(len(texts), self.net.code_rank, generator=gen)
-        return texts[share], k, (codes / codes.norm(dim=-1, keepdim=True) * self.scale)[share].to(self.lm.device)
+        codes = codes / codes.norm(dim=-1, keepdim=True) * self.scale
+        return [texts[i] for i in mine], k, codes[mine].to(self.lm.device), weight
 
-    def loss(self, texts: list[list[int]], k: int, codes: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-        """The batch's reconstruction from what the network proposes, codes fixed in their subspace."""
+    def loss(self, texts: list[list[int]], k: int, codes: torch.Tensor | None, weight: float
+             ) -> tuple[torch.Tensor, ...]:
+        """This process's share of the batch's mean loss from what the network proposes, codes fixed in
+        their subspace; with the per-text losses, targets right and targets."""
         with torch.autocast(self.lm.device.type, torch.bfloat16, enabled=self.cfg.bf16):
             v = propose(self.lm, self.trained, self.net.layers, texts, k, codes)
             at = None if codes is None else (lambda x: place(self.basis, x, codes[:, None]))
-            return unrolled(self.lm, self.recipe, v, texts, self.cfg.unroll, at)
+            ce, right, n = unrolled(self.lm, self.recipe, v, texts, self.cfg.unroll, at)
+            return ce.sum() * weight, ce, right, n
 
     def log(self, row: dict) -> None:
         if self.rank:
@@ -261,10 +269,9 @@ def train_start(lm: FrozenLM, train: list[list[int]], held: list[list[int]], out
         rate = cfg.lr * min(1.0, (run.step + 1) / 100) * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
         for group in run.opt.param_groups:
             group["lr"] = rate
-        ce, right, n = run.loss(*run.batch(train))
-        loss = ce.mean()
-        loss.backward()
-        loss = float(loss.detach())
+        share, ce, right, n = run.loss(*run.batch(train))
+        share.backward()
+        loss = float(ce.detach().mean())
         torch.nn.utils.clip_grad_norm_(run.net.parameters(), 1.0)
         run.opt.step()
         run.opt.zero_grad(set_to_none=True)

@@ -19,7 +19,7 @@ import torch
 from memtok import Memory, MemoryCodec
 from memtok.files import atomic_write
 from memtok.model.model import FrozenLM
-from memtok.model.placement import MODEL_DTYPES, fix_numerics
+from memtok.model.placement import TORCH_DTYPES, fix_numerics
 from memtok.runs.provenance import environment
 from memtok.testing import build_tokenizer
 
@@ -205,6 +205,6 @@ def random_lm(shape: str, device: str, dtype: str = "float32", seed: int = 0) ->
     config = LlamaConfig(**SHAPES[shape], bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
     torch.manual_seed(seed)
     with torch.device(device):
-        model = LlamaForCausalLM(config).to(MODEL_DTYPES[dtype])
+        model = LlamaForCausalLM(config).to(TORCH_DTYPES[dtype])
     fix_numerics()
     return FrozenLM(model.requires_grad_(False).eval(), tok, f"random {shape}")

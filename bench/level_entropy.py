@@ -17,7 +17,8 @@ import torch
 from common import folder_memories
 
 from memtok import Memory
-from memtok.model.precision import framed, pack
+from memtok.model.dtypes import framed
+from memtok.model.precision import pack
 
 
 def levels(mem: Memory) -> list[int]:

@@ -23,7 +23,8 @@ from .format.header import sha256_text
 from .format.memory import Memory
 from .model.layout import Layout
 from .model.model import FrozenLM, load
-from .model.precision import framed, model_inputs
+from .model.dtypes import framed
+from .model.precision import model_inputs
 from .settings.config import EncodeConfig
 
 logger = logging.getLogger(__name__)

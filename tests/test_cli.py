@@ -152,3 +152,14 @@ def test_the_library_speaks_of_settings_and_the_command_line_of_its_options(tiny
             if isinstance(node, ast.Raise) and "--" in ast.unparse(node).replace("--no-deps", ""):
                 flagged.append(f"{path.name}:{node.lineno}")
     assert not flagged, f"core errors that name a command-line option: {flagged}"
+
+
+def test_help_needs_no_torch():
+    """`memtok --help` (and the command line's options) read no model library: it answers at once."""
+    import subprocess
+    import sys
+
+    code = "import sys, memtok, memtok.cli; memtok.cli.cli.main(['--help'], standalone_mode=False); " \
+           "loaded = [m for m in ('torch', 'transformers') if m in sys.modules]; print(loaded); sys.exit(bool(loaded))"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert p.returncode == 0 and "Commands:" in p.stdout, (p.stdout[-200:], p.stderr[-800:])

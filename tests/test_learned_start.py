@@ -16,7 +16,8 @@ from memtok.settings.recipes import MEMTOK_LEARNED
 from memtok.start.semantic import subspace
 from memtok.start.start import NO_START, LearnedStart, find_start
 from memtok.start.start_nets import NETS, AttentionStart, PooledStart
-from memtok.training.start_training import TrainConfig, train_start
+from memtok.training.config import NETS_READ_CODES, TrainConfig
+from memtok.training.start_training import train_start
 from memtok.training.texts import training_pieces
 
 
@@ -302,3 +303,8 @@ def test_a_run_begins_from_a_start_file_and_trains_through_the_encodes_steps(tra
     assert warm["held_out"]["learned"]["loss"] == pytest.approx(info["held_out"]["learned"]["loss"], rel=1e-3)
     with pytest.raises(MemtokError, match="holds a network attention of width 64, where this run asks for attention of width 16"):
         train_start(codec.lm, pieces, pieces, tmp_path / "other", TrainConfig(**{**cfg.__dict__, "width": 16}))
+
+
+def test_the_training_config_knows_every_start_network_and_what_it_reads():
+    """The command line reads the networks' names without importing torch: they must be the networks'."""
+    assert NETS_READ_CODES == {kind: net.reads_codes for kind, net in NETS.items()}

@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 
 from memtok import Memory, MemoryCodec, MemtokError, ModelMismatchError, NotAMemoryError
 from memtok.format.header import sha256_text
-from memtok.model.precision import DTYPES
+from memtok.model.dtypes import DTYPES
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,9 @@ def test_every_storage_dtype_saves_what_its_entry_says(dtype, tmp_path):
     expects, its byte count is nbytes', and a framed dtype can be planned compact."""
     from safetensors import safe_open
 
-    from memtok.model.precision import STORAGE, Frame, pack, stored_form
+    from memtok.model.dtypes import STORAGE
+
+    from memtok.model.precision import Frame, pack, stored_form
 
     spec, frame = STORAGE[dtype], Frame(torch.zeros(577), torch.ones(577))
     save_file(pack(stored_form(torch.randn(3, 577), dtype, frame), dtype), str(tmp_path / "v.safetensors"))

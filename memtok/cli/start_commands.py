@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import torch
 
-from ..start.start_nets import NETS
-from ..training.start_training import TrainConfig
+from ..training.config import NETS_READ_CODES, TrainConfig
 from ..training.text_sources import TEXT_SOURCES
 from .main import cli, load_codec
 from .options import model_options
@@ -23,7 +21,7 @@ from .options import model_options
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=TrainConfig.lr, show_default=True,
               help="the network's peak learning rate (AdamW)")
 @click.option("--width", type=click.IntRange(8, 65536), default=512, show_default=True, help="the network's hidden width")
-@click.option("--net", type=click.Choice(list(NETS)), default=TrainConfig.net, show_default=True,
+@click.option("--net", type=click.Choice(list(NETS_READ_CODES)), default=TrainConfig.net, show_default=True,
               help="pooled-mlp: the states mean-pooled; attention: a query per vector over every position, told "
                    "the semantic code")
 @click.option("--budget", "budget_minutes", type=click.FloatRange(0, min_open=True), default=None,
@@ -92,6 +90,8 @@ def train_start_command(out: str, steps: int, batch_size: int, lr: float, width:
     finally:
         bar.close()
         if world > 1:
+            import torch
+
             torch.distributed.destroy_process_group()
     if not rank:
         click.echo(_summary(info, steps, unroll, out), err=True)

@@ -25,7 +25,7 @@ from ..decode.score import score
 from ..errors import MemtokError
 from ..model.layout import Layout
 from ..model.model import FrozenLM
-from ..model.precision import STORAGE
+from ..model.dtypes import STORAGE
 from ..settings.config import EncodeConfig
 from .auto_k import KPlanner, max_auto_k
 from .jobs import Optimised

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import MemtokError, NotAMemoryError
 from ..limits import MAX_K, template_ok
-from ..model.precision import STORAGE
+from ..model.dtypes import STORAGE
 
 FORMAT_VERSION = 3  # 2: segments; 3: framed low-bit dtypes and text sizes
 MAX_HIDDEN = 65536

@@ -19,7 +19,8 @@ from ..errors import MemtokError
 from ..limits import PLACEHOLDER, check_template
 from .embedded import packaged, packaged_model_dir
 from .identity import describe, fingerprint
-from .placement import MODEL_DTYPES, QUANTISED, check_device, default_device, fix_numerics, placement_of, quantisation
+from .dtypes import MODEL_DTYPES, QUANTISED
+from .placement import TORCH_DTYPES, check_device, default_device, fix_numerics, placement_of, quantisation
 from .precision import Frame
 
 # A Hugging Face hub id: "name" or "owner/name", optionally "@revision" (a commit, branch or tag);
@@ -259,7 +260,7 @@ def load(model: str | None = None, device: str | None = None, dtype: str = "floa
     if dtype in QUANTISED:
         weights = quantisation(dtype, device or default_device())
     else:
-        weights = {"dtype": MODEL_DTYPES[dtype]}
+        weights = {"dtype": TORCH_DTYPES[dtype]}
     try:
         tok = AutoTokenizer.from_pretrained(path, **kwargs)
         lm = AutoModelForCausalLM.from_pretrained(path, **weights, **kwargs, **placement)

@@ -10,6 +10,7 @@ import logging
 import torch
 
 from ..errors import MemtokError
+from .dtypes import MODEL_DTYPES, QUANTISED
 
 
 def default_device() -> str:
@@ -36,13 +37,12 @@ def check_device(device: str | None) -> None:
                           f"{'' if count == 1 else 's'} here, cuda:0 to cuda:{count - 1}")
 
 
-MODEL_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# weights held in few bits by bitsandbytes: `int8` (LLM.int8, the rest in float32: about a quarter of an
-# fp32 model's memory) and `nf4` (4-bit NormalFloat with bfloat16 compute, the paper's own loading of
-# Llama 3.1 8B). nf4 only on CUDA: bitsandbytes' 4-bit CPU path repacks its weights for a
+TORCH_DTYPES = {name: getattr(torch, name) for name in MODEL_DTYPES}
+# QUANTISED: weights held in few bits by bitsandbytes: `int8` (LLM.int8, the rest in float32: about a
+# quarter of an fp32 model's memory) and `nf4` (4-bit NormalFloat with bfloat16 compute, the paper's own
+# loading of Llama 3.1 8B). nf4 only on CUDA: bitsandbytes' 4-bit CPU path repacks its weights for a
 # matrix-vector kernel with no autograd, and on the tiny test model the gradient reaching the input
 # vectors was 0.0 where a finite difference gave 0.34 (docs/models.md)
-QUANTISED = ("int8", "nf4")
 
 
 def quantisation(dtype: str, device: str) -> dict:

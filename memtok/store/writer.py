@@ -12,7 +12,8 @@ from ..errors import NotAMemoryError
 from ..files import atomic_write, set_aside, sweep_temporaries
 from ..format.memory import Memory
 from ..format.sizes import payload_bytes
-from ..model.precision import DTYPES, nbytes
+from ..model.dtypes import DTYPES
+from ..model.precision import nbytes
 from .shards import (
     load_from_shard,
     memory_id,

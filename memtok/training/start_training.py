@@ -24,7 +24,6 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,40 +35,8 @@ from ..settings.recipes import MEMTOK_LEARNED, parse_recipe
 from ..start.semantic import place, subspace
 from ..start.start import LearnedStart, propose
 from ..start.start_nets import NETS, feature_layers, make_net
+from .config import TrainConfig
 from .losses import reconstruction, unrolled
-
-SEMANTIC_SHARE = 0.5
-NETS_READ_CODES = {kind: net.reads_codes for kind, net in NETS.items()}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    net: str = "pooled-mlp"  # a kind of `memtok.start.start_nets.NETS`: the one that measured best (docs/performance.md)
-    steps: int = 4000
-    batch_size: int = 16
-    lr: float = 1e-3
-    width: int = 512  # the network's hidden width: ~1.5M parameters on a 576-wide model
-    min_tokens: int = 8
-    max_tokens: int = 40  # the default encode's segments hold at most 32 text tokens
-    seed: int = 0
-    save_every: int = 25
-    eval_every: int = 250
-    held_out: int = 96  # held-out pieces scored at each evaluation
-    semantic_share: float = SEMANTIC_SHARE  # batches with a code fixed in the semantic subspace (a network that reads codes)
-    bf16: bool = False  # the frozen model's passes under bfloat16 autocast (on a GPU)
-    unroll: int = 0  # the loss after this many of the encode's steps from the guess; 0: the guess's own
-    recipe: str = MEMTOK_LEARNED.name  # the encode whose steps are unrolled (a recipe spec)
-    init_from: str | None = None  # a start file whose network this run begins from (warm start)
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.min_tokens <= self.max_tokens:
-            raise MemtokError(f"pieces of {self.min_tokens} to {self.max_tokens} tokens: no such length")
-        if not NETS_READ_CODES.get(self.net, True) and self.semantic_share != SEMANTIC_SHARE:
-            raise MemtokError(f"a {self.net} start reads no code: semantic_share has no effect on it")
-        if not 0 <= self.unroll <= 64:
-            raise MemtokError(f"unroll {self.unroll}: the steps unrolled must be 0 to 64")
-        parse_recipe(self.recipe)  # a recipe that does not parse is refused here, not at the first step
-
 
 def snapshot_points(batch_size: int, steps: int) -> set[int]:
     """Steps after which a snapshot is kept: where 1000 * 2^i examples have been seen."""
@@ -119,8 +86,6 @@ class _Run:
     def __init__(self, out: Path, lm: FrozenLM, cfg: TrainConfig) -> None:
         self.out, self.lm, self.cfg = out, lm, cfg
         out.mkdir(parents=True, exist_ok=True)
-        if cfg.net not in NETS:
-            raise MemtokError(f"unknown start network {cfg.net!r}; choose one of {', '.join(NETS)}")
         self.basis, self.scale = subspace(lm)
         with torch.random.fork_rng(devices=[]):  # the same first weights for the same seed, the caller's RNG untouched
             torch.manual_seed(cfg.seed)

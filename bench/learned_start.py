@@ -84,7 +84,7 @@ def main() -> None:
     args = ap.parse_args()
     codec, files = MemoryCodec.from_pretrained(args.model), paper_files(args.data_dir)
     rows, teachers = [], [None] + (args.semantic.split(",") if args.semantic else [])
-    starts = [None] if not args.starts else [loaded(codec, path) for path in args.starts.split(",")]
+    starts = [None] if not args.starts else args.starts.split(",")
     for name in args.sets.split(","):
         if "-l" in name:
             base, length = name.rsplit("-l", 1)
@@ -95,9 +95,10 @@ def main() -> None:
             texts = quotations(args.limit) if data == "quotes" else read_source(files[data], limit=args.limit).texts
             run = partial(run_texts, codec, texts, options=options)
         for recipe in args.recipes.split(","):
-            for teacher, start in product(teachers, starts if get_recipe(recipe).init is Init.LEARNED else [None]):
+            for teacher, path in product(teachers, starts if get_recipe(recipe).init is Init.LEARNED else [None]):
+                start = None if path is None else loaded(codec, path)
                 rows.append({"set": name, "recipe": recipe, "semantic": teacher or "plain",
-                             **run(recipe, teacher, start=start)})
+                             "start file": path or "installed", **run(recipe, teacher, start=start)})
                 print(rows[-1], flush=True)
     report(rows, {k: (lambda r, k=k: r[k]) for k in rows[0]}, args)
 

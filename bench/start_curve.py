@@ -75,9 +75,9 @@ def main() -> None:
             start.net.to(codec.lm.device)
             info = start.info
             figures = info.get("held_out", {}).get("learned", {})
-            examples = info.get("examples_in_all") or info.get("examples") or \
-                info.get("step", 0) * info.get("config", {}).get("batch_size", 0)
+            examples = info.get("examples") or info.get("step", 0) * info.get("config", {}).get("batch_size", 0)
             rows.append({"file": path.name, "net": start.net.kind, "examples": examples,
+                         "examples in all": info.get("examples_in_all", examples),  # a warm start's before these
                          "unroll": info.get("config", {}).get("unroll", 0),
                          "held-out accuracy": figures.get("token_accuracy"), "held-out loss": figures.get("loss"),
                          **encoded(codec, start, targets if args.set == "dev" else texts)})

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from pathlib import Path
+from typing import overload
 
 import torch
 
@@ -43,6 +44,15 @@ class MemoryCodec:
     def __init__(self, lm: FrozenLM) -> None:
         self.lm = lm
 
+    def __repr__(self) -> str:
+        return (f"MemoryCodec(model={self.lm.name!r}, device={str(self.device)!r}, "
+                f"dtype={str(self.lm.dtype).removeprefix('torch.')!r}, fingerprint={self.lm.fingerprint[:16]!r})")
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model takes its inputs (a model spread over several devices: its first)."""
+        return self.lm.device
+
     @classmethod
     def from_pretrained(cls, model: str | None = None, device: str | None = None,
                         dtype: str = "float32") -> MemoryCodec:
@@ -77,6 +87,18 @@ class MemoryCodec:
         any work: its recipe (`memtok.settings.recipes.default_recipe`), layout, K policy and start. A run
         resolves once, pins `Resolved.config` in its folder and passes the `Resolved` to `encode`."""
         return resolve(self.lm, config, **options)
+
+    @overload
+    def encode(self, texts: str, config: EncodeConfig | Resolved | None = None, *,
+               show_progress_bar: bool | None = None, on_result: Callable[[int, Memory], None] | None = None,
+               on_step: Callable[[StepInfo], None] | None = None, checkpoint: str | Path | None = None,
+               **options) -> Memory: ...
+
+    @overload
+    def encode(self, texts: Sequence[str], config: EncodeConfig | Resolved | None = None, *,
+               show_progress_bar: bool | None = None, on_result: Callable[[int, Memory], None] | None = None,
+               on_step: Callable[[StepInfo], None] | None = None, checkpoint: str | Path | None = None,
+               **options) -> list[Memory]: ...
 
     def encode(
         self,
@@ -172,6 +194,14 @@ class MemoryCodec:
         """The model's input vectors for a memory's stored values (`storage`: what they were stored in;
         a framed storage dtype's values live in the model's frame)."""
         return model_inputs(stored, storage, self.lm.frame if framed(storage) else None)
+
+    @overload
+    def decode(self, memories: Memory, check: bool = True, beams: int = 1, batch_size: int = 32,
+               show_progress_bar: bool | None = None) -> str: ...
+
+    @overload
+    def decode(self, memories: Sequence[Memory], check: bool = True, beams: int = 1, batch_size: int = 32,
+               show_progress_bar: bool | None = None) -> list[str]: ...
 
     def decode(self, memories: Memory | Sequence[Memory], check: bool = True, beams: int = 1,
                batch_size: int = 32, show_progress_bar: bool | None = None) -> str | list[str]:

@@ -191,3 +191,9 @@ def test_a_token_budget_bounds_every_forward_pass(tiny_codec):
     mem = tiny_codec.encode(text, k=1, max_batch_tokens=16, max_steps=3)
     assert len(mem.segments) > 1 and all(s["tokens"] <= 16 - 2 for s in mem.segments)  # + BOS and the vector
     assert tiny_codec.decode(mem, check=False) != "" and mem.n_tokens == len(lm.tokenize(text))
+
+
+def test_a_codec_says_what_it_is_and_where(tiny_codec):
+    assert tiny_codec.device == tiny_codec.lm.device
+    assert repr(tiny_codec) == (f"MemoryCodec(model={tiny_codec.lm.name!r}, device={str(tiny_codec.device)!r}, "
+                                f"dtype='float32', fingerprint={tiny_codec.lm.fingerprint[:16]!r})")

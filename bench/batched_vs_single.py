@@ -28,9 +28,9 @@ from common import SHAPES, add_model_options, random_lm, write_json
 
 from memtok.decode.greedy import SAFE_MARGIN, greedy
 from memtok.model.decoding import extend, prefill
+from memtok.model.dtypes import MODEL_DTYPES
 from memtok.model.layout import Layout
 from memtok.model.model import FrozenLM, load
-from memtok.model.dtypes import MODEL_DTYPES
 
 
 @torch.no_grad()

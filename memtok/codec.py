@@ -22,9 +22,9 @@ from .encode.schedule import IdSchedule, TextSchedule, target_ids
 from .errors import DecodeMismatchError, MemtokError
 from .format.header import sha256_text
 from .format.memory import Memory
+from .model.dtypes import framed
 from .model.layout import Layout
 from .model.model import FrozenLM, load
-from .model.dtypes import framed
 from .model.precision import model_inputs
 from .settings.config import EncodeConfig
 

@@ -4,13 +4,16 @@ Run on a lent GPU machine with that machine's own Python and its torch and trans
 image lacks travels in .whl/ (`make gpu-wheels`: zstandard and bitsandbytes for Python 3.12,
 48 MB) and is installed first. A preflight names what is missing; each step then runs with a time
 limit and a pass criterion, its whole output goes to $OUT/gpu-check.log (figures beside it,
-$OUT defaults to gpu-check/), and each ends with one line, PASS, FAIL or SKIP. Where torch has no
-CUDA the steps a CPU can run run the same way and the others are named as not checked; where
-nvidia-smi sees a GPU that torch cannot use, it fails at once in one line.
+$OUT defaults to gpu-check/), and each ends with one line, PASS, FAIL or SKIP; each runs in its own
+process group, killed whole at its limit. On CUDA a step not checked fails the run (unless
+GPU_CHECK_ALLOW_SKIP=1). Where torch has no CUDA the steps a CPU can run run the same way and the
+others are named as not checked; where nvidia-smi sees a GPU that torch cannot use, it fails at once
+in one line.
 
 Expected time on one H100, derived, not measured: the fast suite on CUDA (tiny models, four
-workers) about 3 minutes, each bench under a minute (random weights, at most 32 rows of 16 tokens
-in Llama-3.1-8B's shape), about 6 minutes in all; the limits below add up to under 10.
+workers) under 3 minutes, each other step under half a minute (random weights, at most 32 rows of 16
+tokens in Llama-3.1-8B's shape, or a tiny model); the limits add up to `LIMIT_S` (440 s), under the
+480 s of one call with the wheels and the preflight.
 
     python scripts/gpu_check.py            # what make gpu-check runs
 """
@@ -41,33 +44,57 @@ class Step:
     needs: str = ""  # a module it cannot run without (bitsandbytes)
 
 
+# `memtok train-start` on the device: a tiny model built on the spot (no weights travel), an unrolled
+# start under bfloat16 autocast, its file written
+TRAIN_START = ("import sys; from memtok.testing import build_tiny_model_dir; from memtok.cli import main; "
+               "main(['train-start', '--model', build_tiny_model_dir(sys.argv[2] + '/tiny'), '--device', sys.argv[1], "
+               "'--bf16', '--unroll', '2', '--steps', '4', '--batch-size', '4', '--width', '16', '--piece-tokens', "
+               "'4', '12', '--text', 'pydoc-topics', '--out', sys.argv[2] + '/train-start'])")
+LIMIT_S = 440  # the steps' limits together: with the wheels and the preflight, under 480 s of one call
+
+
 def steps(out: Path, cuda: bool) -> list[Step]:
     py, dev = sys.executable, "cuda" if cuda else "cpu"
     suite = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow", "-n", "4"] if cuda else \
         [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_devices.py"]
     return [
-        Step("the fast suite on the device" if cuda else "the device tests of the suite", suite, 180),
+        Step("the fast suite on the device" if cuda else "the device tests of the suite", suite, 160),
         Step("batched decoding drifts less than SAFE_MARGIN in float32 (SmolLM2's shape)",
              [py, "bench/batched_vs_single.py", "--device", dev, "--random-weights", "--threads", "1",
               "--batch-sizes", "1,2,8,32" if cuda else "1,2,8", "--tokens", "16" if cuda else "8", "--check",
-              "--json", str(out / "drift-float32.json")], 60),
+              "--json", str(out / "drift-float32.json")], 35),
         Step("batched drift in bfloat16, Llama-3.1-8B's shape (measured; memtok decodes 16 bits alone)",
              [py, "bench/batched_vs_single.py", "--device", dev, "--random-weights", "--shape", "llama-3.1-8b",
               "--model-dtype", "bfloat16", "--batch-sizes", "1,2,8,32", "--tokens", "16",
-              "--json", str(out / "drift-llama8b-bfloat16.json")], 120, cuda_only=True),
+              "--json", str(out / "drift-llama8b-bfloat16.json")], 75, cuda_only=True),
         Step("round trips: bfloat16, --device auto, layers on the GPU with norm and head on the CPU",
-             [py, "bench/gpu_round_trips.py", "--device", dev, "--json", str(out / "round-trips.json")], 60,
+             [py, "bench/gpu_round_trips.py", "--device", dev, "--json", str(out / "round-trips.json")], 35,
              cuda_only=True),
         Step("round trips in int8 and nf4 weights",
              [py, "bench/gpu_round_trips.py", "--device", dev, "--quantised", "--json",
-              str(out / "round-trips-quantised.json")], 60, cuda_only=True, needs="bitsandbytes"),
+              str(out / "round-trips-quantised.json")], 35, cuda_only=True, needs="bitsandbytes"),
         Step("input gradients agree with float32's and a finite difference",
              [py, "bench/input_gradients.py", "--device", dev, "--random-weights", "--check", "--kinds",
               "float32,bfloat16" + (",nf4" if cuda and _has("bitsandbytes") else ""),
-              "--json", str(out / "input-gradients.json")], 60),
+              "--json", str(out / "input-gradients.json")], 35),
         Step("running out of memory halves the batch and every text ends as without",
-             [py, "bench/oom_backoff.py", "--json", str(out / "oom-backoff.json")], 45, cuda_only=True),
+             [py, "bench/oom_backoff.py", "--json", str(out / "oom-backoff.json")], 30, cuda_only=True),
+        Step("train-start: an unrolled start under bfloat16 autocast, on the device",
+             [py, "-c", TRAIN_START, dev, str(out)], 35),
     ]
+
+
+def verdict(verdicts: list[str], cuda: bool, allow_skip: bool) -> tuple[str, int]:
+    """The run's last line and exit code. On a CUDA machine a step not checked counts as failed (a
+    missing package would otherwise pass unseen) unless skips are allowed (GPU_CHECK_ALLOW_SKIP=1)."""
+    failed = sum(v.startswith("FAIL") for v in verdicts)
+    skipped = sum(v.startswith("SKIP") for v in verdicts)
+    bad = failed + (skipped if cuda and not allow_skip else 0)
+    why = " (on CUDA a step not checked fails: GPU_CHECK_ALLOW_SKIP=1 allows it)" if cuda and skipped and \
+        not allow_skip else ""
+    line = (f"gpu-check: {'FAIL' if bad else 'PASS'}: {len(verdicts) - failed - skipped} passed, {failed} failed, "
+            f"{skipped} not checked{why}")
+    return line, 1 if bad else 0
 
 
 def _has(module: str) -> bool:
@@ -163,11 +190,9 @@ def main() -> int:
             verdict = run(step, cuda, log, env)
             verdicts.append(verdict)
             print(f"{verdict.split()[0]:4} {step.name} {' '.join(verdict.split()[1:])}", flush=True)
-    failed = sum(v.startswith("FAIL") for v in verdicts)
-    skipped = sum(v.startswith("SKIP") for v in verdicts)
-    print(f"gpu-check: {'FAIL' if failed else 'PASS'}: {len(verdicts) - failed - skipped} passed, {failed} failed, "
-          f"{skipped} not checked; the log and figures are in {out}/")
-    return 1 if failed else 0
+    line, code = verdict(verdicts, cuda, os.environ.get("GPU_CHECK_ALLOW_SKIP") == "1")
+    print(f"{line}; the log and figures are in {out}/")
+    return code
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ refusal, a verdict for every step, and the steps a CPU cannot run named as not c
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -44,7 +45,24 @@ def test_without_a_gpu_the_cuda_steps_are_named_as_not_checked(gpu_check, tmp_pa
     assert cuda_only and len(cuda_only) < len(plan)
     assert all(gpu_check.run(s, False, None, {}).startswith("SKIP (needs CUDA: not checked") for s in cuda_only)
     assert all("cuda" not in s.argv for s in plan if not s.cuda_only)  # the others run on this CPU
-    assert sum(s.limit_s for s in gpu_check.steps(tmp_path, cuda=True)) < 600  # one call of a lent machine
+    assert sum(s.limit_s for s in gpu_check.steps(tmp_path, cuda=True)) <= gpu_check.LIMIT_S < 480  # one call
+
+
+def test_on_cuda_a_step_not_checked_fails_the_run_unless_allowed(gpu_check):
+    verdicts = ["PASS (3 s)", "SKIP (no bitsandbytes here: not checked)"]
+    assert gpu_check.verdict(verdicts, cuda=False, allow_skip=False) == ("gpu-check: PASS: 1 passed, 0 failed, "
+                                                                         "1 not checked", 0)
+    line, code = gpu_check.verdict(verdicts, cuda=True, allow_skip=False)
+    assert code == 1 and line.startswith("gpu-check: FAIL") and "GPU_CHECK_ALLOW_SKIP=1" in line
+    assert gpu_check.verdict(verdicts, cuda=True, allow_skip=True)[1] == 0
+    assert gpu_check.verdict(["FAIL (exit 1 after 2 s; the log says why)"], cuda=False, allow_skip=True)[1] == 1
+
+
+def test_the_train_start_step_trains_a_start_on_this_machine(gpu_check, tmp_path):
+    step = next(s for s in gpu_check.steps(tmp_path, cuda=False) if s.name.startswith("train-start"))
+    with open(tmp_path / "log", "w") as log:
+        assert gpu_check.run(step, False, log, dict(os.environ)).startswith("PASS"), (tmp_path / "log").read_text()[-800:]
+    assert (tmp_path / "train-start" / "start.safetensors").is_file()
 
 
 def test_every_step_ends_in_a_verdict(gpu_check, tmp_path):
@@ -64,7 +82,6 @@ def test_every_step_ends_in_a_verdict(gpu_check, tmp_path):
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads a process's state from Linux's /proc")
 def test_a_step_over_its_limit_fails_and_is_killed_with_its_children(gpu_check, tmp_path):
     """pytest -n starts workers, a bench may start processes: the limit ends them all, not only the first."""
-    import os
     import time
 
     marker = tmp_path / "child.pid"

@@ -129,7 +129,6 @@ def test_every_storage_dtype_saves_what_its_entry_says(dtype, tmp_path):
     from safetensors import safe_open
 
     from memtok.model.dtypes import STORAGE
-
     from memtok.model.precision import Frame, pack, stored_form
 
     spec, frame = STORAGE[dtype], Frame(torch.zeros(577), torch.ones(577))

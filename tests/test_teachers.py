@@ -8,9 +8,8 @@ import torch
 from helpers import TEXTS, run, semantic_store_in
 
 from memtok import EncodeConfig, MemtokError
-from memtok.settings.config import DEFAULT_TEACHER
+from memtok.settings.config import DEFAULT_TEACHER, MINILM, SELF
 from memtok.start.semantic import SemanticSpace
-from memtok.settings.config import MINILM, SELF
 from memtok.start.teachers import get_teacher
 from memtok.store import MemoryStore
 from memtok.store.search import memories_space

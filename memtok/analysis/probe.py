@@ -20,8 +20,8 @@ from ..decode.greedy import verify
 from ..errors import MemtokError
 from ..format.header import sha256_text
 from ..format.memory import Memory
-from ..model.layout import Layout
 from ..model.dtypes import DTYPES, framed
+from ..model.layout import Layout
 from ..model.precision import stored_form
 
 NOISE = (1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3)

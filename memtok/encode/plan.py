@@ -23,9 +23,9 @@ from typing import ClassVar, NamedTuple
 
 from ..decode.score import score
 from ..errors import MemtokError
+from ..model.dtypes import STORAGE
 from ..model.layout import Layout
 from ..model.model import FrozenLM
-from ..model.dtypes import STORAGE
 from ..settings.config import EncodeConfig
 from .auto_k import KPlanner, max_auto_k
 from .jobs import Optimised

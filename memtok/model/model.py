@@ -17,9 +17,9 @@ import torch
 
 from ..errors import MemtokError
 from ..limits import PLACEHOLDER, check_template
+from .dtypes import MODEL_DTYPES, QUANTISED
 from .embedded import packaged, packaged_model_dir
 from .identity import describe, fingerprint
-from .dtypes import MODEL_DTYPES, QUANTISED
 from .placement import TORCH_DTYPES, check_device, default_device, fix_numerics, placement_of, quantisation
 from .precision import Frame
 

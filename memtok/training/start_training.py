@@ -31,12 +31,13 @@ import torch
 from ..errors import MemtokError
 from ..files import atomic_write
 from ..model.model import FrozenLM
-from ..settings.recipes import MEMTOK_LEARNED, parse_recipe
+from ..settings.recipes import MEMTOK_LEARNED, Recipe, parse_recipe
 from ..start.semantic import place, subspace
 from ..start.start import LearnedStart, propose
 from ..start.start_nets import NETS, feature_layers, make_net
 from .config import TrainConfig
 from .losses import reconstruction, unrolled
+
 
 def snapshot_points(batch_size: int, steps: int) -> set[int]:
     """Steps after which a snapshot is kept: where 1000 * 2^i examples have been seen."""

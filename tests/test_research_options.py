@@ -133,8 +133,10 @@ def test_eval_rows_numbers_results_by_source_row_and_pins_the_range(tiny_codec, 
 
 def test_split_is_for_hub_datasets(tmp_path):
     data = write_csv(tmp_path / "d.csv", TEXTS)
-    with pytest.raises(MemtokError, match="--split chooses a part of a hub dataset"):
+    with pytest.raises(MemtokError, match="--split and --subset choose a part of a hub dataset"):
         read_source(str(data), split="test")
+    with pytest.raises(MemtokError, match="--split and --subset choose a part of a hub dataset"):
+        read_source(str(data), subset="en")
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "int8"])

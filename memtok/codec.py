@@ -27,6 +27,7 @@ from .model.layout import Layout
 from .model.model import FrozenLM, load
 from .model.precision import model_inputs
 from .settings.config import EncodeConfig
+from .start.semantic import space_of
 
 logger = logging.getLogger(__name__)
 
@@ -70,17 +71,6 @@ class MemoryCodec:
     def target_ids(self, text: str) -> list[int]:
         """The text's token ids followed by EOS: what decoding must produce. Checks the text."""
         return target_ids(self.lm, text)
-
-    def refusals(self, texts: Sequence[str]) -> dict[int, str]:
-        """Why each text that cannot be encoded cannot (its index -> the error), so that a run over a
-        dataset can record those as failed and encode the rest."""
-        refused = {}
-        for i, text in enumerate(texts):
-            try:
-                self.target_ids(text)
-            except MemtokError as exc:
-                refused[i] = str(exc)
-        return refused
 
     def resolve(self, config: EncodeConfig | Resolved | None = None, **options) -> Resolved:
         """What an encode with `config` (or `options`, or both) runs with on this model, checked before
@@ -259,6 +249,19 @@ class MemoryCodec:
             out += [(j, layout.with_k(len(vectors)), self.inputs(vectors, mem.storage_dtype), n)
                     for vectors, n in mem.segment_vectors()]
         return out
+
+    def embedding(self, memory: Memory) -> torch.Tensor:
+        """A semantic memory as a sentence embedding: its segments' codes (their vectors' component in
+        the model's semantic subspace, `memtok.start.semantic`) averaged, unit length, [r] on the CPU.
+        A plain memory is refused: its vectors are no similarity embedding."""
+        space = space_of(self.lm, [memory.semantic])
+        codes = torch.stack([space.component(inputs) for _, _, inputs, _ in self.segments([memory])]).float()
+        return torch.nn.functional.normalize(codes.mean(0).cpu(), dim=0)
+
+    def similarity(self, a: Memory, b: Memory) -> float:
+        """The cosine of two semantic memories' embeddings, which must share a teacher and space."""
+        space_of(self.lm, [a.semantic, b.semantic])
+        return float(self.embedding(a) @ self.embedding(b))
 
     def _greedy_segments(self, mems: list[Memory], batch_size: int, show: bool) -> list[list[list[int]]]:
         """Every segment of every memory, decoded greedily many at a time; grouped back per memory."""

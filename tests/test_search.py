@@ -63,7 +63,7 @@ def test_hits_decode_and_the_vector_method_ranks_every_memory(tiny_codec, store)
     memories = MemoryStore(store)
     hits = memories.search(tiny_codec, TEXTS[3], top_n=2, decode=True)
     assert len(hits) == 2 and all(h.text == TEXTS[int(h.id)] for h in hits)
-    with pytest.raises(MemtokError, match="--method vector needs memories made with --semantic"):
+    with pytest.raises(MemtokError, match="a vector search or an embedding needs memories made with semantic=TEACHER"):
         memories.search(tiny_codec, TEXTS[3], method="vector")
     with pytest.raises(MemtokError, match="unknown search method"):
         memories.search(tiny_codec, "x", method="bm25")

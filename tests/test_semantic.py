@@ -10,7 +10,7 @@ from helpers import TEXTS, run, semantic_store_in, write_csv
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from memtok import EncodeConfig, Memory
+from memtok import EncodeConfig, Memory, MemtokError
 from memtok.runs.encode_corpus import run_corpus
 from memtok.runs.sources import read_source
 from memtok.start.semantic import SemanticSpace
@@ -36,6 +36,20 @@ def test_a_semantic_memory_is_exact_and_holds_its_texts_code(tiny_codec, tmp_pat
     mems[0].save(tmp_path / "m.safetensors")
     assert Memory.load(tmp_path / "m.safetensors").semantic == space.describe() == mems[0].semantic
     assert tiny_codec.encode(TEXTS[0], k=1).semantic is None
+
+
+def test_a_semantic_memory_is_a_sentence_embedding_and_a_plain_one_is_refused(tiny_codec):
+    mems = tiny_codec.encode(TEXTS[:3], k=1, semantic="self")
+    space = SemanticSpace.of(tiny_codec.lm, "self")
+    codes = torch.nn.functional.normalize(space.codes(tiny_codec.lm, [tiny_codec.lm.tokenize(t) for t in TEXTS[:3]]))
+    found = torch.stack([tiny_codec.embedding(m) for m in mems])
+    # unit vectors whose components come from d products of float32 numbers: rounding of d * eps each
+    tolerance = tiny_codec.lm.hidden_size * torch.finfo(torch.float32).eps
+    assert torch.allclose(found, codes.cpu(), rtol=0, atol=tolerance) and found.shape == (3, space.rank)
+    assert tiny_codec.similarity(mems[0], mems[1]) == pytest.approx(float(codes[0] @ codes[1]), abs=tolerance)
+    assert tiny_codec.similarity(mems[0], mems[0]) == pytest.approx(1.0, abs=tolerance)
+    with pytest.raises(MemtokError, match="needs memories made with semantic=TEACHER; these are plain"):
+        tiny_codec.similarity(mems[0], tiny_codec.encode(TEXTS[0], k=1))
 
 
 def test_the_vector_method_finds_a_texts_memory_from_its_own_words(tiny_codec, semantic_store):

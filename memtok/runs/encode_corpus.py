@@ -27,7 +27,7 @@ from ..settings.config import EncodeConfig
 from ..store.keys import write_keys
 from ..store.shards import STORE_FORMAT
 from ..store.writer import ShardWriter, done_rows, prepare, write_index
-from .folder import pin_settings, settings, with_pinned_recipe
+from .folder import pin_settings, refusals, settings, with_pinned_recipe
 from .sources import Source
 
 DEATH_GRACE = 30.0  # seconds an orphaned worker is given to save its texts in flight
@@ -153,7 +153,7 @@ def _encode_rows(codec: MemoryCodec, source: Source, root: Path, resolved: Resol
     text = {source.first + i: t for i, t in enumerate(source.texts)}  # by source row, what ids are made of
     mine = [row for j, row in enumerate(text) if j % world == rank and row not in done]
     began = time.perf_counter()
-    refused = codec.refusals([text[row] for row in mine])
+    refused = refusals(codec.lm, [text[row] for row in mine])
     for j, error in refused.items():
         writer.add(mine[j], failure={"failed": error, "text_sha256": None})
     valid = [row for j, row in enumerate(mine) if j not in refused]

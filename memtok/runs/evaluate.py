@@ -21,7 +21,7 @@ from ..files import set_aside
 from ..format.memory import Memory
 from ..settings.config import EncodeConfig
 from .beam_summary import beam_summary, beam_table
-from .folder import CHECKPOINT, STEPS, ResultsLog, run_folder, settings, with_pinned_recipe, write_outputs
+from .folder import CHECKPOINT, STEPS, ResultsLog, refusals, run_folder, settings, with_pinned_recipe, write_outputs
 from .migrate import command_for
 from .plots import plot_eval, plot_steps
 from .sources import Source
@@ -116,7 +116,7 @@ def _encode_pending(codec: MemoryCodec, source: Source, out: Path, log: ResultsL
                     resolved: Resolved, show_progress_bar: bool, log_steps: int | None, beams: list[int]) -> None:
     """Encode the pending texts; each line of results.jsonl is written after its memory is on disk."""
     text = {i: source.texts[i - source.first] for i in pending}
-    refused = codec.refusals([text[i] for i in pending])
+    refused = refusals(codec.lm, [text[i] for i in pending])
     for j, error in refused.items():
         log.append({"index": pending[j], "chars": len(text[pending[j]]), "exact": False, "failed": error})
     valid = [i for j, i in enumerate(pending) if j not in refused]

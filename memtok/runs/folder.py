@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..encode.resolved import Resolved
+from ..encode.schedule import target_ids
 from ..errors import MemtokError
 from ..files import atomic_write, lock_folder, sweep_temporaries
 from ..model.model import FrozenLM
@@ -36,6 +37,18 @@ PARTS = "parts.json"
 # A recipe's name is a label (its fields are compared one by one).
 # A model's source says where to find it; its fingerprint is what is compared.
 FREE = ("command", "n_texts", "model", "model_source", "recipe.name", *SPEED_ONLY)
+
+
+def refusals(lm: FrozenLM, texts: list[str]) -> dict[int, str]:
+    """Why each text that cannot be encoded cannot (its index -> the error), so that a run over a
+    dataset can record those as failed and encode the rest."""
+    refused = {}
+    for i, text in enumerate(texts):
+        try:
+            target_ids(lm, text)
+        except MemtokError as exc:
+            refused[i] = str(exc)
+    return refused
 
 
 def settings(lm: FrozenLM, resolved: Resolved, source: Source, command: str, **extra) -> dict:

@@ -16,12 +16,14 @@ teacher by name and weights (`SemanticSpace.describe`); a search refuses memorie
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from ..errors import MemtokError
 from ..model.model import FrozenLM
+from ..settings.config import ALIASES
 from .teachers import Teacher, get_teacher
 
 RANK = 64  # dimensions of the input space that carry the text's code: at most this, and an eighth of the space
@@ -90,3 +92,23 @@ class SemanticSpace:
     def component(self, vectors: torch.Tensor) -> torch.Tensor:
         """[r]: the mean over `vectors` [K, d] of their component in the subspace."""
         return (vectors.to(self.basis) @ self.basis).mean(0)
+
+
+def space_of(lm: FrozenLM, described: Sequence[dict | None], teacher: str | None = None) -> SemanticSpace:
+    """The semantic space these memories' codes are in (`Memory.semantic`), rebuilt from what they
+    record. Refused in one line: memories that are not semantic or not of one space, a `teacher`
+    other than theirs, or their teacher's name with other weights (or another model's space)."""
+    if not described or any(d is None for d in described):
+        raise MemtokError("a vector search or an embedding needs memories made with semantic=TEACHER; these are "
+                          "plain (their vectors are no similarity embedding): search by likelihood")
+    if any(d != described[0] for d in described):
+        raise MemtokError("these memories hold codes of more than one teacher or space: search them apart")
+    recorded = described[0]
+    if teacher is not None and ALIASES.get(teacher, teacher) != recorded["teacher"]:
+        raise MemtokError(f"these memories were taught by {recorded['teacher']}, not {teacher}: their codes and the "
+                          f"query's would not compare (leave out teacher)")
+    space = SemanticSpace.of(lm, recorded["teacher"])
+    if space.describe() != recorded:
+        raise MemtokError(f"these memories' codes are of another space than {lm.name} with "
+                          f"{recorded['teacher']} as installed here (other teacher weights or sizes)")
+    return space

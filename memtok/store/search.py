@@ -25,8 +25,7 @@ from ..codec import MemoryCodec
 from ..errors import MemtokError
 from ..format.memory import Memory
 from ..model.layout import Layout
-from ..settings.config import ALIASES
-from ..start.semantic import SemanticSpace
+from ..start.semantic import SemanticSpace, space_of
 
 METHODS = ("likelihood", "vector")
 
@@ -110,22 +109,13 @@ def likelihood_scores(codec: MemoryCodec, memories: Sequence[Memory], query: str
 
 def memories_space(codec: MemoryCodec, described: Sequence[dict | None], teacher: str | None = None
                    ) -> SemanticSpace:
-    """The semantic space these memories' codes are in (`Memory.semantic`), rebuilt from what they
-    record. Refused in one line: memories that are not semantic or not of one space, a `teacher`
-    other than theirs, or their teacher's name with other weights (or another model's space)."""
-    if not described or any(d is None for d in described):
-        raise MemtokError("--method vector needs memories made with --semantic; these are not: use --method likelihood")
-    if any(d != described[0] for d in described):
-        raise MemtokError("these memories hold codes of more than one teacher or space: search them apart")
-    recorded = described[0]
-    if teacher is not None and ALIASES.get(teacher, teacher) != recorded["teacher"]:
-        raise MemtokError(f"these memories were taught by {recorded['teacher']}, not {teacher}: their codes and the "
-                          f"query's would not compare (leave out --teacher)")
-    space = SemanticSpace.of(codec.lm, recorded["teacher"])
-    if space.describe() != recorded:
-        raise MemtokError(f"these memories' codes are of another space than {codec.lm.name} with "
-                          f"{recorded['teacher']} as installed here (other teacher weights or sizes)")
-    return space
+    """The semantic space these memories' codes are in (`memtok.start.semantic.space_of`), refused
+    in one line in the command line's words."""
+    try:
+        return space_of(codec.lm, described, teacher)
+    except MemtokError as exc:
+        raise MemtokError(str(exc).replace("search by likelihood", "use --method likelihood")
+                          .replace("leave out teacher", "leave out --teacher")) from None
 
 
 def segment_keys(codec: MemoryCodec, memories: Sequence[Memory], space: SemanticSpace

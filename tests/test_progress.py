@@ -47,3 +47,27 @@ def test_encode_into_a_log_file_writes_no_carriage_returns(tiny_dir, tmp_path):
     lines = text.splitlines()
     assert any(line.startswith("encoding: 0/1 texts, ") and "step" in line for line in lines), text
     assert "exact" in lines[-1]  # the summary line ends the log
+
+
+def test_a_notebook_gets_a_bar_not_a_line_every_thirty_seconds(monkeypatch):
+    """A Jupyter kernel's output is no terminal, yet tqdm.auto draws its widget there."""
+    import types
+
+    class ZMQInteractiveShell:  # what IPython's kernel shell is called
+        pass
+
+    assert isinstance(progress(10, "encoding", "text", file=io.StringIO()), PlainProgress)
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=ZMQInteractiveShell))
+    bar = progress(10, "encoding", "text", file=io.StringIO())
+    assert not isinstance(bar, PlainProgress)
+    bar.close()
+
+
+def test_loading_a_model_hides_transformers_bars_and_leaves_them_as_they_were(tiny_dir, capsys):
+    from transformers.utils import logging as hf_logging
+
+    from memtok import MemoryCodec
+
+    hf_logging.enable_progress_bar()
+    MemoryCodec.from_pretrained(tiny_dir, device="cpu")
+    assert "Loading weights" not in capsys.readouterr().err and hf_logging.is_progress_bar_enabled()

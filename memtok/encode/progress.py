@@ -53,10 +53,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel, whose output is no terminal but draws tqdm.auto's widget."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
 def progress(total: int, desc: str, unit: str, disable: bool = False, file: TextIO | None = None):
-    """A tqdm bar when `file` (standard error) is a terminal, else a `PlainProgress`; nothing when `disable`."""
+    """A tqdm bar when `file` (standard error) is a terminal or a notebook's (tqdm.auto: a widget
+    there), else a `PlainProgress`; nothing when `disable`."""
     file = file or sys.stderr
-    if not disable and not file.isatty():
+    if not disable and not file.isatty() and not in_notebook():
         return PlainProgress(total, desc, unit, float(os.environ.get("MEMTOK_PROGRESS_SECONDS", "30")), file)
     return tqdm(total=total, desc=desc, unit=unit, disable=disable, leave=False, mininterval=0.5, file=file)
 

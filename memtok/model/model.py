@@ -6,11 +6,12 @@ fingerprint that memories record and decoding checks.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -228,6 +229,20 @@ def check_takes_vectors(model: torch.nn.Module, name: str) -> None:
                           f"can be given to it")
 
 
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """transformers' own loading bars hidden, then as they were: they would look like the work itself."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 def load(model: str | None = None, device: str | None = None, dtype: str = "float32") -> FrozenLM:
     """Load `model`: None (the embedded default), a `.gguf` file, a local directory or a hub id.
 
@@ -262,8 +277,9 @@ def load(model: str | None = None, device: str | None = None, dtype: str = "floa
     else:
         weights = {"dtype": TORCH_DTYPES[dtype]}
     try:
-        tok = AutoTokenizer.from_pretrained(path, **kwargs)
-        lm = AutoModelForCausalLM.from_pretrained(path, **weights, **kwargs, **placement)
+        with _quiet_loading():
+            tok = AutoTokenizer.from_pretrained(path, **kwargs)
+            lm = AutoModelForCausalLM.from_pretrained(path, **weights, **kwargs, **placement)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if os.path.exists(path):

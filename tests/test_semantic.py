@@ -59,6 +59,24 @@ def test_the_vector_method_finds_a_texts_memory_from_its_own_words(tiny_codec, s
         assert len(hits) == 3 and hits[0].id == f"{i:09d}" and hits[0].score > hits[1].score
 
 
+@pytest.mark.parametrize("keys_file", [True, False])
+def test_a_stores_vectors_go_into_faiss_and_find_what_its_own_search_finds(tiny_codec, semantic_store, tmp_path,
+                                                                            keys_file):
+    faiss = pytest.importorskip("faiss", reason="the bench extra (pip install 'memtok[bench]')")
+    root = tmp_path / "store"
+    shutil.copytree(semantic_store, root)
+    if not keys_file:
+        (root / KEYS).unlink(missing_ok=True)  # then read from the memories themselves
+    store = MemoryStore(root)
+    ids, keys = store.vectors(tiny_codec)
+    assert len(ids) == len(keys) and set(ids) == set(store)
+    index = faiss.IndexFlatIP(keys.shape[1])
+    index.add(keys.numpy())
+    for text in TEXTS:
+        _, found = index.search(store.query_vector(tiny_codec, text)[None].numpy(), 1)
+        assert ids[found[0][0]] == store.search(tiny_codec, text, top_n=1, method="vector")[0].id
+
+
 def test_the_search_command_refuses_memories_made_without_semantic(tiny_dir, tiny_codec, semantic_store, tmp_path,
                                                                    capsysbinary):
     code, out, err = run(["search", str(semantic_store), TEXTS[2], "--method", "vector", "--json", "-n", "1",

@@ -67,6 +67,30 @@ class MemoryStore:
         """The text of one memory; the codec's model fingerprint must match (as for single files)."""
         return codec.decode(self[mem_id])
 
+    def vectors(self, codec, teacher: str | None = None) -> tuple[list[str], torch.Tensor]:
+        """The store's semantic keys as a table for the vector indexes people use (FAISS, usearch,
+        LanceDB, Chroma): a memory id per segment, and [S, r] float32 unit vectors; a query's vector
+        comes from `query_vector`, and the inner product is the vector search's cosine. A store of
+        plain memories has none (refused), its vectors being no similarity embedding."""
+        from .keys import read_keys
+        from .search import memories_space, segment_keys
+
+        stored = read_keys(self.root, codec, teacher)
+        if stored is not None:
+            rows, keys, _ = stored
+            return [memory_id(int(r)) for r in rows], keys
+        ids = [i for i in self if self.record(i)["status"] != "failed"]
+        memories = [self[i] for i in ids]
+        owners, keys = segment_keys(codec, memories, memories_space(codec, [m.semantic for m in memories], teacher))
+        return [ids[int(o)] for o in owners], keys
+
+    def query_vector(self, codec, query: str, teacher: str | None = None) -> torch.Tensor:
+        """[r] unit: the query's vector in the space of this store's keys (`vectors`)."""
+        from .search import memories_space, query_code
+
+        first = next(i for i in self if self.record(i)["status"] != "failed")
+        return query_code(codec, memories_space(codec, [self[first].semantic], teacher), query)
+
     def search(self, codec, query: str, top_n: int = 5, method: str = "likelihood", batch_size: int = 64,
                decode: bool = False, show_progress_bar: bool = False, scoring: str = "skip1",
                teacher: str | None = None) -> list:

@@ -6,16 +6,14 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from pathlib import Path
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 import torch
 
-from .decode.beam import beam_decode, departs
+from .decode.beam import beam_decode
 from .decode.greedy import greedy_many
-from .decode.score import Score, score
 from .encode.jobs import Optimised, StepInfo
 from .encode.optimise import Schedule, encode_loop
-from .encode.plan import config_layout
 from .encode.progress import progress, show_steps
 from .encode.resolved import Resolved, resolve
 from .encode.schedule import IdSchedule, TextSchedule, target_ids
@@ -26,8 +24,11 @@ from .model.dtypes import framed
 from .model.layout import Layout
 from .model.model import FrozenLM, load
 from .model.precision import model_inputs
-from .settings.config import EncodeConfig
+from .settings.config import EncodeConfig, EncodeOptions
 from .start.semantic import space_of
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing's own from Python 3.11
 
 logger = logging.getLogger(__name__)
 
@@ -82,13 +83,13 @@ class MemoryCodec:
     def encode(self, texts: str, config: EncodeConfig | Resolved | None = None, *,
                show_progress_bar: bool | None = None, on_result: Callable[[int, Memory], None] | None = None,
                on_step: Callable[[StepInfo], None] | None = None, checkpoint: str | Path | None = None,
-               **options) -> Memory: ...
+               **options: Unpack[EncodeOptions]) -> Memory: ...
 
     @overload
     def encode(self, texts: Sequence[str], config: EncodeConfig | Resolved | None = None, *,
                show_progress_bar: bool | None = None, on_result: Callable[[int, Memory], None] | None = None,
                on_step: Callable[[StepInfo], None] | None = None, checkpoint: str | Path | None = None,
-               **options) -> list[Memory]: ...
+               **options: Unpack[EncodeOptions]) -> list[Memory]: ...
 
     def encode(
         self,
@@ -166,19 +167,6 @@ class MemoryCodec:
             for complete in done:
                 bar.update(1)
                 yield complete
-
-    def score(self, targets: list[int], config: EncodeConfig, vectors: torch.Tensor | None = None) -> Score:
-        """Teacher-forced score of `targets` in the config's layout, after `vectors` (stored values of
-        `config.storage`, as `Optimised.vectors` and `Memory.vectors` hold them) or with none."""
-        layout = config_layout(self.lm, config, 1 if vectors is None else len(vectors))
-        return score(self.lm, layout, targets, None if vectors is None else self.inputs(vectors, config.storage))
-
-    def beam_departs(self, targets: list[int], config: EncodeConfig, vectors: torch.Tensor, beams: int) -> int | None:
-        """Where beam search of width `beams` from `vectors` (stored values, as `score` takes them)
-        leaves `targets` (a token position), or None when it gives exactly them."""
-        layout = config_layout(self.lm, config, len(vectors))
-        ids = beam_decode(self.lm, layout, self.inputs(vectors, config.storage), beams, len(targets))
-        return departs(ids[:len(targets)], targets)
 
     def inputs(self, stored: torch.Tensor, storage: str) -> torch.Tensor:
         """The model's input vectors for a memory's stored values (`storage`: what they were stored in;

@@ -115,3 +115,17 @@ def test_a_fields_bounds_hold_in_python_as_on_the_command_line(options):
     """The bounds the command line gives an option (`--batch-size` up to 1024) hold for Python too."""
     with pytest.raises(MemtokError, match=r"batch_size must be a whole number from 1|max steps must be between 1"):
         EncodeConfig(**options)
+
+
+def test_the_typed_keyword_options_are_the_configs_fields():
+    """`encode(**options)` is typed by `EncodeOptions` (an editor completes it): the same names as
+    `EncodeConfig`, and the same choices where a field has a fixed few."""
+    import dataclasses
+    import typing
+
+    from memtok.model.dtypes import DTYPES
+    from memtok.settings.config import FAVOUR, EncodeOptions
+
+    hints = typing.get_type_hints(EncodeOptions)
+    assert set(hints) == {f.name for f in dataclasses.fields(EncodeConfig)}
+    assert typing.get_args(hints["storage"]) == DTYPES and typing.get_args(hints["favour"]) == FAVOUR

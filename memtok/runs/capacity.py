@@ -21,6 +21,8 @@ from contextlib import closing, nullcontext
 from pathlib import Path
 
 from ..codec import MemoryCodec
+from ..decode.beam import beam_decode, departs
+from ..decode.score import score
 from ..encode.resolved import Resolved
 from ..encode.steplog import StepLog
 from ..errors import MemtokError
@@ -87,7 +89,7 @@ def _run_cells(codec: MemoryCodec, resolved: dict[int, Resolved], log: ResultsLo
 def _run_cell(codec: MemoryCodec, resolved: Resolved, log: ResultsLog, length: int, targets: dict[int, list[int]],
               show_progress_bar: bool, log_steps: int | None, beams: list[int]) -> None:
     """The texts of one (K, length) cell not yet in the log, each scored with and without its memory."""
-    config, k = resolved.config, resolved.config.k
+    config, k, layout = resolved.config, resolved.config.k, resolved.layout  # the cell's: K vectors
     rows = [i for i in targets if f"k{k}/l{length}/{i}" not in log.done]
     steps = StepLog(log.path.parent / STEPS, log_steps, lambda key: {"key": f"k{k}/l{length}/{rows[key['text']]}"}) \
         if log_steps else None
@@ -96,14 +98,15 @@ def _run_cell(codec: MemoryCodec, resolved: Resolved, log: ResultsLog, length: i
     with closing(tries), steps or nullcontext():  # stopped, the texts in flight reach the checkpoint before the report is written
         for j, result, exact in tries:
             i, t = rows[j], targets[rows[j]]
-            bare, aided = codec.score(t, config), codec.score(t, config, result.vectors)
+            inputs = codec.inputs(result.vectors, config.storage)
+            bare, aided = score(codec.lm, layout.with_k(1), t, None), score(codec.lm, layout, t, inputs)
             log.append({"key": f"k{k}/l{length}/{i}", "k": k, "length": length, "index": i, "exact": exact,
                         "token_accuracy": result.token_accuracy, "steps": result.steps, "seconds": round(result.seconds, 3),
                         "elapsed_seconds": round(result.elapsed_seconds, 3),
                         "nats_unaided": bare.nats, "nats_memory": aided.nats, "correct_unaided": bare.correct,
                         "correct_memory": aided.correct, "wrong_memory": list(aided.wrong),
-                        **({"beams": {str(n): codec.beam_departs(t, config, result.vectors, n) for n in beams}}
-                           if beams else {})})
+                        **({"beams": {str(n): departs(beam_decode(codec.lm, layout, inputs, n, len(t))[:len(t)], t)
+                                      for n in beams}} if beams else {})})
 
 
 def _cell(rows: list[dict]) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import Field, dataclass, field
+from typing import Literal, TypedDict
 
 from ..errors import MemtokError
 from ..limits import MAX_K, PLACEHOLDER, check_template, k_ok
@@ -180,3 +181,24 @@ class EncodeConfig:
         if config is None:
             return cls(**options)
         return config.replace(**options) if options else config
+
+
+class EncodeOptions(TypedDict, total=False):
+    """`EncodeConfig`'s fields as keyword options of `MemoryCodec.encode` (`**options:
+    Unpack[EncodeOptions]`): what an editor completes and a type checker checks. A test keeps the two
+    the same."""
+
+    k: int | Literal["plan", "auto"]
+    favour: Literal["steps", "bytes"]
+    recipe: str | Recipe | None
+    max_steps: int | None
+    template: str
+    chat: bool
+    storage: Literal["float32", "float16", "bfloat16", "int8", "int4", "ternary", "binary"]
+    segment_tokens: int | None
+    batch_size: int
+    max_batch_tokens: int
+    semantic: str | None
+    recompute_layers: bool
+    keep_text: bool
+    compact: bool

@@ -30,7 +30,8 @@ from memtok.decode.greedy import SAFE_MARGIN, greedy
 from memtok.model.decoding import extend, prefill
 from memtok.model.dtypes import MODEL_DTYPES
 from memtok.model.layout import Layout
-from memtok.model.model import FrozenLM, load
+from memtok.model.loading import load
+from memtok.model.model import FrozenLM
 
 
 @torch.no_grad()

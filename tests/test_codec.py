@@ -4,12 +4,13 @@ import pytest
 import torch
 from helpers import TEXTS, bits_on_cpu
 
-from memtok import EncodeConfig, Memory, MemtokError
+from memtok import EncodeConfig, Memory, MemoryCodec, MemtokError
 from memtok.decode.greedy import greedy
 from memtok.encode.jobs import Job
 from memtok.encode.optimise import optimise
 from memtok.encode.resolved import resolve
 from memtok.model.layout import Layout
+from memtok.model.loading import load
 from memtok.settings.recipes import MEMTOK, MEMTOK_SGD
 
 UNSEEN = "zebra quantum fjord"  # the tiny model never saw it: no single vector makes it exact
@@ -197,3 +198,23 @@ def test_a_codec_says_what_it_is_and_where(tiny_codec):
     assert tiny_codec.device == tiny_codec.lm.device
     assert repr(tiny_codec) == (f"MemoryCodec(model={tiny_codec.lm.name!r}, device={str(tiny_codec.device)!r}, "
                                 f"dtype='float32', fingerprint={tiny_codec.lm.fingerprint[:16]!r})")
+
+
+def test_a_model_already_loaded_makes_the_same_codec_as_its_folder(tiny_dir, tiny_codec):
+    """As peft's get_peft_model(model, config): objects a user has in hand, used where they are. The
+    fingerprint is of the weights and tokenizer, so memories move between the two."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model, tok = AutoModelForCausalLM.from_pretrained(tiny_dir), AutoTokenizer.from_pretrained(tiny_dir)
+    codec = MemoryCodec.from_pretrained(model, tokenizer=tok)
+    assert codec.lm.fingerprint == tiny_codec.lm.fingerprint and codec.lm.model is model
+    assert not any(p.requires_grad for p in model.parameters())
+    assert tiny_codec.decode(codec.encode(TEXTS[0], k=1)) == TEXTS[0]
+    with pytest.raises(MemtokError, match="needs its tokenizer"):
+        MemoryCodec.from_pretrained(model)
+    with pytest.raises(MemtokError, match="stays where and as it is"):
+        MemoryCodec.from_pretrained(model, "cpu", tokenizer=tok)
+    with pytest.raises(MemtokError, match="tokenizer= goes with a model already loaded"):
+        MemoryCodec.from_pretrained(tiny_dir, tokenizer=tok)
+    with pytest.raises(MemtokError, match="unknown loading option"):
+        load(tiny_dir, "cpu", revision=None, proxies="x")

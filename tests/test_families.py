@@ -15,7 +15,7 @@ import torch
 from helpers import DEVICE, TEXTS, build_tokenizer, fit
 
 from memtok import MemoryCodec, MemtokError
-from memtok.model.model import check_takes_vectors
+from memtok.model.loading import check_takes_vectors
 
 LAYERS = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
               num_key_value_heads=2, max_position_embeddings=64)

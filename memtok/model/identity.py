@@ -74,9 +74,10 @@ def _weights_of(folder: Path) -> str | None:
         return None
 
 
-def describe(model: str | None, path: str, gguf: str | None, revision: str | None) -> str:
+def describe(model: str | None, path: str, gguf: str | None, revision: str | None, cache_dir: str | None = None) -> str:
     """The source of a model `load` was given as `model`, found at `path` (a folder, the folder of
-    the `.gguf` file `gguf`, or a hub id loaded at `revision`, None for its main branch)."""
+    the `.gguf` file `gguf`, or a hub id loaded at `revision`, None for its main branch, from the
+    hub's cache or `cache_dir`)."""
     if (shipped := packaged(model)) is not None:
         return f"package:{shipped.short}"
     if gguf:
@@ -84,7 +85,7 @@ def describe(model: str | None, path: str, gguf: str | None, revision: str | Non
     if not os.path.isdir(path):  # a hub id: the snapshot transformers read it from says the commit
         from huggingface_hub import try_to_load_from_cache
 
-        found = try_to_load_from_cache(path, "config.json", revision=revision)
+        found = try_to_load_from_cache(path, "config.json", cache_dir=cache_dir, revision=revision)
         path = str(Path(found).parent) if isinstance(found, str) else path
     snapshot = _SNAPSHOT.search(os.path.abspath(path))
     if snapshot:

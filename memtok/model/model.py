@@ -1,4 +1,4 @@
-"""Load a frozen causal LM and its tokenizer, and name it by a fingerprint.
+"""A frozen causal LM with its tokenizer, named by a fingerprint (loaded by `memtok.model.loading`).
 
 A memory only means something to the exact model that made it, so every loaded model carries a
 fingerprint that memories record and decoding checks.
@@ -6,27 +6,17 @@ fingerprint that memories record and decoding checks.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import inspect
-import os
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 from ..errors import MemtokError
 from ..limits import PLACEHOLDER, check_template
-from .dtypes import MODEL_DTYPES, QUANTISED
-from .embedded import packaged, packaged_model_dir
-from .identity import describe, fingerprint
-from .placement import TORCH_DTYPES, check_device, default_device, fix_numerics, placement_of, quantisation
+from .identity import fingerprint
 from .precision import Frame
 
-# A Hugging Face hub id: "name" or "owner/name", optionally "@revision" (a commit, branch or tag);
-# what is not a local folder and has this form goes to the hub
-HUB_ID = re.compile(r"(?P<id>(?!\.)[\w.-]+(/(?!\.)[\w.-]+)?)(@(?P<revision>[\w.-]+))?")
 # Config keys of models whose logits are more than head(decoder(x)): soft-capping (Gemma 2) or scaling
 # (Cohere, Granite). Such models get their logits whole.
 LOGIT_CHANGES = ("final_logit_softcapping", "logit_scale", "logits_scaling")
@@ -220,81 +210,3 @@ class FrozenLM:
         if self._fingerprint is None:
             self._fingerprint = fingerprint(self.model, self.tokenizer)
         return self._fingerprint
-
-
-def check_takes_vectors(model: torch.nn.Module, name: str) -> None:
-    """Refuse a model whose forward pass cannot be given input vectors: no memory could reach it."""
-    if "inputs_embeds" not in inspect.signature(model.forward).parameters:
-        raise MemtokError(f"model {name} takes no input vectors (its forward has no inputs_embeds), so no memory "
-                          f"can be given to it")
-
-
-@contextlib.contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """transformers' own loading bars hidden, then as they were: they would look like the work itself."""
-    from transformers.utils import logging as hf_logging
-
-    shown = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if shown:
-            hf_logging.enable_progress_bar()
-
-
-def load(model: str | None = None, device: str | None = None, dtype: str = "float32") -> FrozenLM:
-    """Load `model`: None (the embedded default), a `.gguf` file, a local directory or a hub id.
-
-    `dtype` is what the model computes in (bfloat16 halves a big model's memory; `int8` and `nf4`
-    hold its weights in 8 or 4 bits through bitsandbytes, nf4 on CUDA only; memories made in it are
-    verified in it, and refused by a model loaded in another dtype). `device="auto"` spreads the
-    model over every GPU there is (accelerate's `device_map="auto"`).
-    """
-    if dtype not in MODEL_DTYPES and dtype not in QUANTISED:
-        raise MemtokError(f"model dtype must be one of {', '.join([*MODEL_DTYPES, *QUANTISED])}, got {dtype!r}")
-    check_device(device)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    revision = None
-    if (shipped := packaged(model)) is not None:
-        path, name, gguf = packaged_model_dir(shipped), shipped.name, None
-    elif model.endswith(".gguf"):
-        if not os.path.isfile(model):
-            raise MemtokError(f"model file not found: {model}")
-        path, name, gguf = os.path.dirname(os.path.abspath(model)), os.path.basename(model), os.path.basename(model)
-    else:
-        path, name, gguf = model, model, None
-        hub = None if os.path.isdir(model) else HUB_ID.fullmatch(model)
-        if not os.path.isdir(model) and hub is None:
-            raise MemtokError(f"model directory not found: {model}")
-        if hub is not None and hub["revision"]:
-            path, revision = hub["id"], hub["revision"]
-    kwargs = {"gguf_file": gguf} if gguf else {"revision": revision} if revision else {}
-    placement = placement_of(device, dtype)
-    if dtype in QUANTISED:
-        weights = quantisation(dtype, device or default_device())
-    else:
-        weights = {"dtype": TORCH_DTYPES[dtype]}
-    try:
-        with _quiet_loading():
-            tok = AutoTokenizer.from_pretrained(path, **kwargs)
-            lm = AutoModelForCausalLM.from_pretrained(path, **weights, **kwargs, **placement)
-    except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if os.path.exists(path):
-            raise MemtokError(f"could not load model {model!r}: {first}") from exc
-        from huggingface_hub.constants import HF_HUB_CACHE, HF_HUB_OFFLINE
-
-        why = "the hub is switched off (HF_HUB_OFFLINE)" if HF_HUB_OFFLINE else "the hub could not provide it"
-        raise MemtokError(f"model {model!r} is neither a local folder nor in the Hugging Face cache ({HF_HUB_CACHE}), "
-                          f"and {why}: {first}") from exc
-    check_takes_vectors(lm, name)
-    lm.requires_grad_(False)
-    lm.eval()
-    if not placement:
-        lm.to(device or default_device())
-    fix_numerics()
-    frozen = FrozenLM(lm, tok, name, functools.partial(describe, model, path, gguf, revision))
-    frozen.fingerprint  # noqa: B018 - taken before any pass: a quantised layer may repack its weights at its first
-    return frozen

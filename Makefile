@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup demo test test-fast bench gpu-check gpu-wheels train-text held-out-text
+.PHONY: setup demo test test-fast bench gpu-check gpu-rehearsal gpu-wheels train-text held-out-text
 
 setup: $(VENV)/.memtok-installed
 
@@ -51,6 +51,21 @@ held-out-text:
 GPU_PY ?= python3
 gpu-check:
 	$(GPU_PY) scripts/gpu_check.py
+
+# gpu-check rehearsed on this CPU in a venv of the GPU image's versions as far as PyPI has them: torch 2.11
+# (its CUDA build, which runs on a CPU; 4.6 GB), transformers 5.17, the oldest accelerate pyproject allows and
+# the oldest sentence-transformers that transformers 5.17 allows, pytest, xdist, hypothesis; of what the image
+# lacks only what gpu-wheels carries (zstandard, bitsandbytes). Python is this machine's 3.11 (the image's
+# is 3.12, which no registry here offers). Every step a CPU can run runs as on the GPU machine.
+REHEARSAL ?= .rehearsal
+gpu-rehearsal: $(REHEARSAL)/.ready
+	OMP_NUM_THREADS=1 $(REHEARSAL)/bin/python scripts/gpu_check.py
+
+$(REHEARSAL)/.ready:
+	python3 -m venv $(REHEARSAL)
+	$(REHEARSAL)/bin/pip install -q torch==2.11.0 transformers==5.17.0 accelerate==0.26.0 sentence-transformers==5.2.0 \
+		safetensors pytest pytest-xdist hypothesis zstandard==0.25.0 bitsandbytes==0.50.2
+	touch $@
 
 # What a GPU machine's image lacks (zstandard, bitsandbytes), as CPython 3.12 wheels in .whl/ (48 MB, within
 # the 64 MiB that travels to a lent machine with the working tree): carry .whl with the tree.

@@ -48,14 +48,19 @@ def test_without_a_gpu_the_cuda_steps_are_named_as_not_checked(gpu_check, tmp_pa
     assert sum(s.limit_s for s in gpu_check.steps(tmp_path, cuda=True)) <= gpu_check.LIMIT_S < 480  # one call
 
 
+def test_the_device_suite_names_test_modules_that_exist(gpu_check):
+    root = SCRIPT.parent.parent
+    assert gpu_check.DEVICE_SUITE and all((root / m).is_file() for m in gpu_check.DEVICE_SUITE)
+
+
 def test_on_cuda_a_step_not_checked_fails_the_run_unless_allowed(gpu_check):
     verdicts = ["PASS (3 s)", "SKIP (no bitsandbytes here: not checked)"]
-    assert gpu_check.verdict(verdicts, cuda=False, allow_skip=False) == ("gpu-check: PASS: 1 passed, 0 failed, "
+    assert gpu_check.overall(verdicts, cuda=False, allow_skip=False) == ("gpu-check: PASS: 1 passed, 0 failed, "
                                                                          "1 not checked", 0)
-    line, code = gpu_check.verdict(verdicts, cuda=True, allow_skip=False)
+    line, code = gpu_check.overall(verdicts, cuda=True, allow_skip=False)
     assert code == 1 and line.startswith("gpu-check: FAIL") and "GPU_CHECK_ALLOW_SKIP=1" in line
-    assert gpu_check.verdict(verdicts, cuda=True, allow_skip=True)[1] == 0
-    assert gpu_check.verdict(["FAIL (exit 1 after 2 s; the log says why)"], cuda=False, allow_skip=True)[1] == 1
+    assert gpu_check.overall(verdicts, cuda=True, allow_skip=True)[1] == 0
+    assert gpu_check.overall(["FAIL (exit 1 after 2 s; the log says why)"], cuda=False, allow_skip=True)[1] == 1
 
 
 def test_the_train_start_step_trains_a_start_on_this_machine(gpu_check, tmp_path):

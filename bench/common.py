@@ -197,8 +197,16 @@ SHAPES = {
 }
 
 
-def random_lm(shape: str, device: str, dtype: str = "float32", seed: int = 0) -> FrozenLM:
-    """A `FrozenLM` of Llama architecture in `shape` (`SHAPES`), random weights made on `device`."""
+# The spread of a trained model's logits over its vocabulary: 3.54 and 3.40 on two sentences of the
+# embedded SmolLM2-135M (their maxima 19.8 and 26.8), where random weights in its shape give 0.48. Drift
+# and rounding scale with the logits, so a random model is scaled to this before it measures them.
+TRAINED_LOGIT_STD = 3.5
+
+
+def random_lm(shape: str, device: str, dtype: str = "float32", seed: int = 0,
+              logit_std: float | None = TRAINED_LOGIT_STD) -> FrozenLM:
+    """A `FrozenLM` of Llama architecture in `shape` (`SHAPES`), random weights made on `device`, its
+    final norm scaled so that its logits spread as a trained model's (`logit_std`; None: as drawn)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = build_tokenizer()
@@ -206,5 +214,10 @@ def random_lm(shape: str, device: str, dtype: str = "float32", seed: int = 0) ->
     torch.manual_seed(seed)
     with torch.device(device):
         model = LlamaForCausalLM(config).to(TORCH_DTYPES[dtype])
+    if logit_std is not None:
+        with torch.no_grad():
+            probe = torch.randint(0, len(tok), (1, 32), generator=torch.Generator().manual_seed(seed)).to(device)
+            drawn = model(input_ids=probe).logits.float().std(-1).mean()
+            model.model.norm.weight.mul_(logit_std / drawn)  # logits are linear in the final norm's weight
     fix_numerics()
     return FrozenLM(model.requires_grad_(False).eval(), tok, f"random {shape}")

@@ -88,8 +88,20 @@ def test_search_command_prints_ranked_json_and_changes_nothing(tiny_dir, store, 
                           "--model", tiny_dir], capsysbinary)
     assert code == 0, err
     hits = [json.loads(line) for line in out.decode().splitlines()]
-    assert [h["rank"] for h in hits] == [1, 2] and "2 of 8 memories" in err
+    assert [h["rank"] for h in hits] == [1, 2] and "1 query, 2 of 8 memories each" in err
     assert all(h["text"] == TEXTS[int(h["id"])] for h in hits)  # each hit decoded, the store's row
     assert {p.name: p.stat().st_mtime_ns for p in store.rglob("*")} == before
     code, _, err = run(["search", str(store.parent), "x", "--model", tiny_dir], capsysbinary)
     assert code == 2 and "not a finished memtok store" in err
+
+
+def test_search_takes_many_queries_from_standard_input_with_one_model_load(tiny_dir, store, capsysbinary,
+                                                                           monkeypatch):
+    queries = f"{TEXTS[1]}\n\n{TEXTS[6]}\n".encode()
+    code, out, err = run(["search", str(store), "-", "-n", "1", "--json", "--model", tiny_dir], capsysbinary,
+                         stdin=queries, monkeypatch=monkeypatch)
+    assert code == 0 and "2 queries, 1 of 8 memories each" in err, err
+    hits = [json.loads(line) for line in out.decode().splitlines()]
+    assert [h["query"] for h in hits] == [TEXTS[1], TEXTS[6]] and all(h["rank"] == 1 for h in hits)
+    code, _, err = run(["search", str(store), "-", "--model", tiny_dir], capsysbinary, stdin=b"\n", monkeypatch=monkeypatch)
+    assert code == 2 and "standard input holds no query" in err

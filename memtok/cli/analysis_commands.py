@@ -159,25 +159,36 @@ def _floats(text: str) -> tuple[float, ...]:
 @model_options
 def search(store: str, query: str, top_n: int, method: str, scoring: str, teacher: str | None, decode_hits: bool,
            batch_size: int, as_json: bool, model: str | None, device: str | None) -> None:
-    """The memories of STORE most likely to hold QUERY, without their texts.
+    """The memories of STORE most likely to hold QUERY, without their texts. QUERY `-` reads one
+    query a line from standard input: the model loads once for them all.
 
     \b
     memtok search store/ "attention is computed from queries and keys" -n 3 --decode
+    memtok search store/ - --json < queries.txt
     """
     import time
 
     from ..store import MemoryStore
 
+    queries = [q for q in (line.strip() for line in sys.stdin)] if query == "-" else [query]
+    queries = [q for q in queries if q]
+    if not queries:
+        raise click.BadParameter("standard input holds no query (one a line)", param_hint="QUERY")
     memories = MemoryStore(store)
     codec = load_codec(memory_model(model, memories.info["model"], memories.info.get("model_source"), store), device)
     began = time.perf_counter()
-    hits = memories.search(codec, query, top_n, method, batch_size, decode_hits, show_progress_bar=True,
-                           scoring=scoring, teacher=teacher)
-    for rank, h in enumerate(hits, 1):
-        if as_json:
-            shown = {"text": h.text, "mismatch": h.mismatch} if decode_hits else {}
-            click.echo(json.dumps({"rank": rank, "id": h.id, "score": h.score, **shown}, ensure_ascii=False))
-        else:
-            text = "  (decoded text did not match its sha256)" if h.mismatch else f"  {h.text!r}"
-            click.echo(f"{rank}. {h.id}  {h.score:.4f}" + (text if decode_hits else ""))
-    click.echo(f"{len(hits)} of {len(memories)} memories by {method} in {time.perf_counter() - began:.1f} s", err=True)
+    for asked in queries:
+        hits = memories.search(codec, asked, top_n, method, batch_size, decode_hits, show_progress_bar=True,
+                               scoring=scoring, teacher=teacher)
+        if len(queries) > 1 and not as_json:
+            click.echo(f"query: {asked}")
+        for rank, h in enumerate(hits, 1):
+            if as_json:
+                shown = {"text": h.text, "mismatch": h.mismatch} if decode_hits else {}
+                many = {"query": asked} if len(queries) > 1 else {}
+                click.echo(json.dumps({**many, "rank": rank, "id": h.id, "score": h.score, **shown}, ensure_ascii=False))
+            else:
+                text = "  (decoded text did not match its sha256)" if h.mismatch else f"  {h.text!r}"
+                click.echo(f"{rank}. {h.id}  {h.score:.4f}" + (text if decode_hits else ""))
+    click.echo(f"{len(queries)} quer{'y' if len(queries) == 1 else 'ies'}, {len(hits)} of {len(memories)} memories "
+               f"each, by {method} in {time.perf_counter() - began:.1f} s", err=True)

@@ -28,16 +28,14 @@ from .options import model_options
               help="stop after this many minutes (the same command resumes)")
 @click.option("--bf16", is_flag=True, help="bfloat16 autocast (on a GPU)")
 @click.option("--unroll", type=click.IntRange(0, 64), default=TrainConfig.unroll, show_default=True,
-              help="train on the loss after this many of the encode's optimiser steps from the guess (first-order); "
-                   "0: the guess's own loss")
-@click.option("--recipe", default=TrainConfig.recipe, show_default=True, help="the encode whose steps --unroll runs")
+              help="train on the loss after this many of the encode's steps from the guess (0: the guess's own)")
+@click.option("--recipe", default=TrainConfig.recipe, show_default=True, help="the recipe --unroll steps with")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="begin from this start file's network (e.g. the shipped start), not from zero")
+              help="begin from this start file's network (e.g. the shipped one)")
 @click.option("--piece-tokens", type=(click.IntRange(1), click.IntRange(1)), default=(8, 40), show_default=True,
               help="shortest and longest training piece, in tokens")
 @click.option("--text", "text_sources", default=",".join(TEXT_SOURCES), show_default=True,
-              help="the training text's sources, those installed (make train-text): "
-                   + "; ".join(f"{s.name}: {s.what}" for s in TEXT_SOURCES.values()))
+              help="the training text's sources (memtok.training.text_sources; make train-text installs them)")
 @click.option("--extra", multiple=True, help="more training text: a CSV / JSONL / text file (never evaluation rows)")
 @click.option("--rows", default=None, help="with --extra: a row range START:END of each file, e.g. 100:")
 @model_options
